@@ -1,0 +1,79 @@
+# sinktrace: every entry point.
+#   make          build every program into bin/
+#   make test     build and run every cmocka test (tests/test_*.c)
+#   make run      deps + data + train the default config (+ probes and report)
+#   make data     fetch and prepare the default corpus (CORPUS=moby|sotu)
+#   make deps     install what is missing from Debian (as root), or print the command
+#   make bench    training speed against the machine's measured peak
+#
+# Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
+# of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
+# cmocka program bin/test_NAME linked with the other tests/*.c helpers.
+
+CC = gcc
+# -march=native: lets gcc use AVX2/FMA on the build machine (the binaries are not portable to older CPUs)
+ARCH ?= -march=native
+CFLAGS ?= -O2
+CFLAGS += -std=c11 -Wall -Wextra -Werror -fopenmp $(ARCH) -D_GNU_SOURCE -MMD -MP \
+          $(shell pkg-config --cflags stb libcjson 2>/dev/null)
+LDLIBS = $(shell pkg-config --libs stb libcjson 2>/dev/null) -lm
+TEST_LDLIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+
+ROOMS = common model data train probes
+MAIN_SRC = $(foreach r,$(ROOMS),$(wildcard $(r)/main_*.c))
+LIB_SRC = $(filter-out $(MAIN_SRC),$(foreach r,$(ROOMS),$(wildcard $(r)/*.c)))
+LIB_OBJ = $(patsubst %.c,build/%.o,$(LIB_SRC))
+PROGS = $(patsubst main_%,bin/%,$(basename $(notdir $(MAIN_SRC))))
+TEST_SRC = $(wildcard tests/test_*.c)
+TEST_HELP_SRC = $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+TEST_HELP_OBJ = $(patsubst %.c,build/%.o,$(TEST_HELP_SRC))
+TESTS = $(patsubst tests/%.c,bin/%,$(TEST_SRC))
+
+CORPUS ?= moby
+CONFIG ?= runs/default.conf
+
+.PHONY: all test deps data run bench clean
+all: $(PROGS)
+
+build/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+build/libsinktrace.a: $(LIB_OBJ)
+	@mkdir -p build
+	rm -f $@
+	ar rcs $@ $^
+
+vpath main_%.c $(ROOMS)
+bin/%: build/main_%.o build/libsinktrace.a
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+build/main_%.o: main_%.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) -c $< -o $@
+
+bin/test_%: build/tests/test_%.o $(TEST_HELP_OBJ) build/libsinktrace.a
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $^ -o $@ $(TEST_LDLIBS) $(LDLIBS)
+
+test: $(PROGS) $(TESTS)
+	@bash tests/run.sh $(TESTS)
+
+deps:
+	@bash .ci/deps.sh
+
+data: $(PROGS)
+	@bash data/fetch.sh $(CORPUS)
+
+run: deps data $(PROGS)
+	bin/train --config $(CONFIG)
+
+bench: $(PROGS)
+	bin/bench
+
+clean:
+	rm -rf build bin
+
+.SECONDARY:
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,191 @@
+/* model/moe.h: a miniature Qwen3-MoE transformer with hand-written forward and backward passes.
+ *
+ * The model knows nothing of files, flags or probe metrics. It exposes its parameters (one contiguous
+ * float buffer plus a table of named tensors), forward, backward, and an optional capture hook that
+ * records internals and applies interventions for the probes. Training passes NULL and pays nothing.
+ *
+ * Shapes: B sequences of T tokens; C = d_model; H query heads and KV key/value heads of D = head_dim
+ * channels; E experts, top-k routing, F = d_ff hidden units per expert; V = vocab_size; L = n_layer.
+ * Every weight matrix is stored [out][in] (rows are outputs), like torch.nn.Linear. */
+#ifndef SINKTRACE_MOE_H
+#define SINKTRACE_MOE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Config */
+
+typedef struct {
+    int vocab_size;
+    int seq_len;    /* largest T the model is built for */
+    int d_model;
+    int n_layer;
+    int n_head;
+    int n_kv_head;  /* grouped-query attention: n_head / n_kv_head query heads share one K/V head */
+    int head_dim;   /* 0 = d_model / n_head (resolved by moe_config_validate) */
+    float rope_theta;
+    int qk_norm;    /* per-head RMSNorm of q and k before RoPE (Qwen3) */
+    int n_expert;   /* 1 (with top_k 1) = a dense SwiGLU block with no router */
+    int top_k;
+    int d_ff;       /* hidden units of each expert */
+    int norm_topk;  /* renormalise the k routing weights to sum to 1 */
+    float aux_loss_coef;
+    float z_loss_coef;
+    int tie_embeddings; /* LM head reuses the token embedding */
+    float rms_eps;
+    float init_std;
+    uint64_t seed;
+} MoeConfig;
+
+void moe_config_default(MoeConfig *c);
+/* Checks every field and every combination; resolves head_dim = 0. Returns 0, or -1 with a one-line
+ * message naming the field in err (ST_ERR_LEN bytes). */
+int moe_config_validate(MoeConfig *c, char *err);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Parameters */
+
+typedef struct {
+    char name[40];   /* e.g. "blocks.3.attn.wq" */
+    int ndim;
+    int shape[3];
+    size_t offset;   /* into Moe.params / Moe.grads, in floats */
+    size_t size;     /* number of floats */
+    int decay;       /* 1 for matrices (weight decay applies), 0 for norm gains */
+} MoeTensor;
+
+/* ------------------------------------------------------------------------------------------------ */
+/* Capture and interventions (forward only). Every pointer may be NULL (= not wanted). Output arrays
+ * are allocated by the caller for the B and T of the forward call; l = block, p = residual point. */
+
+typedef struct {
+    /* captured */
+    float *attn;        /* [L][B][H][T][T] attention probabilities (query row, key column) */
+    float *resid;       /* [2L+1][B][T][C] residual stream: p = 0 embeddings, 2l+1 after block l's
+                           attention residual (the paper's l+0.5), 2l+2 after block l (l+1) */
+    float *attn_out;    /* [L][B][T][C] o^l: block l's attention output (after Wo, before the add) */
+    float *moe_out;     /* [L][B][T][C] m^l: block l's MoE output (before the add) */
+    float *q;           /* [L][B][T][H][D] queries after QK-norm and RoPE (what the scores use) */
+    float *k;           /* [L][B][T][KV][D] keys after QK-norm and RoPE */
+    float *v;           /* [L][B][T][KV][D] values */
+    float *router_probs;/* [L][B][T][E] router softmax (absent for dense blocks: left untouched) */
+    int *router_choice; /* [L][B][T][k] chosen experts, in order of decreasing probability */
+    float *moe_hidden;  /* [2][B][T][k][F] SwiGLU hidden silu(g)*u of blocks 0 and 1, per chosen slot */
+
+    /* interventions */
+    const unsigned char *zero_head; /* [L][H]: 1 = zero that head's output (before Wo) */
+    const unsigned char *ablate_attn; /* [L][T]: 1 = replace block l's attention output at position t */
+    const float *attn_repl;         /* [L][C] the replacement vector; NULL = zeros */
+    const unsigned char *ablate_moe;  /* [L][T]: 1 = replace block l's MoE output at position t */
+    const float *moe_repl;          /* [L][C] the replacement vector; NULL = zeros */
+    int patch_point;                /* residual point to overwrite (0..2L), -1 = none */
+    int patch_pos;                  /* position to overwrite */
+    const float *patch_vec;         /* [B][C] the new residual at (patch_point, patch_pos) per sequence */
+    int pos_offset;                 /* RoPE positions start here instead of 0 */
+    int window;                     /* > 0: query i sees only keys j with i - j < window */
+} MoeCapture;
+
+/* all pointers NULL, no intervention */
+void moe_capture_init(MoeCapture *cap);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The model */
+
+typedef struct {
+    float loss; /* ce + aux_loss_coef * aux + z_loss_coef * z */
+    float ce;   /* mean cross-entropy over targets != -1 (nats per token) */
+    float aux;  /* load-balancing loss averaged over MoE layers (1 = perfectly balanced; 0 if dense) */
+    float z;    /* router z-loss averaged over MoE layers and tokens (0 if dense) */
+    int n_targets;
+} MoeLoss;
+
+typedef struct MoeActs MoeActs; /* activation buffers, private to moe.c */
+
+typedef struct {
+    MoeConfig cfg;
+    size_t n_params;
+    float *params;
+    float *grads;
+    int n_tensors;
+    MoeTensor *tensors;
+    MoeActs *acts;   /* grown on demand to the largest B*T seen */
+    float *logits;   /* [B][T][V] after the last forward */
+    MoeLoss loss;    /* of the last forward with targets */
+    /* expert load of the last forward: [L][E] share of the k*B*T routing slots per expert */
+    float *expert_load;
+} Moe;
+
+/* validates cfg, allocates, and initialises the parameters from cfg.seed */
+int moe_init(Moe *m, const MoeConfig *cfg, char *err);
+void moe_free(Moe *m);
+const MoeTensor *moe_find(const Moe *m, const char *name); /* NULL if absent */
+/* deterministic init from cfg.seed: normal(0, init_std); output projections (attn.wo, expert down)
+ * scaled by 1/sqrt(2 L); norm gains 1 */
+void moe_init_params(Moe *m);
+
+/* Forward for tokens [B][T] (ids < V, T <= seq_len). targets [B][T] (-1 = ignored) may be NULL: then
+ * only logits are computed. Returns the total loss (0 without targets). cap may be NULL. */
+float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, MoeCapture *cap);
+void moe_zero_grad(Moe *m);
+/* Adds scale * d(total loss)/d(params) of the last forward into m->grads (scale = 1/grad_accum
+ * for gradient accumulation). Needs a forward with targets and without capture interventions. */
+void moe_backward(Moe *m, float scale);
+
+/* ------------------------------------------------------------------------------------------------ */
+/* The operations, each forward beside its backward. Exposed so tests can check each one against
+ * finite differences. Backward functions ADD into their gradient outputs (+=). N = rows. */
+
+void embed_forward(float *out, const int *tokens, const float *wte, int N, int C);
+void embed_backward(float *dwte, const float *dout, const int *tokens, int N, int C, int V);
+
+void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps);
+void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
+                      const float *rstd, int N, int C);
+
+/* out[n][o] = sum_i in[n][i] * w[o][i] */
+void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT);
+void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
+                     int OUT);
+
+/* rotates pairs (i, i + D/2) of every head of x [N][n_heads][D] by angle pos * theta^(-2i/D),
+ * pos = (row % T) + pos_offset; the backward rotates the gradient back */
+void rope_forward(float *x, int N, int T, int n_heads, int D, float theta, int pos_offset);
+void rope_backward(float *dx, int N, int T, int n_heads, int D, float theta, int pos_offset);
+
+/* causal softmax attention. q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D], att [B][H][T][T]
+ * (probabilities; zeros above the diagonal). window > 0 limits keys to i - j < window. */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
+                       int H, int KV, int D, int window);
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
+                        const float *k, const float *v, int B, int T, int H, int KV, int D);
+
+/* row-wise softmax with the maximum subtracted */
+void softmax_forward(float *probs, const float *logits, int N, int E);
+void softmax_backward(float *dlogits, const float *dprobs, const float *probs, int N, int E);
+
+/* top-k of router probabilities (ties to the lower index), weights = those probabilities,
+ * renormalised to sum 1 when norm_topk */
+void topk_forward(int *idx, float *w, const float *probs, int N, int E, int k, int norm_topk);
+void topk_backward(float *dprobs, const float *dw, const float *probs, const int *idx, const float *w, int N,
+                   int E, int k, int norm_topk);
+
+/* one SwiGLU expert on one token: g = wg x, u = wu x, h = silu(g) * u, out = wd h */
+void expert_forward(float *out, float *g, float *u, float *h, const float *x, const float *wg, const float *wu,
+                    const float *wd, int C, int F);
+void expert_backward(float *dx, float *dwg, float *dwu, float *dwd, const float *dout, const float *x,
+                     const float *g, const float *u, const float *h, const float *wg, const float *wu,
+                     const float *wd, int C, int F);
+
+/* load balancing E * sum_i f_i P_i (f from idx, not differentiable; P = mean of probs) */
+float aux_loss_forward(const float *probs, const int *idx, int N, int E, int k);
+void aux_loss_backward(float *dprobs, float dloss, const int *idx, int N, int E, int k);
+/* router z-loss: mean over rows of logsumexp(logits)^2 */
+float z_loss_forward(const float *logits, int N, int E);
+void z_loss_backward(float *dlogits, float dloss, const float *logits, int N, int E);
+
+/* mean cross-entropy over rows with target >= 0; returns it and the count of such rows */
+float cross_entropy_forward(const float *logits, const int *targets, int N, int V, int *n_valid);
+void cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int *targets, int N, int V);
+
+#endif
