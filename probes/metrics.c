@@ -1,0 +1,286 @@
+#include "metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+
+/* ---- small helpers -------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* median of v[0..n-1] (reorders v); the mean of the two middle values when n is even; NaN if n = 0 */
+static double median(double *v, int n) {
+    if (n == 0) return NAN;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static double norm(const float *x, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+static double dot(const float *x, const float *y, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)x[i] * y[i];
+    return s;
+}
+
+/* cosine, 0 when either vector is zero */
+static double cosine(const float *x, const float *y, int n) {
+    double nx = norm(x, n), ny = norm(y, n);
+    return nx > 0 && ny > 0 ? dot(x, y, n) / (nx * ny) : 0.0;
+}
+
+/* ||x[0]|| / median_{i>=1} ||x[i]|| for one sequence of T vectors of `stride` floats, the vector of
+ * interest being the `width` floats at `offset` inside each; scratch holds T doubles */
+static double p0_ratio_one(const float *x, int T, int stride, int offset, int width, double *scratch) {
+    for (int i = 1; i < T; i++) scratch[i - 1] = norm(x + (size_t)i * stride + offset, width);
+    return norm(x + offset, width) / median(scratch, T - 1);
+}
+
+/* ---- attention on a key --------------------------------------------------------------------- */
+
+double chance(int T) {
+    double harmonic = 0;
+    for (int t = 1; t <= T; t++) harmonic += 1.0 / t;
+    return (harmonic - 1.0) / (T - 1);
+}
+
+void attn_on_key(double *out, const float *attn, const ProbeDims *d, int key, int q_first) {
+    int T = d->T;
+    size_t TT = (size_t)T * T;
+    for (int l = 0; l < d->L; l++)
+        for (int h = 0; h < d->H; h++) {
+            double s = 0;
+            for (int n = 0; n < d->N; n++) {
+                const float *A = attn + (((size_t)l * d->N + n) * d->H + h) * TT; /* [T][T] of (l, n, h) */
+                for (int i = q_first; i < T; i++) s += A[(size_t)i * T + key];
+            }
+            out[l * d->H + h] = s / ((double)d->N * (T - q_first));
+        }
+}
+
+double sink_rate(const double *a, int H, int first_layer, int last_layer, double eps) {
+    int n = 0, above = 0;
+    for (int l = first_layer; l <= last_layer; l++)
+        for (int h = 0; h < H; h++, n++) above += a[l * H + h] > eps;
+    return n ? (double)above / n : NAN;
+}
+
+/* ---- norms of the P0 state ------------------------------------------------------------------ */
+
+double p0_norm_ratio(const float *x, int N, int T, int C) {
+    double *scratch = st_malloc(sizeof(double) * (size_t)T), s = 0;
+    for (int n = 0; n < N; n++) s += p0_ratio_one(x + (size_t)n * T * C, T, C, 0, C, scratch);
+    free(scratch);
+    return s / N;
+}
+
+double p0_gain(const float *before, const float *after, int N, int T, int C) {
+    double s = 0;
+    for (int n = 0; n < N; n++) {
+        size_t at = (size_t)n * T * C; /* position 0 of sequence n */
+        s += norm(after + at, C) / norm(before + at, C);
+    }
+    return s / N;
+}
+
+/* y = x / rms(x) * gain */
+static void rms_normalise(float *y, const float *x, const float *gain, int C) {
+    double ms = 0;
+    for (int c = 0; c < C; c++) ms += (double)x[c] * x[c];
+    double inv = ms > 0 ? 1.0 / sqrt(ms / C) : 0.0;
+    for (int c = 0; c < C; c++) y[c] = (float)(x[c] * inv * gain[c]);
+}
+
+double kappa(const float *x, int N, int T, int C, int j, const float *gain) {
+    /* sum over pairs n != m of u_n . u_m for unit vectors u = ||sum_n u_n||^2 - sum_n ||u_n||^2 */
+    double *sum = st_calloc((size_t)C, sizeof(double)), self = 0;
+    float *y = st_malloc(sizeof(float) * (size_t)C);
+    for (int n = 0; n < N; n++) {
+        const float *v = x + ((size_t)n * T + j) * C;
+        if (gain) {
+            rms_normalise(y, v, gain, C);
+            v = y;
+        }
+        double nv = norm(v, C);
+        if (nv == 0) continue;
+        for (int c = 0; c < C; c++) sum[c] += v[c] / nv;
+        self += 1.0;
+    }
+    double total = 0;
+    for (int c = 0; c < C; c++) total += sum[c] * sum[c];
+    free(sum);
+    free(y);
+    return N > 1 ? (total - self) / ((double)N * (N - 1)) : NAN;
+}
+
+double massive_ratio(const float *x, int N, int T, int C, int *channel) {
+    double *scratch = st_malloc(sizeof(double) * (size_t)(T - 1) * C);
+    double *p0_abs = st_calloc((size_t)C, sizeof(double)), s = 0;
+    for (int n = 0; n < N; n++) {
+        const float *r = x + (size_t)n * T * C;
+        double top = 0;
+        for (int c = 0; c < C; c++) {
+            double a = fabs(r[c]);
+            p0_abs[c] += a;
+            if (a > top) top = a;
+        }
+        for (size_t ic = 0; ic < (size_t)(T - 1) * C; ic++) scratch[ic] = fabs(r[C + ic]);
+        s += top / median(scratch, (T - 1) * C);
+    }
+    int best = 0;
+    for (int c = 1; c < C; c++)
+        if (p0_abs[c] > p0_abs[best]) best = c;
+    *channel = best;
+    free(scratch);
+    free(p0_abs);
+    return s / N;
+}
+
+/* ---- circuit pieces per block --------------------------------------------------------------- */
+
+static int chosen_expert(const int *choice, const ProbeDims *d, int n, int t, int slot) {
+    return choice ? choice[((size_t)n * d->T + t) * d->K + slot] : 0;
+}
+
+double p0_units(const float *hidden, const int *choice, const ProbeDims *d) {
+    int T = d->T, K = d->K, F = d->F;
+    double *scratch = st_malloc(sizeof(double) * (size_t)T), total = 0;
+    for (int n = 0; n < d->N; n++)
+        for (int s0 = 0; s0 < K; s0++) {
+            int e = chosen_expert(choice, d, n, 0, s0);
+            for (int f = 0; f < F; f++) {
+                /* |h| of unit (e, f) at every later position whose token was also routed to e */
+                int m = 0;
+                for (int i = 1; i < T; i++)
+                    for (int s = 0; s < K; s++)
+                        if (chosen_expert(choice, d, n, i, s) == e)
+                            scratch[m++] = fabs(hidden[(((size_t)n * T + i) * K + s) * F + f]);
+                if (m == 0) continue;
+                double h0 = fabs(hidden[((size_t)n * T * K + s0) * F + f]);
+                total += h0 > 10.0 * median(scratch, m);
+            }
+        }
+    free(scratch);
+    return total / d->N;
+}
+
+void qk_cos(const float *q, const float *k, const ProbeDims *d, double *p0, double *other) {
+    int T = d->T, H = d->H, KV = d->KV, D = d->D, group = H / KV; /* query head h reads kv head h/group */
+    double s0 = 0, so = 0;
+    long n0 = 0, no = 0;
+    for (int n = 0; n < d->N; n++)
+        for (int h = 0; h < H; h++)
+            for (int i = 1; i < T; i++) {
+                const float *qi = q + (((size_t)n * T + i) * H + h) * D;
+                for (int j = 0; j <= i; j++) {
+                    double c = cosine(qi, k + (((size_t)n * T + j) * KV + h / group) * D, D);
+                    if (j == 0) s0 += c, n0++;
+                    else so += c, no++;
+                }
+            }
+    *p0 = n0 ? s0 / n0 : NAN;
+    *other = no ? so / no : NAN;
+}
+
+double head_p0_norm_ratio(const float *x, int N, int T, int n_heads, int D) {
+    double *scratch = st_malloc(sizeof(double) * (size_t)T), s = 0;
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < n_heads; h++)
+            s += p0_ratio_one(x + (size_t)n * T * n_heads * D, T, n_heads * D, h * D, D, scratch);
+    free(scratch);
+    return s / ((double)N * n_heads);
+}
+
+double p0_route_consistency(const int *choice, const ProbeDims *d) {
+    if (!choice) return 1.0;
+    int *count = st_calloc((size_t)d->E, sizeof(int)), best = 0;
+    for (int n = 0; n < d->N; n++) count[chosen_expert(choice, d, n, 0, 0)]++;
+    for (int e = 0; e < d->E; e++)
+        if (count[e] > best) best = count[e];
+    free(count);
+    return (double)best / d->N;
+}
+
+static double entropy(const float *p, int E) {
+    double h = 0;
+    for (int e = 0; e < E; e++)
+        if (p[e] > 0) h -= p[e] * log(p[e]);
+    return h;
+}
+
+void router_entropy(const float *probs, const ProbeDims *d, double *p0, double *median_out) {
+    *p0 = *median_out = 0;
+    if (!probs) return;
+    int T = d->T, E = d->E;
+    double *scratch = st_malloc(sizeof(double) * (size_t)T);
+    for (int n = 0; n < d->N; n++) {
+        const float *pn = probs + (size_t)n * T * E;
+        *p0 += entropy(pn, E);
+        for (int i = 1; i < T; i++) scratch[i - 1] = entropy(pn + (size_t)i * E, E);
+        *median_out += median(scratch, T - 1);
+    }
+    free(scratch);
+    *p0 /= d->N;
+    *median_out /= d->N;
+}
+
+/* ---- derived over residual points ----------------------------------------------------------- */
+
+static double max_of(const double *v, int n) {
+    double m = v[0];
+    for (int i = 1; i < n; i++)
+        if (v[i] > m) m = v[i];
+    return m;
+}
+
+double d_star(const double *rho, int n_points) {
+    double half = 0.5 * max_of(rho, n_points);
+    for (int p = 0; p < n_points; p++)
+        if (rho[p] >= half) return p / 2.0;
+    return NAN; /* only when rho holds NaN */
+}
+
+/* (v[4] - v[0]) / (max_p v[p] - v[0]): the share of the rise of v done by the end of block 1 */
+static double share_by_block_1(const double *v, int n_points) {
+    if (n_points < 5) return NAN;
+    double rise = max_of(v, n_points) - v[0];
+    return rise > 0 ? (v[4] - v[0]) / rise : NAN;
+}
+
+double c2_share(const double *rho, int n_points) {
+    double *log_rho = st_malloc(sizeof(double) * (size_t)n_points);
+    for (int p = 0; p < n_points; p++) log_rho[p] = log(rho[p]);
+    double c2 = share_by_block_1(log_rho, n_points);
+    free(log_rho);
+    if (c2 < 0) return 0;
+    if (c2 > 1) return 1;
+    return c2; /* NaN passes through both comparisons */
+}
+
+double k2_share(const double *kappa_p0, int n_points) { return share_by_block_1(kappa_p0, n_points); }
+
+void log_norm_growth(double *delta, const double *rho, int n_points) {
+    for (int q = 0; q + 1 < n_points; q++) delta[q] = log(rho[q + 1]) - log(rho[q]);
+}
+
+int emergence_index(const double *values, int n) {
+    if (n < 2) return -1;
+    double first = values[0], change = values[n - 1] - first;
+    if (!(change != 0)) return -1; /* no change, or NaN */
+    double dir = change > 0 ? 1.0 : -1.0, threshold = first + 0.5 * change;
+    for (int k = 0; k < n; k++) {
+        int stays = 1;
+        for (int s = k; s < n && s <= k + 2; s++) stays &= dir * (values[s] - threshold) >= 0;
+        if (stays) return k;
+    }
+    return -1;
+}
