@@ -10,8 +10,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+#include <unistd.h>
+
 #include "../common/util.h"
 #include "../probes/metrics.h"
+#include "../probes/probeset.h"
+#include "../probes/record.h"
+
+static char dir[64];
+
+static int make_dir(void **state) {
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/test_probes_XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int remove_dir(void **state) {
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd);
+}
 
 /* ---- attention ------------------------------------------------------------------------------ */
 
@@ -199,6 +219,179 @@ static void test_emergence(void **state) {
     assert_int_equal(emergence_index(flat, 4), -1);
 }
 
+
+/* ---- the probe set -------------------------------------------------------------------------- */
+
+/* n windows of T tokens: token (7 s + i) % 200, vocab 257 with BOS 256 */
+static void make_probe_set(ProbeSet *ps, int n, int T, uint64_t seed) {
+    int *w = st_malloc(sizeof(int) * (size_t)n * T), *t = st_malloc(sizeof(int) * (size_t)n * T);
+    for (int s = 0; s < n; s++)
+        for (int i = 0; i < T; i++) w[s * T + i] = (7 * s + i) % 200, t[s * T + i] = (7 * s + i + 1) % 200;
+    char err[ST_ERR_LEN];
+    assert_int_equal(probe_set_from_windows(ps, w, t, n, T, 257, 256, 3, seed, err), 0);
+    free(w);
+    free(t);
+}
+
+static void test_probe_set_variants(void **state) {
+    (void)state;
+    int n = 4, T = 16;
+    ProbeSet ps;
+    make_probe_set(&ps, n, T, 5);
+    const int *nat = probe_set_tokens(&ps, PV_NATURAL);
+    for (int s = 0; s < n; s++) {
+        const int *w = nat + s * T;
+        const int *bos = probe_set_tokens(&ps, PV_BOS) + s * T, *rnd = probe_set_tokens(&ps, PV_RANDOM) + s * T;
+        const int *shu = probe_set_tokens(&ps, PV_SHUFFLED) + s * T, *rep = probe_set_tokens(&ps, PV_REPEATED) + s * T;
+        const int *sft = probe_set_tokens(&ps, PV_SHIFTED) + s * T;
+        const int *rf = probe_set_tokens(&ps, PV_RANDOM_FIRST) + s * T;
+        assert_int_equal(bos[0], 256);
+        int count[257] = {0};
+        for (int i = 0; i < T; i++) {
+            if (i > 0) assert_int_equal(bos[i], w[i - 1]);
+            assert_true(rnd[i] >= 0 && rnd[i] < 256); /* never BOS */
+            assert_int_equal(rep[i], w[0]);
+            if (i >= 3) assert_int_equal(sft[i], w[i - 3]);
+            if (i > 0) assert_int_equal(rf[i], w[i]);
+            count[w[i]]++;
+            count[shu[i]]--;
+        }
+        for (int t = 0; t < 257; t++) assert_int_equal(count[t], 0); /* shuffled is a permutation */
+        assert_memory_not_equal(shu, w, sizeof(int) * T);
+    }
+    assert_true(probe_set_has(&ps, PV_BOS));
+    probe_set_free(&ps);
+}
+
+static void test_probe_set_round_trip(void **state) {
+    (void)state;
+    char path[256], err[ST_ERR_LEN];
+    snprintf(path, sizeof path, "%s/probe_set.bin", dir);
+    ProbeSet a, b, c;
+    make_probe_set(&a, 3, 8, 11);
+    make_probe_set(&c, 3, 8, 11); /* a resumed run rebuilding from the same seed gets the same set */
+    assert_memory_equal(a.tokens, c.tokens, sizeof(int) * PV_COUNT * 3 * 8);
+    assert_int_equal(probe_set_save(&a, path, err), 0);
+    assert_int_equal(probe_set_load(&b, path, err), 0);
+    assert_true(b.n == 3 && b.T == 8 && b.vocab == 257 && b.bos_id == 256 && b.shift == 3 && b.seed == 11);
+    assert_memory_equal(a.tokens, b.tokens, sizeof(int) * PV_COUNT * 3 * 8);
+    assert_memory_equal(a.targets, b.targets, sizeof(int) * 3 * 8);
+    probe_set_free(&b);
+    /* a truncated file is reported as such, naming the file */
+    assert_int_equal(truncate(path, 100), 0);
+    assert_int_equal(probe_set_load(&b, path, err), -1);
+    assert_non_null(strstr(err, "truncated"));
+    assert_non_null(strstr(err, path));
+    probe_set_free(&a);
+    probe_set_free(&c);
+    int w[2 * 4] = {0};
+    assert_int_equal(probe_set_from_windows(&a, w, w, 2, 4, 257, -1, 4, 1, err), -1);
+    assert_non_null(strstr(err, "probe_shift"));
+}
+
+/* ---- one record and the summary ------------------------------------------------------------- */
+
+static float *random_floats(StRng *rng, size_t n) {
+    float *x = st_malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)st_rng_normal(rng);
+    return x;
+}
+
+/* every key the figures engineer reads, with its array length (0 = scalar) */
+static void test_record_json_schema(void **state) {
+    (void)state;
+    ProbeDims d = {.L = 3, .N = 3, .T = 8, .C = 8, .H = 2, .KV = 1, .D = 4, .E = 4, .K = 2, .F = 6};
+    int L = d.L, N = d.N, T = d.T, P = 2 * L + 1;
+    StRng rng;
+    st_rng_seed(&rng, 3);
+    int sink[6] = {0};
+    MoeCapture cap = {0}; /* only the captured arrays matter here */
+    cap.attn = make_attn(&d, sink);
+    cap.resid = random_floats(&rng, (size_t)P * N * T * d.C);
+    cap.attn_out = random_floats(&rng, (size_t)L * N * T * d.C);
+    cap.moe_out = random_floats(&rng, (size_t)L * N * T * d.C);
+    cap.q = random_floats(&rng, (size_t)L * N * T * d.H * d.D);
+    cap.k = random_floats(&rng, (size_t)L * N * T * d.KV * d.D);
+    cap.v = random_floats(&rng, (size_t)L * N * T * d.KV * d.D);
+    cap.router_probs = st_malloc(sizeof(float) * L * N * T * d.E);
+    for (int i = 0; i < L * N * T * d.E; i++) cap.router_probs[i] = 0.25f;
+    cap.router_choice = st_malloc(sizeof(int) * L * N * T * d.K);
+    for (int i = 0; i < L * N * T * d.K; i++) cap.router_choice[i] = i % d.E;
+    cap.moe_hidden = random_floats(&rng, (size_t)2 * N * T * d.K * d.F);
+    ProbeRecord r;
+    record_alloc(&r, L, d.H);
+    r.step = 7, r.variant = "natural", r.tokens = 100, r.val_loss = NAN, r.probe_loss = 2.5;
+    record_compute(&r, &cap, &d, NULL);
+    StJson j = {0};
+    record_to_json(&r, &j);
+    cJSON *o = cJSON_Parse(sj_end(&j));
+    assert_non_null(o);
+    struct {
+        const char *key;
+        int len;
+    } keys[] = {{"step", 0}, {"variant", 0}, {"tokens", 0}, {"val_loss", 0}, {"T", 0}, {"n_seq", 0},
+                {"n_layer", 0}, {"n_head", 0}, {"chance", 0}, {"a_p0", 6}, {"a_p0_gu", 6}, {"a_p0_late", 6},
+                {"a_k1", 6}, {"a_mid", 6}, {"a_p0_layer", 3}, {"lift_layer", 3}, {"sink_rate_20", 0},
+                {"sink_rate_30", 0}, {"sink_rate_50", 0}, {"sink_rate_2plus_20", 0}, {"sink_rate_2plus_30", 0},
+                {"sink_rate_2plus_50", 0}, {"sink_rate_k1_30", 0}, {"sink_rate_mid_30", 0},
+                {"sink_rate_layer_30", 3}, {"rho", 7}, {"kappa_p0", 7}, {"kappa_p1", 7}, {"kappa_mid", 7},
+                {"kappa_p0_norm", 7}, {"kappa_p1_norm", 7}, {"kappa_mid_norm", 7}, {"massive_ratio", 7},
+                {"massive_channel", 7}, {"eta", 3}, {"mu", 3}, {"gain", 3}, {"qk_cos_p0", 3}, {"qk_cos_other", 3},
+                {"k0_ratio", 3}, {"v0_ratio", 3}, {"p0_route_consistency", 3}, {"router_entropy_p0", 3},
+                {"router_entropy_median", 3}, {"p0_units", 2}, {"delta", 6}, {"d_star", 0}, {"C2", 0}, {"K2", 0}};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i].key);
+        if (!v) fail_msg("missing key %s", keys[i].key);
+        if (keys[i].len) assert_int_equal(cJSON_GetArraySize(v), keys[i].len);
+        else assert_false(cJSON_IsArray(v));
+    }
+    /* uniform attention: lift 1 in every layer; uniform routing: entropy log 4 */
+    assert_true(fabs(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "lift_layer"), 2)->valuedouble - 1) < 1e-6);
+    assert_true(fabs(r.router_entropy_p0[1] - log(4.0)) < 1e-6);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "val_loss")));
+    cJSON_Delete(o);
+    sj_free(&j);
+    record_free(&r);
+    free(cap.attn), free(cap.resid), free(cap.attn_out), free(cap.moe_out), free(cap.q), free(cap.k), free(cap.v);
+    free(cap.router_probs), free(cap.router_choice), free(cap.moe_hidden);
+}
+
+static void test_summary(void **state) {
+    (void)state;
+    char probes[256], summary[256], err[ST_ERR_LEN];
+    snprintf(probes, sizeof probes, "%s/probes.jsonl", dir);
+    snprintf(summary, sizeof summary, "%s/summary.json", dir);
+    FILE *f = fopen(probes, "w");
+    double sink[6] = {0, 0, 0.05, 0.6, 0.7, 0.8};
+    for (int i = 0; i < 6; i++) {
+        fprintf(f, "{\"step\":%d,\"variant\":\"natural\",\"val_loss\":%g,\"a_p0_2plus\":%g,\"rho\":[1,1,1,1,%d]}\n",
+                100 * i, 5.0 - i, sink[i], 1 + i);
+        fprintf(f, "{\"step\":%d,\"variant\":\"bos\",\"a_p0_2plus\":1}\n", 100 * i);
+    }
+    fprintf(f, "{\"step\":300,\"variant\":\"natural\",\"val_loss\":1.5,\"a_p0_2plus\":0.6}\n"); /* resumed */
+    fclose(f);
+    assert_int_equal(summary_write(probes, summary, 1000, err), 0);
+    f = fopen(summary, "r");
+    char buf[8192] = {0};
+    assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    cJSON *o = cJSON_Parse(buf);
+    assert_non_null(o);
+    assert_int_equal(cJSON_GetObjectItem(o, "n_probes")->valueint, 6);
+    assert_int_equal(cJSON_GetObjectItem(o, "a_p0_2plus_emergence_step")->valueint, 300);
+    assert_true(fabs(cJSON_GetObjectItem(o, "a_p0_2plus_emergence_frac")->valuedouble - 0.3) < 1e-12);
+    assert_true(fabs(cJSON_GetObjectItem(o, "a_p0_2plus_emergence_loss")->valuedouble - 1.5) < 1e-12);
+    assert_true(fabs(cJSON_GetObjectItem(o, "rho_2_final")->valuedouble - 6) < 1e-12);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "C2_emergence_step"))); /* absent metric: null */
+    cJSON_Delete(o);
+    /* a broken line is named */
+    f = fopen(probes, "a");
+    fprintf(f, "not json\n");
+    fclose(f);
+    assert_int_equal(summary_write(probes, summary, 1000, err), -1);
+    assert_non_null(strstr(err, "probes.jsonl:14"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chance_value),     cmocka_unit_test(test_uniform_attention_is_chance),
@@ -206,7 +399,9 @@ int main(void) {
         cmocka_unit_test(test_kappa),            cmocka_unit_test(test_massive_ratio),
         cmocka_unit_test(test_p0_units),         cmocka_unit_test(test_qk_cos),
         cmocka_unit_test(test_routing),          cmocka_unit_test(test_dstar_c2_k2_delta),
-        cmocka_unit_test(test_emergence),
+        cmocka_unit_test(test_emergence),        cmocka_unit_test(test_probe_set_variants),
+        cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
+        cmocka_unit_test(test_summary),
     };
-    return cmocka_run_group_tests_name("probes", tests, NULL, NULL);
+    return cmocka_run_group_tests_name("probes", tests, make_dir, remove_dir);
 }

@@ -1,0 +1,156 @@
+#include "probeset.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/binfile.h"
+#include "../common/util.h"
+
+#define PROBESET_MAGIC "STPROBE"
+#define PROBESET_VERSION 1
+
+static const char *const variant_names[PV_COUNT] = {"natural",  "bos",     "random",      "shuffled",
+                                                    "repeated", "shifted", "random_first"};
+
+const char *probe_variant_name(int v) { return v >= 0 && v < PV_COUNT ? variant_names[v] : "?"; }
+
+const int *probe_set_tokens(const ProbeSet *ps, int v) { return ps->tokens + (size_t)v * ps->n * ps->T; }
+
+int probe_set_has(const ProbeSet *ps, int v) { return v != PV_BOS || ps->bos_id >= 0; }
+
+static int *variant_rw(ProbeSet *ps, int v) { return ps->tokens + (size_t)v * ps->n * ps->T; }
+
+/* a uniform token that is never BOS: draw from the vocab - 1 other ids and skip over bos_id */
+static int random_token(StRng *rng, int vocab, int bos_id) {
+    int has_bos = bos_id >= 0 && bos_id < vocab;
+    int t = (int)st_rng_below(rng, (uint32_t)(vocab - has_bos));
+    return has_bos && t >= bos_id ? t + 1 : t;
+}
+
+/* fills variant v of window w (T tokens) into out */
+static void make_variant(int *out, const int *w, int T, int v, const ProbeSet *ps, StRng *rng) {
+    switch (v) {
+    case PV_NATURAL: memcpy(out, w, sizeof(int) * (size_t)T); break;
+    case PV_BOS:
+        out[0] = ps->bos_id >= 0 ? ps->bos_id : w[0];
+        memcpy(out + 1, w, sizeof(int) * (size_t)(T - 1));
+        break;
+    case PV_RANDOM:
+        for (int i = 0; i < T; i++) out[i] = random_token(rng, ps->vocab, ps->bos_id);
+        break;
+    case PV_SHUFFLED: /* Fisher-Yates */
+        memcpy(out, w, sizeof(int) * (size_t)T);
+        for (int i = T - 1; i > 0; i--) {
+            int j = (int)st_rng_below(rng, (uint32_t)(i + 1)), t = out[i];
+            out[i] = out[j];
+            out[j] = t;
+        }
+        break;
+    case PV_REPEATED:
+        for (int i = 0; i < T; i++) out[i] = w[0];
+        break;
+    case PV_SHIFTED:
+        for (int i = 0; i < ps->shift; i++) out[i] = random_token(rng, ps->vocab, ps->bos_id);
+        memcpy(out + ps->shift, w, sizeof(int) * (size_t)(T - ps->shift));
+        break;
+    case PV_RANDOM_FIRST:
+        memcpy(out, w, sizeof(int) * (size_t)T);
+        out[0] = random_token(rng, ps->vocab, ps->bos_id);
+        break;
+    }
+}
+
+static void probe_set_alloc(ProbeSet *ps) {
+    ps->tokens = st_malloc(sizeof(int) * (size_t)PV_COUNT * ps->n * ps->T);
+    ps->targets = st_malloc(sizeof(int) * (size_t)ps->n * ps->T);
+}
+
+static int check_shape(const char *where, int n, int T, int vocab, int shift, char *err) {
+    if (n < 2) return st_errorf(err, "%s: probe_n: expected >= 2 (cross-input cosines need pairs), found %d", where, n);
+    if (T < 4) return st_errorf(err, "%s: probe_len: expected >= 4, found %d", where, T);
+    if (shift < 1 || shift >= T)
+        return st_errorf(err, "%s: probe_shift: expected 1 to %d (below probe_len), found %d", where, T - 1, shift);
+    if (vocab < 2) return st_errorf(err, "%s: vocab: expected >= 2, found %d", where, vocab);
+    return 0;
+}
+
+int probe_set_from_windows(ProbeSet *ps, const int *windows, const int *targets, int n, int T, int vocab,
+                           int bos_id, int shift, uint64_t seed, char *err) {
+    memset(ps, 0, sizeof *ps);
+    if (check_shape("probe set", n, T, vocab, shift, err)) return -1;
+    *ps = (ProbeSet){.n = n, .T = T, .vocab = vocab, .bos_id = bos_id, .shift = shift, .seed = seed};
+    probe_set_alloc(ps);
+    memcpy(ps->targets, targets, sizeof(int) * (size_t)n * T);
+    StRng rng;
+    st_rng_seed(&rng, seed);
+    for (int v = 0; v < PV_COUNT; v++)
+        for (int s = 0; s < n; s++)
+            make_variant(variant_rw(ps, v) + (size_t)s * T, windows + (size_t)s * T, T, v, ps, &rng);
+    return 0;
+}
+
+int probe_set_save(const ProbeSet *ps, const char *path, char *err) {
+    StHeader h;
+    st_header_init(&h, PROBESET_MAGIC, PROBESET_VERSION);
+    int64_t fields[7] = {ps->n, ps->T, ps->vocab, ps->bos_id, ps->shift, (int64_t)ps->seed, PV_COUNT};
+    for (int i = 0; i < 7; i++) st_header_add(&h, fields[i]);
+    size_t nt = (size_t)ps->n * ps->T;
+    int32_t *buf = st_malloc(sizeof(int32_t) * nt * (PV_COUNT + 1));
+    for (size_t i = 0; i < nt * PV_COUNT; i++) buf[i] = ps->tokens[i];
+    for (size_t i = 0; i < nt; i++) buf[nt * PV_COUNT + i] = ps->targets[i];
+    StAtomic a;
+    int rc = st_atomic_open(&a, path, err);
+    if (!rc) rc = st_header_write(a.f, path, &h, err);
+    if (!rc) rc = st_write_all(a.f, path, buf, sizeof(int32_t) * nt * (PV_COUNT + 1), err);
+    if (!rc) rc = st_atomic_commit(&a, err);
+    else st_atomic_abort(&a);
+    free(buf);
+    return rc;
+}
+
+/* checks every token id of what the file calls `what` is below vocab (targets may also be -1) */
+static int check_ids(const char *path, const char *what, const int32_t *ids, size_t count, int vocab,
+                     int allow_ignore, char *err) {
+    for (size_t i = 0; i < count; i++)
+        if (ids[i] >= vocab || ids[i] < (allow_ignore ? -1 : 0))
+            return st_errorf(err, "%s: %s[%zu]: expected a token id below vocab %d, found %d", path, what, i, vocab,
+                             ids[i]);
+    return 0;
+}
+
+int probe_set_load(ProbeSet *ps, const char *path, char *err) {
+    memset(ps, 0, sizeof *ps);
+    FILE *f = fopen(path, "rb");
+    if (!f) return st_errorf(err, "%s: cannot open", path);
+    StHeader h;
+    int rc = st_header_read(f, path, PROBESET_MAGIC, PROBESET_VERSION, 7, &h, err);
+    if (!rc && h.field[6] != PV_COUNT)
+        rc = st_errorf(err, "%s: n_variants: expected %d, found %lld", path, PV_COUNT, (long long)h.field[6]);
+    if (!rc) rc = check_shape(path, (int)h.field[0], (int)h.field[1], (int)h.field[2], (int)h.field[4], err);
+    if (rc) {
+        fclose(f);
+        return -1;
+    }
+    *ps = (ProbeSet){.n = (int)h.field[0], .T = (int)h.field[1], .vocab = (int)h.field[2],
+                     .bos_id = (int)h.field[3], .shift = (int)h.field[4], .seed = (uint64_t)h.field[5]};
+    size_t nt = (size_t)ps->n * ps->T;
+    int32_t *buf = st_malloc(sizeof(int32_t) * nt * (PV_COUNT + 1));
+    rc = st_read_exact(f, path, buf, sizeof(int32_t) * nt * (PV_COUNT + 1), "probe tokens", err);
+    fclose(f);
+    if (!rc) rc = check_ids(path, "tokens", buf, nt * PV_COUNT, ps->vocab, 0, err);
+    if (!rc) rc = check_ids(path, "targets", buf + nt * PV_COUNT, nt, ps->vocab, 1, err);
+    if (!rc) {
+        probe_set_alloc(ps);
+        for (size_t i = 0; i < nt * PV_COUNT; i++) ps->tokens[i] = buf[i];
+        for (size_t i = 0; i < nt; i++) ps->targets[i] = buf[nt * PV_COUNT + i];
+    }
+    free(buf);
+    return rc;
+}
+
+void probe_set_free(ProbeSet *ps) {
+    free(ps->tokens);
+    free(ps->targets);
+    memset(ps, 0, sizeof *ps);
+}

@@ -1,0 +1,57 @@
+/* probes/probeset.h: the fixed inputs every probe step sees. probe_n held-out windows of probe_len
+ * tokens (the `natural` variant) and their variants, built once per run and saved in the run directory
+ * (probe_set.bin), so every probe step, every resume and every later re-analysis reads the same tokens.
+ *
+ * Variants of window w (all of length T, so the chance level is the same for each):
+ *   natural      w                                   position 0 is whatever token starts the window
+ *   bos          BOS, w[0..T-2]                      (only when the tokenizer has a BOS)
+ *   random       T i.i.d. uniform tokens (never BOS)
+ *   shuffled     a random permutation of w
+ *   repeated     w[0] repeated T times
+ *   shifted      `shift` random tokens, then w[0..T-shift-1] (the old position 0 moves to `shift`)
+ *   random_first w with position 0 replaced by a random token
+ *
+ * probe_set.bin: StHeader "STPROBE" v1, fields n, T, vocab, bos_id, shift, seed, n_variants; then
+ * int32 tokens [n_variants][n][T] and int32 targets [n][T] (the next token of each natural position,
+ * which is also the target of the bos variant's positions). Building it from a data directory and
+ * reopening it on resume is probe_set_open in probes/probe.h. */
+#ifndef SINKTRACE_PROBESET_H
+#define SINKTRACE_PROBESET_H
+
+#include <stdint.h>
+
+typedef enum {
+    PV_NATURAL = 0,
+    PV_BOS,
+    PV_RANDOM,
+    PV_SHUFFLED,
+    PV_REPEATED,
+    PV_SHIFTED,
+    PV_RANDOM_FIRST,
+    PV_COUNT
+} ProbeVariant;
+
+const char *probe_variant_name(int v); /* "natural", "bos", ... */
+
+typedef struct {
+    int n, T;
+    int vocab, bos_id; /* bos_id -1: no BOS, the bos variant is absent */
+    int shift;
+    uint64_t seed;
+    int *tokens;  /* [PV_COUNT][n][T] */
+    int *targets; /* [n][T] */
+} ProbeSet;
+
+/* tokens [n][T] of variant v */
+const int *probe_set_tokens(const ProbeSet *ps, int v);
+int probe_set_has(const ProbeSet *ps, int v); /* 0 only for bos without a BOS token */
+
+/* Builds every variant from the natural windows [n][T] and their targets [n][T] (copied), drawing the
+ * random tokens from seed. Checks n >= 2, T >= 4, 1 <= shift < T. */
+int probe_set_from_windows(ProbeSet *ps, const int *windows, const int *targets, int n, int T, int vocab,
+                           int bos_id, int shift, uint64_t seed, char *err);
+int probe_set_save(const ProbeSet *ps, const char *path, char *err);
+int probe_set_load(ProbeSet *ps, const char *path, char *err);
+void probe_set_free(ProbeSet *ps);
+
+#endif

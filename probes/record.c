@@ -1,0 +1,334 @@
+#include "record.h"
+
+#include <cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/binfile.h"
+#include "../common/util.h"
+
+/* ---- one record ----------------------------------------------------------------------------- */
+
+void record_alloc(ProbeRecord *r, int L, int H) {
+    memset(r, 0, sizeof *r);
+    int P = 2 * L + 1;
+    r->L = L;
+    r->H = H;
+    /* 5 [L*H] + 3 [L] + 8 [P] + 10 [L] + [2L] + [L] */
+    size_t total = (size_t)5 * L * H + 3 * (size_t)L + 8 * (size_t)P + 10 * (size_t)L + 2 * (size_t)L + L;
+    r->mem = st_calloc(total, sizeof(double));
+    double *m = r->mem;
+    double **lh[] = {&r->a_p0, &r->a_p0_gu, &r->a_p0_late, &r->a_k1, &r->a_mid};
+    for (size_t i = 0; i < sizeof lh / sizeof *lh; i++, m += (size_t)L * H) *lh[i] = m;
+    double **pts[] = {&r->rho,           &r->kappa_p0,      &r->kappa_p1,       &r->kappa_mid,
+                      &r->kappa_p0_norm, &r->kappa_p1_norm, &r->kappa_mid_norm, &r->massive_ratio};
+    for (size_t i = 0; i < sizeof pts / sizeof *pts; i++, m += P) *pts[i] = m;
+    double **blk[] = {&r->a_p0_layer,        &r->lift_layer,        &r->sink_rate_layer_30,
+                      &r->eta,               &r->mu,                &r->gain,
+                      &r->qk_cos_p0,         &r->qk_cos_other,      &r->k0_ratio,
+                      &r->v0_ratio,          &r->p0_route_consistency, &r->router_entropy_p0,
+                      &r->router_entropy_median, &r->delta_block};
+    for (size_t i = 0; i < sizeof blk / sizeof *blk; i++, m += L) *blk[i] = m;
+    r->delta = m;
+    r->massive_channel = st_calloc((size_t)P, sizeof(int));
+}
+
+void record_free(ProbeRecord *r) {
+    free(r->mem);
+    free(r->massive_channel);
+    memset(r, 0, sizeof *r);
+}
+
+static void attention_metrics(ProbeRecord *r, const float *attn, const ProbeDims *d) {
+    int L = d->L, H = d->H, T = d->T;
+    attn_on_key(r->a_p0, attn, d, 0, 1);
+    attn_on_key(r->a_p0_gu, attn, d, 0, 0);
+    attn_on_key(r->a_p0_late, attn, d, 0, T / 2);
+    attn_on_key(r->a_k1, attn, d, 1, 2);
+    attn_on_key(r->a_mid, attn, d, T / 2, T / 2 + 1);
+    r->chance = chance(T);
+    for (int l = 0; l < L; l++) {
+        double s = 0;
+        for (int h = 0; h < H; h++) s += r->a_p0[l * H + h];
+        r->a_p0_layer[l] = s / H;
+        r->lift_layer[l] = r->a_p0_layer[l] / r->chance;
+        r->sink_rate_layer_30[l] = sink_rate(r->a_p0, H, l, l, 0.3);
+    }
+    double s = 0;
+    for (int i = 2 * H; i < L * H; i++) s += r->a_p0[i];
+    r->a_p0_2plus = L > 2 ? s / ((L - 2) * H) : NAN;
+    r->sink_rate_20 = sink_rate(r->a_p0, H, 0, L - 1, 0.2);
+    r->sink_rate_30 = sink_rate(r->a_p0, H, 0, L - 1, 0.3);
+    r->sink_rate_50 = sink_rate(r->a_p0, H, 0, L - 1, 0.5);
+    r->sink_rate_2plus_20 = sink_rate(r->a_p0, H, 2, L - 1, 0.2);
+    r->sink_rate_2plus_30 = sink_rate(r->a_p0, H, 2, L - 1, 0.3);
+    r->sink_rate_2plus_50 = sink_rate(r->a_p0, H, 2, L - 1, 0.5);
+    r->sink_rate_k1_30 = sink_rate(r->a_k1, H, 0, L - 1, 0.3);
+    r->sink_rate_mid_30 = sink_rate(r->a_mid, H, 0, L - 1, 0.3);
+}
+
+static void residual_metrics(ProbeRecord *r, const float *resid, const ProbeDims *d, const float *norm_gains) {
+    int N = d->N, T = d->T, C = d->C, P = 2 * d->L + 1;
+    for (int p = 0; p < P; p++) {
+        const float *x = resid + (size_t)p * N * T * C;
+        const float *g = norm_gains ? norm_gains + (size_t)p * C : NULL;
+        r->rho[p] = p0_norm_ratio(x, N, T, C);
+        r->kappa_p0[p] = kappa(x, N, T, C, 0, NULL);
+        r->kappa_p1[p] = kappa(x, N, T, C, 1, NULL);
+        r->kappa_mid[p] = kappa(x, N, T, C, T / 2, NULL);
+        r->kappa_p0_norm[p] = g ? kappa(x, N, T, C, 0, g) : r->kappa_p0[p];
+        r->kappa_p1_norm[p] = g ? kappa(x, N, T, C, 1, g) : r->kappa_p1[p];
+        r->kappa_mid_norm[p] = g ? kappa(x, N, T, C, T / 2, g) : r->kappa_mid[p];
+        r->massive_ratio[p] = massive_ratio(x, N, T, C, &r->massive_channel[p]);
+    }
+    r->rho_max = r->rho[0];
+    for (int p = 1; p < P; p++)
+        if (r->rho[p] > r->rho_max) r->rho_max = r->rho[p];
+    log_norm_growth(r->delta, r->rho, P);
+    for (int l = 0; l < d->L; l++) r->delta_block[l] = r->delta[2 * l] + r->delta[2 * l + 1];
+    r->d_star = d_star(r->rho, P);
+    r->C2 = c2_share(r->rho, P);
+    r->K2 = k2_share(r->kappa_p0, P);
+}
+
+static void block_metrics(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d) {
+    int N = d->N, T = d->T, C = d->C, H = d->H, KV = d->KV, D = d->D;
+    size_t NTC = (size_t)N * T * C;
+    for (int l = 0; l < d->L; l++) {
+        r->eta[l] = p0_norm_ratio(cap->attn_out + l * NTC, N, T, C);
+        r->mu[l] = p0_norm_ratio(cap->moe_out + l * NTC, N, T, C);
+        /* r_{l+0.5} is point 2l+1, r_{l+1} is point 2l+2 */
+        r->gain[l] = p0_gain(cap->resid + (2 * l + 1) * NTC, cap->resid + (2 * l + 2) * NTC, N, T, C);
+        const float *q = cap->q + (size_t)l * N * T * H * D;
+        const float *k = cap->k + (size_t)l * N * T * KV * D, *v = cap->v + (size_t)l * N * T * KV * D;
+        qk_cos(q, k, d, &r->qk_cos_p0[l], &r->qk_cos_other[l]);
+        r->k0_ratio[l] = head_p0_norm_ratio(k, N, T, KV, D);
+        r->v0_ratio[l] = head_p0_norm_ratio(v, N, T, KV, D);
+        const int *choice = cap->router_choice + (size_t)l * N * T * d->K;
+        r->p0_route_consistency[l] = d->E > 1 ? p0_route_consistency(choice, d) : 1.0;
+        router_entropy(d->E > 1 ? cap->router_probs + (size_t)l * N * T * d->E : NULL, d, &r->router_entropy_p0[l],
+                       &r->router_entropy_median[l]);
+    }
+    for (int b = 0; b < 2; b++)
+        r->p0_units[b] = b < d->L ? p0_units(cap->moe_hidden + (size_t)b * N * T * d->K * d->F,
+                                             d->E > 1 ? cap->router_choice + (size_t)b * N * T * d->K : NULL, d)
+                                  : NAN;
+}
+
+void record_compute(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, const float *norm_gains) {
+    r->T = d->T;
+    r->N = d->N;
+    attention_metrics(r, cap->attn, d);
+    residual_metrics(r, cap->resid, d, norm_gains);
+    block_metrics(r, cap, d);
+}
+
+void record_to_json(const ProbeRecord *r, StJson *j) {
+    int L = r->L, LH = r->L * r->H, P = 2 * r->L + 1;
+    sj_begin(j);
+    sj_int(j, "step", r->step);
+    sj_str(j, "variant", r->variant);
+    sj_int(j, "tokens", r->tokens);
+    sj_num(j, "val_loss", r->val_loss);
+    sj_num(j, "probe_loss", r->probe_loss);
+    sj_int(j, "T", r->T);
+    sj_int(j, "n_seq", r->N);
+    sj_int(j, "n_layer", r->L);
+    sj_int(j, "n_head", r->H);
+    sj_num(j, "chance", r->chance);
+    sj_doubles(j, "a_p0", r->a_p0, LH);
+    sj_doubles(j, "a_p0_gu", r->a_p0_gu, LH);
+    sj_doubles(j, "a_p0_late", r->a_p0_late, LH);
+    sj_doubles(j, "a_k1", r->a_k1, LH);
+    sj_doubles(j, "a_mid", r->a_mid, LH);
+    sj_doubles(j, "a_p0_layer", r->a_p0_layer, L);
+    sj_doubles(j, "lift_layer", r->lift_layer, L);
+    sj_num(j, "a_p0_2plus", r->a_p0_2plus);
+    sj_num(j, "sink_rate_20", r->sink_rate_20);
+    sj_num(j, "sink_rate_30", r->sink_rate_30);
+    sj_num(j, "sink_rate_50", r->sink_rate_50);
+    sj_num(j, "sink_rate_2plus_20", r->sink_rate_2plus_20);
+    sj_num(j, "sink_rate_2plus_30", r->sink_rate_2plus_30);
+    sj_num(j, "sink_rate_2plus_50", r->sink_rate_2plus_50);
+    sj_num(j, "sink_rate_k1_30", r->sink_rate_k1_30);
+    sj_num(j, "sink_rate_mid_30", r->sink_rate_mid_30);
+    sj_doubles(j, "sink_rate_layer_30", r->sink_rate_layer_30, L);
+    sj_doubles(j, "rho", r->rho, P);
+    sj_num(j, "rho_max", r->rho_max);
+    sj_doubles(j, "kappa_p0", r->kappa_p0, P);
+    sj_doubles(j, "kappa_p1", r->kappa_p1, P);
+    sj_doubles(j, "kappa_mid", r->kappa_mid, P);
+    sj_doubles(j, "kappa_p0_norm", r->kappa_p0_norm, P);
+    sj_doubles(j, "kappa_p1_norm", r->kappa_p1_norm, P);
+    sj_doubles(j, "kappa_mid_norm", r->kappa_mid_norm, P);
+    sj_doubles(j, "massive_ratio", r->massive_ratio, P);
+    sj_ints(j, "massive_channel", r->massive_channel, P);
+    sj_doubles(j, "eta", r->eta, L);
+    sj_doubles(j, "mu", r->mu, L);
+    sj_doubles(j, "gain", r->gain, L);
+    sj_doubles(j, "qk_cos_p0", r->qk_cos_p0, L);
+    sj_doubles(j, "qk_cos_other", r->qk_cos_other, L);
+    sj_doubles(j, "k0_ratio", r->k0_ratio, L);
+    sj_doubles(j, "v0_ratio", r->v0_ratio, L);
+    sj_doubles(j, "p0_route_consistency", r->p0_route_consistency, L);
+    sj_doubles(j, "router_entropy_p0", r->router_entropy_p0, L);
+    sj_doubles(j, "router_entropy_median", r->router_entropy_median, L);
+    sj_doubles(j, "p0_units", r->p0_units, 2);
+    sj_doubles(j, "delta", r->delta, 2 * L);
+    sj_doubles(j, "delta_block", r->delta_block, L);
+    sj_num(j, "d_star", r->d_star);
+    sj_num(j, "C2", r->C2);
+    sj_num(j, "K2", r->K2);
+}
+
+/* ---- the run summary ------------------------------------------------------------------------ */
+
+/* the headline metrics whose emergence the summary reports */
+enum { HL_A_P0_2PLUS, HL_A_P0_MAX, HL_SINK_RATE_30, HL_SINK_RATE_2PLUS_30, HL_RHO_MAX, HL_RHO_2, HL_KAPPA_P0_2, HL_C2,
+       HL_D_STAR, HL_COUNT };
+static const char *const headline_names[HL_COUNT] = {"a_p0_2plus", "a_p0_max", "sink_rate_30", "sink_rate_2plus_30",
+                                                     "rho_max",    "rho_2",    "kappa_p0_2",   "C2", "d_star"};
+
+typedef struct {
+    long step;
+    double loss; /* val_loss, else probe_loss */
+    double value[HL_COUNT];
+} SummaryRow;
+
+static double json_num(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+/* element i of a numeric array, or its maximum when i < 0; NaN if absent */
+static double json_elem(const cJSON *o, const char *key, int i) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsArray(a)) return NAN;
+    if (i >= 0) {
+        const cJSON *v = cJSON_GetArrayItem(a, i);
+        return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    }
+    double m = NAN;
+    const cJSON *v;
+    /* !(x <= m) is true for the first number (m NaN) and for every larger one */
+    cJSON_ArrayForEach(v, a) if (cJSON_IsNumber(v) && !(v->valuedouble <= m)) m = v->valuedouble;
+    return m;
+}
+
+static void summary_row(SummaryRow *s, const cJSON *o) {
+    s->step = (long)json_num(o, "step");
+    s->loss = json_num(o, "val_loss");
+    if (isnan(s->loss)) s->loss = json_num(o, "probe_loss");
+    s->value[HL_A_P0_2PLUS] = json_num(o, "a_p0_2plus");
+    s->value[HL_A_P0_MAX] = json_elem(o, "a_p0", -1);
+    s->value[HL_SINK_RATE_30] = json_num(o, "sink_rate_30");
+    s->value[HL_SINK_RATE_2PLUS_30] = json_num(o, "sink_rate_2plus_30");
+    s->value[HL_RHO_MAX] = json_num(o, "rho_max");
+    s->value[HL_RHO_2] = json_elem(o, "rho", 4); /* point 4 = after block 1 */
+    s->value[HL_KAPPA_P0_2] = json_elem(o, "kappa_p0", 4);
+    s->value[HL_C2] = json_num(o, "C2");
+    s->value[HL_D_STAR] = json_num(o, "d_star");
+}
+
+/* natural-variant rows of probes.jsonl; a step probed twice (a resumed run) keeps its last line */
+static int read_natural_rows(const char *path, SummaryRow **rows_out, int *n_out, char *err) {
+    FILE *f = fopen(path, "r");
+    if (!f) return st_errorf(err, "%s: cannot open", path);
+    SummaryRow *rows = NULL;
+    int n = 0, cap = 0, lineno = 0, rc = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    while (getline(&line, &line_cap, f) > 0) {
+        lineno++;
+        cJSON *o = cJSON_Parse(line);
+        if (!cJSON_IsObject(o)) {
+            rc = st_errorf(err, "%s:%d: expected one JSON object per line, found something else", path, lineno);
+            cJSON_Delete(o);
+            break;
+        }
+        const cJSON *variant = cJSON_GetObjectItemCaseSensitive(o, "variant");
+        if (cJSON_IsString(variant) && strcmp(variant->valuestring, "natural") == 0) {
+            SummaryRow row;
+            summary_row(&row, o);
+            int at = n;
+            for (int i = 0; i < n; i++)
+                if (rows[i].step == row.step) at = i;
+            if (at == n) {
+                if (n == cap) rows = realloc(rows, sizeof *rows * (size_t)(cap = 2 * cap + 16));
+                if (!rows) {
+                    fprintf(stderr, "error: out of memory reading %s\n", path);
+                    exit(1);
+                }
+                n++;
+            }
+            rows[at] = row;
+        }
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    if (rc) {
+        free(rows);
+        return -1;
+    }
+    *rows_out = rows;
+    *n_out = n;
+    return 0;
+}
+
+static int by_step(const void *a, const void *b) {
+    long x = ((const SummaryRow *)a)->step, y = ((const SummaryRow *)b)->step;
+    return (x > y) - (x < y);
+}
+
+/* writes "<name><suffix>": v */
+static void sj_num_named(StJson *j, const char *name, const char *suffix, double v) {
+    char key[96];
+    snprintf(key, sizeof key, "%s%s", name, suffix);
+    sj_num(j, key, v);
+}
+
+static void summary_metric(StJson *j, const SummaryRow *rows, int n, int m, long total_steps) {
+    double *v = st_malloc(sizeof(double) * (size_t)(n ? n : 1));
+    for (int i = 0; i < n; i++) v[i] = rows[i].value[m];
+    int k = emergence_index(v, n);
+    const char *name = headline_names[m];
+    sj_num_named(j, name, "_initial", n ? v[0] : NAN);
+    sj_num_named(j, name, "_final", n ? v[n - 1] : NAN);
+    sj_num_named(j, name, "_emergence_step", k >= 0 ? (double)rows[k].step : NAN);
+    sj_num_named(j, name, "_emergence_frac", k >= 0 && total_steps > 0 ? (double)rows[k].step / total_steps : NAN);
+    sj_num_named(j, name, "_emergence_loss", k >= 0 ? rows[k].loss : NAN);
+    free(v);
+}
+
+int summary_write(const char *probes_path, const char *summary_path, long total_steps, char *err) {
+    SummaryRow *rows = NULL;
+    int n = 0;
+    if (read_natural_rows(probes_path, &rows, &n, err)) return -1;
+    qsort(rows, (size_t)n, sizeof *rows, by_step);
+    double *series = st_malloc(sizeof(double) * (size_t)(n ? n : 1));
+    StJson j = {0};
+    sj_begin(&j);
+    sj_int(&j, "total_steps", total_steps);
+    sj_int(&j, "n_probes", n);
+    sj_int(&j, "final_step", n ? rows[n - 1].step : 0);
+    for (int i = 0; i < n; i++) series[i] = (double)rows[i].step;
+    sj_doubles(&j, "steps", series, n);
+    for (int i = 0; i < n; i++) series[i] = rows[i].loss;
+    sj_doubles(&j, "loss", series, n);
+    for (int i = 0; i < n; i++) series[i] = rows[i].value[HL_D_STAR];
+    sj_doubles(&j, "d_star", series, n);
+    for (int i = 0; i < n; i++) series[i] = rows[i].value[HL_C2];
+    sj_doubles(&j, "C2", series, n);
+    for (int m = 0; m < HL_COUNT; m++) summary_metric(&j, rows, n, m, total_steps);
+    StAtomic a;
+    int rc = st_atomic_open(&a, summary_path, err);
+    if (!rc) rc = sj_write_line(&j, a.f, summary_path, err);
+    if (!rc) rc = st_atomic_commit(&a, err);
+    else st_atomic_abort(&a);
+    sj_free(&j);
+    free(series);
+    free(rows);
+    return rc;
+}

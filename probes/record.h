@@ -1,0 +1,70 @@
+/* probes/record.h: every metric of one probe step and variant (one line of probes.jsonl), computed from
+ * one MoeCapture with probes/metrics.h, and the run summary (summary.json) derived from probes.jsonl.
+ *
+ * Array layouts: [L*H] layer-major (index l*H + h); [P] = [2L+1] residual points (index p is the
+ * paper's p/2); [L] per block. Key names are those of the struct fields. */
+#ifndef SINKTRACE_RECORD_H
+#define SINKTRACE_RECORD_H
+
+#include <stdio.h>
+
+#include "../common/jsonl.h"
+#include "../model/moe.h"
+#include "metrics.h"
+
+typedef struct {
+    /* identity */
+    long step;
+    const char *variant;
+    long long tokens;    /* training tokens seen at this step */
+    double val_loss;     /* the trainer's validation loss at this step, NaN if not known */
+    double probe_loss;   /* mean cross-entropy of this variant's windows (natural, bos), else NaN */
+    int L, H, T, N;
+    double chance;       /* chance(T) */
+
+    /* attention on key 0 and the controls, [L*H] */
+    double *a_p0, *a_p0_gu, *a_p0_late, *a_k1, *a_mid;
+    double *a_p0_layer, *lift_layer; /* [L] mean over heads, and that over chance */
+    double a_p0_2plus;               /* mean of a_p0 over the heads of layers >= 2 (NaN if L < 3) */
+    double sink_rate_20, sink_rate_30, sink_rate_50;
+    double sink_rate_2plus_20, sink_rate_2plus_30, sink_rate_2plus_50;
+    double sink_rate_k1_30, sink_rate_mid_30;
+    double *sink_rate_layer_30; /* [L] */
+
+    /* residual stream, [2L+1] */
+    double *rho, *kappa_p0, *kappa_p1, *kappa_mid, *kappa_p0_norm, *kappa_p1_norm, *kappa_mid_norm;
+    double *massive_ratio;
+    int *massive_channel;
+    double rho_max;
+
+    /* per block, [L] */
+    double *eta, *mu, *gain, *qk_cos_p0, *qk_cos_other, *k0_ratio, *v0_ratio;
+    double *p0_route_consistency, *router_entropy_p0, *router_entropy_median;
+    double p0_units[2]; /* blocks 0 and 1 (NaN for a block the model lacks) */
+
+    /* derived */
+    double *delta;       /* [2L] per sublayer: log rho[q+1] - log rho[q] */
+    double *delta_block; /* [L] SCIENCE.md's delta_l = log rho_{l+1} - log rho_l */
+    double d_star, C2, K2;
+
+    double *mem; /* one allocation behind every array above */
+} ProbeRecord;
+
+void record_alloc(ProbeRecord *r, int L, int H);
+void record_free(ProbeRecord *r);
+
+/* Fills every metric from a capture of N sequences (dims d) that holds attn, resid, attn_out, moe_out,
+ * q, k, v, router_probs, router_choice and moe_hidden. norm_gains [2L+1][C] (may be NULL) is the gain
+ * of the RMSNorm that reads each residual point (the *_norm kappas use it; NULL: raw kappas again). */
+void record_compute(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, const float *norm_gains);
+
+/* one probes.jsonl line */
+void record_to_json(const ProbeRecord *r, StJson *j);
+
+/* The run summary of probes.jsonl (natural variant lines, in file order), written to summary_path:
+ * for each headline metric (a_p0_2plus, a_p0_max, sink_rate_30, sink_rate_2plus_30, rho_max, rho_2,
+ * kappa_p0_2, C2) its initial and final values, emergence step (SCIENCE.md), emergence as a share of
+ * total_steps, and the loss at emergence; plus the series of steps, losses, d_star and C2. */
+int summary_write(const char *probes_path, const char *summary_path, long total_steps, char *err);
+
+#endif
