@@ -83,6 +83,14 @@ double p0_norm_ratio(const float *x, int N, int T, int C) {
     return s / N;
 }
 
+double median_later_norm(const float *x, int T, int C) {
+    double *scratch = st_malloc(sizeof(double) * (size_t)T);
+    for (int i = 1; i < T; i++) scratch[i - 1] = norm(x + (size_t)i * C, C);
+    double m = median(scratch, T - 1);
+    free(scratch);
+    return m;
+}
+
 double p0_gain(const float *before, const float *after, int N, int T, int C) {
     double s = 0;
     for (int n = 0; n < N; n++) {

@@ -42,6 +42,9 @@ double sink_rate(const double *a, int H, int first_layer, int last_layer, double
  * eta_l (x = attention output o^l), mu_l (x = MoE output m^l) */
 double p0_norm_ratio(const float *x, int N, int T, int C);
 
+/* median_{i>=1} ||x[i]|| of one sequence x [T][C] */
+double median_later_norm(const float *x, int T, int C);
+
 /* gain_l = mean_n ||after[n][0]|| / ||before[n][0]||, with before = r_{l+0.5}, after = r_{l+1} */
 double p0_gain(const float *before, const float *after, int N, int T, int C);
 

@@ -1,0 +1,250 @@
+#include "interventions.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+
+#define ROPE_OFFSET 1000
+
+typedef struct {
+    Prober *pr;
+    Moe *m;
+    long step;
+    FILE *f;
+    const char *path;
+    ProbeRecord base, after;
+    float *base_attn;  /* attention of the natural forward [L][N][H][T][T] */
+    float *base_state; /* residual after block 1 (point 4) of the natural forward [N][T][C] */
+    float *attn_mean;  /* [L][C] mean attention output over sequences and positions >= 1 */
+    float *moe_mean;   /* [L][C] the same for the MoE output */
+    StRng rng;
+    char *err;
+} Session;
+
+/* mean over sequences and positions i >= 1 of x [L][N][T][C], into out [L][C] */
+static void mean_output(float *out, const float *x, const ProbeDims *d) {
+    size_t NTC = (size_t)d->N * d->T * d->C;
+    for (int l = 0; l < d->L; l++)
+        for (int c = 0; c < d->C; c++) {
+            double s = 0;
+            for (int n = 0; n < d->N; n++)
+                for (int i = 1; i < d->T; i++) s += x[l * NTC + ((size_t)n * d->T + i) * d->C + c];
+            out[(size_t)l * d->C + c] = (float)(s / ((double)d->N * (d->T - 1)));
+        }
+}
+
+static double point_or_nan(const double *v, int P, int p) { return p < P ? v[p] : NAN; }
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    return m;
+}
+
+static void pair(StJson *j, const char *name, double before, double after) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_before", name);
+    sj_num(j, key, before);
+    snprintf(key, sizeof key, "%s_after", name);
+    sj_num(j, key, after);
+}
+
+static void pair_array(StJson *j, const char *name, const double *before, const double *after, int n) {
+    char key[64];
+    snprintf(key, sizeof key, "%s_before", name);
+    sj_doubles(j, key, before, n);
+    snprintf(key, sizeof key, "%s_after", name);
+    sj_doubles(j, key, after, n);
+}
+
+/* mean over heads of attention on key `key` from queries > key, per layer, of the last capture */
+static void attn_on_key_layer(double *out, const Prober *pr, int key) {
+    const ProbeDims *d = &pr->dims;
+    double *a = st_malloc(sizeof(double) * (size_t)d->L * d->H);
+    attn_on_key(a, pr->cap.attn, d, key, key + 1);
+    for (int l = 0; l < d->L; l++) {
+        out[l] = 0;
+        for (int h = 0; h < d->H; h++) out[l] += a[l * d->H + h] / d->H;
+    }
+    free(a);
+}
+
+/* one intervention: forward of `variant` with iv, then its line (layer, head: -1 when not a head) */
+static int run_one(Session *s, const char *name, int variant, const MoeCapture *iv, int position, int layer,
+                   int head) {
+    Prober *pr = s->pr;
+    const ProbeDims *d = &pr->dims;
+    int L = d->L, P = 2 * L + 1;
+    prober_measure(pr, s->m, variant, iv, &s->after);
+    const ProbeRecord *b = &s->base, *a = &s->after;
+    StJson *j = &pr->json;
+    sj_begin(j);
+    sj_int(j, "step", s->step);
+    sj_str(j, "intervention", name);
+    sj_str(j, "variant", probe_variant_name(variant));
+    sj_int(j, "position", position);
+    sj_int(j, "layer", layer);
+    sj_int(j, "head", head);
+    pair(j, "a_p0_2plus", b->a_p0_2plus, a->a_p0_2plus);
+    pair(j, "sink_rate_30", b->sink_rate_30, a->sink_rate_30);
+    pair(j, "sink_rate_2plus_30", b->sink_rate_2plus_30, a->sink_rate_2plus_30);
+    pair(j, "rho_max", b->rho_max, a->rho_max);
+    pair(j, "rho_2", point_or_nan(b->rho, P, 4), point_or_nan(a->rho, P, 4));
+    pair(j, "kappa_p0_2", point_or_nan(b->kappa_p0, P, 4), point_or_nan(a->kappa_p0, P, 4));
+    pair(j, "C2", b->C2, a->C2);
+    pair(j, "d_star", b->d_star, a->d_star);
+    pair(j, "probe_loss", b->probe_loss, a->probe_loss);
+    pair_array(j, "a_p0_layer", b->a_p0_layer, a->a_p0_layer, L);
+    pair_array(j, "rho", b->rho, a->rho, P);
+    pair_array(j, "kappa_p0", b->kappa_p0, a->kappa_p0, P);
+    size_t n_attn = (size_t)L * d->N * d->H * d->T * d->T;
+    sj_num(j, "max_attn_diff", max_abs_diff(pr->cap.attn, s->base_attn, n_attn));
+    if (variant == PV_SHIFTED) { /* did the sink stay on the old first token, now at position `shift`? */
+        double *moved = st_malloc(sizeof(double) * (size_t)L);
+        attn_on_key_layer(moved, pr, pr->set.shift);
+        sj_doubles(j, "a_old_p0_layer_after", moved, L);
+        free(moved);
+    }
+    return sj_write_line(j, s->f, s->path, s->err);
+}
+
+/* the variants against the natural baseline */
+static int run_variants(Session *s) {
+    static const int variants[] = {PV_BOS, PV_RANDOM_FIRST, PV_SHUFFLED, PV_RANDOM, PV_REPEATED, PV_SHIFTED};
+    for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
+        int v = variants[i];
+        if (probe_set_has(&s->pr->set, v) && run_one(s, probe_variant_name(v), v, NULL, -1, -1, -1)) return -1;
+    }
+    return 0;
+}
+
+static int run_rope_and_window(Session *s) {
+    MoeCapture iv;
+    moe_capture_init(&iv);
+    iv.pos_offset = ROPE_OFFSET;
+    if (run_one(s, "rope_offset", PV_NATURAL, &iv, -1, -1, -1)) return -1;
+    moe_capture_init(&iv);
+    iv.window = s->pr->dims.T / 4;
+    return run_one(s, "window", PV_NATURAL, &iv, -1, -1, -1);
+}
+
+/* zero and mean ablation of block l's attention (moe = 0) or MoE (moe = 1) output at `pos` */
+static int run_output_ablation(Session *s, int moe, int l, int pos) {
+    const ProbeDims *d = &s->pr->dims;
+    unsigned char *mask = st_calloc((size_t)d->L * d->T, 1); /* [L][T] */
+    mask[(size_t)l * d->T + pos] = 1;
+    int rc = 0;
+    for (int mean = 0; mean <= 1 && !rc; mean++) {
+        MoeCapture iv;
+        moe_capture_init(&iv);
+        const float *repl = mean ? (moe ? s->moe_mean : s->attn_mean) : NULL;
+        if (moe) iv.ablate_moe = mask, iv.moe_repl = repl;
+        else iv.ablate_attn = mask, iv.attn_repl = repl;
+        char name[32];
+        snprintf(name, sizeof name, "%s_%s%d", mean ? "mean" : "zero", moe ? "moe" : "attn", l);
+        rc = run_one(s, name, PV_NATURAL, &iv, pos, l, -1);
+    }
+    free(mask);
+    return rc;
+}
+
+/* the residual after block 1 at `pos` replaced, per sequence n, by (kind) 0: the same state of
+ * sequence n+1; 1: a random direction with the norm of the original; 2: the original rescaled to the
+ * median norm of positions >= 1 of its sequence */
+static int run_state_patch(Session *s, int kind, int pos) {
+    const ProbeDims *d = &s->pr->dims;
+    int N = d->N, T = d->T, C = d->C;
+    float *vec = st_malloc(sizeof(float) * (size_t)N * C);
+    for (int n = 0; n < N; n++) {
+        const float *own = s->base_state + ((size_t)n * T + pos) * C;
+        float *out = vec + (size_t)n * C;
+        double own_norm = 0;
+        for (int c = 0; c < C; c++) own_norm += (double)own[c] * own[c];
+        own_norm = sqrt(own_norm);
+        if (kind == 0) {
+            memcpy(out, s->base_state + ((size_t)((n + 1) % N) * T + pos) * C, sizeof(float) * C);
+        } else if (kind == 1) {
+            double r2 = 0;
+            for (int c = 0; c < C; c++) out[c] = (float)st_rng_normal(&s->rng), r2 += (double)out[c] * out[c];
+            for (int c = 0; c < C; c++) out[c] = (float)(out[c] * own_norm / sqrt(r2));
+        } else {
+            double med = median_later_norm(s->base_state + (size_t)n * T * C, T, C);
+            for (int c = 0; c < C; c++) out[c] = (float)(own[c] * med / own_norm);
+        }
+    }
+    MoeCapture iv;
+    moe_capture_init(&iv);
+    iv.patch_point = 4, iv.patch_pos = pos, iv.patch_vec = vec;
+    static const char *const names[3] = {"patch_other_seq", "redirect", "rescale_median"};
+    int rc = run_one(s, names[kind], PV_NATURAL, &iv, pos, 1, -1);
+    free(vec);
+    return rc;
+}
+
+static int run_head_ablations(Session *s) {
+    const ProbeDims *d = &s->pr->dims;
+    unsigned char *mask = st_calloc((size_t)d->L * d->H, 1); /* [L][H] */
+    int rc = 0;
+    for (int l = 0; l < d->L && l < 2 && !rc; l++)
+        for (int h = 0; h < d->H && !rc; h++) {
+            MoeCapture iv;
+            moe_capture_init(&iv);
+            mask[l * d->H + h] = 1;
+            iv.zero_head = mask;
+            rc = run_one(s, "zero_head", PV_NATURAL, &iv, -1, l, h);
+            mask[l * d->H + h] = 0;
+        }
+    free(mask);
+    return rc;
+}
+
+/* the natural forward every intervention is compared with, and what the ablations take from it */
+static void session_baseline(Session *s) {
+    Prober *pr = s->pr;
+    const ProbeDims *d = &pr->dims;
+    size_t NTC = (size_t)d->N * d->T * d->C, n_attn = (size_t)d->L * d->N * d->H * d->T * d->T;
+    record_alloc(&s->base, d->L, d->H);
+    record_alloc(&s->after, d->L, d->H);
+    prober_measure(pr, s->m, PV_NATURAL, NULL, &s->base);
+    s->base_attn = st_malloc(sizeof(float) * n_attn);
+    memcpy(s->base_attn, pr->cap.attn, sizeof(float) * n_attn);
+    s->base_state = st_malloc(sizeof(float) * NTC);
+    int point = d->L >= 2 ? 4 : 2 * d->L; /* after block 1 (the last block of a 1-block model) */
+    memcpy(s->base_state, pr->cap.resid + (size_t)point * NTC, sizeof(float) * NTC);
+    s->attn_mean = st_malloc(sizeof(float) * (size_t)d->L * d->C);
+    s->moe_mean = st_malloc(sizeof(float) * (size_t)d->L * d->C);
+    mean_output(s->attn_mean, pr->cap.attn_out, d);
+    mean_output(s->moe_mean, pr->cap.moe_out, d);
+    st_rng_seed(&s->rng, pr->set.seed ^ 0x5eedULL);
+}
+
+static void session_free(Session *s) {
+    record_free(&s->base);
+    record_free(&s->after);
+    free(s->base_attn), free(s->base_state), free(s->attn_mean), free(s->moe_mean);
+}
+
+int interventions_run(Prober *pr, Moe *m, long step, const char *name, char *err) {
+    char path[4200];
+    if (snprintf(path, sizeof path, "%s/%s", pr->run_dir, name) >= (int)sizeof path)
+        return st_errorf(err, "%s: run directory path too long", pr->run_dir);
+    FILE *f = fopen(path, "a");
+    if (!f) return st_errorf(err, "%s: cannot open for appending", path);
+    Session s = {.pr = pr, .m = m, .step = step, .f = f, .path = path, .err = err};
+    session_baseline(&s);
+    int T = pr->dims.T, L = pr->dims.L, positions[2] = {0, T / 2}; /* P0 and its control */
+    int rc = run_variants(&s);
+    if (!rc) rc = run_rope_and_window(&s);
+    for (int i = 0; i < 2 && !rc; i++) {
+        rc = run_output_ablation(&s, 0, 0, positions[i]);
+        for (int l = 0; l < 2 && l < L && !rc; l++) rc = run_output_ablation(&s, 1, l, positions[i]);
+        for (int kind = 0; kind < 3 && !rc && L >= 2; kind++) rc = run_state_patch(&s, kind, positions[i]);
+    }
+    if (!rc) rc = run_head_ablations(&s);
+    session_free(&s);
+    if (fclose(f) != 0 && !rc) rc = st_errorf(err, "%s: write failed", path);
+    return rc;
+}

@@ -1,0 +1,248 @@
+#include "probe.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/binfile.h"
+#include "../common/util.h"
+#include "../data/loader.h"
+#include "interventions.h"
+
+/* ---- config and schedule -------------------------------------------------------------------- */
+
+void probe_config_default(ProbeConfig *c) { *c = (ProbeConfig){.n = 64, .len = 64, .shift = 8, .every = 0, .log_early = 1}; }
+
+int probe_schedule_parse(const char *s, int *log_early, char *err) {
+    if (strcmp(s, "log") == 0) *log_early = 1;
+    else if (strcmp(s, "linear") == 0) *log_early = 0;
+    else return st_errorf(err, "probe_schedule: expected 'log' or 'linear', found '%s'", s);
+    return 0;
+}
+
+int probe_is_due(long step, long total_steps, const ProbeConfig *c) {
+    if (step == 0 || step == total_steps) return 1;
+    if (c->every > 0 && step % c->every == 0) return 1;
+    if (c->log_early && total_steps >= 10) {
+        double span = log(total_steps / 10.0); /* log-spaced from step 1 to step total/10 */
+        for (int k = 0; k < 10; k++)
+            if (step == lround(exp(span * k / 9.0))) return 1;
+    }
+    return 0;
+}
+
+/* ---- the probe set of a run ----------------------------------------------------------------- */
+
+static int probe_set_build(ProbeSet *ps, const char *data_dir, int n, int T, int shift, uint64_t seed, char *err) {
+    Loader ld;
+    if (loader_open(&ld, data_dir, T, BOS_NONE, seed, err)) return -1;
+    if (ld.n_val_windows < n) {
+        st_errorf(err, "%s: validation split: expected at least probe_n = %d windows of %d tokens, found %d",
+                  data_dir, n, T, ld.n_val_windows);
+        loader_close(&ld);
+        return -1;
+    }
+    int *inputs = st_malloc(sizeof(int) * (size_t)n * T), *targets = st_malloc(sizeof(int) * (size_t)n * T);
+    loader_val_batch(&ld, 0, inputs, targets, n);
+    int rc = probe_set_from_windows(ps, inputs, targets, n, T, ld.vocab_size, ld.bos_id, shift, seed, err);
+    free(inputs);
+    free(targets);
+    loader_close(&ld);
+    return rc;
+}
+
+int probe_set_open(ProbeSet *ps, const char *path, const char *data_dir, int n, int T, int shift, uint64_t seed,
+                   char *err) {
+    if (access(path, F_OK) != 0) {
+        if (probe_set_build(ps, data_dir, n, T, shift, seed, err)) return -1;
+        if (probe_set_save(ps, path, err) == 0) return 0;
+        probe_set_free(ps);
+        return -1;
+    }
+    if (probe_set_load(ps, path, err)) return -1;
+    const char *field = ps->n != n ? "probe_n" : ps->T != T ? "probe_len" : ps->shift != shift ? "probe_shift" : NULL;
+    if (!field) return 0;
+    int found = ps->n != n ? ps->n : ps->T != T ? ps->T : ps->shift;
+    int expected = ps->n != n ? n : ps->T != T ? T : shift;
+    probe_set_free(ps);
+    return st_errorf(err, "%s: %s: expected %d (this run's config), found %d (a run keeps its probe set)", path,
+                     field, expected, found);
+}
+
+/* ---- the prober ----------------------------------------------------------------------------- */
+
+static float *floats(size_t n) { return st_calloc(n, sizeof(float)); }
+
+static void capture_alloc(MoeCapture *cap, const ProbeDims *d) {
+    size_t NT = (size_t)d->N * d->T, L = (size_t)d->L;
+    moe_capture_init(cap);
+    cap->attn = floats(L * d->N * d->H * d->T * d->T);
+    cap->resid = floats((2 * L + 1) * NT * d->C);
+    cap->attn_out = floats(L * NT * d->C);
+    cap->moe_out = floats(L * NT * d->C);
+    cap->q = floats(L * NT * d->H * d->D);
+    cap->k = floats(L * NT * d->KV * d->D);
+    cap->v = floats(L * NT * d->KV * d->D);
+    cap->router_probs = floats(L * NT * d->E);
+    cap->router_choice = st_calloc(L * NT * d->K, sizeof(int)); /* a dense model leaves it 0: expert 0 */
+    cap->moe_hidden = floats(2 * NT * d->K * d->F);
+}
+
+static void capture_free(MoeCapture *cap) {
+    free(cap->attn), free(cap->resid), free(cap->attn_out), free(cap->moe_out);
+    free(cap->q), free(cap->k), free(cap->v);
+    free(cap->router_probs), free(cap->router_choice), free(cap->moe_hidden);
+    moe_capture_init(cap);
+}
+
+int prober_open(Prober *pr, const char *run_dir, const char *data_dir, const ProbeConfig *c, const MoeConfig *mc,
+                int probe_bos, uint64_t seed, char *err) {
+    memset(pr, 0, sizeof *pr);
+    pr->cfg = *c;
+    pr->probe_bos = probe_bos;
+    snprintf(pr->run_dir, sizeof pr->run_dir, "%s", run_dir);
+    if (c->len > mc->seq_len)
+        return st_errorf(err, "probe_len: expected at most the model's seq_len %d, found %d", mc->seq_len, c->len);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/probe_set.bin", run_dir);
+    if (probe_set_open(&pr->set, path, data_dir, c->n, c->len, c->shift, seed, err)) return -1;
+    if (pr->set.vocab != mc->vocab_size) {
+        st_errorf(err, "%s: vocab: expected the model's vocab_size %d, found %d", path, mc->vocab_size, pr->set.vocab);
+        probe_set_free(&pr->set);
+        return -1;
+    }
+    pr->dims = (ProbeDims){.L = mc->n_layer, .N = c->n, .T = c->len, .C = mc->d_model, .H = mc->n_head,
+                           .KV = mc->n_kv_head, .D = mc->head_dim, .E = mc->n_expert, .K = mc->top_k, .F = mc->d_ff};
+    capture_alloc(&pr->cap, &pr->dims);
+    pr->norm_gains = floats((size_t)(2 * mc->n_layer + 1) * mc->d_model);
+    return 0;
+}
+
+void prober_close(Prober *pr) {
+    probe_set_free(&pr->set);
+    capture_free(&pr->cap);
+    free(pr->norm_gains);
+    sj_free(&pr->json);
+    memset(pr, 0, sizeof *pr);
+}
+
+/* the gain of the RMSNorm that reads residual point p: block l's attention norm reads point 2l, its
+ * MoE norm point 2l+1, the final norm point 2L */
+static void copy_norm_gains(float *out, const Moe *m) {
+    int L = m->cfg.n_layer, C = m->cfg.d_model;
+    char name[40];
+    for (int p = 0; p <= 2 * L; p++) {
+        if (p == 2 * L) snprintf(name, sizeof name, "final_norm");
+        else snprintf(name, sizeof name, "blocks.%d.%s", p / 2, p % 2 ? "moe_norm" : "attn_norm");
+        const MoeTensor *t = moe_find(m, name);
+        for (int c = 0; c < C; c++) out[(size_t)p * C + c] = t ? m->params[t->offset + c] : 1.0f;
+    }
+}
+
+void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord *r) {
+    MoeCapture cap = pr->cap;
+    if (iv) { /* the interventions of iv, the capture arrays of the prober */
+        cap = *iv;
+        cap.attn = pr->cap.attn, cap.resid = pr->cap.resid, cap.attn_out = pr->cap.attn_out;
+        cap.moe_out = pr->cap.moe_out, cap.q = pr->cap.q, cap.k = pr->cap.k, cap.v = pr->cap.v;
+        cap.router_probs = pr->cap.router_probs, cap.router_choice = pr->cap.router_choice;
+        cap.moe_hidden = pr->cap.moe_hidden;
+    }
+    const ProbeSet *ps = &pr->set;
+    /* the bos variant's targets are the natural tokens: BOS, w0, w1, ... predicts w0, w1, w2, ... */
+    const int *targets = v == PV_NATURAL ? ps->targets : v == PV_BOS ? probe_set_tokens(ps, PV_NATURAL) : NULL;
+    moe_forward(m, probe_set_tokens(ps, v), targets, pr->dims.N, pr->dims.T, &cap);
+    copy_norm_gains(pr->norm_gains, m);
+    record_compute(r, &cap, &pr->dims, pr->norm_gains);
+    r->variant = probe_variant_name(v);
+    r->probe_loss = targets ? m->loss.ce : NAN;
+}
+
+static int run_path(char *out, size_t cap, const Prober *pr, const char *name) {
+    return snprintf(out, cap, "%s/%s", pr->run_dir, name) >= (int)cap ? -1 : 0;
+}
+
+/* measures variant v and appends its line to the open file f */
+static int append_variant(Prober *pr, Moe *m, int v, long step, long long tokens, double val_loss, FILE *f,
+                          const char *path, char *err) {
+    ProbeRecord r;
+    record_alloc(&r, pr->dims.L, pr->dims.H);
+    prober_measure(pr, m, v, NULL, &r);
+    r.step = step, r.tokens = tokens, r.val_loss = v == PV_NATURAL ? val_loss : NAN;
+    record_to_json(&r, &pr->json);
+    sj_num(&pr->json, "probe_seconds", pr->seconds); /* probing time of the run before this step */
+    int rc = sj_write_line(&pr->json, f, path, err);
+    record_free(&r);
+    return rc;
+}
+
+/* attention.jsonl: the attention probabilities [L][H][T][T] of window 0, natural variant */
+static int write_attention(Prober *pr, Moe *m, long step, char *err) {
+    const ProbeDims *d = &pr->dims;
+    ProbeRecord r;
+    record_alloc(&r, d->L, d->H);
+    prober_measure(pr, m, PV_NATURAL, NULL, &r);
+    record_free(&r);
+    size_t TT = (size_t)d->T * d->T;
+    float *maps = st_malloc(sizeof(float) * (size_t)d->L * d->H * TT);
+    for (int l = 0; l < d->L; l++) /* sequence 0 of the capture [L][N][H][T][T] */
+        memcpy(maps + (size_t)l * d->H * TT, pr->cap.attn + (size_t)l * d->N * d->H * TT, sizeof(float) * d->H * TT);
+    StJson *j = &pr->json;
+    sj_begin(j);
+    sj_int(j, "step", step);
+    sj_int(j, "T", d->T);
+    sj_int(j, "n_layer", d->L);
+    sj_int(j, "n_head", d->H);
+    sj_floats(j, "attn", maps, (int)((size_t)d->L * d->H * TT));
+    free(maps);
+    char path[4200];
+    StAtomic a;
+    if (run_path(path, sizeof path, pr, "attention.jsonl")) return st_errorf(err, "%s: run directory path too long", pr->run_dir);
+    int rc = st_atomic_open(&a, path, err);
+    if (!rc) rc = sj_write_line(j, a.f, path, err);
+    if (!rc) rc = st_atomic_commit(&a, err);
+    else st_atomic_abort(&a);
+    return rc;
+}
+
+/* appends the lines of the variants from..PV_COUNT-1 (those the set has) to run_dir/name */
+static int append_variants(Prober *pr, Moe *m, int from, int to, long step, long long tokens, double val_loss,
+                           const char *name, char *err) {
+    char path[4200];
+    if (run_path(path, sizeof path, pr, name)) return st_errorf(err, "%s: run directory path too long", pr->run_dir);
+    FILE *f = fopen(path, "a");
+    if (!f) return st_errorf(err, "%s: cannot open for appending", path);
+    int rc = 0;
+    for (int v = from; v < to && !rc; v++)
+        if (probe_set_has(&pr->set, v)) rc = append_variant(pr, m, v, step, tokens, val_loss, f, path, err);
+    if (fclose(f) != 0 && !rc) rc = st_errorf(err, "%s: write failed", path);
+    return rc;
+}
+
+int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long tokens, double val_loss, char *err) {
+    double t0 = st_now_seconds();
+    int final = step >= total_steps;
+    /* every step: natural, and bos when the run trains with it; the final step: every variant */
+    int rc = append_variants(pr, m, PV_NATURAL, PV_NATURAL + 1, step, tokens, val_loss, "probes.jsonl", err);
+    if (!rc && (pr->probe_bos || final)) rc = append_variants(pr, m, PV_BOS, PV_BOS + 1, step, tokens, val_loss, "probes.jsonl", err);
+    if (!rc && final) rc = append_variants(pr, m, PV_BOS + 1, PV_COUNT, step, tokens, val_loss, "probes.jsonl", err);
+    if (!rc && final) rc = write_attention(pr, m, step, err);
+    if (!rc && final) rc = interventions_run(pr, m, step, "interventions.jsonl", err);
+    char probes[4200], summary[4200];
+    if (!rc && (run_path(probes, sizeof probes, pr, "probes.jsonl") || run_path(summary, sizeof summary, pr, "summary.json")))
+        rc = st_errorf(err, "%s: run directory path too long", pr->run_dir);
+    if (!rc) rc = summary_write(probes, summary, total_steps, err);
+    pr->seconds += st_now_seconds() - t0;
+    return rc;
+}
+
+int prober_full(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *out_name,
+                int interventions, char *err) {
+    double t0 = st_now_seconds();
+    int rc = append_variants(pr, m, PV_NATURAL, PV_COUNT, step, tokens, val_loss, out_name, err);
+    if (!rc && interventions) rc = interventions_run(pr, m, step, "interventions.jsonl", err);
+    pr->seconds += st_now_seconds() - t0;
+    return rc;
+}

@@ -1,0 +1,75 @@
+/* probes/probe.h: running the probes on a model during (or after) training.
+ *
+ * A Prober owns a run's probe set (probe_set.bin), the capture buffers for one forward of all probe_n
+ * windows at once, and the run's probe outputs:
+ *   probes.jsonl       one line per probe step and variant (probes/record.h has every key)
+ *   summary.json       rewritten after each probe step (emergence steps, final values, d* and C2)
+ *   attention.jsonl    at the final probe: the attention maps of probe window 0 (natural variant)
+ *   interventions.jsonl at the final probe: every intervention of probes/interventions.h
+ *
+ * Steps count optimizer updates done: step 0 is the initial model, step total_steps the trained one. */
+#ifndef SINKTRACE_PROBE_H
+#define SINKTRACE_PROBE_H
+
+#include <stdint.h>
+
+#include "../common/jsonl.h"
+#include "../model/moe.h"
+#include "metrics.h"
+#include "probeset.h"
+#include "record.h"
+
+typedef struct {
+    int n;         /* probe_n: probe windows (default 64) */
+    int len;       /* probe_len: tokens per window (default 64) */
+    int shift;     /* probe_shift: random tokens the shifted variant prepends (default 8) */
+    long every;    /* probe_every: probe every this many steps (0 = only the schedule's other steps) */
+    int log_early; /* probe_schedule: 1 = log (about ten log-spaced probes in the first 10%), 0 = linear */
+} ProbeConfig;
+
+void probe_config_default(ProbeConfig *c);
+/* "log" | "linear" */
+int probe_schedule_parse(const char *s, int *log_early, char *err);
+
+/* 1 when `step` is a probe step: step 0, the last step, every `every` steps, and with log_early the
+ * ten steps round(s^(k/9)), k = 0..9, with s = total_steps / 10 */
+int probe_is_due(long step, long total_steps, const ProbeConfig *c);
+
+/* Builds a run's probe set from a data directory (n validation windows of T tokens, no BOS), or loads
+ * `path` when it exists after checking it holds n windows of T tokens with this shift. */
+int probe_set_open(ProbeSet *ps, const char *path, const char *data_dir, int n, int T, int shift, uint64_t seed,
+                   char *err);
+
+typedef struct {
+    ProbeConfig cfg;
+    ProbeSet set;
+    ProbeDims dims;
+    int probe_bos;             /* the run trains with BOS: probe the bos variant at every step too */
+    char run_dir[4096];
+    StJson json;
+    MoeCapture cap;            /* capture arrays for N = probe_n sequences of T = probe_len tokens */
+    float *norm_gains;         /* [2L+1][C] gain of the RMSNorm that reads each residual point */
+    double seconds;            /* wall time spent probing so far */
+} Prober;
+
+/* Opens (or creates) run_dir/probe_set.bin and allocates the capture for model config mc. */
+int prober_open(Prober *pr, const char *run_dir, const char *data_dir, const ProbeConfig *c, const MoeConfig *mc,
+                int probe_bos, uint64_t seed, char *err);
+void prober_close(Prober *pr);
+
+/* One forward of variant v's windows with pr->cap plus the interventions in `iv` (NULL = none; its
+ * capture pointers are ignored), then every metric into r (allocated by the caller with record_alloc).
+ * Leaves the capture arrays filled. */
+void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord *r);
+
+/* The probe step `step` of a run of total_steps: measures natural (and bos when probe_bos), appends to
+ * probes.jsonl and rewrites summary.json; at step >= total_steps also every other variant,
+ * attention.jsonl and interventions.jsonl. val_loss may be NaN. */
+int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long tokens, double val_loss, char *err);
+
+/* every probe of a final step (all variants, attention.jsonl, interventions) without the schedule:
+ * what bin/probe runs on a checkpoint. lines go to out_name inside the run directory. */
+int prober_full(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *out_name,
+                int interventions, char *err);
+
+#endif
