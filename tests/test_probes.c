@@ -11,10 +11,13 @@
 #include <string.h>
 
 #include <cJSON.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../model/moe.h"
 #include "../probes/metrics.h"
+#include "../probes/probe.h"
 #include "../probes/probeset.h"
 #include "../probes/record.h"
 
@@ -392,6 +395,218 @@ static void test_summary(void **state) {
     assert_non_null(strstr(err, "probes.jsonl:14"));
 }
 
+/* ---- the schedule --------------------------------------------------------------------------- */
+
+static void test_schedule(void **state) {
+    (void)state;
+    ProbeConfig c;
+    probe_config_default(&c);
+    c.every = 100;
+    int due[1001] = {0}, count = 0;
+    for (long s = 0; s <= 1000; s++) count += due[s] = probe_is_due(s, 1000, &c);
+    /* 100^(k/9) rounded: 1 2 3 5 8 13 22 36 60 100; then every 100 */
+    int early[] = {0, 1, 2, 3, 5, 8, 13, 22, 36, 60, 100};
+    for (size_t i = 0; i < sizeof early / sizeof *early; i++) assert_true(due[early[i]]);
+    assert_int_equal(count, 20);
+    char err[ST_ERR_LEN];
+    assert_int_equal(probe_schedule_parse("linear", &c.log_early, err), 0);
+    count = 0;
+    for (long s = 0; s <= 1000; s++) count += probe_is_due(s, 1000, &c);
+    assert_int_equal(count, 11);
+    c.every = 0; /* only the ends */
+    assert_true(probe_is_due(0, 50, &c) && probe_is_due(50, 50, &c) && !probe_is_due(25, 50, &c));
+    assert_int_equal(probe_schedule_parse("exp", &c.log_early, err), -1);
+    assert_non_null(strstr(err, "probe_schedule"));
+}
+
+/* ---- the prober on a tiny model ------------------------------------------------------------- */
+
+enum { TINY_N = 4, TINY_T = 16 };
+
+static MoeConfig tiny_model_config(void) {
+    MoeConfig c;
+    moe_config_default(&c);
+    c.vocab_size = 257, c.seq_len = TINY_T, c.d_model = 16, c.n_layer = 3, c.n_head = 2, c.n_kv_head = 1;
+    c.n_expert = 4, c.top_k = 2, c.d_ff = 12, c.init_std = 0.3f, c.seed = 9;
+    return c;
+}
+
+/* a run directory holding a saved probe set, a tiny model and a prober on it */
+static void open_tiny(const char *name, Moe *m, Prober *pr) {
+    char run[256], path[300], err[ST_ERR_LEN];
+    snprintf(run, sizeof run, "%s/%s", dir, name);
+    assert_int_equal(mkdir(run, 0755), 0);
+    ProbeSet ps;
+    make_probe_set(&ps, TINY_N, TINY_T, 4);
+    snprintf(path, sizeof path, "%s/probe_set.bin", run);
+    assert_int_equal(probe_set_save(&ps, path, err), 0);
+    probe_set_free(&ps);
+    MoeConfig mc = tiny_model_config();
+    assert_int_equal(moe_init(m, &mc, err), 0);
+    ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
+    if (prober_open(pr, run, "/nonexistent-data-dir", &pc, &m->cfg, 0, 4, err)) fail_msg("%s", err);
+}
+
+static int count_lines(const char *run, const char *name) {
+    char path[300], buf[1 << 16];
+    snprintf(path, sizeof path, "%s/%s/%s", dir, run, name);
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    int n = 0;
+    size_t got;
+    while ((got = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < got; i++) n += buf[i] == '\n';
+    fclose(f);
+    return n;
+}
+
+/* the first line of run/interventions.jsonl whose "intervention" is `what` at `position` */
+static cJSON *find_intervention(const char *run, const char *what, int position) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s/interventions.jsonl", dir, run);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *line = NULL;
+    size_t cap = 0;
+    cJSON *found = NULL;
+    while (!found && getline(&line, &cap, f) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        if (strcmp(cJSON_GetObjectItem(o, "intervention")->valuestring, what) == 0 &&
+            cJSON_GetObjectItem(o, "position")->valueint == position)
+            found = o;
+        else cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    if (!found) fail_msg("no %s at %d", what, position);
+    return found;
+}
+
+/* a scalar (i < 0) or element i of an array */
+static double item(const cJSON *o, const char *key, int i) {
+    const cJSON *v = cJSON_GetObjectItem(o, key);
+    return i < 0 ? v->valuedouble : cJSON_GetArrayItem(v, i)->valuedouble;
+}
+
+static void test_prober_run(void **state) {
+    (void)state;
+    Moe m;
+    Prober pr;
+    char err[ST_ERR_LEN];
+    open_tiny("run", &m, &pr);
+    assert_int_equal(prober_step(&pr, &m, 0, 10, 0, NAN, err), 0);
+    assert_int_equal(count_lines("run", "probes.jsonl"), 1); /* natural only */
+    assert_int_equal(prober_step(&pr, &m, 10, 10, 1000, 3.5, err), 0);
+    assert_int_equal(count_lines("run", "probes.jsonl"), 1 + PV_COUNT);
+    assert_int_equal(count_lines("run", "summary.json"), 1);
+    assert_int_equal(count_lines("run", "attention.jsonl"), 1);
+    /* 6 variants, rope and window, 2 positions x (2 attention + 4 MoE ablations + 3 state patches),
+     * 2 blocks x 2 heads */
+    assert_int_equal(count_lines("run", "interventions.jsonl"), 6 + 2 + 2 * 9 + 4);
+
+    /* a RoPE offset changes no attention probability beyond float rounding */
+    cJSON *o = find_intervention("run", "rope_offset", -1);
+    assert_true(item(o, "max_attn_diff", -1) < 1e-5);
+    cJSON_Delete(o);
+    /* zeroing block 0's MoE output at P0 changes the residual after block 0 (point 2) but not the one
+     * after block 0's attention (point 1); at T/2 it leaves P0 untouched up to block 0 */
+    o = find_intervention("run", "zero_moe0", 0);
+    assert_true(item(o, "rho_before", 1) == item(o, "rho_after", 1));
+    assert_true(item(o, "rho_before", 2) != item(o, "rho_after", 2));
+    cJSON_Delete(o);
+    o = find_intervention("run", "zero_moe0", TINY_T / 2);
+    assert_true(item(o, "rho_before", 0) == item(o, "rho_after", 0));
+    assert_true(item(o, "a_p0_layer_before", 0) == item(o, "a_p0_layer_after", 0));
+    cJSON_Delete(o);
+    /* the BOS variant puts the same token at P0 in every sequence: its states there are identical */
+    o = find_intervention("run", "bos", -1);
+    assert_true(fabs(item(o, "kappa_p0_after", 2) - 1) < 1e-6);
+    cJSON_Delete(o);
+    prober_close(&pr);
+    moe_free(&m);
+}
+
+static void test_interventions_on_capture(void **state) {
+    (void)state;
+    Moe m;
+    Prober pr;
+    open_tiny("capture", &m, &pr);
+    const ProbeDims *d = &pr.dims;
+    int L = d->L, N = d->N, H = d->H, T = d->T, C = d->C;
+    size_t TT = (size_t)T * T, n_attn = (size_t)L * N * H * TT, NTC = (size_t)N * T * C;
+    ProbeRecord r, again;
+    record_alloc(&r, L, H);
+    record_alloc(&again, L, H);
+    prober_measure(&pr, &m, PV_NATURAL, NULL, &r);
+    float *attn = st_malloc(sizeof(float) * n_attn), *out0 = st_malloc(sizeof(float) * NTC);
+    memcpy(attn, pr.cap.attn, sizeof(float) * n_attn);
+    memcpy(out0, pr.cap.attn_out, sizeof(float) * NTC);
+
+    /* the same forward twice gives bit-identical metrics (what bin/probe relies on) */
+    prober_measure(&pr, &m, PV_NATURAL, NULL, &again);
+    assert_memory_equal(r.a_p0, again.a_p0, sizeof(double) * L * H);
+    assert_memory_equal(r.rho, again.rho, sizeof(double) * (2 * L + 1));
+
+    /* a sliding window of 4 keys: queries i >= 4 put nothing on key 0 */
+    MoeCapture iv;
+    moe_capture_init(&iv);
+    iv.window = 4;
+    prober_measure(&pr, &m, PV_NATURAL, &iv, &again);
+    for (size_t lnh = 0; lnh < (size_t)L * N * H; lnh++)
+        for (int i = 4; i < T; i++) assert_true(pr.cap.attn[lnh * TT + (size_t)i * T] == 0.0f);
+    for (int lh = 0; lh < L * H; lh++) assert_true(again.a_p0_late[lh] == 0.0);
+
+    /* a RoPE offset leaves attention unchanged */
+    moe_capture_init(&iv);
+    iv.pos_offset = 1000;
+    prober_measure(&pr, &m, PV_NATURAL, &iv, &again);
+    for (size_t i = 0; i < n_attn; i++) assert_true(fabsf(pr.cap.attn[i] - attn[i]) < 1e-5f);
+
+    /* mean ablation of block 0's attention output at P0: exactly the replacement there, every other
+     * position of block 0 unchanged */
+    float *repl = st_calloc((size_t)L * C, sizeof(float));
+    for (int c = 0; c < C; c++) repl[c] = 0.5f + c;
+    unsigned char *mask = st_calloc((size_t)L * T, 1);
+    mask[0] = 1;
+    moe_capture_init(&iv);
+    iv.ablate_attn = mask, iv.attn_repl = repl;
+    prober_measure(&pr, &m, PV_NATURAL, &iv, &again);
+    for (int n = 0; n < N; n++)
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++) {
+                size_t at = ((size_t)n * T + t) * C + c;
+                assert_true(pr.cap.attn_out[at] == (t == 0 ? repl[c] : out0[at]));
+            }
+    free(mask), free(repl), free(attn), free(out0);
+    record_free(&r);
+    record_free(&again);
+    prober_close(&pr);
+    moe_free(&m);
+}
+
+static void test_probe_set_kept_across_resume(void **state) {
+    (void)state;
+    Moe m;
+    Prober pr;
+    char err[ST_ERR_LEN], run[256];
+    open_tiny("resume", &m, &pr);
+    int *copy = st_malloc(sizeof(int) * PV_COUNT * TINY_N * TINY_T);
+    memcpy(copy, pr.set.tokens, sizeof(int) * PV_COUNT * TINY_N * TINY_T);
+    prober_close(&pr);
+    /* reopening (a resumed run) reads the same file back, whatever seed it is given */
+    snprintf(run, sizeof run, "%s/resume", dir);
+    ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
+    assert_int_equal(prober_open(&pr, run, "/nonexistent-data-dir", &pc, &m.cfg, 0, 99, err), 0);
+    assert_memory_equal(pr.set.tokens, copy, sizeof(int) * PV_COUNT * TINY_N * TINY_T);
+    prober_close(&pr);
+    /* a resumed run with another probe_n is refused, naming the field */
+    pc.n = TINY_N + 1;
+    assert_int_equal(prober_open(&pr, run, "/nonexistent-data-dir", &pc, &m.cfg, 0, 4, err), -1);
+    assert_non_null(strstr(err, "probe_n: expected 5"));
+    free(copy);
+    moe_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chance_value),     cmocka_unit_test(test_uniform_attention_is_chance),
@@ -401,7 +616,9 @@ int main(void) {
         cmocka_unit_test(test_routing),          cmocka_unit_test(test_dstar_c2_k2_delta),
         cmocka_unit_test(test_emergence),        cmocka_unit_test(test_probe_set_variants),
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
-        cmocka_unit_test(test_summary),
+        cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_prober_run),       cmocka_unit_test(test_interventions_on_capture),
+        cmocka_unit_test(test_probe_set_kept_across_resume),
     };
     return cmocka_run_group_tests_name("probes", tests, make_dir, remove_dir);
 }
