@@ -148,10 +148,12 @@ void matmul_forward(float *out, const float *in, const float *w, int N, int IN, 
 void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
                      int OUT);
 
-/* rotates pairs (i, i + D/2) of every head of x [N][n_heads][D] by angle pos * theta^(-2i/D),
- * pos = (row % T) + pos_offset; the backward rotates the gradient back */
-void rope_forward(float *x, int N, int T, int n_heads, int D, float theta, int pos_offset);
-void rope_backward(float *dx, int N, int T, int n_heads, int D, float theta, int pos_offset);
+/* RoPE. rope_table fills cos/sin [T][D/2] of the angle pos * theta^(-2i/D), pos = t + pos_offset;
+ * rope_forward rotates the pair (i, i + D/2) of every head of x [N][n_heads][D] (row n is position
+ * n % T) by that angle; the backward rotates the gradient back (the transpose of a rotation). */
+void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_offset);
+void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
+void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 
 /* causal softmax attention. q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D], att [B][H][T][T]
  * (probabilities; zeros above the diagonal). window > 0 limits keys to i - j < window. */
@@ -170,12 +172,9 @@ void topk_forward(int *idx, float *w, const float *probs, int N, int E, int k, i
 void topk_backward(float *dprobs, const float *dw, const float *probs, const int *idx, const float *w, int N,
                    int E, int k, int norm_topk);
 
-/* one SwiGLU expert on one token: g = wg x, u = wu x, h = silu(g) * u, out = wd h */
-void expert_forward(float *out, float *g, float *u, float *h, const float *x, const float *wg, const float *wu,
-                    const float *wd, int C, int F);
-void expert_backward(float *dx, float *dwg, float *dwu, float *dwd, const float *dout, const float *x,
-                     const float *g, const float *u, const float *h, const float *wg, const float *wu,
-                     const float *wd, int C, int F);
+/* SwiGLU activation of an expert's hidden layer: h = silu(g) * u, elementwise over n values */
+void swiglu_forward(float *h, const float *g, const float *u, size_t n);
+void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
 
 /* load balancing E * sum_i f_i P_i (f from idx, not differentiable; P = mean of probs) */
 float aux_loss_forward(const float *probs, const int *idx, int N, int E, int k);
