@@ -215,6 +215,14 @@ int config_set(TrainConfig *c, const char *key, const char *value, const char *o
     }
 }
 
+/* the shortest %g text that reads back as exactly the same float (0.002, not 0.00200000009) */
+static void format_float(float v, char *buf, size_t size) {
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, size, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v) return;
+    }
+}
+
 int config_get(const TrainConfig *c, const char *key, char *buf, size_t size) {
     const ConfigKey *k = find_key(key);
     if (!k) return -1;
@@ -222,7 +230,7 @@ int config_get(const TrainConfig *c, const char *key, char *buf, size_t size) {
     switch (k->type) {
     case KEY_INT: snprintf(buf, size, "%d", *(const int *)field); break;
     case KEY_U64: snprintf(buf, size, "%llu", (unsigned long long)*(const uint64_t *)field); break;
-    case KEY_FLOAT: snprintf(buf, size, "%.9g", (double)*(const float *)field); break; /* exact for float32 */
+    case KEY_FLOAT: format_float(*(const float *)field, buf, size); break;
     case KEY_STRING: snprintf(buf, size, "%s", (const char *)field); break;
     case KEY_CHOICE: choice_name(k->choices, *(const int *)field, buf, size); break;
     }

@@ -85,7 +85,7 @@ int rundir_write_config(const char *run_dir, const TrainConfig *c, int threads, 
     utc_now(when, sizeof when);
     StAtomic a;
     if (st_atomic_open(&a, path, err)) return -1;
-    fprintf(a.f, "# sinktrace run config: every resolved setting (bin/train --config %s reruns it)\n", path);
+    fprintf(a.f, "# sinktrace run config: every resolved setting, in the format of bin/train --config\n");
     fprintf(a.f, "# git commit: %s\n# threads: %d\n# started: %s\n", commit, threads, when);
     if (config_write(c, a.f, path, err)) {
         st_atomic_abort(&a);
