@@ -52,8 +52,19 @@ static int resume_from_latest(Trainer *t, char *err) {
     /* lines logged after that checkpoint will be logged again by this run */
     snprintf(log_path, sizeof log_path, "%s/train.jsonl", t->run_dir);
     if (jsonl_truncate_after_step(log_path, s.step, err)) return -1;
+    snprintf(log_path, sizeof log_path, "%s/probes.jsonl", t->run_dir);
+    if (jsonl_truncate_after_step(log_path, s.step, err)) return -1;
     printf("resuming %s from %s (step %lld)\n", t->run_dir, path, (long long)s.step);
     return rundir_note_resume(t->run_dir, s.step, t->threads, err);
+}
+
+/* the probe set is built from the data's validation split on the first run, read back on a resume */
+static int open_prober(Trainer *t, char *err) {
+    const TrainConfig *c = &t->cfg;
+    ProbeConfig pc = {.n = c->probe_n, .len = c->probe_len, .shift = c->probe_shift, .every = c->probe_every,
+                      .log_early = c->probe_schedule == PROBE_SCHEDULE_LOG};
+    return prober_open(&t->prober, t->run_dir, c->data_dir, &pc, &t->model.cfg, c->bos != BOS_NONE, c->model.seed,
+                       err);
 }
 
 int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMode mode, char *err) {
@@ -87,12 +98,14 @@ int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMod
     snprintf(log_path, sizeof log_path, "%s/train.jsonl", run_dir);
     t->log = fopen(log_path, "a");
     if (!t->log) return st_errorf(err, "%s: cannot open for appending", log_path);
+    if (open_prober(t, err)) return -1;
     progress_init(&t->progress, stdout, t->step);
     return 0;
 }
 
 void trainer_close(Trainer *t) {
     if (t->log) fclose(t->log);
+    prober_close(&t->prober);
     sj_free(&t->json);
     free(t->inputs);
     free(t->targets);
@@ -183,7 +196,10 @@ int trainer_checkpoint(Trainer *t, char *err) {
     return 0;
 }
 
-void run_probes_if_due(Trainer *t) { (void)t; }
+int run_probes_if_due(Trainer *t, char *err) {
+    if (!probe_is_due(t->step, t->cfg.steps, &t->prober.cfg)) return 0;
+    return prober_step(&t->prober, &t->model, t->step, t->cfg.steps, t->tokens, t->last_val_loss, err);
+}
 
 /* one train.jsonl line: the step's losses, rates, and per MoE layer the expert load */
 static int write_log_line(Trainer *t, int with_val, char *err) {
@@ -253,14 +269,14 @@ static int train_step(Trainer *t, char *err) {
     ProgressInfo info = {t->step, c->steps, t->step_loss.loss, t->lr, t->last_val_loss,
                          (double)tokens_per_step(c) / step_seconds};
     progress_show(&t->progress, &info, log);
-    run_probes_if_due(t);
+    if (run_probes_if_due(t, err)) return -1;
     if (due(t->step, c->ckpt_every) && !last) return trainer_checkpoint(t, err);
     return 0;
 }
 
 int trainer_run(Trainer *t, int64_t until, char *err) {
     if (until > t->cfg.steps) until = t->cfg.steps;
-    if (t->step == 0) run_probes_if_due(t);
+    if (t->step == 0 && run_probes_if_due(t, err)) return -1;
     while (t->step < until && !stop_requested) {
         if (train_step(t, err)) {
             progress_break(&t->progress);

@@ -15,6 +15,7 @@
 #include "../common/jsonl.h"
 #include "../data/loader.h"
 #include "../model/moe.h"
+#include "../probes/probe.h"
 #include "adamw.h"
 #include "config.h"
 #include "progress.h"
@@ -47,6 +48,8 @@ typedef struct {
     Progress progress;
     double interval_seconds; /* compute time of the steps since the last log line */
     int64_t interval_steps;
+
+    Prober prober;           /* the probe set and capture of probes/probe.h */
 } Trainer;
 
 /* Opens the data, builds the model and optimizer, and prepares the run directory: RUN_NEW and
@@ -69,10 +72,10 @@ void trainer_apply_update(Trainer *t);            /* clip, AdamW, step += 1 */
 double trainer_evaluate(Trainer *t);
 int trainer_checkpoint(Trainer *t, char *err);
 
-/* THE place where the probes run, after every step (and once before the first): for now it does
- * nothing. The probes read t->step, t->tokens, t->last_val_loss, t->model, t->loader and write
- * into t->run_dir. */
-void run_probes_if_due(Trainer *t);
+/* THE place where the probes run, after every step (and once before the first): when the schedule
+ * (probes/probe.h) says the step is due, probes the model into t->run_dir (probes.jsonl, summary.json;
+ * at the last step also every variant, attention.jsonl and interventions.jsonl). -1 on a write error. */
+int run_probes_if_due(Trainer *t, char *err);
 
 /* SIGINT and SIGTERM ask the loop to stop after the current step (a second one kills at once) */
 void trainer_install_signal_handlers(void);
