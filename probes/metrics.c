@@ -8,16 +8,37 @@
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+/* the k-th smallest of v[0..n-1] (k from 0) by quickselect; reorders v so that v[0..k-1] <= v[k] */
+static double select_kth(double *v, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        double pivot = v[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) { /* Hoare partition: v[lo..j] <= pivot <= v[i..hi] */
+            while (v[i] < pivot) i++;
+            while (v[j] > pivot) j--;
+            if (i <= j) {
+                double t = v[i];
+                v[i++] = v[j];
+                v[j--] = t;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else break; /* v[j+1..i-1] all equal the pivot, and k is among them */
+    }
+    return v[k];
 }
 
 /* median of v[0..n-1] (reorders v); the mean of the two middle values when n is even; NaN if n = 0 */
 static double median(double *v, int n) {
     if (n == 0) return NAN;
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    double upper = select_kth(v, n, n / 2);
+    if (n % 2) return upper;
+    double lower = v[0]; /* the largest of v[0..n/2-1], which are all <= upper */
+    for (int i = 1; i < n / 2; i++)
+        if (v[i] > lower) lower = v[i];
+    return 0.5 * (lower + upper);
 }
 
 static double norm(const float *x, int n) {
@@ -30,12 +51,6 @@ static double dot(const float *x, const float *y, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) s += (double)x[i] * y[i];
     return s;
-}
-
-/* cosine, 0 when either vector is zero */
-static double cosine(const float *x, const float *y, int n) {
-    double nx = norm(x, n), ny = norm(y, n);
-    return nx > 0 && ny > 0 ? dot(x, y, n) / (nx * ny) : 0.0;
 }
 
 /* ||x[0]|| / median_{i>=1} ||x[i]|| for one sequence of T vectors of `stride` floats, the vector of
@@ -183,18 +198,25 @@ double p0_units(const float *hidden, const int *choice, const ProbeDims *d) {
 
 void qk_cos(const float *q, const float *k, const ProbeDims *d, double *p0, double *other) {
     int T = d->T, H = d->H, KV = d->KV, D = d->D, group = H / KV; /* query head h reads kv head h/group */
-    double s0 = 0, so = 0;
+    double *k_norm = st_malloc(sizeof(double) * (size_t)T * KV), s0 = 0, so = 0;
     long n0 = 0, no = 0;
-    for (int n = 0; n < d->N; n++)
+    for (int n = 0; n < d->N; n++) {
+        const float *kn = k + (size_t)n * T * KV * D;
+        for (int jh = 0; jh < T * KV; jh++) k_norm[jh] = norm(kn + (size_t)jh * D, D);
         for (int h = 0; h < H; h++)
             for (int i = 1; i < T; i++) {
                 const float *qi = q + (((size_t)n * T + i) * H + h) * D;
+                double q_norm = norm(qi, D);
                 for (int j = 0; j <= i; j++) {
-                    double c = cosine(qi, k + (((size_t)n * T + j) * KV + h / group) * D, D);
+                    int jh = j * KV + h / group;
+                    double den = q_norm * k_norm[jh];
+                    double c = den > 0 ? dot(qi, kn + (size_t)jh * D, D) / den : 0.0; /* cosine, 0 for a zero vector */
                     if (j == 0) s0 += c, n0++;
                     else so += c, no++;
                 }
             }
+    }
+    free(k_norm);
     *p0 = n0 ? s0 / n0 : NAN;
     *other = no ? so / no : NAN;
 }

@@ -112,6 +112,31 @@ static void test_norm_ratio_and_gain(void **state) {
     assert_true(fabs(head_p0_norm_ratio(x, N, T, 2, 2) - 5.0) < 1e-12);
 }
 
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_median(void **state) {
+    (void)state;
+    float odd[6] = {9, 3, 1, 2, 2, 5}; /* C = 1: the norms are the values; position 0 is left out */
+    assert_true(median_later_norm(odd, 6, 1) == 2.0);
+    float even[5] = {0, 4, 1, 3, 2};
+    assert_true(median_later_norm(even, 5, 1) == 2.5);
+    /* against sorting, on many ties and both parities */
+    StRng rng;
+    st_rng_seed(&rng, 1);
+    for (int T = 2; T < 200; T += 7) {
+        float x[200], sorted[200];
+        for (int i = 0; i < T; i++) x[i] = (float)st_rng_below(&rng, 10);
+        memcpy(sorted, x + 1, sizeof(float) * (T - 1));
+        qsort(sorted, (size_t)(T - 1), sizeof(float), cmp_float);
+        int n = T - 1;
+        double expect = n % 2 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2]);
+        assert_true(median_later_norm(x, T, 1) == expect);
+    }
+}
+
 static void test_kappa(void **state) {
     (void)state;
     int N = 4, T = 2, C = 2;
@@ -611,7 +636,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chance_value),     cmocka_unit_test(test_uniform_attention_is_chance),
         cmocka_unit_test(test_sink_head_and_controls), cmocka_unit_test(test_norm_ratio_and_gain),
-        cmocka_unit_test(test_kappa),            cmocka_unit_test(test_massive_ratio),
+        cmocka_unit_test(test_median),           cmocka_unit_test(test_kappa),            cmocka_unit_test(test_massive_ratio),
         cmocka_unit_test(test_p0_units),         cmocka_unit_test(test_qk_cos),
         cmocka_unit_test(test_routing),          cmocka_unit_test(test_dstar_c2_k2_delta),
         cmocka_unit_test(test_emergence),        cmocka_unit_test(test_probe_set_variants),
