@@ -15,7 +15,11 @@ typedef struct {
     long step;
     FILE *f;
     const char *path;
-    ProbeRecord base, after;
+    const ProbeRecord *base; /* the natural variant without intervention */
+    ProbeRecord after;
+    FILE *variants_f;        /* where each variant's full record goes too (a probes.jsonl) */
+    const char *variants_path;
+    long long tokens;
     float *base_attn;  /* attention of the natural forward [L][N][H][T][T] */
     float *base_state; /* residual after block 1 (point 4) of the natural forward [N][T][C] */
     float *attn_mean;  /* [L][C] mean attention output over sequences and positions >= 1 */
@@ -79,7 +83,7 @@ static int run_one(Session *s, const char *name, int variant, const MoeCapture *
     const ProbeDims *d = &pr->dims;
     int L = d->L, P = 2 * L + 1;
     prober_measure(pr, s->m, variant, iv, &s->after);
-    const ProbeRecord *b = &s->base, *a = &s->after;
+    const ProbeRecord *b = s->base, *a = &s->after;
     StJson *j = &pr->json;
     sj_begin(j);
     sj_int(j, "step", s->step);
@@ -113,10 +117,13 @@ static int run_one(Session *s, const char *name, int variant, const MoeCapture *
 
 /* the variants against the natural baseline */
 static int run_variants(Session *s) {
-    static const int variants[] = {PV_BOS, PV_RANDOM_FIRST, PV_SHUFFLED, PV_RANDOM, PV_REPEATED, PV_SHIFTED};
-    for (size_t i = 0; i < sizeof variants / sizeof *variants; i++) {
-        int v = variants[i];
-        if (probe_set_has(&s->pr->set, v) && run_one(s, probe_variant_name(v), v, NULL, -1, -1, -1)) return -1;
+    Prober *pr = s->pr;
+    for (int v = PV_NATURAL + 1; v < PV_COUNT; v++) {
+        if (!probe_set_has(&pr->set, v)) continue;
+        if (run_one(s, probe_variant_name(v), v, NULL, -1, -1, -1)) return -1;
+        /* the same forward is this step's line of the variant in probes.jsonl */
+        s->after.step = s->step, s->after.tokens = s->tokens, s->after.val_loss = NAN;
+        if (prober_write_record(pr, &s->after, s->variants_f, s->variants_path, s->err)) return -1;
     }
     return 0;
 }
@@ -201,14 +208,12 @@ static int run_head_ablations(Session *s) {
     return rc;
 }
 
-/* the natural forward every intervention is compared with, and what the ablations take from it */
+/* what the ablations take from the natural forward still held in the prober's capture */
 static void session_baseline(Session *s) {
     Prober *pr = s->pr;
     const ProbeDims *d = &pr->dims;
     size_t NTC = (size_t)d->N * d->T * d->C, n_attn = (size_t)d->L * d->N * d->H * d->T * d->T;
-    record_alloc(&s->base, d->L, d->H);
     record_alloc(&s->after, d->L, d->H);
-    prober_measure(pr, s->m, PV_NATURAL, NULL, &s->base);
     s->base_attn = st_malloc(sizeof(float) * n_attn);
     memcpy(s->base_attn, pr->cap.attn, sizeof(float) * n_attn);
     s->base_state = st_malloc(sizeof(float) * NTC);
@@ -222,18 +227,19 @@ static void session_baseline(Session *s) {
 }
 
 static void session_free(Session *s) {
-    record_free(&s->base);
     record_free(&s->after);
     free(s->base_attn), free(s->base_state), free(s->attn_mean), free(s->moe_mean);
 }
 
-int interventions_run(Prober *pr, Moe *m, long step, const char *name, char *err) {
+int interventions_run(Prober *pr, Moe *m, const ProbeRecord *base, long long tokens, FILE *variants_f,
+                      const char *variants_path, const char *name, char *err) {
     char path[4200];
     if (snprintf(path, sizeof path, "%s/%s", pr->run_dir, name) >= (int)sizeof path)
         return st_errorf(err, "%s: run directory path too long", pr->run_dir);
     FILE *f = fopen(path, "a");
     if (!f) return st_errorf(err, "%s: cannot open for appending", path);
-    Session s = {.pr = pr, .m = m, .step = step, .f = f, .path = path, .err = err};
+    Session s = {.pr = pr, .m = m, .step = base->step, .f = f, .path = path, .base = base, .variants_f = variants_f,
+                 .variants_path = variants_path, .tokens = tokens, .err = err};
     session_baseline(&s);
     int T = pr->dims.T, L = pr->dims.L, positions[2] = {0, T / 2}; /* P0 and its control */
     int rc = run_variants(&s);

@@ -18,7 +18,11 @@
 
 #include "probe.h"
 
-/* runs them all on the prober's probe set and appends one line each to run_dir/name */
-int interventions_run(Prober *pr, Moe *m, long step, const char *name, char *err);
+/* Runs them all on the prober's probe set and appends one line each to run_dir/name. base is the
+ * natural record of this step, measured by the prober's last forward (its capture is still in
+ * pr->cap). Each variant's full record also goes to variants_f (with `tokens`), so the final step's
+ * probes.jsonl lines of the variants cost no extra forward. */
+int interventions_run(Prober *pr, Moe *m, const ProbeRecord *base, long long tokens, FILE *variants_f,
+                      const char *variants_path, const char *name, char *err);
 
 #endif

@@ -307,10 +307,9 @@ int emergence_index(const double *values, int n) {
     double first = values[0], change = values[n - 1] - first;
     if (!(change != 0)) return -1; /* no change, or NaN */
     double dir = change > 0 ? 1.0 : -1.0, threshold = first + 0.5 * change;
-    for (int k = 0; k < n; k++) {
-        int stays = 1;
-        for (int s = k; s < n && s <= k + 2; s++) stays &= dir * (values[s] - threshold) >= 0;
-        if (stays) return k;
-    }
+    for (int k = 0; k + 2 < n; k++)
+        if (dir * (values[k] - threshold) >= 0 && dir * (values[k + 1] - threshold) >= 0 &&
+            dir * (values[k + 2] - threshold) >= 0)
+            return k;
     return -1;
 }

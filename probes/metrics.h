@@ -96,9 +96,9 @@ void log_norm_growth(double *delta, const double *rho, int n_points);
 
 /* Emergence of a metric sampled at n probes (values[0] = step 0, values[n-1] = final): the index of
  * the first probe at which the metric has moved at least half-way from values[0] to values[n-1] and
- * stays there for the next two probes (all remaining ones near the end). Moves are measured in the
- * direction of the overall change, so a falling metric emerges too. -1 when the metric does not
- * change (or n < 2, or a value is NaN). */
+ * stays there for the next two probes (so the last two probes can confirm but not be the emergence).
+ * Moves are measured in the direction of the overall change, so a falling metric "emerges" too.
+ * -1 when there is no such probe, the metric does not change, or a value is NaN. */
 int emergence_index(const double *values, int n);
 
 #endif

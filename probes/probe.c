@@ -117,6 +117,7 @@ int prober_open(Prober *pr, const char *run_dir, const char *data_dir, const Pro
                            .KV = mc->n_kv_head, .D = mc->head_dim, .E = mc->n_expert, .K = mc->top_k, .F = mc->d_ff};
     capture_alloc(&pr->cap, &pr->dims);
     pr->norm_gains = floats((size_t)(2 * mc->n_layer + 1) * mc->d_model);
+    pr->opened_at = st_now_seconds();
     return 0;
 }
 
@@ -160,31 +161,20 @@ void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord
     r->probe_loss = targets ? m->loss.ce : NAN;
 }
 
-static int run_path(char *out, size_t cap, const Prober *pr, const char *name) {
-    return snprintf(out, cap, "%s/%s", pr->run_dir, name) >= (int)cap ? -1 : 0;
+static int run_path(char *out, size_t cap, const Prober *pr, const char *name, char *err) {
+    if (snprintf(out, cap, "%s/%s", pr->run_dir, name) < (int)cap) return 0;
+    return st_errorf(err, "%s: run directory path too long", pr->run_dir);
 }
 
-/* measures variant v and appends its line to the open file f */
-static int append_variant(Prober *pr, Moe *m, int v, long step, long long tokens, double val_loss, FILE *f,
-                          const char *path, char *err) {
-    ProbeRecord r;
-    record_alloc(&r, pr->dims.L, pr->dims.H);
-    prober_measure(pr, m, v, NULL, &r);
-    r.step = step, r.tokens = tokens, r.val_loss = v == PV_NATURAL ? val_loss : NAN;
-    record_to_json(&r, &pr->json);
+int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *path, char *err) {
+    record_to_json(r, &pr->json);
     sj_num(&pr->json, "probe_seconds", pr->seconds); /* probing time of the run before this step */
-    int rc = sj_write_line(&pr->json, f, path, err);
-    record_free(&r);
-    return rc;
+    return sj_write_line(&pr->json, f, path, err);
 }
 
-/* attention.jsonl: the attention probabilities [L][H][T][T] of window 0, natural variant */
-static int write_attention(Prober *pr, Moe *m, long step, char *err) {
+/* attention.jsonl: the attention probabilities [L][H][T][T] of window 0 of the last forward */
+static int write_attention(Prober *pr, long step, char *err) {
     const ProbeDims *d = &pr->dims;
-    ProbeRecord r;
-    record_alloc(&r, d->L, d->H);
-    prober_measure(pr, m, PV_NATURAL, NULL, &r);
-    record_free(&r);
     size_t TT = (size_t)d->T * d->T;
     float *maps = st_malloc(sizeof(float) * (size_t)d->L * d->H * TT);
     for (int l = 0; l < d->L; l++) /* sequence 0 of the capture [L][N][H][T][T] */
@@ -199,24 +189,39 @@ static int write_attention(Prober *pr, Moe *m, long step, char *err) {
     free(maps);
     char path[4200];
     StAtomic a;
-    if (run_path(path, sizeof path, pr, "attention.jsonl")) return st_errorf(err, "%s: run directory path too long", pr->run_dir);
-    int rc = st_atomic_open(&a, path, err);
-    if (!rc) rc = sj_write_line(j, a.f, path, err);
+    if (run_path(path, sizeof path, pr, "attention.jsonl", err) || st_atomic_open(&a, path, err)) return -1;
+    int rc = sj_write_line(j, a.f, path, err);
     if (!rc) rc = st_atomic_commit(&a, err);
     else st_atomic_abort(&a);
     return rc;
 }
 
-/* appends the lines of the variants from..PV_COUNT-1 (those the set has) to run_dir/name */
-static int append_variants(Prober *pr, Moe *m, int from, int to, long step, long long tokens, double val_loss,
-                           const char *name, char *err) {
+/* Measures the natural variant (its line goes to run_dir/name); then with `all` every other variant
+ * and, with `interventions`, the interventions (whose forwards of the variants give their lines).
+ * `attention`: also attention.jsonl from the natural forward. */
+static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *name,
+                          int all, int interventions, int attention, char *err) {
     char path[4200];
-    if (run_path(path, sizeof path, pr, name)) return st_errorf(err, "%s: run directory path too long", pr->run_dir);
+    if (run_path(path, sizeof path, pr, name, err)) return -1;
     FILE *f = fopen(path, "a");
     if (!f) return st_errorf(err, "%s: cannot open for appending", path);
-    int rc = 0;
-    for (int v = from; v < to && !rc; v++)
-        if (probe_set_has(&pr->set, v)) rc = append_variant(pr, m, v, step, tokens, val_loss, f, path, err);
+    ProbeRecord r;
+    record_alloc(&r, pr->dims.L, pr->dims.H);
+    prober_measure(pr, m, PV_NATURAL, NULL, &r);
+    r.step = step, r.tokens = tokens, r.val_loss = val_loss;
+    int rc = prober_write_record(pr, &r, f, path, err);
+    if (!rc && attention) rc = write_attention(pr, step, err);
+    if (!rc && interventions) {
+        rc = interventions_run(pr, m, &r, tokens, f, path, "interventions.jsonl", err);
+    } else {
+        for (int v = PV_BOS; v < PV_COUNT && !rc; v++) {
+            if (!probe_set_has(&pr->set, v) || (!all && !(v == PV_BOS && pr->probe_bos))) continue;
+            prober_measure(pr, m, v, NULL, &r);
+            r.step = step, r.tokens = tokens, r.val_loss = NAN;
+            rc = prober_write_record(pr, &r, f, path, err);
+        }
+    }
+    record_free(&r);
     if (fclose(f) != 0 && !rc) rc = st_errorf(err, "%s: write failed", path);
     return rc;
 }
@@ -224,25 +229,22 @@ static int append_variants(Prober *pr, Moe *m, int from, int to, long step, long
 int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long tokens, double val_loss, char *err) {
     double t0 = st_now_seconds();
     int final = step >= total_steps;
-    /* every step: natural, and bos when the run trains with it; the final step: every variant */
-    int rc = append_variants(pr, m, PV_NATURAL, PV_NATURAL + 1, step, tokens, val_loss, "probes.jsonl", err);
-    if (!rc && (pr->probe_bos || final)) rc = append_variants(pr, m, PV_BOS, PV_BOS + 1, step, tokens, val_loss, "probes.jsonl", err);
-    if (!rc && final) rc = append_variants(pr, m, PV_BOS + 1, PV_COUNT, step, tokens, val_loss, "probes.jsonl", err);
-    if (!rc && final) rc = write_attention(pr, m, step, err);
-    if (!rc && final) rc = interventions_run(pr, m, step, "interventions.jsonl", err);
-    char probes[4200], summary[4200];
-    if (!rc && (run_path(probes, sizeof probes, pr, "probes.jsonl") || run_path(summary, sizeof summary, pr, "summary.json")))
-        rc = st_errorf(err, "%s: run directory path too long", pr->run_dir);
-    if (!rc) rc = summary_write(probes, summary, total_steps, err);
+    /* every step: natural, and bos when the run trains with it; the final step: everything */
+    int rc = probe_variants(pr, m, step, tokens, val_loss, "probes.jsonl", final, final, final, err);
     pr->seconds += st_now_seconds() - t0;
-    return rc;
+    char probes[4200], summary[4200];
+    if (!rc && !run_path(probes, sizeof probes, pr, "probes.jsonl", err) &&
+        !run_path(summary, sizeof summary, pr, "summary.json", err)) {
+        ProbeCost cost = {pr->seconds, st_now_seconds() - pr->opened_at};
+        return summary_write(probes, summary, total_steps, &cost, err);
+    }
+    return -1;
 }
 
 int prober_full(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *out_name,
                 int interventions, char *err) {
     double t0 = st_now_seconds();
-    int rc = append_variants(pr, m, PV_NATURAL, PV_COUNT, step, tokens, val_loss, out_name, err);
-    if (!rc && interventions) rc = interventions_run(pr, m, step, "interventions.jsonl", err);
+    int rc = probe_variants(pr, m, step, tokens, val_loss, out_name, 1, interventions, 0, err);
     pr->seconds += st_now_seconds() - t0;
     return rc;
 }

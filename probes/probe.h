@@ -49,7 +49,8 @@ typedef struct {
     StJson json;
     MoeCapture cap;            /* capture arrays for N = probe_n sequences of T = probe_len tokens */
     float *norm_gains;         /* [2L+1][C] gain of the RMSNorm that reads each residual point */
-    double seconds;            /* wall time spent probing so far */
+    double seconds;            /* wall time spent probing so far (this process) */
+    double opened_at;          /* st_now_seconds() at prober_open: the run's time in this process */
 } Prober;
 
 /* Opens (or creates) run_dir/probe_set.bin and allocates the capture for model config mc. */
@@ -62,13 +63,16 @@ void prober_close(Prober *pr);
  * Leaves the capture arrays filled. */
 void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord *r);
 
+/* appends one probes.jsonl line: the record plus "probe_seconds" */
+int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *path, char *err);
+
 /* The probe step `step` of a run of total_steps: measures natural (and bos when probe_bos), appends to
  * probes.jsonl and rewrites summary.json; at step >= total_steps also every other variant,
  * attention.jsonl and interventions.jsonl. val_loss may be NaN. */
 int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long tokens, double val_loss, char *err);
 
-/* every probe of a final step (all variants, attention.jsonl, interventions) without the schedule:
- * what bin/probe runs on a checkpoint. lines go to out_name inside the run directory. */
+/* every variant (and with `interventions` the interventions, into interventions.jsonl) of one step,
+ * outside the schedule: what bin/probe runs on a checkpoint. The lines go to run_dir/out_name. */
 int prober_full(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *out_name,
                 int interventions, char *err);
 

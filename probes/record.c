@@ -295,6 +295,7 @@ static void summary_metric(StJson *j, const SummaryRow *rows, int n, int m, long
     int k = emergence_index(v, n);
     const char *name = headline_names[m];
     sj_num_named(j, name, "_initial", n ? v[0] : NAN);
+    sj_num_named(j, name, "_direction", n > 1 && v[n - 1] != v[0] ? (v[n - 1] > v[0] ? 1 : -1) : 0);
     sj_num_named(j, name, "_final", n ? v[n - 1] : NAN);
     sj_num_named(j, name, "_emergence_step", k >= 0 ? (double)rows[k].step : NAN);
     sj_num_named(j, name, "_emergence_frac", k >= 0 && total_steps > 0 ? (double)rows[k].step / total_steps : NAN);
@@ -302,7 +303,8 @@ static void summary_metric(StJson *j, const SummaryRow *rows, int n, int m, long
     free(v);
 }
 
-int summary_write(const char *probes_path, const char *summary_path, long total_steps, char *err) {
+int summary_write(const char *probes_path, const char *summary_path, long total_steps, const ProbeCost *cost,
+                  char *err) {
     SummaryRow *rows = NULL;
     int n = 0;
     if (read_natural_rows(probes_path, &rows, &n, err)) return -1;
@@ -322,6 +324,11 @@ int summary_write(const char *probes_path, const char *summary_path, long total_
     for (int i = 0; i < n; i++) series[i] = rows[i].value[HL_C2];
     sj_doubles(&j, "C2", series, n);
     for (int m = 0; m < HL_COUNT; m++) summary_metric(&j, rows, n, m, total_steps);
+    if (cost) {
+        sj_num(&j, "probe_seconds", cost->probe_seconds);
+        sj_num(&j, "run_seconds", cost->run_seconds);
+        sj_num(&j, "probe_share", cost->run_seconds > 0 ? cost->probe_seconds / cost->run_seconds : NAN);
+    }
     StAtomic a;
     int rc = st_atomic_open(&a, summary_path, err);
     if (!rc) rc = sj_write_line(&j, a.f, summary_path, err);

@@ -64,7 +64,13 @@ void record_to_json(const ProbeRecord *r, StJson *j);
 /* The run summary of probes.jsonl (natural variant lines, in file order), written to summary_path:
  * for each headline metric (a_p0_2plus, a_p0_max, sink_rate_30, sink_rate_2plus_30, rho_max, rho_2,
  * kappa_p0_2, C2) its initial and final values, emergence step (SCIENCE.md), emergence as a share of
- * total_steps, and the loss at emergence; plus the series of steps, losses, d_star and C2. */
-int summary_write(const char *probes_path, const char *summary_path, long total_steps, char *err);
+ * total_steps, and the loss at emergence; plus the series of steps, losses, d_star and C2, and the
+ * cost of probing (cost may be NULL). */
+typedef struct {
+    double probe_seconds; /* wall time spent probing */
+    double run_seconds;   /* wall time of the run (this process) */
+} ProbeCost;
+int summary_write(const char *probes_path, const char *summary_path, long total_steps, const ProbeCost *cost,
+                  char *err);
 
 #endif

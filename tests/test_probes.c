@@ -241,8 +241,10 @@ static void test_emergence(void **state) {
     assert_int_equal(emergence_index(blip, 7), 3);
     double fall[5] = {1, 0.9, 0.4, 0.3, 0};
     assert_int_equal(emergence_index(fall, 5), 2);
-    double late[5] = {0, 0, 0, 0.1, 1}; /* crosses only at the final probe */
-    assert_int_equal(emergence_index(late, 5), 4);
+    double late[5] = {0, 0, 0, 0.1, 1}; /* crosses only at the final probe: not confirmed */
+    assert_int_equal(emergence_index(late, 5), -1);
+    double nan[5] = {0, 0, NAN, 1, 1};
+    assert_int_equal(emergence_index(nan, 5), -1);
     double flat[4] = {2, 2, 2, 2};
     assert_int_equal(emergence_index(flat, 4), -1);
 }
@@ -398,7 +400,7 @@ static void test_summary(void **state) {
     }
     fprintf(f, "{\"step\":300,\"variant\":\"natural\",\"val_loss\":1.5,\"a_p0_2plus\":0.6}\n"); /* resumed */
     fclose(f);
-    assert_int_equal(summary_write(probes, summary, 1000, err), 0);
+    assert_int_equal(summary_write(probes, summary, 1000, NULL, err), 0);
     f = fopen(summary, "r");
     char buf[8192] = {0};
     assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
@@ -416,7 +418,7 @@ static void test_summary(void **state) {
     f = fopen(probes, "a");
     fprintf(f, "not json\n");
     fclose(f);
-    assert_int_equal(summary_write(probes, summary, 1000, err), -1);
+    assert_int_equal(summary_write(probes, summary, 1000, NULL, err), -1);
     assert_non_null(strstr(err, "probes.jsonl:14"));
 }
 
