@@ -197,10 +197,10 @@ static int write_attention(Prober *pr, long step, char *err) {
 }
 
 /* Measures the natural variant (its line goes to run_dir/name); then with `all` every other variant
- * and, with `interventions`, the interventions (whose forwards of the variants give their lines).
- * `attention`: also attention.jsonl from the natural forward. */
+ * and, when `interventions` names a file, the interventions into it (their forwards of the variants
+ * give the variants' lines). `attention`: also attention.jsonl from the natural forward. */
 static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *name,
-                          int all, int interventions, int attention, char *err) {
+                          int all, const char *interventions, int attention, char *err) {
     char path[4200];
     if (run_path(path, sizeof path, pr, name, err)) return -1;
     FILE *f = fopen(path, "a");
@@ -212,7 +212,7 @@ static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, doubl
     int rc = prober_write_record(pr, &r, f, path, err);
     if (!rc && attention) rc = write_attention(pr, step, err);
     if (!rc && interventions) {
-        rc = interventions_run(pr, m, &r, tokens, f, path, "interventions.jsonl", err);
+        rc = interventions_run(pr, m, &r, tokens, f, path, interventions, err);
     } else {
         for (int v = PV_BOS; v < PV_COUNT && !rc; v++) {
             if (!probe_set_has(&pr->set, v) || (!all && !(v == PV_BOS && pr->probe_bos))) continue;
@@ -230,7 +230,8 @@ int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long token
     double t0 = st_now_seconds();
     int final = step >= total_steps;
     /* every step: natural, and bos when the run trains with it; the final step: everything */
-    int rc = probe_variants(pr, m, step, tokens, val_loss, "probes.jsonl", final, final, final, err);
+    int rc = probe_variants(pr, m, step, tokens, val_loss, "probes.jsonl", final,
+                            final ? "interventions.jsonl" : NULL, final, err);
     pr->seconds += st_now_seconds() - t0;
     char probes[4200], summary[4200];
     if (!rc && !run_path(probes, sizeof probes, pr, "probes.jsonl", err) &&
@@ -242,9 +243,9 @@ int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long token
 }
 
 int prober_full(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *out_name,
-                int interventions, char *err) {
+                const char *interventions_name, char *err) {
     double t0 = st_now_seconds();
-    int rc = probe_variants(pr, m, step, tokens, val_loss, out_name, 1, interventions, 0, err);
+    int rc = probe_variants(pr, m, step, tokens, val_loss, out_name, 1, interventions_name, 0, err);
     pr->seconds += st_now_seconds() - t0;
     return rc;
 }

@@ -71,9 +71,9 @@ int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *p
  * attention.jsonl and interventions.jsonl. val_loss may be NaN. */
 int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long tokens, double val_loss, char *err);
 
-/* every variant (and with `interventions` the interventions, into interventions.jsonl) of one step,
- * outside the schedule: what bin/probe runs on a checkpoint. The lines go to run_dir/out_name. */
+/* every variant of one step outside the schedule, and the interventions when interventions_name is
+ * not NULL: what bin/probe runs on a checkpoint. Lines go to run_dir/out_name, run_dir/interventions_name. */
 int prober_full(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *out_name,
-                int interventions, char *err);
+                const char *interventions_name, char *err);
 
 #endif

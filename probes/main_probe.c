@@ -1,0 +1,167 @@
+/* bin/probe: probes a checkpoint of a run again, outside training.
+ *   bin/probe runs/NAME [--step S] [--interventions] [--threads N]
+ * Loads ckpt_<S>.bin (default: the latest), measures every variant of the run's own probe set into
+ * runs/NAME/reprobe.jsonl (and with --interventions every intervention into
+ * runs/NAME/reprobe_interventions.jsonl), then compares the natural line with the one the run wrote
+ * into probes.jsonl at the same step, if any: the numbers must be the same. */
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../model/moe.h"
+#include "../train/checkpoint.h"
+#include "../train/config.h"
+#include "probe.h"
+
+typedef struct {
+    const char *run_dir;
+    long step; /* -1 = the latest checkpoint */
+    int interventions;
+    int threads; /* 0 = the run's setting */
+} ProbeArgs;
+
+static int parse_count(const char *flag, const char *s, long lo, long *out, char *err) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < lo)
+        return st_errorf(err, "%s: expected an integer >= %ld, found '%s'", flag, lo, s);
+    *out = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, ProbeArgs *a, char *err) {
+    *a = (ProbeArgs){NULL, -1, 0, 0};
+    for (int i = 1; i < argc; i++) {
+        const char *f = argv[i];
+        long v = 0;
+        if (strncmp(f, "--", 2) != 0) {
+            if (a->run_dir) return st_errorf(err, "expected one run directory, found '%s' and '%s'", a->run_dir, f);
+            a->run_dir = f;
+        } else if (strcmp(f, "--interventions") == 0) {
+            a->interventions = 1;
+        } else if (strcmp(f, "--step") == 0 || strcmp(f, "--threads") == 0) {
+            if (i + 1 >= argc) return st_errorf(err, "%s: expected a value after it, found the end", f);
+            if (parse_count(f, argv[++i], f[2] == 's' ? 0 : 1, &v, err)) return -1;
+            if (f[2] == 's') a->step = v;
+            else a->threads = (int)v;
+        } else {
+            return st_errorf(err, "unknown flag '%s' (expected --step, --interventions, --threads)", f);
+        }
+    }
+    if (!a->run_dir) return st_errorf(err, "expected a run directory, e.g. bin/probe runs/default");
+    return 0;
+}
+
+/* the model of the requested checkpoint, its config and its state */
+static int load_checkpoint(const ProbeArgs *a, TrainConfig *cfg, Moe *m, CkptState *s, char *err) {
+    char path[4200];
+    if (a->step >= 0) ckpt_path(path, sizeof path, a->run_dir, a->step);
+    else if (ckpt_latest(a->run_dir, path, sizeof path, err)) return -1;
+    if (ckpt_read_config(path, cfg, err) || moe_init(m, &cfg->model, err) || ckpt_load(path, NULL, m, NULL, s, err))
+        return -1;
+    fprintf(stderr, "%s: step %lld\n", path, (long long)s->step);
+    return 0;
+}
+
+/* the last natural line of a JSONL file at `step`, or NULL */
+static cJSON *natural_line(const char *path, long step) {
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    cJSON *found = NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "variant");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "step");
+        if (cJSON_IsString(v) && strcmp(v->valuestring, "natural") == 0 && cJSON_IsNumber(st) &&
+            (long)st->valuedouble == step) {
+            cJSON_Delete(found);
+            found = o;
+        } else {
+            cJSON_Delete(o);
+        }
+    }
+    free(line);
+    fclose(f);
+    return found;
+}
+
+/* largest |a - b| over the numbers and number arrays of a that b also has (bookkeeping keys aside);
+ * *compared counts the numbers; a null on one side only counts as a difference of infinity */
+static double max_difference(const cJSON *a, const cJSON *b, int *compared) {
+    static const char *const skip[] = {"probe_seconds"};
+    double worst = 0;
+    *compared = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, a) {
+        int skipped = 0;
+        for (size_t i = 0; i < sizeof skip / sizeof *skip; i++) skipped |= strcmp(x->string, skip[i]) == 0;
+        const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
+        if (skipped || !y) continue;
+        int n = cJSON_IsArray(x) ? cJSON_GetArraySize(x) : 1;
+        for (int i = 0; i < n; i++) {
+            const cJSON *xi = cJSON_IsArray(x) ? cJSON_GetArrayItem(x, i) : x;
+            const cJSON *yi = cJSON_IsArray(y) ? cJSON_GetArrayItem(y, i) : y;
+            if (!yi || !(cJSON_IsNumber(xi) || cJSON_IsNull(xi))) continue;
+            (*compared)++;
+            if (cJSON_IsNull(xi) != cJSON_IsNull(yi)) worst = INFINITY;
+            else if (cJSON_IsNumber(xi)) worst = fmax(worst, fabs(xi->valuedouble - yi->valuedouble));
+        }
+    }
+    return worst;
+}
+
+static void compare_with_run(const char *run_dir, long step) {
+    char run_path[4200], new_path[4200];
+    snprintf(run_path, sizeof run_path, "%s/probes.jsonl", run_dir);
+    snprintf(new_path, sizeof new_path, "%s/reprobe.jsonl", run_dir);
+    cJSON *old = natural_line(run_path, step), *now = natural_line(new_path, step);
+    if (!old || !now) {
+        printf("%s has no natural line at step %ld to compare with\n", run_path, step);
+    } else {
+        int n;
+        double diff = max_difference(now, old, &n);
+        printf("compared %d numbers with %s at step %ld: largest difference %.3g\n", n, run_path, step, diff);
+    }
+    cJSON_Delete(old);
+    cJSON_Delete(now);
+}
+
+int main(int argc, char **argv) {
+    char err[ST_ERR_LEN];
+    ProbeArgs a;
+    TrainConfig cfg;
+    Moe m = {0};
+    CkptState s;
+    Prober pr = {0};
+    if (parse_args(argc, argv, &a, err) || load_checkpoint(&a, &cfg, &m, &s, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        moe_free(&m);
+        return 2;
+    }
+    int threads = a.threads ? a.threads : cfg.threads;
+    if (threads > 0) omp_set_num_threads(threads);
+    ProbeConfig pc = {.n = cfg.probe_n, .len = cfg.probe_len, .shift = cfg.probe_shift, .every = cfg.probe_every,
+                      .log_early = cfg.probe_schedule == PROBE_SCHEDULE_LOG};
+    int rc = prober_open(&pr, a.run_dir, cfg.data_dir, &pc, &m.cfg, cfg.bos != 0, cfg.model.seed, err);
+    if (!rc)
+        rc = prober_full(&pr, &m, (long)s.step, s.tokens, s.last_val_loss, "reprobe.jsonl",
+                         a.interventions ? "reprobe_interventions.jsonl" : NULL, err);
+    if (!rc) {
+        printf("probed step %lld in %.1f s: %s/reprobe.jsonl%s\n", (long long)s.step, pr.seconds, a.run_dir,
+               a.interventions ? ", reprobe_interventions.jsonl" : "");
+        compare_with_run(a.run_dir, (long)s.step);
+    } else {
+        fprintf(stderr, "error: %s\n", err);
+    }
+    prober_close(&pr);
+    moe_free(&m);
+    return rc ? 1 : 0;
+}
