@@ -232,14 +232,15 @@ int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long token
     /* every step: natural, and bos when the run trains with it; the final step: everything */
     int rc = probe_variants(pr, m, step, tokens, val_loss, "probes.jsonl", final,
                             final ? "interventions.jsonl" : NULL, final, err);
-    pr->seconds += st_now_seconds() - t0;
+    double spent = st_now_seconds() - t0;
+    pr->seconds += spent;
+    if (final) pr->final_seconds += spent;
     char probes[4200], summary[4200];
-    if (!rc && !run_path(probes, sizeof probes, pr, "probes.jsonl", err) &&
-        !run_path(summary, sizeof summary, pr, "summary.json", err)) {
-        ProbeCost cost = {pr->seconds, st_now_seconds() - pr->opened_at};
-        return summary_write(probes, summary, total_steps, &cost, err);
-    }
-    return -1;
+    if (rc || run_path(probes, sizeof probes, pr, "probes.jsonl", err) ||
+        run_path(summary, sizeof summary, pr, "summary.json", err))
+        return -1;
+    ProbeCost cost = {pr->seconds, pr->final_seconds, st_now_seconds() - pr->opened_at};
+    return summary_write(probes, summary, total_steps, &cost, err);
 }
 
 int prober_full(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *out_name,

@@ -50,6 +50,7 @@ typedef struct {
     MoeCapture cap;            /* capture arrays for N = probe_n sequences of T = probe_len tokens */
     float *norm_gains;         /* [2L+1][C] gain of the RMSNorm that reads each residual point */
     double seconds;            /* wall time spent probing so far (this process) */
+    double final_seconds;      /* the part of it spent on the final step (variants, interventions) */
     double opened_at;          /* st_now_seconds() at prober_open: the run's time in this process */
 } Prober;
 

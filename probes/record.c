@@ -325,9 +325,12 @@ int summary_write(const char *probes_path, const char *summary_path, long total_
     sj_doubles(&j, "C2", series, n);
     for (int m = 0; m < HL_COUNT; m++) summary_metric(&j, rows, n, m, total_steps);
     if (cost) {
+        double run = cost->run_seconds > 0 ? cost->run_seconds : NAN;
         sj_num(&j, "probe_seconds", cost->probe_seconds);
+        sj_num(&j, "final_probe_seconds", cost->final_seconds);
         sj_num(&j, "run_seconds", cost->run_seconds);
-        sj_num(&j, "probe_share", cost->run_seconds > 0 ? cost->probe_seconds / cost->run_seconds : NAN);
+        sj_num(&j, "probe_share", cost->probe_seconds / run);
+        sj_num(&j, "schedule_probe_share", (cost->probe_seconds - cost->final_seconds) / run);
     }
     StAtomic a;
     int rc = st_atomic_open(&a, summary_path, err);

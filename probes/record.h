@@ -68,6 +68,7 @@ void record_to_json(const ProbeRecord *r, StJson *j);
  * cost of probing (cost may be NULL). */
 typedef struct {
     double probe_seconds; /* wall time spent probing */
+    double final_seconds; /* the part of it spent on the final step's variants and interventions */
     double run_seconds;   /* wall time of the run (this process) */
 } ProbeCost;
 int summary_write(const char *probes_path, const char *summary_path, long total_steps, const ProbeCost *cost,
