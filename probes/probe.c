@@ -62,13 +62,18 @@ int probe_set_open(ProbeSet *ps, const char *path, const char *data_dir, int n, 
         return -1;
     }
     if (probe_set_load(ps, path, err)) return -1;
-    const char *field = ps->n != n ? "probe_n" : ps->T != T ? "probe_len" : ps->shift != shift ? "probe_shift" : NULL;
-    if (!field) return 0;
-    int found = ps->n != n ? ps->n : ps->T != T ? ps->T : ps->shift;
-    int expected = ps->n != n ? n : ps->T != T ? T : shift;
-    probe_set_free(ps);
-    return st_errorf(err, "%s: %s: expected %d (this run's config), found %d (a run keeps its probe set)", path,
-                     field, expected, found);
+    const struct {
+        const char *key;
+        int expected, found;
+    } keys[3] = {{"probe_n", n, ps->n}, {"probe_len", T, ps->T}, {"probe_shift", shift, ps->shift}};
+    for (int i = 0; i < 3; i++)
+        if (keys[i].expected != keys[i].found) {
+            st_errorf(err, "%s: %s: expected %d (this run's config), found %d (a run keeps its probe set)", path,
+                      keys[i].key, keys[i].expected, keys[i].found);
+            probe_set_free(ps);
+            return -1;
+        }
+    return 0;
 }
 
 /* ---- the prober ----------------------------------------------------------------------------- */

@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../data/shard.h"
+#include "../data/tokenizer.h"
 #include "../model/moe.h"
 #include "../probes/metrics.h"
 #include "../probes/probe.h"
@@ -634,6 +636,49 @@ static void test_probe_set_kept_across_resume(void **state) {
     moe_free(&m);
 }
 
+/* a prepared data directory: byte tokenizer, one document of text per split */
+static void make_data_dir(const char *data) {
+    char path[300], err[ST_ERR_LEN];
+    assert_int_equal(mkdir(data, 0755), 0);
+    Tokenizer *tok = tokenizer_new_bytes();
+    snprintf(path, sizeof path, "%s/tokenizer.bin", data);
+    assert_int_equal(tokenizer_save(tok, path, err), 0);
+    int bos = tokenizer_bos_id(tok), ids[2001];
+    tokenizer_free(tok);
+    ids[0] = bos;
+    for (int i = 1; i <= 2000; i++) ids[i] = 'a' + (i * 7) % 26;
+    snprintf(path, sizeof path, "%s/train.bin", data);
+    assert_int_equal(shard_write(path, ids, 2001, 257, bos, err), 0);
+    snprintf(path, sizeof path, "%s/val.bin", data);
+    assert_int_equal(shard_write(path, ids, 2001, 257, bos, err), 0);
+}
+
+static void test_probe_set_from_data(void **state) {
+    (void)state;
+    char data[256], path[300], err[ST_ERR_LEN];
+    snprintf(data, sizeof data, "%s/data", dir);
+    make_data_dir(data);
+    snprintf(path, sizeof path, "%s/probe_set_data.bin", dir);
+    ProbeSet a, b;
+    if (probe_set_open(&a, path, data, 8, 32, 4, 5, err)) fail_msg("%s", err);
+    assert_true(a.vocab == 257 && a.bos_id == 256);
+    const int *nat = probe_set_tokens(&a, PV_NATURAL);
+    for (int s = 0; s < 8; s++)
+        for (int i = 0; i < 32; i++) {
+            assert_true(nat[s * 32 + i] >= 'a' && nat[s * 32 + i] <= 'z'); /* text, never BOS */
+            if (i + 1 < 32) assert_int_equal(a.targets[s * 32 + i], nat[s * 32 + i + 1]);
+        }
+    /* the second open reads the saved file: the same set even if the data changed */
+    assert_int_equal(probe_set_open(&b, path, "/nonexistent-data-dir", 8, 32, 4, 5, err), 0);
+    assert_memory_equal(a.tokens, b.tokens, sizeof(int) * PV_COUNT * 8 * 32);
+    probe_set_free(&a);
+    probe_set_free(&b);
+    /* more windows than the validation split holds */
+    snprintf(path, sizeof path, "%s/probe_set_big.bin", dir);
+    assert_int_equal(probe_set_open(&a, path, data, 1000, 32, 4, 5, err), -1);
+    assert_non_null(strstr(err, "validation split"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chance_value),     cmocka_unit_test(test_uniform_attention_is_chance),
@@ -645,7 +690,7 @@ int main(void) {
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_prober_run),       cmocka_unit_test(test_interventions_on_capture),
-        cmocka_unit_test(test_probe_set_kept_across_resume),
+        cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
     };
     return cmocka_run_group_tests_name("probes", tests, make_dir, remove_dir);
 }
