@@ -606,6 +606,24 @@ static void test_interventions_on_capture(void **state) {
                 size_t at = ((size_t)n * T + t) * C + c;
                 assert_true(pr.cap.attn_out[at] == (t == 0 ? repl[c] : out0[at]));
             }
+
+    /* zeroing block 0's MoE output at P0 changes the residual after block 0 at P0 by exactly that
+     * output, and nothing at any other position */
+    prober_measure(&pr, &m, PV_NATURAL, NULL, &r);
+    float *after0 = st_malloc(sizeof(float) * NTC), *moe0 = st_malloc(sizeof(float) * NTC);
+    memcpy(after0, pr.cap.resid + 2 * NTC, sizeof(float) * NTC); /* point 2 = after block 0 */
+    memcpy(moe0, pr.cap.moe_out, sizeof(float) * NTC);
+    moe_capture_init(&iv);
+    iv.ablate_moe = mask; /* still [L][T] with position 0 of block 0 set */
+    prober_measure(&pr, &m, PV_NATURAL, &iv, &again);
+    for (int n = 0; n < N; n++)
+        for (int t = 0; t < T; t++)
+            for (int c = 0; c < C; c++) {
+                size_t at = ((size_t)n * T + t) * C + c;
+                float expect = t == 0 ? after0[at] - moe0[at] : after0[at];
+                assert_true(fabsf(pr.cap.resid[2 * NTC + at] - expect) < 1e-5f);
+            }
+    free(after0), free(moe0);
     free(mask), free(repl), free(attn), free(out0);
     record_free(&r);
     record_free(&again);
