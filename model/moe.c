@@ -1,0 +1,1121 @@
+/* model/moe.c: a miniature Qwen3-MoE transformer, forward and backward, in one file.
+ *
+ * Read it top to bottom:
+ *   1. config         defaults and validation
+ *   2. parameters     the table of named tensors over one float buffer, and their initialisation
+ *   3. operations     each forward next to its backward: embedding, RMSNorm, matmul, RoPE,
+ *                     attention, softmax, top-k routing, SwiGLU, aux loss, z-loss, cross-entropy
+ *   4. activations    the buffers one forward keeps for its backward
+ *   5. the model      forward (with the capture hook for probes) and backward
+ *
+ * Notation: B sequences of T tokens, N = B*T rows; C = d_model; H query heads, KV key/value heads,
+ * D = head_dim; E experts, top-k, F = d_ff; V = vocab; L = n_layer. Matrices are [out][in].
+ * Parallelism: every OpenMP loop splits over outputs that no other iteration writes, and every sum
+ * runs in a fixed order, so results do not depend on the thread count or the schedule. */
+#include "moe.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+
+/* ================================================================================================ */
+/* 1. Config */
+
+void moe_config_default(MoeConfig *c) {
+    memset(c, 0, sizeof *c);
+    c->vocab_size = 257;
+    c->seq_len = 256;
+    c->d_model = 128;
+    c->n_layer = 4;
+    c->n_head = 4;
+    c->n_kv_head = 4;
+    c->head_dim = 0;
+    c->rope_theta = 10000.0f;
+    c->qk_norm = 1;
+    c->attn_window = 0;
+    c->attn_sink_logit = 0;
+    c->attn_gate = 0;
+    c->n_expert = 8;
+    c->top_k = 2;
+    c->d_ff = 256;
+    c->norm_topk = 1;
+    c->aux_loss_coef = 0.01f;
+    c->z_loss_coef = 0.001f;
+    c->tie_embeddings = 0;
+    c->rms_eps = 1e-6f;
+    c->init_std = 0.02f;
+    c->seed = 1337;
+}
+
+int moe_config_validate(MoeConfig *c, char *err) {
+    const struct {
+        const char *name;
+        int value;
+    } positive[] = {{"vocab_size", c->vocab_size}, {"seq_len", c->seq_len}, {"d_model", c->d_model},
+                    {"n_layer", c->n_layer},       {"n_head", c->n_head},   {"n_kv_head", c->n_kv_head},
+                    {"n_expert", c->n_expert},     {"top_k", c->top_k},     {"d_ff", c->d_ff}};
+    for (size_t i = 0; i < sizeof positive / sizeof positive[0]; i++)
+        if (positive[i].value <= 0)
+            return st_errorf(err, "config: %s: expected a positive integer, found %d", positive[i].name,
+                             positive[i].value);
+    if (c->head_dim < 0) return st_errorf(err, "config: head_dim: expected >= 0 (0 = d_model / n_head), found %d", c->head_dim);
+    if (c->head_dim == 0) {
+        if (c->d_model % c->n_head)
+            return st_errorf(err, "config: head_dim: 0 means d_model / n_head, but d_model %d is not divisible by n_head %d",
+                             c->d_model, c->n_head);
+        c->head_dim = c->d_model / c->n_head;
+    }
+    if (c->head_dim % 2)
+        return st_errorf(err, "config: head_dim: expected an even number (RoPE rotates pairs), found %d", c->head_dim);
+    if (c->n_head % c->n_kv_head)
+        return st_errorf(err, "config: n_kv_head: expected a divisor of n_head %d, found %d", c->n_head, c->n_kv_head);
+    if (c->top_k > c->n_expert)
+        return st_errorf(err, "config: top_k: expected at most n_expert %d, found %d", c->n_expert, c->top_k);
+    if (c->attn_window < 0)
+        return st_errorf(err, "config: attn_window: expected >= 0 (0 = full causal attention), found %d", c->attn_window);
+    if (!(c->rope_theta > 0)) return st_errorf(err, "config: rope_theta: expected > 0, found %g", c->rope_theta);
+    if (!(c->rms_eps > 0)) return st_errorf(err, "config: rms_eps: expected > 0, found %g", c->rms_eps);
+    if (!(c->init_std > 0)) return st_errorf(err, "config: init_std: expected > 0, found %g", c->init_std);
+    if (!(c->aux_loss_coef >= 0))
+        return st_errorf(err, "config: aux_loss_coef: expected >= 0, found %g", c->aux_loss_coef);
+    if (!(c->z_loss_coef >= 0)) return st_errorf(err, "config: z_loss_coef: expected >= 0, found %g", c->z_loss_coef);
+    const struct {
+        const char *name;
+        int value;
+    } flags[] = {{"qk_norm", c->qk_norm},
+                 {"norm_topk", c->norm_topk},
+                 {"tie_embeddings", c->tie_embeddings},
+                 {"attn_sink_logit", c->attn_sink_logit},
+                 {"attn_gate", c->attn_gate}};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (flags[i].value != 0 && flags[i].value != 1)
+            return st_errorf(err, "config: %s: expected 0 or 1, found %d", flags[i].name, flags[i].value);
+    return 0;
+}
+
+/* ================================================================================================ */
+/* 2. Parameters: one float buffer, a table of named tensors into it */
+
+/* offsets of one block's tensors in the buffer; -1 = absent */
+typedef struct {
+    size_t attn_norm, wq, wk, wv, q_norm, k_norm, wo, moe_norm, router, w_gate, w_up, w_down;
+} BlockOffsets;
+
+static int is_dense(const MoeConfig *c) { return c->n_expert == 1; }
+
+static void add_tensor(Moe *m, int cap, const char *name, int decay, int ndim, int d0, int d1, int d2) {
+    if (m->n_tensors >= cap) {
+        fprintf(stderr, "internal error: tensor table full\n");
+        exit(1);
+    }
+    MoeTensor *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->ndim = ndim;
+    t->shape[0] = d0;
+    t->shape[1] = ndim > 1 ? d1 : 1;
+    t->shape[2] = ndim > 2 ? d2 : 1;
+    t->size = (size_t)t->shape[0] * (size_t)t->shape[1] * (size_t)t->shape[2];
+    t->offset = m->n_params;
+    t->decay = decay;
+    m->n_params += t->size;
+}
+
+/* the tensor table, in the order the forward uses them */
+static void build_tensor_table(Moe *m) {
+    const MoeConfig *c = &m->cfg;
+    int C = c->d_model, HD = c->n_head * c->head_dim, KVD = c->n_kv_head * c->head_dim;
+    int cap = 3 + 14 * c->n_layer;
+    m->tensors = st_calloc((size_t)cap, sizeof(MoeTensor));
+    m->n_tensors = 0;
+    m->n_params = 0;
+    char name[40];
+    add_tensor(m, cap, "wte", 1, 2, c->vocab_size, C, 0);
+    for (int l = 0; l < c->n_layer; l++) {
+#define BLOCK_TENSOR(suffix, decay, ndim, d0, d1, d2)                   \
+    do {                                                                \
+        snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);         \
+        add_tensor(m, cap, name, decay, ndim, d0, d1, d2);              \
+    } while (0)
+        BLOCK_TENSOR("attn_norm", 0, 1, C, 0, 0);
+        BLOCK_TENSOR("attn.wq", 1, 2, HD, C, 0);
+        BLOCK_TENSOR("attn.wk", 1, 2, KVD, C, 0);
+        BLOCK_TENSOR("attn.wv", 1, 2, KVD, C, 0);
+        if (c->qk_norm) {
+            BLOCK_TENSOR("attn.q_norm", 0, 1, c->head_dim, 0, 0);
+            BLOCK_TENSOR("attn.k_norm", 0, 1, c->head_dim, 0, 0);
+        }
+        if (c->attn_sink_logit) BLOCK_TENSOR("attn.sink", 0, 1, c->n_head, 0, 0);
+        if (c->attn_gate) BLOCK_TENSOR("attn.w_gate", 1, 2, HD, C, 0);
+        BLOCK_TENSOR("attn.wo", 1, 2, C, HD, 0);
+        BLOCK_TENSOR("moe_norm", 0, 1, C, 0, 0);
+        if (!is_dense(c)) BLOCK_TENSOR("moe.router", 1, 2, c->n_expert, C, 0);
+        BLOCK_TENSOR("moe.w_gate", 1, 3, c->n_expert, c->d_ff, C);
+        BLOCK_TENSOR("moe.w_up", 1, 3, c->n_expert, c->d_ff, C);
+        BLOCK_TENSOR("moe.w_down", 1, 3, c->n_expert, C, c->d_ff);
+#undef BLOCK_TENSOR
+    }
+    add_tensor(m, cap, "final_norm", 0, 1, C, 0, 0);
+    if (!c->tie_embeddings) add_tensor(m, cap, "lm_head", 1, 2, c->vocab_size, C, 0);
+}
+
+const MoeTensor *moe_find(const Moe *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+/* pointer to a tensor's values in buf (params or grads); NULL if the tensor is absent */
+static float *tensor_in(const Moe *m, float *buf, const char *name) {
+    const MoeTensor *t = moe_find(m, name);
+    return t ? buf + t->offset : NULL;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+void moe_init_params(Moe *m) {
+    StRng rng;
+    st_rng_seed(&rng, m->cfg.seed);
+    /* residual-branch outputs are scaled down so the residual stream's variance does not grow with depth */
+    float out_scale = 1.0f / sqrtf(2.0f * (float)m->cfg.n_layer);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const MoeTensor *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        if (!t->decay) { /* norm gains start at 1, sink logits at 0 */
+            float v = ends_with(t->name, "norm") ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->size; j++) p[j] = v;
+            continue;
+        }
+        float std = m->cfg.init_std;
+        if (ends_with(t->name, "attn.wo") || ends_with(t->name, "moe.w_down")) std *= out_scale;
+        for (size_t j = 0; j < t->size; j++) p[j] = (float)(std * st_rng_normal(&rng));
+    }
+}
+
+/* ================================================================================================ */
+/* 3. Operations. Each backward ADDS into its gradient outputs. */
+
+/* --- token embedding: out[n] = wte[tokens[n]] --- */
+void embed_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, sizeof(float) * C);
+}
+
+/* rows of dwte receive the sum over the positions holding that token; split over channels so no two
+ * threads write the same entry, and positions are summed in order */
+void embed_backward(float *dwte, const float *dout, const int *tokens, int N, int C, int V) {
+    (void)V;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++) dwte[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
+}
+
+/* --- RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps); rstd = 1/rms saved --- */
+void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (size_t)n * C;
+        float *y = out + (size_t)n * C;
+        float ss = 0.0f;
+        for (int c = 0; c < C; c++) ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        rstd[n] = r;
+        for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
+    }
+}
+
+/* with xhat = x * r and dxhat = dout * gain:  dx = r * (dxhat - xhat * mean(dxhat * xhat));
+ * dgain[c] = sum_n dout[n][c] * xhat[n][c] */
+void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
+                      const float *rstd, int N, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
+        float r = rstd[n], dot = 0.0f;
+        for (int c = 0; c < C; c++) dot += dy[c] * gain[c] * x[c] * r;
+        dot /= (float)C;
+        float *dx = din + (size_t)n * C;
+        for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
+    }
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        float s = 0.0f;
+        for (int n = 0; n < N; n++) s += dout[(size_t)n * C + c] * in[(size_t)n * C + c] * rstd[n];
+        dgain[c] += s;
+    }
+}
+
+/* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i]  (in [N][IN], w [OUT][IN], out [N][OUT]) --- */
+void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = in + (size_t)n * IN;
+        float *y = out + (size_t)n * OUT;
+        for (int o = 0; o < OUT; o++) {
+            const float *wr = w + (size_t)o * IN;
+            float s = 0.0f;
+            for (int i = 0; i < IN; i++) s += x[i] * wr[i];
+            y[o] = s;
+        }
+    }
+}
+
+/* din[n][i] += sum_o dout[n][o] w[o][i]   (din may be NULL when not needed)
+ * dw[o][i]  += sum_n dout[n][o] in[n][i] */
+void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
+                     int OUT) {
+    if (din) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            float *dx = din + (size_t)n * IN;
+            const float *dy = dout + (size_t)n * OUT;
+            for (int o = 0; o < OUT; o++) {
+                const float *wr = w + (size_t)o * IN;
+                float g = dy[o];
+                for (int i = 0; i < IN; i++) dx[i] += g * wr[i];
+            }
+        }
+    }
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < OUT; o++) {
+        float *dwr = dw + (size_t)o * IN;
+        for (int n = 0; n < N; n++) {
+            const float *x = in + (size_t)n * IN;
+            float g = dout[(size_t)n * OUT + o];
+            for (int i = 0; i < IN; i++) dwr[i] += g * x[i];
+        }
+    }
+}
+
+/* --- RoPE --- */
+void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_offset) {
+    int half = D / 2;
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double angle = (double)(t + pos_offset) * pow((double)theta, -2.0 * i / D);
+            cos_t[t * half + i] = (float)cos(angle);
+            sin_t[t * half + i] = (float)sin(angle);
+        }
+}
+
+/* rotates (a, b) = (x[i], x[i+D/2]) by +angle (sign = +1) or -angle (sign = -1) */
+static void rope_rotate(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D,
+                        float sign) {
+    int half = D / 2;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *cs = cos_t + (size_t)(n % T) * half, *sn = sin_t + (size_t)(n % T) * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((size_t)n * n_heads + h) * D;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half], s = sign * sn[i];
+                v[i] = a * cs[i] - b * s;
+                v[i + half] = a * s + b * cs[i];
+            }
+        }
+    }
+}
+
+/* at position 0 (no offset) the angle is 0: cos 1, sin 0, so P0's q and k pass unrotated */
+void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D) {
+    rope_rotate(x, cos_t, sin_t, N, T, n_heads, D, 1.0f);
+}
+
+/* the Jacobian of a rotation is the rotation; its transpose rotates back */
+void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D) {
+    rope_rotate(dx, cos_t, sin_t, N, T, n_heads, D, -1.0f);
+}
+
+/* --- causal attention ---
+ * score[i][j] = q_i . k_j / sqrt(D) for visible keys j <= i (and i - j < window when window > 0);
+ * att = softmax over visible keys (max subtracted); out_i = sum_j att[i][j] v_j.
+ * Query head h reads K/V head h / (H / KV) (grouped-query attention). With a sink logit s_h the
+ * softmax also covers one extra key with score s_h and value zero: it takes attention, adds nothing. */
+void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const float *sink,
+                       int B, int T, int H, int KV, int D, int window) {
+    int group = H / KV;
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            int kvh = h / group;
+            for (int i = 0; i < T; i++) {
+                const float *qi = q + (((size_t)b * T + i) * H + h) * D;
+                float *a = att + (((size_t)b * H + h) * T + i) * T;
+                int j0 = (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0;
+                float mx = sink ? sink[h] : -INFINITY;
+                for (int j = j0; j <= i; j++) {
+                    const float *kj = k + (((size_t)b * T + j) * KV + kvh) * D;
+                    float s = 0.0f;
+                    for (int d = 0; d < D; d++) s += qi[d] * kj[d];
+                    a[j] = s * scale;
+                    if (a[j] > mx) mx = a[j];
+                }
+                float sum = sink ? expf(sink[h] - mx) : 0.0f;
+                for (int j = j0; j <= i; j++) {
+                    a[j] = expf(a[j] - mx);
+                    sum += a[j];
+                }
+                float inv = 1.0f / sum;
+                for (int j = 0; j < T; j++) a[j] = (j >= j0 && j <= i) ? a[j] * inv : 0.0f;
+                float *oi = out + (((size_t)b * T + i) * H + h) * D;
+                for (int d = 0; d < D; d++) oi[d] = 0.0f;
+                for (int j = j0; j <= i; j++) {
+                    const float *vj = v + (((size_t)b * T + j) * KV + kvh) * D;
+                    for (int d = 0; d < D; d++) oi[d] += a[j] * vj[d];
+                }
+            }
+        }
+}
+
+/* With p = att[i][.] and dp_j = dout_i . v_j:  dv_j += p_j dout_i;
+ * dscore_j = p_j (dp_j - sum_j' p_j' dp_j');  dq_i += dscore_j k_j / sqrt(D);  dk_j += dscore_j q_i / sqrt(D).
+ * The sink key has value 0, so dp_sink = 0 and dsink_h += -p_sink sum_j p_j dp_j, p_sink = 1 - sum_j p_j.
+ * Masked keys have p_j = 0 and so receive nothing. Split over (b, kv head): every query head sharing
+ * a K/V head is handled by one iteration, so dk and dv are never written by two threads; the sink
+ * gradients are summed per (b, h) and then over b in order. */
+void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *att,
+                        const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D) {
+    int group = H / KV;
+    float scale = 1.0f / sqrtf((float)D);
+    float *dsink_bh = dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
+#pragma omp parallel
+    {
+        float *dp = st_malloc(sizeof(float) * (size_t)T);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int kvh = 0; kvh < KV; kvh++)
+                for (int h = kvh * group; h < (kvh + 1) * group; h++)
+                    for (int i = 0; i < T; i++) {
+                        const float *a = att + (((size_t)b * H + h) * T + i) * T;
+                        const float *doi = dout + (((size_t)b * T + i) * H + h) * D;
+                        const float *qi = q + (((size_t)b * T + i) * H + h) * D;
+                        float *dqi = dq + (((size_t)b * T + i) * H + h) * D;
+                        float pdp = 0.0f, psum = 0.0f;
+                        for (int j = 0; j <= i; j++) {
+                            const float *vj = v + (((size_t)b * T + j) * KV + kvh) * D;
+                            float s = 0.0f;
+                            for (int d = 0; d < D; d++) s += doi[d] * vj[d];
+                            dp[j] = s;
+                            pdp += a[j] * s;
+                            psum += a[j];
+                        }
+                        if (dsink_bh) dsink_bh[b * H + h] -= (1.0f - psum) * pdp;
+                        for (int j = 0; j <= i; j++) {
+                            if (a[j] == 0.0f) continue;
+                            size_t kv_off = (((size_t)b * T + j) * KV + kvh) * D;
+                            float ds = a[j] * (dp[j] - pdp) * scale;
+                            for (int d = 0; d < D; d++) {
+                                dqi[d] += ds * k[kv_off + d];
+                                dk[kv_off + d] += ds * qi[d];
+                                dv[kv_off + d] += a[j] * doi[d];
+                            }
+                        }
+                    }
+        free(dp);
+    }
+    if (dsink_bh) {
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) dsink[h] += dsink_bh[b * H + h];
+        free(dsink_bh);
+    }
+}
+
+/* --- sigmoid output gate: out = y * sigmoid(z); dy = dout * sig, dz = dout * y * sig (1 - sig) --- */
+void gate_forward(float *out, const float *y, const float *gate_logits, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = y[i] / (1.0f + expf(-gate_logits[i]));
+}
+
+void gate_backward(float *dy, float *dgate_logits, const float *dout, const float *y, const float *gate_logits,
+                   size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float sig = 1.0f / (1.0f + expf(-gate_logits[i]));
+        dy[i] += dout[i] * sig;
+        dgate_logits[i] += dout[i] * y[i] * sig * (1.0f - sig);
+    }
+}
+
+/* --- softmax over rows of E --- */
+void softmax_forward(float *probs, const float *logits, int N, int E) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * E;
+        float *p = probs + (size_t)n * E;
+        float mx = z[0], sum = 0.0f;
+        for (int e = 1; e < E; e++) mx = z[e] > mx ? z[e] : mx;
+        for (int e = 0; e < E; e++) sum += (p[e] = expf(z[e] - mx));
+        for (int e = 0; e < E; e++) p[e] /= sum;
+    }
+}
+
+/* dz_e = p_e (dp_e - sum_e' p_e' dp_e') */
+void softmax_backward(float *dlogits, const float *dprobs, const float *probs, int N, int E) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *p = probs + (size_t)n * E, *dp = dprobs + (size_t)n * E;
+        float s = 0.0f;
+        for (int e = 0; e < E; e++) s += p[e] * dp[e];
+        for (int e = 0; e < E; e++) dlogits[(size_t)n * E + e] += p[e] * (dp[e] - s);
+    }
+}
+
+/* --- top-k routing: the k largest probabilities, in decreasing order, ties to the lower index --- */
+void topk_forward(int *idx, float *w, const float *probs, int N, int E, int k, int norm_topk) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *p = probs + (size_t)n * E;
+        int *ix = idx + (size_t)n * k;
+        float *wn = w + (size_t)n * k, total = 0.0f;
+        for (int j = 0; j < k; j++) {
+            int best = -1;
+            for (int e = 0; e < E; e++) {
+                int taken = 0;
+                for (int jj = 0; jj < j; jj++) taken |= ix[jj] == e;
+                if (!taken && (best < 0 || p[e] > p[best])) best = e; /* strict >: ties keep the lower index */
+            }
+            ix[j] = best;
+            wn[j] = p[best];
+            total += p[best];
+        }
+        if (norm_topk)
+            for (int j = 0; j < k; j++) wn[j] /= total;
+    }
+}
+
+/* without renormalisation w_j = p_{e_j}: dp_{e_j} += dw_j. With it, w_j = p_{e_j} / S, S = sum of the
+ * chosen p:  dp_{e_i} += (dw_i - sum_j dw_j w_j) / S. Unchosen experts get nothing from this path. */
+void topk_backward(float *dprobs, const float *dw, const float *probs, const int *idx, const float *w, int N,
+                   int E, int k, int norm_topk) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const int *ix = idx + (size_t)n * k;
+        const float *dwn = dw + (size_t)n * k, *wn = w + (size_t)n * k;
+        float *dp = dprobs + (size_t)n * E;
+        if (!norm_topk) {
+            for (int j = 0; j < k; j++) dp[ix[j]] += dwn[j];
+            continue;
+        }
+        float S = 0.0f, dot = 0.0f;
+        for (int j = 0; j < k; j++) {
+            S += probs[(size_t)n * E + ix[j]];
+            dot += dwn[j] * wn[j];
+        }
+        for (int j = 0; j < k; j++) dp[ix[j]] += (dwn[j] - dot) / S;
+    }
+}
+
+/* --- SwiGLU: h = silu(g) * u, silu(g) = g * sigmoid(g) --- */
+void swiglu_forward(float *h, const float *g, const float *u, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* silu'(g) = sigmoid(g) (1 + g (1 - sigmoid(g))) */
+void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float sig = 1.0f / (1.0f + expf(-g[i]));
+        dg[i] += dh[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+        du[i] += dh[i] * g[i] * sig;
+    }
+}
+
+/* --- load-balancing loss: E * sum_i f_i P_i, f_i = share of the N*k routing slots sent to expert i,
+ * P_i = mean router probability of expert i. f is a count (no gradient); dP_i/dp[n][i] = 1/N. --- */
+static void slot_shares(double *f, const int *idx, int N, int E, int k) {
+    for (int e = 0; e < E; e++) f[e] = 0.0;
+    for (size_t s = 0; s < (size_t)N * k; s++) f[idx[s]] += 1.0;
+    for (int e = 0; e < E; e++) f[e] /= (double)N * k;
+}
+
+float aux_loss_forward(const float *probs, const int *idx, int N, int E, int k) {
+    double *f = st_malloc(sizeof(double) * (size_t)E), loss = 0.0;
+    slot_shares(f, idx, N, E, k);
+    for (int e = 0; e < E; e++) {
+        double P = 0.0;
+        for (int n = 0; n < N; n++) P += probs[(size_t)n * E + e];
+        loss += f[e] * P / N;
+    }
+    free(f);
+    return (float)(E * loss);
+}
+
+void aux_loss_backward(float *dprobs, float dloss, const int *idx, int N, int E, int k) {
+    double *f = st_malloc(sizeof(double) * (size_t)E);
+    slot_shares(f, idx, N, E, k);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int e = 0; e < E; e++) dprobs[(size_t)n * E + e] += (float)(dloss * E * f[e] / N);
+    free(f);
+}
+
+/* --- router z-loss: mean_n lse(z_n)^2; d/dz[n][e] = 2 lse(z_n) softmax(z_n)_e / N --- */
+static float logsumexp(const float *z, int E) {
+    float mx = z[0];
+    for (int e = 1; e < E; e++) mx = z[e] > mx ? z[e] : mx;
+    double s = 0.0;
+    for (int e = 0; e < E; e++) s += exp((double)(z[e] - mx));
+    return mx + (float)log(s);
+}
+
+float z_loss_forward(const float *logits, int N, int E) {
+    double s = 0.0;
+    for (int n = 0; n < N; n++) {
+        double lse = logsumexp(logits + (size_t)n * E, E);
+        s += lse * lse;
+    }
+    return (float)(s / N);
+}
+
+void z_loss_backward(float *dlogits, float dloss, const float *logits, int N, int E) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *z = logits + (size_t)n * E;
+        float lse = logsumexp(z, E);
+        for (int e = 0; e < E; e++) dlogits[(size_t)n * E + e] += dloss * 2.0f * lse * expf(z[e] - lse) / N;
+    }
+}
+
+/* --- cross-entropy: mean over rows with target >= 0 of lse(logits) - logits[target] --- */
+static int count_targets(const int *targets, int N) {
+    int count = 0;
+    for (int n = 0; n < N; n++) count += targets[n] >= 0;
+    return count;
+}
+
+float cross_entropy_forward(const float *logits, const int *targets, int N, int V, int *n_valid) {
+    double *row = st_malloc(sizeof(double) * (size_t)N);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        row[n] = targets[n] < 0 ? 0.0 : (double)logsumexp(logits + (size_t)n * V, V) - logits[(size_t)n * V + targets[n]];
+    double total = 0.0; /* summed in row order, whatever the thread count */
+    for (int n = 0; n < N; n++) total += row[n];
+    free(row);
+    *n_valid = count_targets(targets, N);
+    return *n_valid ? (float)(total / *n_valid) : 0.0f;
+}
+
+/* dlogits[n] += dloss (softmax(logits[n]) - onehot(target)) / n_valid */
+void cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int *targets, int N, int V) {
+    int count = count_targets(targets, N);
+    if (!count) return;
+    float g = dloss / (float)count;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) continue;
+        const float *z = logits + (size_t)n * V;
+        float *dz = dlogits + (size_t)n * V, lse = logsumexp(z, V);
+        for (int v = 0; v < V; v++) dz[v] += g * expf(z[v] - lse);
+        dz[targets[n]] -= g;
+    }
+}
+
+/* ================================================================================================ */
+/* 4. Activations: what one forward keeps for its backward, per block */
+
+typedef struct {
+    float *xn1, *rstd1;          /* attention RMSNorm output [N][C] and 1/rms [N] */
+    float *q_pre, *k_pre;        /* q, k before QK-norm [N][H*D], [N][KV*D] (only with qk_norm) */
+    float *q_rstd, *k_rstd;      /* QK-norm 1/rms per row and head [N*H], [N*KV] */
+    float *q, *k, *v;            /* after QK-norm and RoPE: [N][H*D], [N][KV*D], [N][KV*D] */
+    float *att;                  /* [B][H][T][T] attention probabilities */
+    float *y;                    /* [N][H*D] heads' outputs */
+    float *gz, *yg;              /* with attn_gate: gate logits and gated outputs [N][H*D] (else yg = y) */
+    float *o;                    /* [N][C] attention output o^l */
+    float *xn2, *rstd2;          /* MoE RMSNorm output [N][C] and 1/rms [N] */
+    float *rlogits, *probs;      /* router logits and softmax [N][E] */
+    int *idx;                    /* [N][k] chosen experts */
+    float *w;                    /* [N][k] their weights */
+    int *expert_start;           /* [E+1] first grouped row of each expert */
+    int *slot_row;               /* [N*k] grouped row of token n's slot j (index n*k+j) */
+    int *row_token;              /* [N*k] token of each grouped row */
+    float *xg;                   /* [N*k][C] MoE input gathered in expert order */
+    float *g, *u, *h;            /* [N*k][F] gate, up, silu(gate)*up in expert order */
+    float *eo;                   /* [N*k][C] expert outputs in expert order */
+    float *mo;                   /* [N][C] MoE output m^l */
+    float aux, z;                /* this block's aux and z losses */
+} BlockActs;
+
+struct MoeActs {
+    int N_cap;                   /* rows allocated for */
+    int B, T;                    /* of the last forward */
+    int backward_ready;          /* the last forward had targets and no intervention */
+    int *tokens, *targets;       /* [N] copies of the last forward's inputs */
+    float *resid;                /* [2L+1][N][C] residual stream at every point */
+    BlockActs *blk;              /* [L] */
+    float *xnf, *rstdf;          /* final RMSNorm */
+    float *rope_cos, *rope_sin;  /* [seq_len][D/2] for the last forward's positions */
+    /* backward scratch */
+    float *dresid, *dxn, *dq, *dk, *dv, *dq_pre, *dk_pre, *dy, *dyg, *dgz, *dlogits;
+    float *dprobs, *drlogits, *dw, *dxg, *dg, *du, *dh, *deo;
+};
+
+static float *fbuf(size_t n) { return st_calloc(n, sizeof(float)); }
+
+static void free_rows(Moe *m) {
+    MoeActs *a = m->acts;
+    if (!a->blk) return;
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        BlockActs *b = &a->blk[l];
+        float *fl[] = {b->xn1, b->rstd1, b->q_pre, b->k_pre, b->q_rstd, b->k_rstd, b->q, b->k, b->v, b->att,
+                       b->y, b->gz, b->o, b->xn2, b->rstd2, b->rlogits, b->probs, b->w, b->xg, b->g, b->u, b->h,
+                       b->eo, b->mo};
+        for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
+        if (b->yg != b->y) free(b->yg);
+        free(b->idx);
+        free(b->expert_start);
+        free(b->slot_row);
+        free(b->row_token);
+    }
+    free(a->blk);
+    float *fl[] = {a->resid, a->xnf, a->rstdf, a->dresid, a->dxn, a->dq, a->dk, a->dv, a->dq_pre, a->dk_pre,
+                   a->dy, a->dyg, a->dgz, a->dlogits, a->dprobs, a->drlogits, a->dw, a->dxg, a->dg, a->du, a->dh, a->deo,
+                   m->logits};
+    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
+    free(a->tokens);
+    free(a->targets);
+    a->blk = NULL;
+}
+
+/* (re)allocates every activation for N = B*T rows when the batch grows; the attention buffer is sized
+ * for B sequences of seq_len, so a smaller T always fits */
+static void ensure_rows(Moe *m, int B, int T) {
+    MoeActs *a = m->acts;
+    const MoeConfig *c = &m->cfg;
+    size_t N = (size_t)B * T;
+    if (a->blk && (size_t)a->N_cap >= (size_t)B * c->seq_len) return;
+    free_rows(m);
+    N = (size_t)B * c->seq_len;
+    a->N_cap = (int)N;
+    size_t C = c->d_model, HD = (size_t)c->n_head * c->head_dim, KVD = (size_t)c->n_kv_head * c->head_dim;
+    size_t E = c->n_expert, K = c->top_k, F = c->d_ff, V = c->vocab_size, L = c->n_layer;
+    a->blk = st_calloc(L, sizeof(BlockActs));
+    for (size_t l = 0; l < L; l++) {
+        BlockActs *b = &a->blk[l];
+        b->xn1 = fbuf(N * C), b->rstd1 = fbuf(N);
+        if (c->qk_norm) b->q_pre = fbuf(N * HD), b->k_pre = fbuf(N * KVD);
+        b->q_rstd = fbuf(N * c->n_head), b->k_rstd = fbuf(N * c->n_kv_head);
+        b->q = fbuf(N * HD), b->k = fbuf(N * KVD), b->v = fbuf(N * KVD);
+        b->att = fbuf((size_t)B * c->n_head * c->seq_len * c->seq_len);
+        b->y = fbuf(N * HD), b->o = fbuf(N * C);
+        b->yg = b->y;
+        if (c->attn_gate) b->gz = fbuf(N * HD), b->yg = fbuf(N * HD);
+        b->xn2 = fbuf(N * C), b->rstd2 = fbuf(N), b->rlogits = fbuf(N * E), b->probs = fbuf(N * E);
+        b->idx = st_calloc(N * K, sizeof(int)), b->w = fbuf(N * K);
+        b->expert_start = st_calloc(E + 1, sizeof(int));
+        b->slot_row = st_calloc(N * K, sizeof(int)), b->row_token = st_calloc(N * K, sizeof(int));
+        b->xg = fbuf(N * K * C), b->g = fbuf(N * K * F), b->u = fbuf(N * K * F), b->h = fbuf(N * K * F);
+        b->eo = fbuf(N * K * C), b->mo = fbuf(N * C);
+    }
+    a->tokens = st_calloc(N, sizeof(int)), a->targets = st_calloc(N, sizeof(int));
+    a->resid = fbuf((2 * L + 1) * N * C);
+    a->xnf = fbuf(N * C), a->rstdf = fbuf(N);
+    m->logits = fbuf(N * V);
+    a->dresid = fbuf(N * C), a->dxn = fbuf(N * C);
+    a->dq = fbuf(N * HD), a->dk = fbuf(N * KVD), a->dv = fbuf(N * KVD), a->dy = fbuf(N * HD);
+    if (c->attn_gate) a->dyg = fbuf(N * HD), a->dgz = fbuf(N * HD);
+    a->dq_pre = fbuf(N * HD), a->dk_pre = fbuf(N * KVD);
+    a->dlogits = fbuf(N * V), a->dprobs = fbuf(N * E), a->drlogits = fbuf(N * E), a->dw = fbuf(N * K);
+    a->dxg = fbuf(N * K * C), a->dg = fbuf(N * K * F), a->du = fbuf(N * K * F), a->dh = fbuf(N * K * F);
+    a->deo = fbuf(N * K * C);
+}
+
+int moe_init(Moe *m, const MoeConfig *cfg, char *err) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    if (moe_config_validate(&m->cfg, err)) return -1;
+    build_tensor_table(m);
+    m->params = fbuf(m->n_params);
+    m->grads = fbuf(m->n_params);
+    m->acts = st_calloc(1, sizeof(MoeActs));
+    m->acts->rope_cos = fbuf((size_t)m->cfg.seq_len * m->cfg.head_dim / 2);
+    m->acts->rope_sin = fbuf((size_t)m->cfg.seq_len * m->cfg.head_dim / 2);
+    m->expert_load = fbuf((size_t)m->cfg.n_layer * m->cfg.n_expert);
+    moe_init_params(m);
+    return 0;
+}
+
+void moe_free(Moe *m) {
+    if (m->acts) {
+        free_rows(m);
+        free(m->acts->rope_cos);
+        free(m->acts->rope_sin);
+        free(m->acts);
+    }
+    free(m->params);
+    free(m->grads);
+    free(m->tensors);
+    free(m->expert_load);
+    memset(m, 0, sizeof *m);
+}
+
+void moe_zero_grad(Moe *m) { memset(m->grads, 0, sizeof(float) * m->n_params); }
+
+void moe_capture_init(MoeCapture *cap) {
+    memset(cap, 0, sizeof *cap);
+    cap->patch_point = -1;
+}
+
+/* ================================================================================================ */
+/* 5. The model */
+
+/* a block tensor's values in buf (params or grads), e.g. block_tensor(m, m->params, 2, "attn.wq") */
+static float *block_tensor(const Moe *m, float *buf, int l, const char *suffix) {
+    char name[40];
+    snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);
+    return tensor_in(m, buf, name);
+}
+
+static float *resid_at(const Moe *m, int p) {
+    return m->acts->resid + (size_t)p * m->acts->N_cap * m->cfg.d_model;
+}
+
+/* overwrite the residual at (point p, position t) of every sequence, when the capture asks */
+static void apply_patch(Moe *m, const MoeCapture *cap, int p) {
+    if (!cap || !cap->patch_vec || cap->patch_point != p) return;
+    int C = m->cfg.d_model, T = m->acts->T;
+    for (int b = 0; b < m->acts->B; b++)
+        memcpy(resid_at(m, p) + ((size_t)b * T + cap->patch_pos) * C, cap->patch_vec + (size_t)b * C,
+               sizeof(float) * C);
+}
+
+/* replace rows of out [B][T][C] at the flagged positions by repl (or zeros) */
+static void ablate_positions(float *out, const unsigned char *flags, const float *repl, int B, int T, int C) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            if (!flags[t]) continue;
+            float *row = out + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) row[c] = repl ? repl[c] : 0.0f;
+        }
+}
+
+/* x_mid = x + Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), xn = RMSNorm(x),
+ * gate = sigmoid(Wgate xn) when attn_gate */
+static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
+    float *P = m->params;
+    const float *x = resid_at(m, 2 * l);
+    rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps);
+    float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
+    matmul_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D);
+    matmul_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D);
+    matmul_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D);
+    if (c->qk_norm) { /* each head's q and k normalised over its D channels, one gain shared by heads */
+        rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps);
+        rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps);
+    }
+    rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D);
+    rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D);
+    int window = cap && cap->window > 0 ? cap->window : c->attn_window;
+    attention_forward(b->y, b->att, b->q, b->k, b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D, window);
+    if (c->attn_gate) {
+        matmul_forward(b->gz, b->xn1, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D);
+        gate_forward(b->yg, b->y, b->gz, (size_t)N * H * D);
+    }
+    if (cap && cap->zero_head)
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++)
+                if (cap->zero_head[l * H + h]) memset(b->yg + ((size_t)n * H + h) * D, 0, sizeof(float) * D);
+    matmul_forward(b->o, b->yg, block_tensor(m, P, l, "attn.wo"), N, H * D, C);
+    if (cap && cap->ablate_attn)
+        ablate_positions(b->o, cap->ablate_attn + (size_t)l * T, cap->attn_repl ? cap->attn_repl + (size_t)l * C : NULL,
+                         B, T, C);
+    float *x_mid = resid_at(m, 2 * l + 1);
+    for (size_t i = 0; i < (size_t)N * C; i++) x_mid[i] = x[i] + b->o[i];
+}
+
+/* counting sort of the N*k routing slots by expert; within an expert, slots stay in token order */
+static void group_by_expert(BlockActs *b, int N, int E, int k) {
+    int *start = b->expert_start, *fill = st_malloc(sizeof(int) * (size_t)E);
+    memset(start, 0, sizeof(int) * (size_t)(E + 1));
+    for (size_t s = 0; s < (size_t)N * k; s++) start[b->idx[s] + 1]++;
+    for (int e = 0; e < E; e++) start[e + 1] += start[e];
+    memcpy(fill, start, sizeof(int) * (size_t)E);
+    for (size_t s = 0; s < (size_t)N * k; s++) {
+        int r = fill[b->idx[s]]++;
+        b->slot_row[s] = r;
+        b->row_token[r] = (int)(s / (size_t)k);
+    }
+    free(fill);
+}
+
+/* the expert weights of block l: gate and up [E][F][C], down [E][C][F] */
+typedef struct {
+    float *gate, *up, *down;
+} ExpertWeights;
+
+static ExpertWeights expert_weights(const Moe *m, float *buf, int l) {
+    ExpertWeights w = {block_tensor(m, buf, l, "moe.w_gate"), block_tensor(m, buf, l, "moe.w_up"),
+                       block_tensor(m, buf, l, "moe.w_down")};
+    return w;
+}
+
+/* m = sum_j w_j SwiGLU_{e_j}(xn): route, group the slots by expert, run each expert as dense matmuls
+ * over its rows, and combine. A dense block (E = 1) routes every token to expert 0 with weight 1. */
+static void moe_block_forward(Moe *m, int l) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff;
+    if (is_dense(c)) {
+        for (int n = 0; n < N; n++) b->idx[n] = 0, b->w[n] = 1.0f;
+        b->aux = b->z = 0.0f;
+    } else {
+        matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E);
+        softmax_forward(b->probs, b->rlogits, N, E);
+        topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk);
+        b->aux = aux_loss_forward(b->probs, b->idx, N, E, K);
+        b->z = z_loss_forward(b->rlogits, N, E);
+    }
+    group_by_expert(b, N, E, K);
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < N * K; r++) memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
+    ExpertWeights ew = expert_weights(m, m->params, l);
+    for (int e = 0; e < E; e++) {
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        m->expert_load[l * E + e] = (float)ne / (float)(N * K);
+        if (!ne) continue;
+        matmul_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
+        matmul_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
+    }
+    swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F);
+    for (int e = 0; e < E; e++) {
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (ne) matmul_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
+    }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *out = b->mo + (size_t)n * C;
+        for (int ch = 0; ch < C; ch++) out[ch] = 0.0f;
+        for (int j = 0; j < K; j++) {
+            const float *eo = b->eo + (size_t)b->slot_row[n * K + j] * C;
+            float wj = b->w[n * K + j];
+            for (int ch = 0; ch < C; ch++) out[ch] += wj * eo[ch];
+        }
+    }
+}
+
+/* copies what the capture asks for out of the activations, into its [L][B]... layouts */
+static void capture_block(const Moe *m, int l, MoeCapture *cap) {
+    const MoeConfig *c = &m->cfg;
+    const MoeActs *a = m->acts;
+    const BlockActs *b = &a->blk[l];
+    size_t B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
+    size_t E = c->n_expert, K = c->top_k, F = c->d_ff;
+    if (cap->attn) memcpy(cap->attn + l * B * H * T * T, b->att, sizeof(float) * B * H * T * T);
+    if (cap->attn_out) memcpy(cap->attn_out + l * N * C, b->o, sizeof(float) * N * C);
+    if (cap->moe_out) memcpy(cap->moe_out + l * N * C, b->mo, sizeof(float) * N * C);
+    if (cap->q) memcpy(cap->q + l * N * H * D, b->q, sizeof(float) * N * H * D);
+    if (cap->k) memcpy(cap->k + l * N * KV * D, b->k, sizeof(float) * N * KV * D);
+    if (cap->v) memcpy(cap->v + l * N * KV * D, b->v, sizeof(float) * N * KV * D);
+    if (cap->router_probs && !is_dense(c)) memcpy(cap->router_probs + l * N * E, b->probs, sizeof(float) * N * E);
+    if (cap->router_choice) memcpy(cap->router_choice + l * N * K, b->idx, sizeof(int) * N * K);
+    if (cap->moe_hidden && l < 2) /* back from expert order to [token][slot] order */
+        for (size_t s = 0; s < N * K; s++)
+            memcpy(cap->moe_hidden + (l * N * K + s) * F, b->h + (size_t)b->slot_row[s] * F, sizeof(float) * F);
+}
+
+static int has_intervention(const MoeCapture *cap) {
+    return cap && (cap->zero_head || cap->ablate_attn || cap->ablate_moe || cap->patch_vec || cap->pos_offset ||
+                   cap->window > 0);
+}
+
+float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, MoeCapture *cap) {
+    const MoeConfig *c = &m->cfg;
+    if (T > c->seq_len || T < 1 || B < 1) {
+        fprintf(stderr, "error: moe_forward: T %d must be in 1..seq_len %d and B %d >= 1\n", T, c->seq_len, B);
+        exit(1);
+    }
+    ensure_rows(m, B, T);
+    MoeActs *a = m->acts;
+    int N = B * T, C = c->d_model, L = c->n_layer, V = c->vocab_size;
+    a->B = B, a->T = T;
+    memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
+    rope_table(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta, cap ? cap->pos_offset : 0);
+
+    embed_forward(resid_at(m, 0), tokens, m->params, N, C); /* wte is the first tensor */
+    apply_patch(m, cap, 0);
+    for (int l = 0; l < L; l++) {
+        attention_block_forward(m, l, cap);
+        apply_patch(m, cap, 2 * l + 1);
+        BlockActs *b = &a->blk[l];
+        const float *x_mid = resid_at(m, 2 * l + 1);
+        rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps);
+        moe_block_forward(m, l);
+        if (cap && cap->ablate_moe)
+            ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
+                             B, T, C);
+        float *x_out = resid_at(m, 2 * l + 2);
+        for (size_t i = 0; i < (size_t)N * C; i++) x_out[i] = x_mid[i] + b->mo[i];
+        apply_patch(m, cap, 2 * l + 2);
+        if (cap) capture_block(m, l, cap);
+    }
+    if (cap && cap->resid)
+        for (int p = 0; p <= 2 * L; p++)
+            memcpy(cap->resid + (size_t)p * N * C, resid_at(m, p), sizeof(float) * (size_t)N * C);
+
+    rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C, c->rms_eps);
+    const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
+    matmul_forward(m->logits, a->xnf, head, N, C, V);
+
+    a->backward_ready = 0;
+    if (!targets) return 0.0f;
+    memcpy(a->targets, targets, sizeof(int) * (size_t)N);
+    MoeLoss *loss = &m->loss;
+    loss->ce = cross_entropy_forward(m->logits, targets, N, V, &loss->n_targets);
+    double aux = 0.0, z = 0.0;
+    for (int l = 0; l < L; l++) aux += a->blk[l].aux, z += a->blk[l].z;
+    loss->aux = (float)(aux / L);
+    loss->z = (float)(z / L);
+    loss->loss = loss->ce + c->aux_loss_coef * loss->aux + c->z_loss_coef * loss->z;
+    a->backward_ready = !has_intervention(cap);
+    return loss->loss;
+}
+
+/* backward of moe_block_forward: dmo [N][C] in, adds into dxn (the MoE input's gradient) and the
+ * expert and router weights' gradients */
+static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
+    /* m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n,  d w_nj = dm_n . eo_nj */
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < K; j++) {
+            int s = n * K + j;
+            const float *dm = dmo + (size_t)n * C, *eo = b->eo + (size_t)b->slot_row[s] * C;
+            float *deo = a->deo + (size_t)b->slot_row[s] * C, dot = 0.0f;
+            for (int ch = 0; ch < C; ch++) {
+                dot += dm[ch] * eo[ch];
+                deo[ch] = b->w[s] * dm[ch];
+            }
+            a->dw[s] = dot;
+        }
+    size_t NK = (size_t)N * K;
+    memset(a->dh, 0, sizeof(float) * NK * F);
+    memset(a->dg, 0, sizeof(float) * NK * F);
+    memset(a->du, 0, sizeof(float) * NK * F);
+    memset(a->dxg, 0, sizeof(float) * NK * C);
+    ExpertWeights ew = expert_weights(m, m->params, l), dew = expert_weights(m, m->grads, l);
+    for (int e = 0; e < E; e++) {
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (ne)
+            matmul_backward(a->dh + (size_t)r0 * F, dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C,
+                            b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
+    }
+    swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F);
+    for (int e = 0; e < E; e++) {
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (!ne) continue;
+        matmul_backward(a->dxg + (size_t)r0 * C, dew.gate + (size_t)e * F * C, a->dg + (size_t)r0 * F,
+                        b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
+        matmul_backward(a->dxg + (size_t)r0 * C, dew.up + (size_t)e * F * C, a->du + (size_t)r0 * F,
+                        b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
+    }
+    /* scatter the grouped rows' gradients back to their tokens, slots summed in order */
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < K; j++) {
+            const float *src = a->dxg + (size_t)b->slot_row[n * K + j] * C;
+            float *dst = dxn + (size_t)n * C;
+            for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
+        }
+    if (is_dense(c)) return;
+    /* router: weights <- top-k <- softmax <- logits, plus the aux loss on the probabilities and the
+     * z-loss on the logits, each averaged over the L blocks */
+    memset(a->dprobs, 0, sizeof(float) * (size_t)N * E);
+    memset(a->drlogits, 0, sizeof(float) * (size_t)N * E);
+    topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk);
+    aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->idx, N, E, K);
+    softmax_backward(a->drlogits, a->dprobs, b->probs, N, E);
+    z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E);
+    matmul_backward(dxn, block_tensor(m, m->grads, l, "moe.router"), a->drlogits, b->xn2,
+                    block_tensor(m, m->params, l, "moe.router"), N, C, E);
+}
+
+/* backward of attention_block_forward: dresid holds d x_mid on entry; the attention branch's
+ * gradient is added to it, so on exit it holds d x (the residual passes the gradient through) */
+static void attention_block_backward(Moe *m, int l, float *dresid) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
+    float *P = m->params, *G = m->grads;
+    size_t NHD = (size_t)N * H * D;
+    memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
+    memset(a->dy, 0, sizeof(float) * NHD);
+    float *dyg = c->attn_gate ? a->dyg : a->dy;
+    if (c->attn_gate) memset(dyg, 0, sizeof(float) * NHD);
+    matmul_backward(dyg, block_tensor(m, G, l, "attn.wo"), dresid, b->yg, block_tensor(m, P, l, "attn.wo"), N,
+                    H * D, C);
+    if (c->attn_gate) {
+        memset(a->dgz, 0, sizeof(float) * NHD);
+        gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD);
+        matmul_backward(a->dxn, block_tensor(m, G, l, "attn.w_gate"), a->dgz, b->xn1,
+                        block_tensor(m, P, l, "attn.w_gate"), N, C, H * D);
+    }
+    memset(a->dq, 0, sizeof(float) * NHD);
+    memset(a->dk, 0, sizeof(float) * (size_t)N * KV * D);
+    memset(a->dv, 0, sizeof(float) * (size_t)N * KV * D);
+    attention_backward(a->dq, a->dk, a->dv, block_tensor(m, G, l, "attn.sink"), a->dy, b->att, b->q, b->k, b->v, B,
+                       T, H, KV, D);
+    rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D);
+    rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D);
+    float *dq = a->dq, *dk = a->dk;
+    if (c->qk_norm) {
+        memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
+        memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
+        rmsnorm_backward(a->dq_pre, block_tensor(m, G, l, "attn.q_norm"), a->dq, b->q_pre,
+                         block_tensor(m, P, l, "attn.q_norm"), b->q_rstd, N * H, D);
+        rmsnorm_backward(a->dk_pre, block_tensor(m, G, l, "attn.k_norm"), a->dk, b->k_pre,
+                         block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D);
+        dq = a->dq_pre, dk = a->dk_pre;
+    }
+    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D);
+    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wk"), dk, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D);
+    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C,
+                    KV * D);
+    rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
+                     block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C);
+}
+
+void moe_backward(Moe *m, float scale) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    if (!a || !a->backward_ready) {
+        fprintf(stderr, "internal error: moe_backward needs a forward with targets and no intervention\n");
+        exit(1);
+    }
+    int N = a->B * a->T, C = c->d_model, V = c->vocab_size, L = c->n_layer;
+    float *P = m->params, *G = m->grads;
+    /* loss -> logits -> final norm */
+    memset(a->dlogits, 0, sizeof(float) * (size_t)N * V);
+    cross_entropy_backward(a->dlogits, scale, m->logits, a->targets, N, V);
+    const char *head = c->tie_embeddings ? "wte" : "lm_head";
+    memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
+    matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V);
+    memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
+    rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
+                     tensor_in(m, P, "final_norm"), a->rstdf, N, C);
+    /* blocks in reverse; dresid is the gradient of the residual stream at the current point */
+    for (int l = L - 1; l >= 0; l--) {
+        BlockActs *b = &a->blk[l];
+        memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
+        moe_block_backward(m, l, a->dresid, a->dxn, scale);
+        rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
+                         block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C);
+        attention_block_backward(m, l, a->dresid);
+    }
+    embed_backward(tensor_in(m, G, "wte"), a->dresid, a->tokens, N, C, V);
+}
