@@ -113,6 +113,10 @@ static int parse_options(Options *o, int argc, char **argv, char *err) {
         return st_errorf(err, "--tokenizer: expected byte or bpe, found '%s'", o->tokenizer);
     if (strcmp(o->tokenizer, "byte") == 0 && !o->synthetic && o->vocab >= 0 && o->vocab != 257)
         return st_errorf(err, "--vocab: the byte tokenizer has vocab 257, found %ld (use --tokenizer bpe)", o->vocab);
+    if (strcmp(o->tokenizer, "bpe") == 0 && o->vocab >= 0 &&
+        (o->vocab < BPE_FIRST_MERGE_ID || o->vocab > BPE_FIRST_MERGE_ID + (1 << 20)))
+        return st_errorf(err, "--vocab: expected %d to %d for BPE, found %ld", BPE_FIRST_MERGE_ID,
+                         BPE_FIRST_MERGE_ID + (1 << 20), o->vocab);
     return 0;
 }
 
@@ -151,9 +155,6 @@ static int build_tokenizer(const Options *o, const Corpus *c, const uint8_t *is_
         return 0;
     }
     long vocab = o->vocab < 0 ? 4096 : o->vocab;
-    if (vocab < BPE_FIRST_MERGE_ID || vocab > BPE_FIRST_MERGE_ID + (1 << 20))
-        return st_errorf(err, "--vocab: expected %d to %d for BPE, found %ld", BPE_FIRST_MERGE_ID,
-                         BPE_FIRST_MERGE_ID + (1 << 20), vocab);
     const uint8_t **docs = st_malloc((size_t)c->n * sizeof *docs);
     size_t *lens = st_malloc((size_t)c->n * sizeof *lens);
     int n = 0;
