@@ -477,18 +477,37 @@ static void test_sigint_writes_a_loadable_checkpoint(void **state) {
     moe_free(&m);
 }
 
+static void test_bin_train_rejects_bad_flags(void **state) {
+    (void)state;
+    char conf[256], err[ST_ERR_LEN];
+    TrainConfig c;
+    tiny_config(&c, "never");
+    path_in_dir(conf, sizeof conf, "never.conf");
+    FILE *f = fopen(conf, "w");
+    assert_int_equal(config_write(&c, f, conf, err), 0);
+    fclose(f);
+    char *unknown[] = {"bin/train", "--config", conf, "--learning_rate", "3", NULL};
+    assert_int_equal(wait_exit_code(spawn_train(unknown)), 2);
+    char *bad[] = {"bin/train", "--config", conf, "--top_k", "9", NULL}; /* more than n_expert */
+    assert_int_equal(wait_exit_code(spawn_train(bad)), 2);
+    char run_dir[256];
+    run_dir_of(run_dir, sizeof run_dir, "never");
+    assert_int_equal(access(run_dir, F_OK), -1); /* nothing was written */
+}
+
 static void test_nan_loss_stops_bin_train(void **state) {
     (void)state;
     char err[ST_ERR_LEN], conf[256], run_dir[256], path[300], want[300];
     TrainConfig c;
     tiny_config(&c, "blowup");
-    /* an absurd learning rate: step 1's update sends the weights to ~1e30, step 2's forward overflows */
-    c.lr = 1e30f, c.warmup_steps = 0, c.schedule = SCHEDULE_CONSTANT, c.ckpt_every = 1, c.grad_clip = 0;
+    c.warmup_steps = 0, c.schedule = SCHEDULE_CONSTANT, c.ckpt_every = 1, c.grad_clip = 0;
     path_in_dir(conf, sizeof conf, "blowup.conf");
     FILE *f = fopen(conf, "w");
     assert_int_equal(config_write(&c, f, conf, err), 0);
     fclose(f);
-    char *argv[] = {"bin/train", "--config", conf, NULL};
+    /* an absurd learning rate, given as a flag before the file (flags win wherever they are): step 1's
+     * update sends the weights to ~1e30, step 2 overflows */
+    char *argv[] = {"bin/train", "--lr", "1e30", "--config", conf, NULL};
     assert_int_equal(wait_exit_code(spawn_train(argv)), 1);
     run_dir_of(run_dir, sizeof run_dir, "blowup");
     assert_int_equal(ckpt_latest(run_dir, path, sizeof path, err), 0);
@@ -510,6 +529,7 @@ int main(void) {
         cmocka_unit_test(test_corrupt_checkpoints_are_rejected),
         cmocka_unit_test(test_nan_in_a_gradient_stops_and_keeps_the_checkpoint),
         cmocka_unit_test(test_sigint_writes_a_loadable_checkpoint),
+        cmocka_unit_test(test_bin_train_rejects_bad_flags),
         cmocka_unit_test(test_nan_loss_stops_bin_train),
     };
     int rc = cmocka_run_group_tests_name("train", tests, NULL, NULL);
