@@ -301,6 +301,11 @@ static void test_resume_is_bit_identical(void **state) {
     trainer_close(&t);
     ckpt_path(path, sizeof path, dir_b, 4);
     assert_int_equal(access(path, F_OK), 0);
+    /* as if the run had logged step 5 and crashed while writing step 6, after its last checkpoint */
+    snprintf(path, sizeof path, "%s/train.jsonl", dir_b);
+    FILE *f = fopen(path, "a");
+    fputs("{\"step\":5,\"loss\":1}\n{\"step\":6,\"lo", f);
+    fclose(f);
     assert_int_equal(trainer_open(&t, &cb, dir_b, RUN_RESUME, err), 0);
     assert_int_equal(t.step, 4);
     assert_int_equal(trainer_run(&t, 8, err), 0);
@@ -334,6 +339,27 @@ static void damaged_copy(const char *src, const char *dst, long keep, long at, c
     }
     fclose(in);
     fclose(out);
+}
+
+static void test_checkpoints_every_n_steps_keep_the_latest(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], run_dir[256], path[300];
+    TrainConfig c;
+    tiny_config(&c, "keep");
+    c.steps = 7, c.ckpt_every = 2, c.keep_ckpts = 2;
+    run_dir_of(run_dir, sizeof run_dir, "keep");
+    Trainer t;
+    assert_int_equal(trainer_open(&t, &c, run_dir, RUN_NEW, err), 0);
+    assert_int_equal(trainer_run(&t, 7, err), 0);
+    trainer_close(&t);
+    /* written at 2, 4, 6 and the end (7); the two latest remain */
+    int64_t want[] = {2, 4, 6, 7};
+    for (int i = 0; i < 4; i++) {
+        ckpt_path(path, sizeof path, run_dir, want[i]);
+        assert_int_equal(access(path, F_OK), i < 2 ? -1 : 0);
+    }
+    assert_int_equal(ckpt_latest(run_dir, path, sizeof path, err), 0);
+    assert_non_null(strstr(path, "ckpt_00000007.bin"));
 }
 
 static void test_corrupt_checkpoints_are_rejected(void **state) {
@@ -526,6 +552,7 @@ int main(void) {
         cmocka_unit_test(test_adamw_two_steps_by_hand),
         cmocka_unit_test(test_sample_next),
         cmocka_unit_test(test_resume_is_bit_identical),
+        cmocka_unit_test(test_checkpoints_every_n_steps_keep_the_latest),
         cmocka_unit_test(test_corrupt_checkpoints_are_rejected),
         cmocka_unit_test(test_nan_in_a_gradient_stops_and_keeps_the_checkpoint),
         cmocka_unit_test(test_sigint_writes_a_loadable_checkpoint),
