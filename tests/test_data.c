@@ -79,6 +79,8 @@ static void test_byte_tokenizer_round_trips_any_bytes(void **state) {
     st_rng_seed(&r, 1);
     for (size_t i = 0; i < sizeof bytes; i++) bytes[i] = (uint8_t)st_rng_below(&r, 256);
     assert_round_trip(tok, bytes, sizeof bytes);
+    const char *prose = "Call me Ishmael. Naïve café — 東京 «ça va»\r\n";
+    assert_round_trip(tok, (const uint8_t *)prose, strlen(prose));
     const uint8_t *b;
     assert_int_equal(tokenizer_token_bytes(tok, 256, &b), 0); /* BOS decodes to nothing */
     tokenizer_free(tok);
