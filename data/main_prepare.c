@@ -113,6 +113,10 @@ static int parse_options(Options *o, int argc, char **argv, char *err) {
         return st_errorf(err, "--tokenizer: expected byte or bpe, found '%s'", o->tokenizer);
     if (strcmp(o->tokenizer, "byte") == 0 && !o->synthetic && o->vocab >= 0 && o->vocab != 257)
         return st_errorf(err, "--vocab: the byte tokenizer has vocab 257, found %ld (use --tokenizer bpe)", o->vocab);
+    if (strcmp(o->tokenizer, "bpe") == 0 && o->vocab >= 0 &&
+        (o->vocab < BPE_FIRST_MERGE_ID || o->vocab > BPE_FIRST_MERGE_ID + (1 << 20)))
+        return st_errorf(err, "--vocab: expected %d to %d for BPE, found %ld", BPE_FIRST_MERGE_ID,
+                         BPE_FIRST_MERGE_ID + (1 << 20), o->vocab);
     return 0;
 }
 
@@ -144,23 +148,32 @@ static int write_outputs(const char *dir, const Tokenizer *tok, const int *train
     return shard_write(path, val, n_val, vocab, bos, err);
 }
 
-static int build_tokenizer(const Options *o, const Corpus *c, Tokenizer **tok, char *err) {
+/* the byte tokenizer, or BPE learned from the training documents only (validation text stays unseen) */
+static int build_tokenizer(const Options *o, const Corpus *c, const uint8_t *is_val, Tokenizer **tok, char *err) {
     if (strcmp(o->tokenizer, "byte") == 0) {
         *tok = tokenizer_new_bytes();
         return 0;
     }
     long vocab = o->vocab < 0 ? 4096 : o->vocab;
-    if (vocab < BPE_FIRST_MERGE_ID || vocab > BPE_FIRST_MERGE_ID + (1 << 20))
-        return st_errorf(err, "--vocab: expected %d to %d for BPE, found %ld", BPE_FIRST_MERGE_ID,
-                         BPE_FIRST_MERGE_ID + (1 << 20), vocab);
+    const uint8_t **docs = st_malloc((size_t)c->n * sizeof *docs);
+    size_t *lens = st_malloc((size_t)c->n * sizeof *lens);
+    int n = 0;
+    for (int i = 0; i < c->n; i++)
+        if (!is_val[i]) {
+            docs[n] = c->doc[i];
+            lens[n++] = c->len[i];
+        }
     double t0 = st_now_seconds();
     int32_t *merges;
     int want = (int)vocab - BPE_FIRST_MERGE_ID;
-    int got = bpe_train((const uint8_t *const *)c->doc, c->len, c->n, want, &merges);
-    printf("BPE: %d merges learned in %.2f s (vocab %d)\n", got, st_now_seconds() - t0, BPE_FIRST_MERGE_ID + got);
+    int got = bpe_train(docs, lens, n, want, &merges);
+    printf("BPE: %d merges learned from the %d training documents in %.2f s (vocab %d)\n", got, n,
+           st_now_seconds() - t0, BPE_FIRST_MERGE_ID + got);
     if (got < want) printf("BPE: note: the corpus ran out of pairs before the requested vocab %ld\n", vocab);
     int rc = tokenizer_new_bpe(tok, merges, got, "BPE training", err);
     free(merges);
+    free(docs);
+    free(lens);
     return rc;
 }
 
@@ -172,7 +185,7 @@ static int prepare_text(const Options *o, char *err) {
     uint8_t *is_val = st_malloc((size_t)(c.n ? c.n : 1));
     if (rc == 0) rc = corpus_split(c.n, o->val_frac, o->seed, is_val, err);
     Tokenizer *tok = NULL;
-    if (rc == 0) rc = build_tokenizer(o, &c, &tok, err);
+    if (rc == 0) rc = build_tokenizer(o, &c, is_val, &tok, err);
     if (rc == 0) {
         double t1 = st_now_seconds();
         int64_t n_train, n_val;
