@@ -15,6 +15,13 @@
 
 void probe_config_default(ProbeConfig *c) { *c = (ProbeConfig){.n = 64, .len = 64, .shift = 8, .every = 0, .log_early = 1}; }
 
+int probe_config_check(const char *where, const ProbeConfig *c, int seq_len, char *err) {
+    if (probe_set_check(where, c->n, c->len, c->shift, err)) return -1;
+    if (c->len > seq_len)
+        return st_errorf(err, "%s: probe_len: expected at most seq_len %d, found %d", where, seq_len, c->len);
+    return 0;
+}
+
 int probe_schedule_parse(const char *s, int *log_early, char *err) {
     if (strcmp(s, "log") == 0) *log_early = 1;
     else if (strcmp(s, "linear") == 0) *log_early = 0;
@@ -108,8 +115,7 @@ int prober_open(Prober *pr, const char *run_dir, const char *data_dir, const Pro
     pr->cfg = *c;
     pr->probe_bos = probe_bos;
     snprintf(pr->run_dir, sizeof pr->run_dir, "%s", run_dir);
-    if (c->len > mc->seq_len)
-        return st_errorf(err, "probe_len: expected at most the model's seq_len %d, found %d", mc->seq_len, c->len);
+    if (probe_config_check("probes", c, mc->seq_len, err)) return -1;
     char path[4200];
     snprintf(path, sizeof path, "%s/probe_set.bin", run_dir);
     if (probe_set_open(&pr->set, path, data_dir, c->n, c->len, c->shift, seed, err)) return -1;

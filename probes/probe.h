@@ -28,6 +28,9 @@ typedef struct {
 } ProbeConfig;
 
 void probe_config_default(ProbeConfig *c);
+/* the probe set's shape (probe_set_check) and probe_len <= the model's seq_len; errors start with
+ * `where` */
+int probe_config_check(const char *where, const ProbeConfig *c, int seq_len, char *err);
 /* "log" | "linear" */
 int probe_schedule_parse(const char *s, int *log_early, char *err);
 

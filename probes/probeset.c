@@ -66,19 +66,22 @@ static void probe_set_alloc(ProbeSet *ps) {
     ps->targets = st_malloc(sizeof(int) * (size_t)ps->n * ps->T);
 }
 
-static int check_shape(const char *where, int n, int T, int vocab, int shift, char *err) {
+int probe_set_check(const char *where, int n, int T, int shift, char *err) {
     if (n < 2) return st_errorf(err, "%s: probe_n: expected >= 2 (cross-input cosines need pairs), found %d", where, n);
     if (T < 4) return st_errorf(err, "%s: probe_len: expected >= 4, found %d", where, T);
     if (shift < 1 || shift >= T)
         return st_errorf(err, "%s: probe_shift: expected 1 to %d (below probe_len), found %d", where, T - 1, shift);
-    if (vocab < 2) return st_errorf(err, "%s: vocab: expected >= 2, found %d", where, vocab);
     return 0;
+}
+
+static int check_vocab(const char *where, int vocab, char *err) {
+    return vocab < 2 ? st_errorf(err, "%s: vocab: expected >= 2, found %d", where, vocab) : 0;
 }
 
 int probe_set_from_windows(ProbeSet *ps, const int *windows, const int *targets, int n, int T, int vocab,
                            int bos_id, int shift, uint64_t seed, char *err) {
     memset(ps, 0, sizeof *ps);
-    if (check_shape("probe set", n, T, vocab, shift, err)) return -1;
+    if (probe_set_check("probe set", n, T, shift, err) || check_vocab("probe set", vocab, err)) return -1;
     *ps = (ProbeSet){.n = n, .T = T, .vocab = vocab, .bos_id = bos_id, .shift = shift, .seed = seed};
     probe_set_alloc(ps);
     memcpy(ps->targets, targets, sizeof(int) * (size_t)n * T);
@@ -127,7 +130,8 @@ int probe_set_load(ProbeSet *ps, const char *path, char *err) {
     int rc = st_header_read(f, path, PROBESET_MAGIC, PROBESET_VERSION, 7, &h, err);
     if (!rc && h.field[6] != PV_COUNT)
         rc = st_errorf(err, "%s: n_variants: expected %d, found %lld", path, PV_COUNT, (long long)h.field[6]);
-    if (!rc) rc = check_shape(path, (int)h.field[0], (int)h.field[1], (int)h.field[2], (int)h.field[4], err);
+    if (!rc) rc = probe_set_check(path, (int)h.field[0], (int)h.field[1], (int)h.field[4], err);
+    if (!rc) rc = check_vocab(path, (int)h.field[2], err);
     if (rc) {
         fclose(f);
         return -1;

@@ -46,8 +46,11 @@ typedef struct {
 const int *probe_set_tokens(const ProbeSet *ps, int v);
 int probe_set_has(const ProbeSet *ps, int v); /* 0 only for bos without a BOS token */
 
+/* checks n >= 2, T >= 4, 1 <= shift < T; errors start with `where` */
+int probe_set_check(const char *where, int n, int T, int shift, char *err);
+
 /* Builds every variant from the natural windows [n][T] and their targets [n][T] (copied), drawing the
- * random tokens from seed. Checks n >= 2, T >= 4, 1 <= shift < T. */
+ * random tokens from seed. Checks the shape with probe_set_check. */
 int probe_set_from_windows(ProbeSet *ps, const int *windows, const int *targets, int n, int T, int vocab,
                            int bos_id, int shift, uint64_t seed, char *err);
 int probe_set_save(const ProbeSet *ps, const char *path, char *err);

@@ -446,6 +446,10 @@ static void test_schedule(void **state) {
     assert_true(probe_is_due(0, 50, &c) && probe_is_due(50, 50, &c) && !probe_is_due(25, 50, &c));
     assert_int_equal(probe_schedule_parse("exp", &c.log_early, err), -1);
     assert_non_null(strstr(err, "probe_schedule"));
+    /* a probe window longer than the model's context is refused before anything runs */
+    assert_int_equal(probe_config_check("config", &c, 64, err), 0);
+    assert_int_equal(probe_config_check("config", &c, 16, err), -1);
+    assert_non_null(strstr(err, "config: probe_len: expected at most seq_len 16, found 64"));
 }
 
 /* ---- the prober on a tiny model ------------------------------------------------------------- */

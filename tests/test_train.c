@@ -248,7 +248,8 @@ static void tiny_config(TrainConfig *c, const char *run_name) {
                            {"n_expert", "4"}, {"top_k", "2"},       {"d_ff", "16"},        {"seq_len", "16"},
                            {"batch_size", "4"}, {"grad_accum", "2"}, {"steps", "8"},       {"warmup_steps", "2"},
                            {"lr", "0.01"},    {"grad_clip", "0.5"}, {"eval_every", "3"},   {"eval_batches", "2"},
-                           {"log_every", "1"}, {"ckpt_every", "0"}, {"threads", "2"},      {"out_dir", dir}};
+                           {"log_every", "1"}, {"ckpt_every", "0"}, {"threads", "2"},      {"out_dir", dir},
+                           {"probe_n", "4"},  {"probe_len", "16"}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) assert_int_equal(config_set(c, kv[i][0], kv[i][1], "t", err), 0);
     assert_int_equal(config_set(c, "data_dir", data_dir, "t", err), 0);
     assert_int_equal(config_set(c, "run_name", run_name, "t", err), 0);

@@ -10,6 +10,7 @@
 
 #include "../common/binfile.h"
 #include "../common/util.h"
+#include "../probes/probe.h"
 
 typedef enum { KEY_INT, KEY_U64, KEY_FLOAT, KEY_STRING, KEY_CHOICE } KeyType;
 
@@ -325,7 +326,8 @@ int config_validate(TrainConfig *c, char *err) {
     if (model.vocab_size == 0) model.vocab_size = 257;
     if (moe_config_validate(&model, err)) return -1;
     c->model.head_dim = model.head_dim;
-    return 0;
+    ProbeConfig probes = {.n = c->probe_n, .len = c->probe_len, .shift = c->probe_shift};
+    return probe_config_check("config", &probes, c->model.seq_len, err);
 }
 
 int config_write(const TrainConfig *c, FILE *f, const char *path, char *err) {
