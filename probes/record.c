@@ -15,8 +15,8 @@ void record_alloc(ProbeRecord *r, int L, int H) {
     int P = 2 * L + 1;
     r->L = L;
     r->H = H;
-    /* 5 [L*H] + 3 [L] + 8 [P] + 10 [L] + [2L] + [L] */
-    size_t total = (size_t)5 * L * H + 3 * (size_t)L + 8 * (size_t)P + 10 * (size_t)L + 2 * (size_t)L + L;
+    /* 5 arrays [L*H], 8 arrays [P], 14 arrays [L] and delta [2L] */
+    size_t total = (size_t)5 * L * H + 8 * (size_t)P + 14 * (size_t)L + 2 * (size_t)L;
     r->mem = st_calloc(total, sizeof(double));
     double *m = r->mem;
     double **lh[] = {&r->a_p0, &r->a_p0_gu, &r->a_p0_late, &r->a_k1, &r->a_mid};
