@@ -106,9 +106,12 @@ static int run_one(Session *s, const char *name, int variant, const MoeCapture *
     pair_array(j, "kappa_p0", b->kappa_p0, a->kappa_p0, P);
     size_t n_attn = (size_t)L * d->N * d->H * d->T * d->T;
     sj_num(j, "max_attn_diff", max_abs_diff(pr->cap.attn, s->base_attn, n_attn));
-    if (variant == PV_SHIFTED) { /* did the sink stay on the old first token, now at position `shift`? */
+    /* bos and shifted move the window's first token to position 1 and `shift`: does the sink follow
+     * it, or stay at the new position 0? */
+    int old_p0 = variant == PV_BOS ? 1 : variant == PV_SHIFTED ? pr->set.shift : -1;
+    if (old_p0 > 0) {
         double *moved = st_malloc(sizeof(double) * (size_t)L);
-        attn_on_key_layer(moved, pr, pr->set.shift);
+        attn_on_key_layer(moved, pr, old_p0);
         sj_doubles(j, "a_old_p0_layer_after", moved, L);
         free(moved);
     }
@@ -158,10 +161,15 @@ static int run_output_ablation(Session *s, int moe, int l, int pos) {
     return rc;
 }
 
-/* the residual after block 1 at `pos` replaced, per sequence n, by (kind) 0: the same state of
- * sequence n+1; 1: a random direction with the norm of the original; 2: the original rescaled to the
- * median norm of positions >= 1 of its sequence */
-static int run_state_patch(Session *s, int kind, int pos) {
+/* what replaces the residual after block 1 at a position, per sequence n */
+typedef enum {
+    PATCH_OTHER_SEQ, /* the same state of sequence n+1 */
+    PATCH_REDIRECT,  /* a random direction with the norm of the original */
+    PATCH_RESCALE,   /* the original rescaled to the median norm of positions >= 1 of its sequence */
+    PATCH_COUNT
+} PatchKind;
+
+static int run_state_patch(Session *s, PatchKind kind, int pos) {
     const ProbeDims *d = &s->pr->dims;
     int N = d->N, T = d->T, C = d->C;
     float *vec = st_malloc(sizeof(float) * (size_t)N * C);
@@ -171,9 +179,9 @@ static int run_state_patch(Session *s, int kind, int pos) {
         double own_norm = 0;
         for (int c = 0; c < C; c++) own_norm += (double)own[c] * own[c];
         own_norm = sqrt(own_norm);
-        if (kind == 0) {
+        if (kind == PATCH_OTHER_SEQ) {
             memcpy(out, s->base_state + ((size_t)((n + 1) % N) * T + pos) * C, sizeof(float) * C);
-        } else if (kind == 1) {
+        } else if (kind == PATCH_REDIRECT) {
             double r2 = 0;
             for (int c = 0; c < C; c++) out[c] = (float)st_rng_normal(&s->rng), r2 += (double)out[c] * out[c];
             for (int c = 0; c < C; c++) out[c] = (float)(out[c] * own_norm / sqrt(r2));
@@ -185,7 +193,7 @@ static int run_state_patch(Session *s, int kind, int pos) {
     MoeCapture iv;
     moe_capture_init(&iv);
     iv.patch_point = 4, iv.patch_pos = pos, iv.patch_vec = vec;
-    static const char *const names[3] = {"patch_other_seq", "redirect", "rescale_median"};
+    static const char *const names[PATCH_COUNT] = {"patch_other_seq", "redirect", "rescale_median"};
     int rc = run_one(s, names[kind], PV_NATURAL, &iv, pos, 1, -1);
     free(vec);
     return rc;
@@ -247,7 +255,7 @@ int interventions_run(Prober *pr, Moe *m, const ProbeRecord *base, long long tok
     for (int i = 0; i < 2 && !rc; i++) {
         rc = run_output_ablation(&s, 0, 0, positions[i]);
         for (int l = 0; l < 2 && l < L && !rc; l++) rc = run_output_ablation(&s, 1, l, positions[i]);
-        for (int kind = 0; kind < 3 && !rc && L >= 2; kind++) rc = run_state_patch(&s, kind, positions[i]);
+        for (int kind = 0; kind < PATCH_COUNT && !rc && L >= 2; kind++) rc = run_state_patch(&s, kind, positions[i]);
     }
     if (!rc) rc = run_head_ablations(&s);
     session_free(&s);

@@ -554,6 +554,10 @@ static void test_prober_run(void **state) {
     /* the BOS variant puts the same token at P0 in every sequence: its states there are identical */
     o = find_intervention("run", "bos", -1);
     assert_true(fabs(item(o, "kappa_p0_after", 2) - 1) < 1e-6);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(o, "a_old_p0_layer_after")), 3);
+    cJSON_Delete(o);
+    o = find_intervention("run", "shifted", -1);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(o, "a_old_p0_layer_after")), 3);
     cJSON_Delete(o);
     prober_close(&pr);
     moe_free(&m);
