@@ -464,8 +464,8 @@ static MoeConfig tiny_model_config(void) {
     return c;
 }
 
-/* a run directory holding a saved probe set, a tiny model and a prober on it */
-static void open_tiny(const char *name, Moe *m, Prober *pr) {
+/* a run directory holding a saved probe set, a tiny model (dense: E = 1, k = 1) and a prober on it */
+static void open_tiny_model(const char *name, int dense, Moe *m, Prober *pr) {
     char run[256], path[300], err[ST_ERR_LEN];
     snprintf(run, sizeof run, "%s/%s", dir, name);
     assert_int_equal(mkdir(run, 0755), 0);
@@ -475,10 +475,13 @@ static void open_tiny(const char *name, Moe *m, Prober *pr) {
     assert_int_equal(probe_set_save(&ps, path, err), 0);
     probe_set_free(&ps);
     MoeConfig mc = tiny_model_config();
+    if (dense) mc.n_expert = 1, mc.top_k = 1;
     assert_int_equal(moe_init(m, &mc, err), 0);
     ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
     if (prober_open(pr, run, "/nonexistent-data-dir", &pc, &m->cfg, 0, 4, err)) fail_msg("%s", err);
 }
+
+static void open_tiny(const char *name, Moe *m, Prober *pr) { open_tiny_model(name, 0, m, pr); }
 
 static int count_lines(const char *run, const char *name) {
     char path[300], buf[1 << 16];
@@ -639,6 +642,26 @@ static void test_interventions_on_capture(void **state) {
     moe_free(&m);
 }
 
+/* a dense model has no router: consistent routing, zero entropy, and every other metric defined */
+static void test_prober_dense(void **state) {
+    (void)state;
+    Moe m;
+    Prober pr;
+    char err[ST_ERR_LEN];
+    open_tiny_model("dense", 1, &m, &pr);
+    assert_int_equal(prober_step(&pr, &m, 0, 0, 0, NAN, err), 0); /* step 0 of 0: the final probe */
+    assert_int_equal(count_lines("dense", "probes.jsonl"), PV_COUNT);
+    ProbeRecord r;
+    record_alloc(&r, pr.dims.L, pr.dims.H);
+    prober_measure(&pr, &m, PV_NATURAL, NULL, &r);
+    for (int l = 0; l < pr.dims.L; l++)
+        assert_true(r.p0_route_consistency[l] == 1 && r.router_entropy_p0[l] == 0 && r.router_entropy_median[l] == 0);
+    assert_true(isfinite(r.p0_units[0]) && isfinite(r.p0_units[1]) && isfinite(r.rho_max));
+    record_free(&r);
+    prober_close(&pr);
+    moe_free(&m);
+}
+
 static void test_probe_set_kept_across_resume(void **state) {
     (void)state;
     Moe m;
@@ -716,7 +739,7 @@ int main(void) {
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_prober_run),       cmocka_unit_test(test_interventions_on_capture),
-        cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
+        cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
     };
     return cmocka_run_group_tests_name("probes", tests, make_dir, remove_dir);
 }
