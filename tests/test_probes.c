@@ -12,6 +12,7 @@
 
 #include <cJSON.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../common/util.h"
@@ -22,6 +23,9 @@
 #include "../probes/probe.h"
 #include "../probes/probeset.h"
 #include "../probes/record.h"
+#include "../train/adamw.h"
+#include "../train/checkpoint.h"
+#include "../train/config.h"
 
 static char dir[64];
 
@@ -662,6 +666,86 @@ static void test_prober_dense(void **state) {
     moe_free(&m);
 }
 
+/* ---- bin/probe ------------------------------------------------------------------------------ */
+
+/* runs bin/probe with argv (stdout and stderr to /dev/null); its exit code */
+static int run_bin_probe(char *const argv[]) {
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(127);
+        execv("bin/probe", argv);
+        _exit(127);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+/* the natural line at `step` of run/name, without its timing, as text */
+static char *natural_line_text(const char *run, const char *name, long step) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/%s/%s", dir, run, name);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *line = NULL, *text = NULL;
+    size_t cap = 0;
+    while (!text && getline(&line, &cap, f) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        if (strcmp(cJSON_GetObjectItem(o, "variant")->valuestring, "natural") == 0 &&
+            (long)cJSON_GetObjectItem(o, "step")->valuedouble == step) {
+            cJSON_DeleteItemFromObject(o, "probe_seconds");
+            text = cJSON_PrintUnformatted(o);
+        }
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    assert_non_null(text);
+    return text;
+}
+
+/* a checkpoint re-probed by bin/probe gives exactly the line the run wrote at that step */
+static void test_bin_probe_reproduces_the_run(void **state) {
+    (void)state;
+    Moe m;
+    Prober pr;
+    char err[ST_ERR_LEN], run[256], path[300];
+    open_tiny("reprobe", &m, &pr);
+    assert_int_equal(prober_step(&pr, &m, 5, 10, 100, 2.5, err), 0);
+    /* the checkpoint of that step, with the config of the same model and probes */
+    TrainConfig c;
+    config_defaults(&c);
+    c.model = m.cfg;
+    c.probe_n = TINY_N, c.probe_len = TINY_T, c.probe_shift = 3;
+    snprintf(c.data_dir, sizeof c.data_dir, "/nonexistent-data-dir");
+    assert_int_equal(config_validate(&c, err), 0);
+    AdamW opt;
+    adamw_init(&opt, m.n_params);
+    CkptState s = {.step = 5, .tokens = 100, .loader_state = 0, .last_val_loss = 2.5};
+    snprintf(run, sizeof run, "%s/reprobe", dir);
+    ckpt_path(path, sizeof path, run, 5);
+    assert_int_equal(ckpt_save(path, &c, &m, &opt, &s, err), 0);
+    adamw_free(&opt);
+    prober_close(&pr);
+    moe_free(&m);
+
+    char *argv[] = {"bin/probe", run, "--step", "5", NULL};
+    assert_int_equal(run_bin_probe(argv), 0);
+    char *original = natural_line_text("reprobe", "probes.jsonl", 5);
+    char *again = natural_line_text("reprobe", "reprobe.jsonl", 5);
+    assert_string_equal(again, original);
+    free(original);
+    free(again);
+    assert_int_equal(count_lines("reprobe", "reprobe.jsonl"), PV_COUNT);
+
+    char *bad_flag[] = {"bin/probe", run, "--steps", "5", NULL};
+    assert_int_equal(run_bin_probe(bad_flag), 2);
+    char *missing[] = {"bin/probe", run, "--step", "7", NULL}; /* no checkpoint of step 7 */
+    assert_int_equal(run_bin_probe(missing), 2);
+}
+
 static void test_probe_set_kept_across_resume(void **state) {
     (void)state;
     Moe m;
@@ -739,7 +823,7 @@ int main(void) {
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_prober_run),       cmocka_unit_test(test_interventions_on_capture),
-        cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
+        cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_bin_probe_reproduces_the_run),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
     };
     return cmocka_run_group_tests_name("probes", tests, make_dir, remove_dir);
 }
