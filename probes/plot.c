@@ -235,11 +235,22 @@ int pl_nice_ticks(double lo, double hi, int max_n, double *ticks) {
     return n;
 }
 
-int pl_log_ticks(double lo, double hi, double *ticks) {
+/* the numbers m x 10^e inside [lo, hi] for m in mult[0..n_mult) */
+static int decade_multiples(double lo, double hi, const double *mult, int n_mult, double *ticks) {
     int n = 0;
-    for (int e = (int)ceil(log10(lo) - 1e-9); e <= (int)floor(log10(hi) + 1e-9) && n < PL_MAX_TICKS; e++)
-        ticks[n++] = pow(10, e);
+    for (int e = (int)floor(log10(lo)); e <= (int)ceil(log10(hi)); e++)
+        for (int k = 0; k < n_mult; k++) {
+            double v = mult[k] * pow(10, e);
+            if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9) && n < PL_MAX_TICKS) ticks[n++] = v;
+        }
     return n;
+}
+
+int pl_log_ticks(double lo, double hi, double *ticks) {
+    const double powers[1] = {1}, one_two_five[3] = {1, 2, 5};
+    int n = decade_multiples(lo, hi, powers, 1, ticks);
+    /* a range of less than two decades gets 2 and 5 times the powers as well */
+    return n >= 3 ? n : decade_multiples(lo, hi, one_two_five, 3, ticks);
 }
 
 void pl_format_tick(double v, double step, char *out, int out_len) {
@@ -510,11 +521,13 @@ void pl_colorbar(PlAxes *a, double vmin, double vmax, int log_scale, const char 
     double t[PL_MAX_TICKS];
     char lab[PL_MAX_TICKS][24];
     int n = auto_ticks(vmin, vmax, log_scale, (bottom - top) / 40 + 2, t, lab);
+    int widest = 0;
     for (int i = 0; i < n; i++) {
         double f = pl_colormap_t(t[i], vmin, vmax, log_scale);
-        int iy = (int)floor(bottom - f * (bottom - top));
+        int iy = (int)floor(bottom - f * (bottom - top)), w = pl_text_width(lab[i], TICK_SCALE);
         pl_fill_rect(c, x1, iy, x1 + 5, iy + 1, PL_BLACK);
         pl_text(c, x1 + 8, iy + 0.5 - 3.5 * TICK_SCALE, lab[i], TICK_SCALE, PL_LEFT, PL_BLACK);
+        if (w > widest) widest = w;
     }
-    if (label) pl_text_up(c, x1 + 70, (top + bottom) / 2.0, label, TICK_SCALE, PL_BLACK);
+    if (label) pl_text_up(c, x1 + 20 + widest, (top + bottom) / 2.0, label, TICK_SCALE, PL_BLACK);
 }

@@ -52,8 +52,9 @@ void pl_text(PlCanvas *c, double x, double y, const char *s, int scale, int alig
 void pl_text_up(PlCanvas *c, double x, double y, const char *s, int scale, PlColor col);
 
 /* Round-number ticks. pl_nice_ticks: multiples of 1, 2 or 5 x 10^k inside [lo, hi], at most max_n.
- * pl_log_ticks: the powers of ten inside [lo, hi] (lo > 0). Both return the count written. */
-#define PL_MAX_TICKS 32
+ * pl_log_ticks: the powers of ten inside [lo, hi] (lo > 0), and 2 and 5 times them too when fewer
+ * than three powers fall inside. Both return the count written. */
+#define PL_MAX_TICKS 64
 int pl_nice_ticks(double lo, double hi, int max_n, double *ticks);
 int pl_log_ticks(double lo, double hi, double *ticks);
 /* a tick label: integers without decimals (10000 as "10k", 1e6 as "1M"), others with enough decimals

@@ -1,0 +1,509 @@
+/* probes/report.c: report.md of a run and the --compare table (see report.h). Every sentence of the
+ * findings is built from a number it prints; where the numbers are missing, the report says so. */
+#include "report.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../common/binfile.h"
+#include "../common/util.h"
+#include "figures.h"
+#include "runlog.h"
+
+/* ---------------------------------------------------------------- number helpers */
+
+/* a number for prose: 3 significant digits, "n/a" for NaN (several may be used in one printf) */
+static const char *num(double v) {
+    static char buf[8][32];
+    static int k;
+    char *b = buf[k++ % 8];
+    if (!isfinite(v))
+        snprintf(b, 32, "n/a");
+    else if (fabs(v) < 1e15 && v == floor(v))
+        snprintf(b, 32, "%.0f", v);
+    else
+        snprintf(b, 32, "%.3g", v);
+    return b;
+}
+
+static double sget(const Run *r, const char *key) { return r->summary ? jnum(r->summary, key) : NAN; }
+
+static double last_finite(const double *v, int n, int *at) {
+    for (int i = n - 1; i >= 0; i--)
+        if (isfinite(v[i])) {
+            if (at) *at = i;
+            return v[i];
+        }
+    return NAN;
+}
+
+/* residual point p as the paper writes it (p/2) */
+static const char *point_name(double p) {
+    static char buf[4][16];
+    static int k;
+    char *b = buf[k++ % 4];
+    if (!isfinite(p))
+        snprintf(b, 16, "n/a");
+    else if (((int)p) % 2)
+        snprintf(b, 16, "%d.5", (int)p / 2);
+    else
+        snprintf(b, 16, "%d", (int)p / 2);
+    return b;
+}
+
+/* d* as stored (already in units of blocks, half-integers allowed) */
+static const char *depth_name(double d) { return isfinite(d) ? point_name(2 * d) : "n/a"; }
+
+/* ---------------------------------------------------------------- sections */
+
+static void figure_line(FILE *f, const char *file, const char *const *drawn_why, int idx) {
+    if (drawn_why[idx][0] == 0)
+        fprintf(f, "![%s](%s)\n\n", file, file);
+    else
+        fprintf(f, "*%s not drawn: %s.*\n\n", file, drawn_why[idx]);
+}
+
+static int figure_index(const char *file) {
+    for (int i = 0; i < n_run_figures; i++)
+        if (!strcmp(run_figures[i].file, file)) return i;
+    return 0;
+}
+
+static void section_config(FILE *f, const Run *r) {
+    fprintf(f, "## Configuration\n\n");
+    if (!r->has_cfg) {
+        fprintf(f, "config.txt is missing.\n\n");
+        return;
+    }
+    fprintf(f, "| key | value | key | value |\n|---|---|---|---|\n");
+    for (int i = 0; i < r->cfg.n; i += 2)
+        fprintf(f, "| %s | %s | %s | %s |\n", r->cfg.key[i], r->cfg.value[i], i + 1 < r->cfg.n ? r->cfg.key[i + 1] : "",
+                i + 1 < r->cfg.n ? r->cfg.value[i + 1] : "");
+    fprintf(f, "\n");
+}
+
+/* the training time: logged ms_per_step times the steps each logged interval covers */
+static double training_seconds(const Run *r) {
+    double t = 0, prev = 0;
+    int any = 0;
+    for (int i = 0; i < r->train.n; i++) {
+        double s = jnum(r->train.row[i], "step"), ms = jnum(r->train.row[i], "ms_per_step");
+        if (isfinite(ms) && s > prev) {
+            t += ms * (s - prev) / 1000;
+            any = 1;
+        }
+        if (isfinite(s)) prev = s;
+    }
+    return any ? t : NAN;
+}
+
+static void section_training(FILE *f, const Run *r, const char *const *why) {
+    int n = r->train.n, at_val = -1, at_best = -1;
+    double *step = run_train_col(r, "step"), *ce = run_train_col(r, "ce"), *val = run_train_col(r, "val_loss");
+    double *tok = run_train_col(r, "tokens");
+    double best = INFINITY;
+    for (int i = 0; i < n; i++)
+        if (isfinite(val[i]) && val[i] < best) best = val[i], at_best = i;
+    double last_val = last_finite(val, n, &at_val), secs = training_seconds(r), tokens = last_finite(tok, n, NULL);
+    const char *planned = r->has_cfg ? runconfig_get(&r->cfg, "steps") : NULL;
+    fprintf(f, "## Training\n\n| quantity | value |\n|---|---|\n");
+    fprintf(f, "| last logged step | %s%s%s |\n", num(step[n - 1]), planned ? " of " : "", planned ? planned : "");
+    fprintf(f, "| training tokens seen | %s |\n", num(tokens));
+    fprintf(f, "| final train cross-entropy (last logged step) | %s |\n", num(last_finite(ce, n, NULL)));
+    if (at_val >= 0) {
+        fprintf(f, "| final validation loss | %s (step %s) |\n", num(last_val), num(step[at_val]));
+        fprintf(f, "| best validation loss | %s (step %s) |\n", num(best), num(step[at_best]));
+    } else {
+        fprintf(f, "| validation loss | none logged |\n");
+    }
+    fprintf(f, "| training time (sum of logged step times) | %s s |\n", num(secs));
+    fprintf(f, "| throughput | %s tokens/s |\n\n", num(tokens / secs));
+    figure_line(f, "loss.png", why, figure_index("loss.png"));
+    free(step);
+    free(ce);
+    free(val);
+    free(tok);
+}
+
+/* the per-layer table at the final probe step: attention on P0, its lift over chance, sink rate */
+static void layer_table(FILE *f, const Run *r, const double *a_layer, const double *rate_layer, double chance) {
+    fprintf(f, "| layer | mean attention on P0 | x chance | share of heads with a_p0 > 0.3 |\n|---|---|---|---|\n");
+    for (int l = 0; l < r->L; l++)
+        fprintf(f, "| %d | %s | %s | %s |\n", l, num(a_layer[l]), num(a_layer[l] / chance), num(rate_layer[l]));
+    fprintf(f, "\n");
+}
+
+static void finding_sink(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Attention on position 0\n\n");
+    int last = r->np - 1, L = r->L;
+    const cJSON *first_row = r->probes.row[r->nat[0]], *final_row = r->probes.row[r->nat[last]];
+    double step0 = jnum(first_row, "step"), stepN = jnum(final_row, "step"), chance = jnum(final_row, "chance");
+    double *a_layer = st_malloc(sizeof(double) * L), *rate_layer = st_malloc(sizeof(double) * L);
+    jarr(final_row, "a_p0_layer", a_layer, L);
+    jarr(final_row, "sink_rate_layer_30", rate_layer, L);
+    double rate = jnum(final_row, "sink_rate_30");
+    int top = 0;
+    for (int l = 1; l < L; l++)
+        if (a_layer[l] > a_layer[top]) top = l;
+    fprintf(f, "At the final probe step (%s), per layer (chance = %s for T = %s):\n\n", num(stepN), num(chance),
+            num(jnum(final_row, "T")));
+    layer_table(f, r, a_layer, rate_layer, chance);
+    if (rate > 0) {
+        fprintf(f, "**A P0 sink formed** by the sink-rate measure: %s of all heads put more than 0.3 of their "
+                   "attention on position 0 at the final step, in layer(s)",
+                num(rate));
+        for (int l = 0; l < L; l++)
+            if (rate_layer[l] > 0) fprintf(f, " %d", l);
+        fprintf(f, ".");
+    } else if (isfinite(rate)) {
+        fprintf(f, "**No P0 sink formed** by the sink-rate measure: no head puts more than 0.3 of its attention on "
+                   "position 0 at the final step (sink rate 0). The largest per-layer mean is %s in layer %d "
+                   "(%s x chance).",
+                num(a_layer[top]), top, num(a_layer[top] / chance));
+    } else {
+        fprintf(f, "The sink rate at the final step is not in probes.jsonl.");
+    }
+    double a0 = jnum(first_row, "a_p0_2plus"), aN = jnum(final_row, "a_p0_2plus");
+    if (isfinite(a0) && isfinite(aN))
+        fprintf(f, " Over layers >= 2, the mean attention on P0 went from %s at step %s to %s at step %s (%s).", num(a0),
+                num(step0), num(aN), num(stepN),
+                aN > chance ? "above chance" : aN < chance ? "below chance" : "at chance");
+    fprintf(f, "\n\n");
+    /* emergence (summary.json): a halfway crossing is a sink's emergence only if a sink is there */
+    double es = sget(r, "sink_rate_2plus_30_emergence_step"), ea = sget(r, "a_p0_2plus_emergence_step");
+    if (!r->summary) {
+        fprintf(f, "summary.json is missing: no emergence step.\n\n");
+    } else if (rate > 0 && isfinite(es)) {
+        fprintf(f, "The sink rate over layers >= 2 (eps 0.3) emerged at step %s (%s%% of the run; validation loss "
+                   "%s then), by our definition: the first probe step past half-way from its initial (%s) to its "
+                   "final value (%s), staying there for the next two probes.\n\n",
+                num(es), num(100 * sget(r, "sink_rate_2plus_30_emergence_frac")),
+                num(sget(r, "sink_rate_2plus_30_emergence_loss")), num(sget(r, "sink_rate_2plus_30_initial")),
+                num(sget(r, "sink_rate_2plus_30_final")));
+    } else if (isfinite(ea)) {
+        fprintf(f, "The mean attention on P0 over layers >= 2 crossed half-way from %s to %s at step %s (%s%% of the "
+                   "run; validation loss %s then)%s.\n\n",
+                num(sget(r, "a_p0_2plus_initial")), num(sget(r, "a_p0_2plus_final")), num(ea),
+                num(100 * sget(r, "a_p0_2plus_emergence_frac")), num(sget(r, "a_p0_2plus_emergence_loss")),
+                rate > 0 ? "" : "; with no sink at the end this marks that change, not a sink's emergence");
+    } else {
+        fprintf(f, "summary.json gives no emergence step for the attention on P0 (it did not cross half-way and stay).\n\n");
+    }
+    figure_line(f, "sink_by_layer.png", why, figure_index("sink_by_layer.png"));
+    figure_line(f, "trace_sink.png", why, figure_index("trace_sink.png"));
+    free(a_layer);
+    free(rate_layer);
+}
+
+/* the largest per-sublayer growth of log rho in a row: which sublayer, and by how much */
+static int largest_growth(const cJSON *row, int L, double *amount) {
+    double *delta = st_malloc(sizeof(double) * 2 * L);
+    jarr(row, "delta", delta, 2 * L);
+    int best = -1;
+    for (int q = 0; q < 2 * L; q++)
+        if (isfinite(delta[q]) && (best < 0 || delta[q] > delta[best])) best = q;
+    *amount = best >= 0 ? delta[best] : NAN;
+    free(delta);
+    return best;
+}
+
+static void finding_norm(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### The norm of position 0\n\n");
+    int L = r->L, P = r->P;
+    const cJSON *first_row = r->probes.row[r->nat[0]], *final_row = r->probes.row[r->nat[r->np - 1]];
+    double step0 = jnum(first_row, "step"), stepN = jnum(final_row, "step");
+    double *rho0 = st_malloc(sizeof(double) * P), *rhoN = st_malloc(sizeof(double) * P);
+    jarr(first_row, "rho", rho0, P);
+    jarr(final_row, "rho", rhoN, P);
+    int p0 = 0, pN = 0;
+    for (int p = 1; p < P; p++) {
+        if (rho0[p] > rho0[p0]) p0 = p;
+        if (rhoN[p] > rhoN[pN]) pN = p;
+    }
+    fprintf(f, "rho = ||r[0]|| / median ||r[i]|| (position 0's norm over the median position's) peaks at %s at point %s "
+               "at step %s, and at %s at point %s at the final step %s. Right after block 0's attention (point "
+               "0.5) it is %s at step %s: that is the causal mask's signal (query 0 attends only to itself), "
+               "present before any learning, not a learned sink.\n\n",
+            num(rho0[p0]), point_name(p0), num(step0), num(rhoN[pN]), point_name(pN), num(stepN), num(rho0[1]),
+            num(step0));
+    double growth;
+    int q = largest_growth(final_row, L, &growth);
+    if (q >= 0)
+        fprintf(f, "At the final step the largest growth of log rho is across block %d's %s (+%s, a factor %s).\n\n",
+                q / 2, q % 2 ? "MoE" : "attention", num(growth), num(exp(growth)));
+    double d0 = jnum(first_row, "d_star"), dN = jnum(final_row, "d_star");
+    double c0 = jnum(first_row, "C2"), cN = jnum(final_row, "C2");
+    fprintf(f, "Formation depth d* (the first point with rho >= half its maximum) went from %s at step %s to %s at "
+               "the final step; the concentration C2 (share of P0's log-norm growth done by the end of block 1) "
+               "went from %s to %s. ",
+            depth_name(d0), num(step0), depth_name(dN), num(c0), num(cN));
+    /* our threshold: a "norm jump formed" when rho's maximum at least doubled since the first probe */
+    if (!isfinite(dN) || !(rhoN[pN] >= 2 * rho0[p0]))
+        fprintf(f, "rho's maximum went from %s to %s, less than doubling (our threshold): no norm jump formed beyond "
+                   "what the first probe step already had, so d* only locates that initial profile.\n\n",
+                num(rho0[p0]), num(rhoN[pN]));
+    else if (dN <= 2 && isfinite(d0) && d0 > 2)
+        fprintf(f, "rho's maximum grew from %s to %s, and the norm jump moved into blocks 0-1 (d* <= 2).\n\n",
+                num(rho0[p0]), num(rhoN[pN]));
+    else if (dN <= 2)
+        fprintf(f, "rho's maximum grew from %s to %s; the norm jump lies within blocks 0-1 (d* <= 2) at the final "
+                   "step, and d* was already <= 2 at the first probe step.\n\n",
+                num(rho0[p0]), num(rhoN[pN]));
+    else
+        fprintf(f, "rho's maximum grew from %s to %s, but the norm jump is not within blocks 0-1 at the final step "
+                   "(d* > 2).\n\n",
+                num(rho0[p0]), num(rhoN[pN]));
+    figure_line(f, "trace_norm.png", why, figure_index("trace_norm.png"));
+    figure_line(f, "norm_profile.png", why, figure_index("norm_profile.png"));
+    free(rho0);
+    free(rhoN);
+}
+
+static void finding_cosine(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Is position 0 the same vector for every input?\n\n");
+    const cJSON *final_row = r->probes.row[r->nat[r->np - 1]];
+    double *k0 = st_malloc(sizeof(double) * r->P), *km = st_malloc(sizeof(double) * r->P);
+    jarr(final_row, "kappa_p0", k0, r->P);
+    jarr(final_row, "kappa_mid", km, r->P);
+    int p = r->P > 4 ? 4 : r->P - 1; /* point 2 = after block 1 */
+    fprintf(f, "At the final step, at residual point %s the mean cosine between the states of different inputs is %s "
+               "at position 0 and %s at position T/2 (the control)",
+            point_name(p), num(k0[p]), num(km[p]));
+    if (isfinite(k0[p]) && isfinite(km[p]))
+        fprintf(f, ": position 0 is %s alike across inputs than the control.\n\n",
+                k0[p] > km[p] ? "more" : "no more");
+    else
+        fprintf(f, ".\n\n");
+    figure_line(f, "cosine.png", why, figure_index("cosine.png"));
+    free(k0);
+    free(km);
+}
+
+static void finding_concentration(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Concentration in blocks 0-1 as a convergence signal\n\n");
+    double ec = sget(r, "C2_emergence_step");
+    if (!r->summary)
+        fprintf(f, "summary.json is missing: no emergence step for C2.\n\n");
+    else if (isfinite(ec))
+        fprintf(f, "C2 went from %s to %s and crossed half-way at step %s (%s%% of the run), when the validation "
+                   "loss was %s (final: see the training table).\n\n",
+                num(sget(r, "C2_initial")), num(sget(r, "C2_final")), num(ec), num(100 * sget(r, "C2_emergence_frac")),
+                num(sget(r, "C2_emergence_loss")));
+    else
+        fprintf(f, "C2 went from %s to %s without crossing half-way and staying (no emergence step).\n\n",
+                num(sget(r, "C2_initial")), num(sget(r, "C2_final")));
+    figure_line(f, "concentration.png", why, figure_index("concentration.png"));
+}
+
+static void finding_experts(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Experts\n\n");
+    const cJSON *last = r->train.row[r->train.n - 1];
+    int L = jlen(last, "load_max_mean");
+    if (L > 0) {
+        double *ratio = st_malloc(sizeof(double) * L);
+        jarr(last, "load_max_mean", ratio, L);
+        fprintf(f, "Load balance at the last logged step (max over mean expert load; 1 = even):");
+        for (int l = 0; l < L; l++) fprintf(f, " layer %d: %s%s", l, num(ratio[l]), l + 1 < L ? ";" : ".");
+        fprintf(f, "\n");
+        free(ratio);
+    }
+    if (r->np > 0 && jlen(r->probes.row[r->nat[r->np - 1]], "p0_route_consistency") == r->L) {
+        double *cons = st_malloc(sizeof(double) * r->L);
+        jarr(r->probes.row[r->nat[r->np - 1]], "p0_route_consistency", cons, r->L);
+        fprintf(f, "Share of probe sequences whose P0 goes to the modal top-1 expert at the final probe step:");
+        for (int l = 0; l < r->L; l++) fprintf(f, " layer %d: %s%s", l, num(cons[l]), l + 1 < r->L ? ";" : ".");
+        fprintf(f, "\n");
+        free(cons);
+    }
+    fprintf(f, "\n");
+    figure_line(f, "experts.png", why, figure_index("experts.png"));
+}
+
+/* names the interventions of a step that at least halved the attention on P0 in layers >= 2, and says
+ * whether any control (@T/2) did */
+static void interventions_halving(FILE *f, const Run *r, double step) {
+    int any = 0, controls = 0, n_controls = 0;
+    for (int i = 0; i < r->interv.n; i++) {
+        const cJSON *row = r->interv.row[i];
+        if (jnum(row, "step") != step) continue;
+        double before = jnum(row, "a_p0_2plus_before"), after = jnum(row, "a_p0_2plus_after");
+        double pos = jnum(row, "position"), layer = jnum(row, "layer"), head = jnum(row, "head");
+        n_controls += pos > 0;
+        if (!(after <= 0.5 * before)) continue;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(row, "intervention");
+        fprintf(f, "%s%s", any ? ", " : "Interventions that at least halved the attention on P0 in layers >= 2: ",
+                cJSON_IsString(name) ? name->valuestring : "?");
+        if (head >= 0) fprintf(f, " (layer %s head %s)", num(layer), num(head));
+        fprintf(f, "%s", pos == 0 ? " @P0" : pos > 0 ? " @T/2" : "");
+        any = 1;
+        controls += pos > 0;
+    }
+    if (!any)
+        fprintf(f, "No intervention halved the attention on P0 in layers >= 2.\n\n");
+    else if (n_controls > 0)
+        fprintf(f, ". %d of the %d controls at T/2 did.\n\n", controls, n_controls);
+    else
+        fprintf(f, ".\n\n");
+}
+
+static void finding_interventions(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Interventions\n\n");
+    if (r->interv.n == 0) {
+        fprintf(f, "interventions.jsonl is %s: no intervention results.\n\n",
+                strstr(r->missing, "interventions") ? "missing" : "empty");
+        return;
+    }
+    double last = jnum(r->interv.row[r->interv.n - 1], "step");
+    fprintf(f, "At step %s, each intervention against the natural forward (before -> after); \"@P0\" acts on "
+               "position 0, \"@T/2\" is the same intervention on the control position.\n\n", num(last));
+    fprintf(f, "| intervention | attention on P0, layers >= 2 | sink rate >= 2 (0.3) | rho max | rho after block 1 "
+               "| probe loss |\n|---|---|---|---|---|---|\n");
+    const char *keys[5] = {"a_p0_2plus", "sink_rate_2plus_30", "rho_max", "rho_2", "probe_loss"};
+    for (int i = 0; i < r->interv.n; i++) {
+        const cJSON *row = r->interv.row[i];
+        if (jnum(row, "step") != last) continue;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(row, "intervention");
+        double pos = jnum(row, "position"), layer = jnum(row, "layer"), head = jnum(row, "head");
+        fprintf(f, "| %s", cJSON_IsString(name) ? name->valuestring : "?");
+        if (head >= 0) fprintf(f, " (layer %s head %s)", num(layer), num(head));
+        fprintf(f, "%s", pos == 0 ? " @P0" : pos > 0 ? " @T/2" : "");
+        for (int k = 0; k < 5; k++) {
+            char kb[64], ka[64];
+            snprintf(kb, sizeof kb, "%s_before", keys[k]);
+            snprintf(ka, sizeof ka, "%s_after", keys[k]);
+            fprintf(f, " | %s -> %s", num(jnum(row, kb)), num(jnum(row, ka)));
+        }
+        fprintf(f, " |\n");
+    }
+    fprintf(f, "\n");
+    interventions_halving(f, r, last);
+    figure_line(f, "interventions.png", why, figure_index("interventions.png"));
+}
+
+static void section_findings(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "## Findings\n\nDefinitions are docs/SCIENCE.md's; the thresholds (eps = 0.3, half-way crossings, "
+               "blocks 0-1) are ours, not the paper's.\n\n");
+    if (r->np == 0) {
+        fprintf(f, "%s: there are no probe results, so this report states no finding about the sink.\n\n",
+                r->probes.n ? "probes.jsonl has no rows of variant \"natural\"" : "probes.jsonl is missing");
+        finding_experts(f, r, why);
+        return;
+    }
+    finding_sink(f, r, why);
+    finding_norm(f, r, why);
+    finding_cosine(f, r, why);
+    finding_concentration(f, r, why);
+    finding_experts(f, r, why);
+    finding_interventions(f, r, why);
+}
+
+/* ---------------------------------------------------------------- report_run */
+
+int report_run(const char *run_dir, char *err) {
+    Run r;
+    if (run_load(&r, run_dir, err)) {
+        run_free(&r);
+        return -1;
+    }
+    /* draw every figure; why[i] stays "" for the drawn ones */
+    char (*why_buf)[FIG_WHY_LEN] = st_calloc(n_run_figures, FIG_WHY_LEN);
+    const char **why = st_malloc(sizeof(char *) * n_run_figures);
+    int rc = 0;
+    for (int i = 0; i < n_run_figures && !rc; i++) {
+        why[i] = why_buf[i];
+        rc = run_figures[i].draw(&r, why_buf[i], err) < 0 ? -1 : 0;
+    }
+    char path[1200];
+    snprintf(path, sizeof path, "%s/report.md", r.dir);
+    StAtomic a;
+    if (!rc) rc = st_atomic_open(&a, path, err);
+    if (!rc) {
+        FILE *f = a.f;
+        fprintf(f, "# Run report: %s\n\nWritten by `bin/report %s` from the run's files.", r.name, r.dir);
+        if (r.missing[0]) fprintf(f, " Missing: %s; what needs them is left out and said so.", r.missing);
+        fprintf(f, "\n\n");
+        section_config(f, &r);
+        section_training(f, &r, why);
+        section_findings(f, &r, why);
+        if (ferror(f)) {
+            st_atomic_abort(&a);
+            rc = st_errorf(err, "%s: write failed", path);
+        } else {
+            rc = st_atomic_commit(&a, err);
+        }
+    }
+    free(why);
+    free(why_buf);
+    run_free(&r);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- report_compare */
+
+static const struct {
+    const char *key, *title, *ylabel;
+    int from_train;
+} compare_metrics[] = {
+    {"val_loss", "Validation loss", "loss (nats/token)", 1},
+    {"a_p0_2plus", "Mean attention on P0, layers >= 2", "attention on P0", 0},
+    {"sink_rate_2plus_30", "Sink rate over layers >= 2 (eps = 0.3)", "share of heads", 0},
+    {"rho_max", "P0 norm ratio rho, max over points", "rho", 0},
+    {"C2", "Concentration C2", "C2", 0},
+    {"d_star", "Formation depth d*", "d* (residual point)", 0},
+};
+
+static int make_dir(const char *dir, char *err) {
+    if (mkdir(dir, 0777) && errno != EEXIST) return st_errorf(err, "%s: cannot create directory: %s", dir, strerror(errno));
+    return 0;
+}
+
+/* the table row of one run: final numbers from train.jsonl, probes.jsonl and summary.json */
+static void compare_row(FILE *f, const Run *r) {
+    double *val = run_train_col(r, "val_loss"), *tok = run_train_col(r, "tokens");
+    const cJSON *fin = r->np ? r->probes.row[r->nat[r->np - 1]] : NULL;
+    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r->name, num(last_finite(tok, r->train.n, NULL)),
+            num(last_finite(val, r->train.n, NULL)), num(fin ? jnum(fin, "a_p0_2plus") : NAN),
+            num(fin ? jnum(fin, "sink_rate_30") : NAN), num(fin ? jnum(fin, "rho_max") : NAN),
+            num(fin ? jnum(fin, "C2") : NAN), num(sget(r, "a_p0_2plus_emergence_step")));
+    free(val);
+    free(tok);
+}
+
+int report_compare(const char *const *run_dirs, int n_runs, const char *out_dir, char *err) {
+    if (n_runs < 1 || n_runs > 64) return st_errorf(err, "--compare: expected 1 to 64 run directories, found %d", n_runs);
+    Run *runs = st_calloc(n_runs, sizeof(Run));
+    int rc = make_dir(out_dir, err), loaded = 0;
+    for (; loaded < n_runs && !rc; loaded++) rc = run_load(&runs[loaded], run_dirs[loaded], err);
+    int n_metrics = sizeof compare_metrics / sizeof compare_metrics[0];
+    for (int m = 0; m < n_metrics && !rc; m++)
+        rc = fig_compare(runs, n_runs, compare_metrics[m].key, compare_metrics[m].title, compare_metrics[m].ylabel,
+                         compare_metrics[m].from_train, out_dir, err);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/compare.md", out_dir);
+    StAtomic a;
+    if (!rc) rc = st_atomic_open(&a, path, err);
+    if (!rc) {
+        FILE *f = a.f;
+        fprintf(f, "# Comparison of %d runs\n\nFinal values (last logged or probed step); \"n/a\" where a run lacks "
+                   "the file or the number.\n\n", n_runs);
+        fprintf(f, "| run | tokens | final val loss | attention on P0, layers >= 2 | sink rate (0.3) | rho max | C2 "
+                   "| emergence step (attention on P0, layers >= 2) |\n|---|---|---|---|---|---|---|---|\n");
+        for (int i = 0; i < n_runs; i++) compare_row(f, &runs[i]);
+        fprintf(f, "\n");
+        for (int m = 0; m < n_metrics; m++)
+            fprintf(f, "![%s](compare_%s.png)\n\n", compare_metrics[m].title, compare_metrics[m].key);
+        if (ferror(f)) {
+            st_atomic_abort(&a);
+            rc = st_errorf(err, "%s: write failed", path);
+        } else {
+            rc = st_atomic_commit(&a, err);
+        }
+    }
+    for (int i = 0; i < loaded; i++) run_free(&runs[i]);
+    free(runs);
+    return rc;
+}
