@@ -195,6 +195,7 @@ static void finding_sink(FILE *f, const Run *r, const char *const *why) {
     }
     figure_line(f, "sink_by_layer.png", why, figure_index("sink_by_layer.png"));
     figure_line(f, "trace_sink.png", why, figure_index("trace_sink.png"));
+    figure_line(f, "attention_maps.png", why, figure_index("attention_maps.png"));
     free(a_layer);
     free(rate_layer);
 }
