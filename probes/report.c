@@ -474,6 +474,48 @@ static void compare_row(FILE *f, const Run *r) {
     free(tok);
 }
 
+/* config keys whose values differ between runs (keys of the first run with a config.txt) */
+static int differing_keys(const Run *runs, int n_runs, const char **keys, int max_keys) {
+    const Run *ref = NULL;
+    for (int i = 0; i < n_runs && !ref; i++)
+        if (runs[i].has_cfg) ref = &runs[i];
+    int n = 0;
+    for (int k = 0; ref && k < ref->cfg.n && n < max_keys; k++) {
+        if (!strcmp(ref->cfg.key[k], "run_name") || !strcmp(ref->cfg.key[k], "out_dir")) continue;
+        for (int i = 0; i < n_runs; i++) {
+            const char *v = runconfig_get(&runs[i].cfg, ref->cfg.key[k]);
+            if (!v || strcmp(v, ref->cfg.value[k])) {
+                keys[n++] = ref->cfg.key[k];
+                break;
+            }
+        }
+    }
+    return n;
+}
+
+static void config_differences(FILE *f, const Run *runs, int n_runs) {
+    const char *keys[32];
+    int n = differing_keys(runs, n_runs, keys, 32);
+    if (n == 0) {
+        fprintf(f, "The runs' config.txt files agree on every key (or are missing).\n\n");
+        return;
+    }
+    fprintf(f, "Settings that differ between the runs:\n\n| run |");
+    for (int k = 0; k < n; k++) fprintf(f, " %s |", keys[k]);
+    fprintf(f, "\n|---|");
+    for (int k = 0; k < n; k++) fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int i = 0; i < n_runs; i++) {
+        fprintf(f, "| %s |", runs[i].name);
+        for (int k = 0; k < n; k++) {
+            const char *v = runconfig_get(&runs[i].cfg, keys[k]);
+            fprintf(f, " %s |", v ? v : "n/a");
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\n");
+}
+
 int report_compare(const char *const *run_dirs, int n_runs, const char *out_dir, char *err) {
     if (n_runs < 1 || n_runs > 64) return st_errorf(err, "--compare: expected 1 to 64 run directories, found %d", n_runs);
     Run *runs = st_calloc(n_runs, sizeof(Run));
@@ -495,6 +537,7 @@ int report_compare(const char *const *run_dirs, int n_runs, const char *out_dir,
                    "| emergence step (attention on P0, layers >= 2) |\n|---|---|---|---|---|---|---|---|\n");
         for (int i = 0; i < n_runs; i++) compare_row(f, &runs[i]);
         fprintf(f, "\n");
+        config_differences(f, runs, n_runs);
         for (int m = 0; m < n_metrics; m++)
             fprintf(f, "![%s](compare_%s.png)\n\n", compare_metrics[m].title, compare_metrics[m].key);
         if (ferror(f)) {

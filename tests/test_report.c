@@ -258,6 +258,7 @@ static void test_compare_overlays_runs(void **state) {
     char err[ST_ERR_LEN], a[512], b[512], out[512];
     make_run("cmp_a", 1, 1);
     make_run("cmp_b", 0, 1);
+    write_text("cmp_b", "config.txt", "n_layer = 3\nn_expert = 1\nsteps = 400\n");
     snprintf(a, sizeof a, "%s/cmp_a", dir);
     snprintf(b, sizeof b, "%s/cmp_b", dir);
     snprintf(out, sizeof out, "%s/cmp_out", dir);
@@ -268,6 +269,8 @@ static void test_compare_overlays_runs(void **state) {
     /* run, tokens, final val loss, attention on P0 >= 2, sink rate, rho max, C2, emergence */
     assert_non_null(strstr(md, "| cmp_a | 400000 | 1.1 | 0.75 | 0.333 |"));
     assert_non_null(strstr(md, "| cmp_b | 400000 | 1.1 | 0.125 | 0 |"));
+    assert_non_null(strstr(md, "| run | n_expert |\n"));           /* only the key that differs */
+    assert_non_null(strstr(md, "| cmp_b | 1 |"));
     assert_true(file_exists("cmp_out", "compare_val_loss.png"));
     assert_true(file_exists("cmp_out", "compare_a_p0_2plus.png"));
 }
