@@ -239,14 +239,14 @@ int fig_sink_by_layer(const Run *r, char *why, char *err) {
 
 /* a heat map of a per-probe-step array key[np][rows] with rows on y (labelled by row_label) */
 static int trace_figure(const Run *r, const char *key, int rows, void (*row_label)(int, char *, int),
-                        int log_colour, const char *title, const char *ylabel, const char *bar_label,
+                        int log_colour, int from_zero, const char *title, const char *ylabel, const char *bar_label,
                         const char *file, char *err) {
     int n = r->np;
     double *step = run_probe_col(r, "step"), *m = run_probe_mat(r, key, rows), *v = transpose(m, n, rows);
     double lo = INFINITY, hi = -INFINITY;
     finite_range(m, (size_t)n * rows, &lo, &hi);
     if (!isfinite(lo)) lo = 0, hi = 1;
-    if (!log_colour) lo = lo < 0 ? lo : 0; /* attention shares start at 0 */
+    if (from_zero && lo > 0) lo = 0; /* attention shares: the scale starts at none */
     if (log_colour && !(lo > 0)) log_colour = 0;
     if (!(hi > lo)) hi = lo + (lo > 0 ? lo : 1);
     int h = 170 + rows * (rows > 12 ? 26 : 44);
@@ -280,7 +280,7 @@ int fig_trace_sink(const Run *r, char *why, char *err) {
     snprintf(title, sizeof title, "Attention on position 0: layer x step (chance = %.3f)",
              last_finite(chance, r->np));
     free(chance);
-    return trace_figure(r, "a_p0_layer", r->L, layer_label, 0, title, "layer", "mean attention on P0",
+    return trace_figure(r, "a_p0_layer", r->L, layer_label, 0, 1, title, "layer", "mean attention on P0",
                         "trace_sink.png", err);
 }
 
@@ -290,7 +290,7 @@ int fig_trace_norm(const Run *r, char *why, char *err) {
     double *m = run_probe_mat(r, "rho", r->P), lo = INFINITY, hi = -INFINITY;
     finite_range(m, (size_t)r->np * r->P, &lo, &hi);
     free(m);
-    return trace_figure(r, "rho", r->P, point_row_label, lo > 0 && hi / lo > 4,
+    return trace_figure(r, "rho", r->P, point_row_label, lo > 0 && hi / lo > 4, 0,
                         "P0 norm ratio rho: residual point x step", "residual point",
                         "rho = norm at P0 / median norm", "trace_norm.png", err);
 }
@@ -652,6 +652,8 @@ static void intervention_panel(const Run *r, const int *sel, int n, PlCanvas *c,
         PlColor col = where_cols[pos == 0 ? 0 : pos > 0 ? 1 : 2];
         if (isfinite(after))
             pl_fill_rect(c, pl_x(&a, lo > 0 ? lo : 0), pl_y(&a, yc + 0.8), pl_x(&a, after), pl_y(&a, yc + 0.2), col);
+        else
+            pl_text(c, a.left + 6, pl_y(&a, yc + 0.5) - 7, "n/a", 2, PL_LEFT, PL_GREY);
         if (isfinite(before))
             pl_fill_rect(c, pl_x(&a, before) - 1.5, pl_y(&a, yc + 0.95), pl_x(&a, before) + 1.5, pl_y(&a, yc + 0.05),
                          PL_BLACK);

@@ -156,8 +156,9 @@ static void finding_sink(FILE *f, const Run *r, const char *const *why) {
         fprintf(f, "**A P0 sink formed** by the sink-rate measure: %s of all heads put more than 0.3 of their "
                    "attention on position 0 at the final step, in layer(s)",
                 num(rate));
+        int listed = 0;
         for (int l = 0; l < L; l++)
-            if (rate_layer[l] > 0) fprintf(f, " %d", l);
+            if (rate_layer[l] > 0) fprintf(f, "%s %d", listed++ ? "," : "", l);
         fprintf(f, ".");
     } else if (isfinite(rate)) {
         fprintf(f, "**No P0 sink formed** by the sink-rate measure: no head puts more than 0.3 of its attention on "
@@ -212,24 +213,38 @@ static int largest_growth(const cJSON *row, int L, double *amount) {
     return best;
 }
 
+/* the maximum of a row's rho over the residual points, and where it is */
+static double rho_peak(const Run *r, const cJSON *row, int *at) {
+    double *rho = st_malloc(sizeof(double) * r->P), best = NAN;
+    jarr(row, "rho", rho, r->P);
+    *at = 0;
+    for (int p = 0; p < r->P; p++)
+        if (isfinite(rho[p]) && !(rho[p] <= best)) best = rho[p], *at = p; /* !(x <= NaN) takes the first */
+    free(rho);
+    return best;
+}
+
+/* our threshold: a norm jump formed when rho's maximum over the residual points at least doubled between
+ * the first and the final probe step */
+static int norm_jump_formed(const Run *r) {
+    int p;
+    return rho_peak(r, r->probes.row[r->nat[r->np - 1]], &p) >= 2 * rho_peak(r, r->probes.row[r->nat[0]], &p);
+}
+
 static void finding_norm(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "### The norm of position 0\n\n");
     int L = r->L, P = r->P;
     const cJSON *first_row = r->probes.row[r->nat[0]], *final_row = r->probes.row[r->nat[r->np - 1]];
     double step0 = jnum(first_row, "step"), stepN = jnum(final_row, "step");
-    double *rho0 = st_malloc(sizeof(double) * P), *rhoN = st_malloc(sizeof(double) * P);
+    double *rho0 = st_malloc(sizeof(double) * P);
     jarr(first_row, "rho", rho0, P);
-    jarr(final_row, "rho", rhoN, P);
-    int p0 = 0, pN = 0;
-    for (int p = 1; p < P; p++) {
-        if (rho0[p] > rho0[p0]) p0 = p;
-        if (rhoN[p] > rhoN[pN]) pN = p;
-    }
+    int p0, pN;
+    double peak0 = rho_peak(r, first_row, &p0), peakN = rho_peak(r, final_row, &pN);
     fprintf(f, "rho = ||r[0]|| / median ||r[i]|| (position 0's norm over the median position's) peaks at %s at point %s "
                "at step %s, and at %s at point %s at the final step %s. Right after block 0's attention (point "
                "0.5) it is %s at step %s: that is the causal mask's signal (query 0 attends only to itself), "
                "present before any learning, not a learned sink.\n\n",
-            num(rho0[p0]), point_name(p0), num(step0), num(rhoN[pN]), point_name(pN), num(stepN), num(rho0[1]),
+            num(peak0), point_name(p0), num(step0), num(peakN), point_name(pN), num(stepN), num(rho0[1]),
             num(step0));
     double growth;
     int q = largest_growth(final_row, L, &growth);
@@ -243,25 +258,24 @@ static void finding_norm(FILE *f, const Run *r, const char *const *why) {
                "went from %s to %s. ",
             depth_name(d0), num(step0), depth_name(dN), num(c0), num(cN));
     /* our threshold: a "norm jump formed" when rho's maximum at least doubled since the first probe */
-    if (!isfinite(dN) || !(rhoN[pN] >= 2 * rho0[p0]))
+    if (!isfinite(dN) || !norm_jump_formed(r))
         fprintf(f, "rho's maximum went from %s to %s, less than doubling (our threshold): no norm jump formed beyond "
                    "what the first probe step already had, so d* only locates that initial profile.\n\n",
-                num(rho0[p0]), num(rhoN[pN]));
+                num(peak0), num(peakN));
     else if (dN <= 2 && isfinite(d0) && d0 > 2)
         fprintf(f, "rho's maximum grew from %s to %s, and the norm jump moved into blocks 0-1 (d* <= 2).\n\n",
-                num(rho0[p0]), num(rhoN[pN]));
+                num(peak0), num(peakN));
     else if (dN <= 2)
         fprintf(f, "rho's maximum grew from %s to %s; the norm jump lies within blocks 0-1 (d* <= 2) at the final "
                    "step, and d* was already <= 2 at the first probe step.\n\n",
-                num(rho0[p0]), num(rhoN[pN]));
+                num(peak0), num(peakN));
     else
         fprintf(f, "rho's maximum grew from %s to %s, but the norm jump is not within blocks 0-1 at the final step "
                    "(d* > 2).\n\n",
-                num(rho0[p0]), num(rhoN[pN]));
+                num(peak0), num(peakN));
     figure_line(f, "trace_norm.png", why, figure_index("trace_norm.png"));
     figure_line(f, "norm_profile.png", why, figure_index("norm_profile.png"));
     free(rho0);
-    free(rhoN);
 }
 
 static void finding_cosine(FILE *f, const Run *r, const char *const *why) {
@@ -274,9 +288,13 @@ static void finding_cosine(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "At the final step, at residual point %s the mean cosine between the states of different inputs is %s "
                "at position 0 and %s at position T/2 (the control)",
             point_name(p), num(k0[p]), num(km[p]));
-    if (isfinite(k0[p]) && isfinite(km[p]))
-        fprintf(f, ": position 0 is %s alike across inputs than the control.\n\n",
-                k0[p] > km[p] ? "more" : "no more");
+    /* our threshold: "more alike" needs a cosine at least 0.1 above the control's */
+    if (isfinite(k0[p]) && isfinite(km[p]) && k0[p] >= km[p] + 0.1)
+        fprintf(f, ": position 0 is more alike across inputs than the control (by %s).\n\n", num(k0[p] - km[p]));
+    else if (isfinite(k0[p]) && isfinite(km[p]))
+        fprintf(f, ": position 0 is no more alike across inputs than the control (difference %s; our threshold for "
+                   "\"more alike\" is 0.1).\n\n",
+                num(k0[p] - km[p]));
     else
         fprintf(f, ".\n\n");
     figure_line(f, "cosine.png", why, figure_index("cosine.png"));
@@ -286,6 +304,9 @@ static void finding_cosine(FILE *f, const Run *r, const char *const *why) {
 
 static void finding_concentration(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "### Concentration in blocks 0-1 as a convergence signal\n\n");
+    if (!norm_jump_formed(r))
+        fprintf(f, "No norm jump formed (see above), so C2 here describes the shape of a nearly flat rho profile, "
+                   "not a mechanism concentrating in blocks 0-1. ");
     double ec = sget(r, "C2_emergence_step");
     if (!r->summary)
         fprintf(f, "summary.json is missing: no emergence step for C2.\n\n");

@@ -84,7 +84,8 @@ static void write_train(const char *run) {
 /* one natural probe row; with a sink, layer 2's heads reach 0.625 and 0.875 at the final step */
 static void probe_row(StJson *j, int step, int sink) {
     double g = sink ? step / (double)STEPS : 0; /* how far the sink has grown */
-    double a[L * H], al[L], rate_layer[L] = {0, 0, 0}, rho[P], delta[2 * L], kappa[P], cons[L] = {0.5, 0.5, 0.5};
+    double a[L * H], al[L], rate_layer[L] = {0, 0, 0}, rho[P], delta[2 * L], kappa[P], control[P];
+    double cons[L] = {0.5, 0.5, 0.5};
     for (int l = 0; l < L; l++)
         for (int h = 0; h < H; h++) a[l * H + h] = l == 2 ? 0.125 + g * (0.5 + 0.25 * h) : 0.125;
     int over = 0;
@@ -96,6 +97,7 @@ static void probe_row(StJson *j, int step, int sink) {
     for (int p = 0; p < P; p++) {
         rho[p] = p == 0 ? 1 : p < 3 ? 1.5 : 1.5 + 18 * g; /* the jump in block 1's attention */
         kappa[p] = 0.1 + 0.8 * g * (p >= 3);
+        control[p] = 0.1;
     }
     for (int q = 0; q < 2 * L; q++) delta[q] = log(rho[q + 1] / rho[q]);
     sj_begin(j);
@@ -113,7 +115,7 @@ static void probe_row(StJson *j, int step, int sink) {
     sj_doubles(j, "sink_rate_layer_30", rate_layer, L);
     sj_doubles(j, "rho", rho, P);
     sj_doubles(j, "kappa_p0", kappa, P);
-    sj_doubles(j, "kappa_mid", kappa, P);
+    sj_doubles(j, "kappa_mid", control, P);
     sj_doubles(j, "delta", delta, 2 * L);
     sj_doubles(j, "p0_route_consistency", cons, L);
     sj_num(j, "d_star", g > 0.2 ? 1.5 : 0.5);
@@ -170,6 +172,7 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
     assert_non_null(strstr(md, "emerged at step 300 (75% of the run; validation loss 1.6"));
     assert_non_null(strstr(md, "across block 1's attention"));            /* the fixture's rho jump */
     assert_non_null(strstr(md, "grew from 1.5 to 19.5"));
+    assert_non_null(strstr(md, "0.9 at position 0 and 0.1 at position T/2 (the control): position 0 is more alike"));
     assert_non_null(strstr(md, "| training tokens seen | 400000 |"));
     assert_non_null(strstr(md, "interventions.jsonl is missing"));
     assert_non_null(strstr(md, "attention_maps.png not drawn: attention.jsonl is missing"));
