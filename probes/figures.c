@@ -118,12 +118,6 @@ static double *transpose(const double *m, int rows, int cols) {
     return t;
 }
 
-static double last_finite(const double *v, int n) {
-    for (int i = n - 1; i >= 0; i--)
-        if (isfinite(v[i])) return v[i];
-    return NAN;
-}
-
 static int need_probes(const Run *r, char *why) {
     if (r->np > 0) return 0;
     snprintf(why, FIG_WHY_LEN, "%s", r->probes.n ? "probes.jsonl has no rows of variant \"natural\"" : "probes.jsonl is missing");
@@ -182,7 +176,7 @@ int fig_sink_by_layer(const Run *r, char *why, char *err) {
     int n = r->np, L = r->L;
     double *step = run_probe_col(r, "step"), *chance = run_probe_col(r, "chance");
     double *layer = run_probe_mat(r, "a_p0_layer", L), *by_layer = transpose(layer, n, L);
-    double lo = 0, hi = -INFINITY, ch = last_finite(chance, n);
+    double lo = 0, hi = -INFINITY, ch = last_finite(chance, n, NULL);
     finite_range(layer, (size_t)n * L, &lo, &hi);
     if (isfinite(ch) && ch > hi) hi = ch;
     padded(&lo, &hi);
@@ -278,7 +272,7 @@ int fig_trace_sink(const Run *r, char *why, char *err) {
     double *chance = run_probe_col(r, "chance");
     char title[160];
     snprintf(title, sizeof title, "Attention on position 0: layer x step (chance = %.3f)",
-             last_finite(chance, r->np));
+             last_finite(chance, r->np, NULL));
     free(chance);
     return trace_figure(r, "a_p0_layer", r->L, layer_label, 0, 1, title, "layer", "mean attention on P0",
                         "trace_sink.png", err);

@@ -32,15 +32,6 @@ static const char *num(double v) {
 
 static double sget(const Run *r, const char *key) { return r->summary ? jnum(r->summary, key) : NAN; }
 
-static double last_finite(const double *v, int n, int *at) {
-    for (int i = n - 1; i >= 0; i--)
-        if (isfinite(v[i])) {
-            if (at) *at = i;
-            return v[i];
-        }
-    return NAN;
-}
-
 /* residual point p as the paper writes it (p/2) */
 static const char *point_name(double p) {
     static char buf[4][16];
@@ -60,17 +51,15 @@ static const char *depth_name(double d) { return isfinite(d) ? point_name(2 * d)
 
 /* ---------------------------------------------------------------- sections */
 
-static void figure_line(FILE *f, const char *file, const char *const *drawn_why, int idx) {
-    if (drawn_why[idx][0] == 0)
-        fprintf(f, "![%s](%s)\n\n", file, file);
-    else
-        fprintf(f, "*%s not drawn: %s.*\n\n", file, drawn_why[idx]);
-}
-
-static int figure_index(const char *file) {
-    for (int i = 0; i < n_run_figures; i++)
-        if (!strcmp(run_figures[i].file, file)) return i;
-    return 0;
+/* the figure's image link, or why it was not drawn (why[i] is "" for the drawn figures of run_figures) */
+static void figure_line(FILE *f, const char *file, const char *const *why) {
+    for (int i = 0; i < n_run_figures; i++) {
+        if (strcmp(run_figures[i].file, file)) continue;
+        if (why[i][0] == 0)
+            fprintf(f, "![%s](%s)\n\n", file, file);
+        else
+            fprintf(f, "*%s not drawn: %s.*\n\n", file, why[i]);
+    }
 }
 
 static void section_config(FILE *f, const Run *r) {
@@ -122,7 +111,7 @@ static void section_training(FILE *f, const Run *r, const char *const *why) {
     }
     fprintf(f, "| training time (sum of logged step times) | %s s |\n", num(secs));
     fprintf(f, "| throughput | %s tokens/s |\n\n", num(tokens / secs));
-    figure_line(f, "loss.png", why, figure_index("loss.png"));
+    figure_line(f, "loss.png", why);
     free(step);
     free(ce);
     free(val);
@@ -194,9 +183,9 @@ static void finding_sink(FILE *f, const Run *r, const char *const *why) {
     } else {
         fprintf(f, "summary.json gives no emergence step for the attention on P0 (it did not cross half-way and stay).\n\n");
     }
-    figure_line(f, "sink_by_layer.png", why, figure_index("sink_by_layer.png"));
-    figure_line(f, "trace_sink.png", why, figure_index("trace_sink.png"));
-    figure_line(f, "attention_maps.png", why, figure_index("attention_maps.png"));
+    figure_line(f, "sink_by_layer.png", why);
+    figure_line(f, "trace_sink.png", why);
+    figure_line(f, "attention_maps.png", why);
     free(a_layer);
     free(rate_layer);
 }
@@ -273,8 +262,8 @@ static void finding_norm(FILE *f, const Run *r, const char *const *why) {
         fprintf(f, "rho's maximum grew from %s to %s, but the norm jump is not within blocks 0-1 at the final step "
                    "(d* > 2).\n\n",
                 num(peak0), num(peakN));
-    figure_line(f, "trace_norm.png", why, figure_index("trace_norm.png"));
-    figure_line(f, "norm_profile.png", why, figure_index("norm_profile.png"));
+    figure_line(f, "trace_norm.png", why);
+    figure_line(f, "norm_profile.png", why);
     free(rho0);
 }
 
@@ -297,7 +286,7 @@ static void finding_cosine(FILE *f, const Run *r, const char *const *why) {
                 num(k0[p] - km[p]));
     else
         fprintf(f, ".\n\n");
-    figure_line(f, "cosine.png", why, figure_index("cosine.png"));
+    figure_line(f, "cosine.png", why);
     free(k0);
     free(km);
 }
@@ -318,7 +307,7 @@ static void finding_concentration(FILE *f, const Run *r, const char *const *why)
     else
         fprintf(f, "C2 went from %s to %s without crossing half-way and staying (no emergence step).\n\n",
                 num(sget(r, "C2_initial")), num(sget(r, "C2_final")));
-    figure_line(f, "concentration.png", why, figure_index("concentration.png"));
+    figure_line(f, "concentration.png", why);
 }
 
 static void finding_experts(FILE *f, const Run *r, const char *const *why) {
@@ -342,7 +331,7 @@ static void finding_experts(FILE *f, const Run *r, const char *const *why) {
         free(cons);
     }
     fprintf(f, "\n");
-    figure_line(f, "experts.png", why, figure_index("experts.png"));
+    figure_line(f, "experts.png", why);
 }
 
 /* names the interventions of a step that at least halved the attention on P0 in layers >= 2, and says
@@ -403,7 +392,7 @@ static void finding_interventions(FILE *f, const Run *r, const char *const *why)
     }
     fprintf(f, "\n");
     interventions_halving(f, r, last);
-    figure_line(f, "interventions.png", why, figure_index("interventions.png"));
+    figure_line(f, "interventions.png", why);
 }
 
 static void section_findings(FILE *f, const Run *r, const char *const *why) {

@@ -354,3 +354,12 @@ double *run_probe_mat(const Run *r, const char *key, int width) {
     for (int i = 0; i < r->np; i++) jarr(r->probes.row[r->nat[i]], key, v + (size_t)i * width, width);
     return v;
 }
+
+double last_finite(const double *v, int n, int *at) {
+    for (int i = n - 1; i >= 0; i--)
+        if (isfinite(v[i])) {
+            if (at) *at = i;
+            return v[i];
+        }
+    return NAN;
+}
