@@ -462,7 +462,6 @@ int fig_concentration(const Run *r, char *why, char *err) {
     if (need_probes(r, why)) return 1;
     int n = r->np;
     double *step = run_probe_col(r, "step"), *d = run_probe_col(r, "d_star"), *c2 = run_probe_col(r, "C2");
-    double *vl = run_probe_col(r, "val_loss");
     PlCanvas c;
     pl_canvas_init(&c, 1000, 960);
     PlAxes a;
@@ -476,26 +475,29 @@ int fig_concentration(const Run *r, char *why, char *err) {
     pl_axes_draw(&a, "Concentration C2 (share of log-norm growth done by the end of block 1)", NULL, "C2");
     pl_series(&a, step, c2, n, pl_palette(2), 2, 3.5);
 
-    /* validation loss: from probes.jsonl when it carries it, else from train.jsonl's eval steps */
-    double *xs = st_malloc(sizeof(double) * (n + r->train.n + 1)), *ys = st_malloc(sizeof(double) * (n + r->train.n + 1));
-    int nv = compact(step, vl, n, xs, ys);
-    if (nv == 0) {
-        double *ts = run_train_col(r, "step"), *tv = run_train_col(r, "val_loss");
-        nv = compact(ts, tv, r->train.n, xs, ys);
-        free(ts);
-        free(tv);
-    }
+    /* the loss beside them: the validation loss at the trainer's eval steps (train.jsonl), and the loss on
+     * the probe windows at every probe step (probes.jsonl's probe_loss) */
+    int nt = r->train.n;
+    double *ts = run_train_col(r, "step"), *tv = run_train_col(r, "val_loss"), *pl = run_probe_col(r, "probe_loss");
+    double *xs = st_malloc(sizeof(double) * (nt + n + 1)), *ys = st_malloc(sizeof(double) * (nt + n + 1));
+    int nv = compact(ts, tv, nt, xs, ys), np = compact(step, pl, n, xs + nv, ys + nv);
     double lo = INFINITY, hi = -INFINITY;
-    if (finite_range(ys, nv, &lo, &hi) == 0) lo = 0, hi = 1;
+    if (finite_range(ys, nv + np, &lo, &hi) == 0) lo = 0, hi = 1;
     padded(&lo, &hi);
     pl_axes_init(&a, &c, 0, 640, 1000, 960, 60);
     step_range(&a, step, n, lo, hi);
-    pl_axes_draw(&a, nv ? "Validation loss" : "Validation loss (none logged)", "probe step", "loss (nats/token)");
+    pl_axes_draw(&a, "Loss", "probe step", "loss (nats/token)");
     pl_series(&a, xs, ys, nv, pl_palette(1), 2, 3.5);
+    pl_series(&a, xs + nv, ys + nv, np, pl_palette(4), 2, 3.5);
+    const char *names[2] = {"validation", "probe windows"};
+    PlColor cols[2] = {pl_palette(1), pl_palette(4)};
+    pl_legend(&c, a.right - 230, a.top + 8, names, cols, 2);
     free(step);
     free(d);
     free(c2);
-    free(vl);
+    free(ts);
+    free(tv);
+    free(pl);
     free(xs);
     free(ys);
     return save_figure(&c, r->dir, "concentration.png", err);
@@ -569,7 +571,11 @@ int fig_experts(const Run *r, char *why, char *err) {
                 cols[e] = pl_palette(e);
             }
         }
-        pl_legend_right(&a, names, cols, E < 12 ? E : 12);
+        pl_hline(&a, 1.0 / E, PL_BLACK, 1); /* the even share */
+        int shown = E < 12 ? E : 12;
+        names[shown] = "even (1/E)";
+        cols[shown] = PL_BLACK;
+        pl_legend_right(&a, names, cols, shown + 1);
     }
     /* the last panel: how consistently P0 goes to one expert, per layer */
     PlAxes a;

@@ -196,7 +196,7 @@ static const struct {
     {"p0_route_consistency", PER_LAYER}, {"router_entropy_p0", PER_LAYER},
     {"router_entropy_median", PER_LAYER}, {"delta", PER_SUBLAYER}, {"p0_units", PAIR}};
 static const char *probe_scalars[] = {
-    "tokens", "val_loss", "T", "chance", "sink_rate_20", "sink_rate_30", "sink_rate_50",
+    "tokens", "val_loss", "probe_loss", "T", "chance", "sink_rate_20", "sink_rate_30", "sink_rate_50",
     "sink_rate_2plus_20", "sink_rate_2plus_30", "sink_rate_2plus_50", "sink_rate_k1_30",
     "sink_rate_mid_30", "d_star", "C2", "K2"};
 static const char *train_scalars[] = {"loss", "ce", "aux", "z", "lr", "grad_norm", "tokens",
