@@ -37,8 +37,13 @@ static int finite_range(const double *v, size_t n, double *lo, double *hi) {
     return k;
 }
 
-/* a y range with 5% air on both sides (not below 0 for data that is not) */
+/* a y range with 5% air on both sides (not below 0 for data that is not); [0, 1] without data */
 static void padded(double *lo, double *hi) {
+    if (!isfinite(*lo) || !isfinite(*hi)) { /* no finite data: an empty unit range */
+        *lo = 0;
+        *hi = 1;
+        return;
+    }
     double pad = (*hi - *lo) * 0.05;
     if (!(pad > 0)) pad = fabs(*hi) > 0 ? 0.05 * fabs(*hi) : 0.5;
     *lo = (*lo >= 0 && *lo - pad < 0) ? 0 : *lo - pad;

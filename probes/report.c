@@ -214,10 +214,12 @@ static double rho_peak(const Run *r, const cJSON *row, int *at) {
 }
 
 /* our threshold: a norm jump formed when rho's maximum over the residual points at least doubled between
- * the first and the final probe step */
+ * the first and the final probe step; 1 yes, 0 no, -1 unknown (rho missing) */
 static int norm_jump_formed(const Run *r) {
     int p;
-    return rho_peak(r, r->probes.row[r->nat[r->np - 1]], &p) >= 2 * rho_peak(r, r->probes.row[r->nat[0]], &p);
+    double first = rho_peak(r, r->probes.row[r->nat[0]], &p), final = rho_peak(r, r->probes.row[r->nat[r->np - 1]], &p);
+    if (!isfinite(first) || !isfinite(final)) return -1;
+    return final >= 2 * first;
 }
 
 static void finding_norm(FILE *f, const Run *r, const char *const *why) {
@@ -229,12 +231,22 @@ static void finding_norm(FILE *f, const Run *r, const char *const *why) {
     jarr(first_row, "rho", rho0, P);
     int p0, pN;
     double peak0 = rho_peak(r, first_row, &p0), peakN = rho_peak(r, final_row, &pN);
+    if (norm_jump_formed(r) < 0) {
+        fprintf(f, "rho (position 0's norm over the median position's) is not in probes.jsonl at the first or the "
+                   "final probe step: no finding about the norm.\n\n");
+        figure_line(f, "trace_norm.png", why);
+        figure_line(f, "norm_profile.png", why);
+        free(rho0);
+        return;
+    }
     fprintf(f, "rho = ||r[0]|| / median ||r[i]|| (position 0's norm over the median position's) peaks at %s at point %s "
-               "at step %s, and at %s at point %s at the final step %s. Right after block 0's attention (point "
-               "0.5) it is %s at step %s: that is the causal mask's signal (query 0 attends only to itself), "
-               "present before any learning, not a learned sink.\n\n",
-            num(peak0), point_name(p0), num(step0), num(peakN), point_name(pN), num(stepN), num(rho0[1]),
-            num(step0));
+               "at step %s, and at %s at point %s at the final step %s.",
+            num(peak0), point_name(p0), num(step0), num(peakN), point_name(pN), num(stepN));
+    if (isfinite(rho0[1]))
+        fprintf(f, " Right after block 0's attention (point 0.5) it is %s at step %s: at initialisation that is the "
+                   "causal mask's signal (query 0 attends only to itself), not a learned sink.",
+                num(rho0[1]), num(step0));
+    fprintf(f, "\n\n");
     double growth;
     int q = largest_growth(final_row, L, &growth);
     if (q >= 0)
@@ -246,18 +258,20 @@ static void finding_norm(FILE *f, const Run *r, const char *const *why) {
                "the final step; the concentration C2 (share of P0's log-norm growth done by the end of block 1) "
                "went from %s to %s. ",
             depth_name(d0), num(step0), depth_name(dN), num(c0), num(cN));
-    /* our threshold: a "norm jump formed" when rho's maximum at least doubled since the first probe */
-    if (!isfinite(dN) || !norm_jump_formed(r))
+    if (!norm_jump_formed(r))
         fprintf(f, "rho's maximum went from %s to %s, less than doubling (our threshold): no norm jump formed beyond "
                    "what the first probe step already had, so d* only locates that initial profile.\n\n",
                 num(peak0), num(peakN));
-    else if (dN <= 2 && isfinite(d0) && d0 > 2)
+    else if (!isfinite(dN))
+        fprintf(f, "rho's maximum grew from %s to %s; d* at the final step is not in probes.jsonl.\n\n", num(peak0),
+                num(peakN));
+    else if (dN <= 2 && d0 > 2)
         fprintf(f, "rho's maximum grew from %s to %s, and the norm jump moved into blocks 0-1 (d* <= 2).\n\n",
                 num(peak0), num(peakN));
     else if (dN <= 2)
         fprintf(f, "rho's maximum grew from %s to %s; the norm jump lies within blocks 0-1 (d* <= 2) at the final "
-                   "step, and d* was already <= 2 at the first probe step.\n\n",
-                num(peak0), num(peakN));
+                   "step%s.\n\n",
+                num(peak0), num(peakN), d0 <= 2 ? ", and d* was already <= 2 at the first probe step" : "");
     else
         fprintf(f, "rho's maximum grew from %s to %s, but the norm jump is not within blocks 0-1 at the final step "
                    "(d* > 2).\n\n",
@@ -293,7 +307,7 @@ static void finding_cosine(FILE *f, const Run *r, const char *const *why) {
 
 static void finding_concentration(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "### Concentration in blocks 0-1 as a convergence signal\n\n");
-    if (!norm_jump_formed(r))
+    if (norm_jump_formed(r) == 0)
         fprintf(f, "No norm jump formed (see above), so C2 here describes the shape of a nearly flat rho profile, "
                    "not a mechanism concentrating in blocks 0-1. ");
     double ec = sget(r, "C2_emergence_step");

@@ -222,6 +222,23 @@ static void test_report_without_probes_says_so(void **state) {
     assert_false(file_exists("bare", "sink_by_layer.png"));
 }
 
+static void test_report_with_null_metrics_claims_nothing(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("nulls", 0, 0);
+    write_text("nulls", "probes.jsonl",
+               "{\"step\":0,\"variant\":\"natural\",\"a_p0\":[null,null,null,null,null,null],"
+               "\"a_p0_layer\":[null,null,null],\"rho\":null,\"sink_rate_30\":null}\n");
+    snprintf(path, sizeof path, "%s/nulls", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("nulls", "report.md");
+    assert_non_null(strstr(md, "The sink rate at the final step is not in probes.jsonl"));
+    assert_non_null(strstr(md, "no finding about the norm"));
+    assert_null(strstr(md, "sink formed"));
+    assert_null(strstr(md, "norm jump"));
+    assert_null(strstr(md, "more alike"));
+}
+
 /* report_run on a copy of the "bare" run whose file `file` is replaced by `text`: the error */
 static const char *error_for(const char *run, const char *file, const char *text) {
     static char err[ST_ERR_LEN];
@@ -296,6 +313,7 @@ int main(void) {
         cmocka_unit_test(test_report_with_sink_states_fixture_numbers),
         cmocka_unit_test(test_report_without_sink_claims_none),
         cmocka_unit_test(test_report_without_probes_says_so),
+        cmocka_unit_test(test_report_with_null_metrics_claims_nothing),
         cmocka_unit_test(test_bad_input_names_file_line_and_key),
         cmocka_unit_test(test_compare_overlays_runs),
     };
