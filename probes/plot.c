@@ -123,11 +123,14 @@ void pl_line(PlCanvas *c, double x0, double y0, double x1, double y1, double wid
         t = b0; b0 = b1; b1 = t;
     }
     double slope = a1 > a0 ? (b1 - b0) / (a1 - a0) : 0;
-    for (int a = (int)floor(a0 - reach); a <= (int)ceil(a1 + reach); a++) {
+    /* only the steps inside the canvas (a far-off end point must not cost a long walk) */
+    double a_lo = fmax(a0 - reach, -1), a_hi = fmin(a1 + reach, steep ? c->h : c->w);
+    for (int a = (int)floor(a_lo); a <= (int)ceil(a_hi); a++) {
         double ac = a + 0.5, at = ac < a0 ? a0 : ac > a1 ? a1 : ac;
         double bc = b0 + slope * (at - a0); /* the line's minor coordinate at this step */
         double span = reach * sqrt(1 + slope * slope);
-        for (int b = (int)floor(bc - span); b <= (int)ceil(bc + span); b++) {
+        double b_lo = fmax(bc - span, -1), b_hi = fmin(bc + span, steep ? c->w : c->h);
+        for (int b = (int)floor(b_lo); b <= (int)ceil(b_hi); b++) {
             int x = steep ? b : a, y = steep ? a : b;
             double d = segment_distance(x + 0.5, y + 0.5, x0, y0, x1, y1);
             double cover = r + 0.5 - d;
