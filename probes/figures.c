@@ -578,7 +578,7 @@ int fig_experts(const Run *r, char *why, char *err) {
         }
         pl_hline(&a, 1.0 / E, PL_BLACK, 1); /* the even share */
         int shown = E < 12 ? E : 12;
-        names[shown] = "even (1/E)";
+        names[shown] = "even";
         cols[shown] = PL_BLACK;
         pl_legend_right(&a, names, cols, shown + 1);
     }
