@@ -130,7 +130,14 @@ static int need_probes(const Run *r, char *why) {
 }
 
 int profile_rows(const Run *r, int out[3]) {
-    int cand[3] = {0, (r->np - 1) / 2, r->np - 1}, k = 0;
+    /* the middle one is the probe whose step is nearest half the final step (probes are log-spaced
+     * early, so the middle row by index would be an early step) */
+    double *step = run_probe_col(r, "step"), half = step[r->np - 1] / 2;
+    int mid = 0;
+    for (int i = 1; i < r->np; i++)
+        if (fabs(step[i] - half) < fabs(step[mid] - half)) mid = i;
+    free(step);
+    int cand[3] = {0, mid, r->np - 1}, k = 0;
     for (int i = 0; i < 3; i++)
         if (k == 0 || cand[i] != out[k - 1]) out[k++] = cand[i];
     return k;
@@ -310,7 +317,7 @@ static void profile_panel(const Run *r, PlCanvas *c, int x0, int x1, int h, cons
     pl_axes_init(&a, c, x0, 0, x1, h, 170);
     pl_axes_range(&a, 0, (P - 1) / 2.0, lo, hi, 0, 0);
     point_xticks(&a, P);
-    pl_axes_draw(&a, title, "residual point (l.5 = after attention of block l)", ylabel);
+    pl_axes_draw(&a, title, "residual point (k.5 = after the attention of block k)", ylabel);
     if (isfinite(hline)) pl_hline(&a, hline, PL_GREY, 1);
     const char *names[3];
     char buf[3][32];

@@ -30,8 +30,8 @@ int fig_concentration(const Run *r, char *why, char *err);
 int fig_experts(const Run *r, char *why, char *err);
 int fig_interventions(const Run *r, char *why, char *err);
 
-/* the three probe rows (indices into the natural rows) the profile figures show: the first, the middle
- * and the last; returns how many distinct ones there are (1..3) */
+/* the three probe rows (indices into the natural rows) the profile figures show: the first, the one
+ * nearest half the final step, and the last; returns how many distinct ones there are (1..3) */
 int profile_rows(const Run *r, int out[3]);
 
 /* one panel per metric with every run's curve against the probe step (or the train step for

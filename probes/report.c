@@ -109,7 +109,10 @@ static void section_training(FILE *f, const Run *r, const char *const *why) {
     } else {
         fprintf(f, "| validation loss | none logged |\n");
     }
-    fprintf(f, "| training time (sum of logged step times) | %s s |\n", num(secs));
+    if (isfinite(secs))
+        fprintf(f, "| training time (sum of logged step times) | %.0f s (%.1f min) |\n", secs, secs / 60);
+    else
+        fprintf(f, "| training time | n/a (no ms_per_step logged) |\n");
     fprintf(f, "| throughput | %s tokens/s |\n\n", num(tokens / secs));
     figure_line(f, "loss.png", why);
     free(step);
@@ -384,7 +387,12 @@ static void finding_interventions(FILE *f, const Run *r, const char *const *why)
     }
     double last = jnum(r->interv.row[r->interv.n - 1], "step");
     fprintf(f, "At step %s, each intervention against the natural forward (before -> after); \"@P0\" acts on "
-               "position 0, \"@T/2\" is the same intervention on the control position.\n\n", num(last));
+               "position 0, \"@T/2\" is the same intervention on the control position.", num(last));
+    double rate = r->np ? jnum(r->probes.row[r->nat[r->np - 1]], "sink_rate_30") : NAN;
+    if (rate == 0)
+        fprintf(f, " This run has no P0 sink (sink rate 0), so these are changes to attention near or below chance, "
+                   "not to a sink.");
+    fprintf(f, "\n\n");
     fprintf(f, "| intervention | attention on P0, layers >= 2 | sink rate >= 2 (0.3) | rho max | rho after block 1 "
                "| probe loss |\n|---|---|---|---|---|---|\n");
     const char *keys[5] = {"a_p0_2plus", "sink_rate_2plus_30", "rho_max", "rho_2", "probe_loss"};
