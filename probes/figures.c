@@ -535,8 +535,7 @@ static int expert_layers(const Run *r, int *E) {
 }
 
 int fig_experts(const Run *r, char *why, char *err) {
-    const char *ne = r->has_cfg ? runconfig_get(&r->cfg, "n_expert") : NULL;
-    if (ne && atoi(ne) == 1) {
+    if (run_is_dense(r)) {
         snprintf(why, FIG_WHY_LEN, "the model is dense (n_expert = 1): there is no routing to show");
         return 1;
     }

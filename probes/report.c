@@ -329,6 +329,10 @@ static void finding_concentration(FILE *f, const Run *r, const char *const *why)
 
 static void finding_experts(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "### Experts\n\n");
+    if (run_is_dense(r)) {
+        fprintf(f, "The model is dense (n_expert = 1): there is no routing to report.\n\n");
+        return;
+    }
     const cJSON *last = r->train.row[r->train.n - 1];
     int L = jlen(last, "load_max_mean");
     if (L > 0) {

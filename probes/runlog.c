@@ -363,3 +363,8 @@ double last_finite(const double *v, int n, int *at) {
         }
     return NAN;
 }
+
+int run_is_dense(const Run *r) {
+    const char *ne = r->has_cfg ? runconfig_get(&r->cfg, "n_expert") : NULL;
+    return ne && atoi(ne) == 1;
+}

@@ -61,6 +61,8 @@ void run_free(Run *r);
 double *run_train_col(const Run *r, const char *key);
 double *run_probe_col(const Run *r, const char *key);
 double *run_probe_mat(const Run *r, const char *key, int width);
+/* 1 when config.txt says n_expert = 1 (a dense model, no routing) */
+int run_is_dense(const Run *r);
 /* the last finite value of v[0..n) (NaN if none) and, when at is not NULL, its index */
 double last_finite(const double *v, int n, int *at);
 

@@ -239,6 +239,19 @@ static void test_report_with_null_metrics_claims_nothing(void **state) {
     assert_null(strstr(md, "more alike"));
 }
 
+static void test_dense_run_has_no_expert_claims(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("dense", 0, 1);
+    write_text("dense", "config.txt", "n_layer = 3\nn_expert = 1\nsteps = 400\n");
+    snprintf(path, sizeof path, "%s/dense", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("dense", "report.md");
+    assert_non_null(strstr(md, "The model is dense (n_expert = 1): there is no routing to report."));
+    assert_null(strstr(md, "Load balance"));
+    assert_false(file_exists("dense", "experts.png"));
+}
+
 /* report_run on a copy of the "bare" run whose file `file` is replaced by `text`: the error */
 static const char *error_for(const char *run, const char *file, const char *text) {
     static char err[ST_ERR_LEN];
@@ -314,6 +327,7 @@ int main(void) {
         cmocka_unit_test(test_report_without_sink_claims_none),
         cmocka_unit_test(test_report_without_probes_says_so),
         cmocka_unit_test(test_report_with_null_metrics_claims_nothing),
+        cmocka_unit_test(test_dense_run_has_no_expert_claims),
         cmocka_unit_test(test_bad_input_names_file_line_and_key),
         cmocka_unit_test(test_compare_overlays_runs),
     };
