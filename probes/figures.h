@@ -34,8 +34,8 @@ int fig_interventions(const Run *r, char *why, char *err);
  * nearest half the final step, and the last; returns how many distinct ones there are (1..3) */
 int profile_rows(const Run *r, int out[3]);
 
-/* one panel per metric with every run's curve against the probe step (or the train step for
- * losses), written as out_dir/compare_<key>.png; returns 0 or -1 */
+/* one figure of metric `key` with every run's curve against training tokens (from probes.jsonl, or
+ * from train.jsonl when from_train), written as out_dir/compare_<key>.png; returns 0 or -1 */
 int fig_compare(const Run *runs, int n_runs, const char *key, const char *title, const char *ylabel,
                 int from_train, const char *out_dir, char *err);
 

@@ -301,7 +301,8 @@ static void test_compare_overlays_runs(void **state) {
     assert_non_null(md);
     /* run, tokens, final val loss, attention on P0 >= 2, sink rate, rho max, C2, emergence */
     assert_non_null(strstr(md, "| cmp_a | 400000 | 1.1 | 0.75 | 0.333 |"));
-    assert_non_null(strstr(md, "| cmp_b | 400000 | 1.1 | 0.125 | 0 |"));
+    assert_non_null(strstr(md, "| cmp_b | 400000 | 1.1 | 0.125 | 0 | n/a | 0.3 | no sink |"));
+    assert_non_null(strstr(md, "| 0.9 | 300 |"));                        /* cmp_a: C2, sink emergence */
     assert_non_null(strstr(md, "| run | n_expert |\n"));           /* only the key that differs */
     assert_non_null(strstr(md, "| cmp_b | 1 |"));
     assert_true(file_exists("cmp_out", "compare_val_loss.png"));
