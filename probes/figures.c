@@ -620,15 +620,38 @@ int fig_experts(const Run *r, char *why, char *err) {
 
 /* ---------------------------------------------------------------- interventions.png */
 
+static const char *intervention_name(const cJSON *row) {
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(row, "intervention");
+    return cJSON_IsString(name) ? name->valuestring : "?";
+}
+
+int *intervention_rows(const Run *r, int *n, double *step) {
+    *step = r->interv.n ? jnum(r->interv.row[r->interv.n - 1], "step") : NAN;
+    int *sel = st_malloc(sizeof(int) * (r->interv.n + 1)), *taken = st_calloc(r->interv.n + 1, sizeof(int));
+    *n = 0;
+    for (int i = 0; i < r->interv.n; i++) {
+        if (taken[i] || jnum(r->interv.row[i], "step") != *step) continue;
+        /* line i and every later line of the same intervention at this step */
+        const char *name = intervention_name(r->interv.row[i]);
+        for (int k = i; k < r->interv.n; k++)
+            if (!taken[k] && jnum(r->interv.row[k], "step") == *step &&
+                !strcmp(intervention_name(r->interv.row[k]), name)) {
+                taken[k] = 1;
+                sel[(*n)++] = k;
+            }
+    }
+    free(taken);
+    return sel;
+}
+
 /* the row label of one intervention line: its name, where it acts, and the head when it is one */
 static void intervention_label(const cJSON *row, char *out, int len) {
-    const cJSON *name = cJSON_GetObjectItemCaseSensitive(row, "intervention");
     double pos = jnum(row, "position"), layer = jnum(row, "layer"), head = jnum(row, "head");
     const char *where = pos == 0 ? " @P0" : pos > 0 ? " @T/2" : "";
     if (head >= 0)
-        snprintf(out, len, "%s l%.0f h%.0f", cJSON_IsString(name) ? name->valuestring : "?", layer, head);
+        snprintf(out, len, "%s l%.0f h%.0f", intervention_name(row), layer, head);
     else
-        snprintf(out, len, "%s%s", cJSON_IsString(name) ? name->valuestring : "?", where);
+        snprintf(out, len, "%s%s", intervention_name(row), where);
 }
 
 /* one panel: for every selected line, a bar at key_after coloured by where the intervention acts, and
@@ -679,11 +702,9 @@ int fig_interventions(const Run *r, char *why, char *err) {
                  strstr(r->missing, "interventions") ? "missing" : "empty");
         return 1;
     }
-    /* the lines of the last step that has interventions */
-    double last = jnum(r->interv.row[r->interv.n - 1], "step");
-    int *sel = st_malloc(sizeof(int) * r->interv.n), n = 0;
-    for (int i = 0; i < r->interv.n && n < PL_MAX_TICKS; i++)
-        if (jnum(r->interv.row[i], "step") == last) sel[n++] = i;
+    double last;
+    int n, *sel = intervention_rows(r, &n, &last);
+    if (n > PL_MAX_TICKS) n = PL_MAX_TICKS; /* one labelled row each */
     int h = 150 + n * 22;
     PlCanvas c;
     pl_canvas_init(&c, 1820, h < 400 ? 400 : h);

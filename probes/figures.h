@@ -34,6 +34,11 @@ int fig_interventions(const Run *r, char *why, char *err);
  * nearest half the final step, and the last; returns how many distinct ones there are (1..3) */
 int profile_rows(const Run *r, int out[3]);
 
+/* The interventions.jsonl lines of the last step that has any, as row indices into r->interv (caller
+ * frees), with the lines of one intervention next to each other (P0, then its T/2 control) in the order
+ * the interventions first appear; *step receives that step. */
+int *intervention_rows(const Run *r, int *n, double *step);
+
 /* one figure of metric `key` with every run's curve against training tokens (from probes.jsonl, or
  * from train.jsonl when from_train), written as out_dir/compare_<key>.png; returns 0 or -1 */
 int fig_compare(const Run *runs, int n_runs, const char *key, const char *title, const char *ylabel,

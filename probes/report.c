@@ -355,13 +355,12 @@ static void finding_experts(FILE *f, const Run *r, const char *const *why) {
     figure_line(f, "experts.png", why);
 }
 
-/* names the interventions of a step that at least halved the attention on P0 in layers >= 2, and says
- * whether any control (@T/2) did */
-static void interventions_halving(FILE *f, const Run *r, double step) {
+/* names the interventions (lines sel of interventions.jsonl) that at least halved the attention on P0
+ * in layers >= 2, and says whether any control (@T/2) did */
+static void interventions_halving(FILE *f, const Run *r, const int *sel, int n) {
     int any = 0, controls = 0, n_controls = 0;
-    for (int i = 0; i < r->interv.n; i++) {
-        const cJSON *row = r->interv.row[i];
-        if (jnum(row, "step") != step) continue;
+    for (int i = 0; i < n; i++) {
+        const cJSON *row = r->interv.row[sel[i]];
         double before = jnum(row, "a_p0_2plus_before"), after = jnum(row, "a_p0_2plus_after");
         double pos = jnum(row, "position"), layer = jnum(row, "layer"), head = jnum(row, "head");
         n_controls += pos > 0;
@@ -389,7 +388,8 @@ static void finding_interventions(FILE *f, const Run *r, const char *const *why)
                 strstr(r->missing, "interventions") ? "missing" : "empty");
         return;
     }
-    double last = jnum(r->interv.row[r->interv.n - 1], "step");
+    double last;
+    int n, *sel = intervention_rows(r, &n, &last);
     fprintf(f, "At step %s, each intervention against the natural forward (before -> after); \"@P0\" acts on "
                "position 0, \"@T/2\" is the same intervention on the control position.", num(last));
     double rate = r->np ? jnum(r->probes.row[r->nat[r->np - 1]], "sink_rate_30") : NAN;
@@ -400,9 +400,8 @@ static void finding_interventions(FILE *f, const Run *r, const char *const *why)
     fprintf(f, "| intervention | attention on P0, layers >= 2 | sink rate >= 2 (0.3) | rho max | rho after block 1 "
                "| probe loss |\n|---|---|---|---|---|---|\n");
     const char *keys[5] = {"a_p0_2plus", "sink_rate_2plus_30", "rho_max", "rho_2", "probe_loss"};
-    for (int i = 0; i < r->interv.n; i++) {
-        const cJSON *row = r->interv.row[i];
-        if (jnum(row, "step") != last) continue;
+    for (int i = 0; i < n; i++) {
+        const cJSON *row = r->interv.row[sel[i]];
         const cJSON *name = cJSON_GetObjectItemCaseSensitive(row, "intervention");
         double pos = jnum(row, "position"), layer = jnum(row, "layer"), head = jnum(row, "head");
         fprintf(f, "| %s", cJSON_IsString(name) ? name->valuestring : "?");
@@ -417,7 +416,8 @@ static void finding_interventions(FILE *f, const Run *r, const char *const *why)
         fprintf(f, " |\n");
     }
     fprintf(f, "\n");
-    interventions_halving(f, r, last);
+    interventions_halving(f, r, sel, n);
+    free(sel);
     figure_line(f, "interventions.png", why);
 }
 

@@ -157,10 +157,20 @@ static void make_run(const char *run, int sink, int with_probes) {
     if (with_probes) write_probes(run, sink);
 }
 
+/* three intervention lines: an ablation at P0, an input variant, and the ablation's control at T/2 */
+static const char *interventions_text =
+    "{\"step\":400,\"intervention\":\"zero_moe1\",\"position\":0,\"layer\":1,\"head\":-1,"
+    "\"a_p0_2plus_before\":0.75,\"a_p0_2plus_after\":0.2,\"rho_max_before\":19.5,\"rho_max_after\":2}\n"
+    "{\"step\":400,\"intervention\":\"bos\",\"position\":-1,\"layer\":-1,\"head\":-1,"
+    "\"a_p0_2plus_before\":0.75,\"a_p0_2plus_after\":0.7,\"rho_max_before\":19.5,\"rho_max_after\":18}\n"
+    "{\"step\":400,\"intervention\":\"zero_moe1\",\"position\":8,\"layer\":1,\"head\":-1,"
+    "\"a_p0_2plus_before\":0.75,\"a_p0_2plus_after\":0.74,\"rho_max_before\":19.5,\"rho_max_after\":19}\n";
+
 static void test_report_with_sink_states_fixture_numbers(void **state) {
     (void)state;
     char err[ST_ERR_LEN], path[512];
     make_run("sink", 1, 1);
+    write_text("sink", "interventions.jsonl", interventions_text);
     snprintf(path, sizeof path, "%s/sink", dir);
     assert_int_equal(report_run(path, err), 0);
     const char *md = read_text("sink", "report.md");
@@ -174,12 +184,17 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
     assert_non_null(strstr(md, "grew from 1.5 to 19.5"));
     assert_non_null(strstr(md, "0.9 at position 0 and 0.1 at position T/2 (the control): position 0 is more alike"));
     assert_non_null(strstr(md, "| training tokens seen | 400000 |"));
-    assert_non_null(strstr(md, "interventions.jsonl is missing"));
     assert_non_null(strstr(md, "attention_maps.png not drawn: attention.jsonl is missing"));
+    /* the intervention table keeps each ablation next to its control, and the halving is stated */
+    const char *p0 = strstr(md, "| zero_moe1 @P0 | 0.75 -> 0.2 |"), *t2 = strstr(md, "| zero_moe1 @T/2 | 0.75 -> 0.74 |");
+    const char *bos = strstr(md, "| bos | 0.75 -> 0.7 |");
+    assert_true(p0 && t2 && bos && p0 < t2 && t2 < bos);
+    assert_non_null(strstr(md, "at least halved the attention on P0 in layers >= 2: zero_moe1 @P0. 0 of the 1 "
+                               "controls at T/2 did."));
     /* every other figure is a real PNG */
     for (int i = 0; i < n_run_figures; i++) {
         const char *file = run_figures[i].file;
-        if (!strcmp(file, "attention_maps.png") || !strcmp(file, "interventions.png")) {
+        if (!strcmp(file, "attention_maps.png")) {
             assert_false(file_exists("sink", file));
             continue;
         }
@@ -216,6 +231,7 @@ static void test_report_without_probes_says_so(void **state) {
     const char *md = read_text("bare", "report.md");
     assert_non_null(strstr(md, "Missing: probes.jsonl, summary.json, interventions.jsonl"));
     assert_non_null(strstr(md, "probes.jsonl is missing: there are no probe results"));
+    assert_false(file_exists("bare", "interventions.png"));
     assert_null(strstr(md, "sink formed"));
     assert_true(file_exists("bare", "loss.png"));
     assert_true(file_exists("bare", "experts.png"));
