@@ -7,8 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/util.h"
+#include "../train/config.h"
 
 /* what a JSON value is, for error messages */
 static const char *json_kind(const cJSON *v) {
@@ -132,44 +134,24 @@ int jsonl_require_arr(const Jsonl *j, const char *key, int n, char *err) {
     return 0;
 }
 
-/* trims leading and trailing white space in place */
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    size_t n = strlen(s);
-    while (n > 0 && isspace((unsigned char)s[n - 1])) s[--n] = 0;
-    return s;
+/* one `key = value` line of config.txt into the display list */
+static int keep_config_line(void *ctx, const char *key, const char *value, const char *where, char *err) {
+    RunConfig *c = ctx;
+    if (!value) return st_errorf(err, "%s: expected 'key = value', found '%.60s'", where, key);
+    if (c->n == (int)(sizeof c->key / sizeof c->key[0])) return st_errorf(err, "%s: more than %d keys", where, c->n);
+    snprintf(c->key[c->n], sizeof c->key[0], "%s", key);
+    snprintf(c->value[c->n], sizeof c->value[0], "%s", value);
+    c->n++;
+    return 0;
 }
 
 int runconfig_read(const char *path, RunConfig *c, char *err) {
     memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT) return 1;
-        return st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
-    }
-    char buf[1024];
-    int line = 0, rc = 0;
-    while (fgets(buf, sizeof buf, f)) {
-        line++;
-        char *hash = strchr(buf, '#');
-        if (hash) *hash = 0;
-        char *s = trim(buf);
-        if (!*s) continue;
-        char *eq = strchr(s, '=');
-        if (!eq) {
-            rc = st_errorf(err, "%s:%d: expected 'key = value', found '%.60s'", path, line, s);
-            break;
-        }
-        *eq = 0;
-        if (c->n == (int)(sizeof c->key / sizeof c->key[0])) {
-            rc = st_errorf(err, "%s:%d: more than %d keys", path, line, c->n);
-            break;
-        }
-        snprintf(c->key[c->n], sizeof c->key[0], "%s", trim(s));
-        snprintf(c->value[c->n], sizeof c->value[0], "%s", trim(eq + 1));
-        c->n++;
-    }
-    fclose(f);
+    if (access(path, F_OK) != 0 && errno == ENOENT) return 1;
+    char *text = config_read_file(path, err);
+    if (!text) return -1;
+    int rc = config_parse_lines(text, path, keep_config_line, c, err);
+    free(text);
     return rc;
 }
 
