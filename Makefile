@@ -66,8 +66,11 @@ deps:
 data: $(PROGS)
 	@bash data/fetch.sh $(CORPUS)
 
+# a second `make run` resumes (or, when finished, just re-reports) instead of refusing the directory
+RUN_DIR = runs/$(shell sed -n 's/^run_name *= *\([^ #]*\).*/\1/p' $(CONFIG))
 run: deps data $(PROGS)
-	bin/train --config $(CONFIG)
+	@if [ -d $(RUN_DIR) ]; then echo "bin/train --resume $(RUN_DIR)"; bin/train --resume $(RUN_DIR); \
+	else echo "bin/train --config $(CONFIG)"; bin/train --config $(CONFIG); fi
 
 bench: $(PROGS)
 	bin/bench

@@ -17,6 +17,7 @@
 #include "../train/checkpoint.h"
 #include "../train/config.h"
 #include "probe.h"
+#include "report.h"
 
 typedef struct {
     const char *run_dir;
@@ -158,6 +159,9 @@ int main(int argc, char **argv) {
         printf("probed step %lld in %.1f s: %s/reprobe.jsonl%s\n", (long long)s.step, pr.seconds, a.run_dir,
                a.interventions ? ", reprobe_interventions.jsonl" : "");
         compare_with_run(a.run_dir, (long)s.step);
+        rc = report_run(a.run_dir, err); /* the run's figures and report.md, with what it now holds */
+        if (rc == 0) printf("report: %s/report.md\n", a.run_dir);
+        else fprintf(stderr, "error: report: %s\n", err);
     } else {
         fprintf(stderr, "error: %s\n", err);
     }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "../probes/report.h"
 #include "config.h"
 #include "trainer.h"
 
@@ -103,5 +104,10 @@ int main(int argc, char **argv) {
                t.last_val_loss, run_dir);
     else fprintf(stderr, "error: %s\n", err);
     trainer_close(&t);
+    if (rc == 0) { /* the figures and report.md of the finished run */
+        rc = report_run(run_dir, err);
+        if (rc == 0) printf("report: %s/report.md\n", run_dir);
+        else fprintf(stderr, "error: report: %s\n", err);
+    }
     return rc < 0 ? 1 : 0;
 }
