@@ -722,6 +722,16 @@ void moe_capture_init(MoeCapture *cap) {
 /* ================================================================================================ */
 /* 5. The model */
 
+const char *const moe_op_class_names[MOE_OP_CLASSES] = {"matmul", "attention", "routing", "elementwise", "loss"};
+
+/* runs stmt and adds its wall time to m->op_seconds[cls] */
+#define TIMED(m, cls, stmt)                                 \
+    do {                                                    \
+        double t0_ = st_now_seconds();                      \
+        stmt;                                               \
+        (m)->op_seconds[cls] += st_now_seconds() - t0_;     \
+    } while (0)
+
 /* a block tensor's values in buf (params or grads), e.g. block_tensor(m, m->params, 2, "attn.wq") */
 static float *block_tensor(const Moe *m, float *buf, int l, const char *suffix) {
     char name[40];
@@ -752,6 +762,12 @@ static void ablate_positions(float *out, const unsigned char *flags, const float
         }
 }
 
+/* the residual add out = x + branch, over n floats */
+static void add_rows(float *out, const float *x, const float *branch, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = x[i] + branch[i];
+}
+
 /* x_mid = x + Wo attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), xn = RMSNorm(x) */
 static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     const MoeConfig *c = &m->cfg;
@@ -760,28 +776,27 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params;
     const float *x = resid_at(m, 2 * l);
-    rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps);
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps));
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
-    matmul_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D);
-    matmul_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D);
-    matmul_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D);
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D));
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D));
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D));
     if (c->qk_norm) { /* each head's q and k normalised over its D channels, one gain shared by heads */
-        rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps);
-        rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps);
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps));
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps));
     }
-    rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D);
-    rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D);
-    attention_forward(b->y, b->att, b->q, b->k, b->v, B, T, H, KV, D, cap ? cap->window : 0);
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
+    TIMED(m, MOE_OP_ATTENTION, attention_forward(b->y, b->att, b->q, b->k, b->v, B, T, H, KV, D, cap ? cap->window : 0));
     if (cap && cap->zero_head)
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++)
                 if (cap->zero_head[l * H + h]) memset(b->y + ((size_t)n * H + h) * D, 0, sizeof(float) * D);
-    matmul_forward(b->o, b->y, block_tensor(m, P, l, "attn.wo"), N, H * D, C);
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->o, b->y, block_tensor(m, P, l, "attn.wo"), N, H * D, C));
     if (cap && cap->ablate_attn)
         ablate_positions(b->o, cap->ablate_attn + (size_t)l * T, cap->attn_repl ? cap->attn_repl + (size_t)l * C : NULL,
                          B, T, C);
-    float *x_mid = resid_at(m, 2 * l + 1);
-    for (size_t i = 0; i < (size_t)N * C; i++) x_mid[i] = x[i] + b->o[i];
+    TIMED(m, MOE_OP_ELEMENTWISE, add_rows(resid_at(m, 2 * l + 1), x, b->o, (size_t)N * C));
 }
 
 /* counting sort of the N*k routing slots by expert; within an expert, slots stay in token order */
@@ -797,6 +812,26 @@ static void group_by_expert(BlockActs *b, int N, int E, int k) {
         b->row_token[r] = (int)(s / (size_t)k);
     }
     free(fill);
+}
+
+/* xg[r] = xn2[token of grouped row r]: the MoE input permuted into expert order */
+static void gather_rows(BlockActs *b, int rows, int C) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
+}
+
+/* mo[n] = sum_j w[n][j] eo[grouped row of slot (n, j)]: back to token order, weighted */
+static void combine_expert_outputs(BlockActs *b, int N, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *out = b->mo + (size_t)n * C;
+        for (int ch = 0; ch < C; ch++) out[ch] = 0.0f;
+        for (int j = 0; j < K; j++) {
+            const float *eo = b->eo + (size_t)b->slot_row[n * K + j] * C;
+            float wj = b->w[n * K + j];
+            for (int ch = 0; ch < C; ch++) out[ch] += wj * eo[ch];
+        }
+    }
 }
 
 /* the expert weights of block l: gate and up [E][F][C], down [E][C][F] */
@@ -821,38 +856,28 @@ static void moe_block_forward(Moe *m, int l) {
         for (int n = 0; n < N; n++) b->idx[n] = 0, b->w[n] = 1.0f;
         b->aux = b->z = 0.0f;
     } else {
-        matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E);
-        softmax_forward(b->probs, b->rlogits, N, E);
-        topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk);
-        b->aux = aux_loss_forward(b->probs, b->idx, N, E, K);
-        b->z = z_loss_forward(b->rlogits, N, E);
+        TIMED(m, MOE_OP_MATMUL, matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E));
+        TIMED(m, MOE_OP_ROUTING, softmax_forward(b->probs, b->rlogits, N, E));
+        TIMED(m, MOE_OP_ROUTING, topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk));
+        TIMED(m, MOE_OP_ROUTING, b->aux = aux_loss_forward(b->probs, b->idx, N, E, K));
+        TIMED(m, MOE_OP_ROUTING, b->z = z_loss_forward(b->rlogits, N, E));
     }
-    group_by_expert(b, N, E, K);
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < N * K; r++) memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
+    TIMED(m, MOE_OP_ROUTING, group_by_expert(b, N, E, K));
+    TIMED(m, MOE_OP_ROUTING, gather_rows(b, N * K, C));
     ExpertWeights ew = expert_weights(m, m->params, l);
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         m->expert_load[l * E + e] = (float)ne / (float)(N * K);
         if (!ne) continue;
-        matmul_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
-        matmul_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
+        TIMED(m, MOE_OP_MATMUL, matmul_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F));
+        TIMED(m, MOE_OP_MATMUL, matmul_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F));
     }
-    swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F);
+    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (ne) matmul_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
     }
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *out = b->mo + (size_t)n * C;
-        for (int ch = 0; ch < C; ch++) out[ch] = 0.0f;
-        for (int j = 0; j < K; j++) {
-            const float *eo = b->eo + (size_t)b->slot_row[n * K + j] * C;
-            float wj = b->w[n * K + j];
-            for (int ch = 0; ch < C; ch++) out[ch] += wj * eo[ch];
-        }
-    }
+    TIMED(m, MOE_OP_ROUTING, combine_expert_outputs(b, N, K, C));
 }
 
 /* copies what the capture asks for out of the activations, into its [L][B]... layouts */
@@ -893,20 +918,19 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
     rope_table(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta, cap ? cap->pos_offset : 0);
 
-    embed_forward(resid_at(m, 0), tokens, m->params, N, C); /* wte is the first tensor */
+    TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->params, N, C)); /* wte: the first tensor */
     apply_patch(m, cap, 0);
     for (int l = 0; l < L; l++) {
         attention_block_forward(m, l, cap);
         apply_patch(m, cap, 2 * l + 1);
         BlockActs *b = &a->blk[l];
         const float *x_mid = resid_at(m, 2 * l + 1);
-        rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps);
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps));
         moe_block_forward(m, l);
         if (cap && cap->ablate_moe)
             ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
                              B, T, C);
-        float *x_out = resid_at(m, 2 * l + 2);
-        for (size_t i = 0; i < (size_t)N * C; i++) x_out[i] = x_mid[i] + b->mo[i];
+        TIMED(m, MOE_OP_ELEMENTWISE, add_rows(resid_at(m, 2 * l + 2), x_mid, b->mo, (size_t)N * C));
         apply_patch(m, cap, 2 * l + 2);
         if (cap) capture_block(m, l, cap);
     }
@@ -914,15 +938,15 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
         for (int p = 0; p <= 2 * L; p++)
             memcpy(cap->resid + (size_t)p * N * C, resid_at(m, p), sizeof(float) * (size_t)N * C);
 
-    rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C, c->rms_eps);
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C, c->rms_eps));
     const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
-    matmul_forward(m->logits, a->xnf, head, N, C, V);
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(m->logits, a->xnf, head, N, C, V));
 
     a->backward_ready = 0;
     if (!targets) return 0.0f;
     memcpy(a->targets, targets, sizeof(int) * (size_t)N);
     MoeLoss *loss = &m->loss;
-    loss->ce = cross_entropy_forward(m->logits, targets, N, V, &loss->n_targets);
+    TIMED(m, MOE_OP_LOSS, loss->ce = cross_entropy_forward(m->logits, targets, N, V, &loss->n_targets));
     double aux = 0.0, z = 0.0;
     for (int l = 0; l < L; l++) aux += a->blk[l].aux, z += a->blk[l].z;
     loss->aux = (float)(aux / L);
@@ -932,14 +956,9 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     return loss->loss;
 }
 
-/* backward of moe_block_forward: dmo [N][C] in, adds into dxn (the MoE input's gradient) and the
- * expert and router weights' gradients */
-static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
-    const MoeConfig *c = &m->cfg;
-    MoeActs *a = m->acts;
-    BlockActs *b = &a->blk[l];
-    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
-    /* m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n,  d w_nj = dm_n . eo_nj */
+/* backward of combine_expert_outputs. m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n (into deo, in
+ * expert order),  d w_nj = dm_n . eo_nj (into dw) */
+static void combine_expert_outputs_backward(MoeActs *a, const BlockActs *b, const float *dmo, int N, int K, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (int j = 0; j < K; j++) {
@@ -952,6 +971,28 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
             }
             a->dw[s] = dot;
         }
+}
+
+/* backward of gather_rows: each token's gradient dxn[n] += the gradients of its k grouped rows,
+ * slots summed in order */
+static void gather_rows_backward(float *dxn, const float *dxg, const BlockActs *b, int N, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < K; j++) {
+            const float *src = dxg + (size_t)b->slot_row[n * K + j] * C;
+            float *dst = dxn + (size_t)n * C;
+            for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
+        }
+}
+
+/* backward of moe_block_forward: dmo [N][C] in, adds into dxn (the MoE input's gradient) and the
+ * expert and router weights' gradients */
+static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
+    TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
     size_t NK = (size_t)N * K;
     memset(a->dh, 0, sizeof(float) * NK * F);
     memset(a->dg, 0, sizeof(float) * NK * F);
@@ -961,37 +1002,30 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (ne)
-            matmul_backward(a->dh + (size_t)r0 * F, dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C,
-                            b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
+            TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dh + (size_t)r0 * F, dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C,
+                            b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C));
     }
-    swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F);
+    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (!ne) continue;
-        matmul_backward(a->dxg + (size_t)r0 * C, dew.gate + (size_t)e * F * C, a->dg + (size_t)r0 * F,
-                        b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
-        matmul_backward(a->dxg + (size_t)r0 * C, dew.up + (size_t)e * F * C, a->du + (size_t)r0 * F,
-                        b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
+        TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxg + (size_t)r0 * C, dew.gate + (size_t)e * F * C, a->dg + (size_t)r0 * F,
+                        b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F));
+        TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxg + (size_t)r0 * C, dew.up + (size_t)e * F * C, a->du + (size_t)r0 * F,
+                        b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F));
     }
-    /* scatter the grouped rows' gradients back to their tokens, slots summed in order */
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < K; j++) {
-            const float *src = a->dxg + (size_t)b->slot_row[n * K + j] * C;
-            float *dst = dxn + (size_t)n * C;
-            for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
-        }
+    TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
     if (is_dense(c)) return;
     /* router: weights <- top-k <- softmax <- logits, plus the aux loss on the probabilities and the
      * z-loss on the logits, each averaged over the L blocks */
     memset(a->dprobs, 0, sizeof(float) * (size_t)N * E);
     memset(a->drlogits, 0, sizeof(float) * (size_t)N * E);
-    topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk);
-    aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->idx, N, E, K);
-    softmax_backward(a->drlogits, a->dprobs, b->probs, N, E);
-    z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E);
-    matmul_backward(dxn, block_tensor(m, m->grads, l, "moe.router"), a->drlogits, b->xn2,
-                    block_tensor(m, m->params, l, "moe.router"), N, C, E);
+    TIMED(m, MOE_OP_ROUTING, topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk));
+    TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->idx, N, E, K));
+    TIMED(m, MOE_OP_ROUTING, softmax_backward(a->drlogits, a->dprobs, b->probs, N, E));
+    TIMED(m, MOE_OP_ROUTING, z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E));
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, block_tensor(m, m->grads, l, "moe.router"), a->drlogits, b->xn2,
+                    block_tensor(m, m->params, l, "moe.router"), N, C, E));
 }
 
 /* backward of attention_block_forward: dresid holds d x_mid on entry; the attention branch's
@@ -1003,31 +1037,31 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params, *G = m->grads;
     memset(a->dy, 0, sizeof(float) * (size_t)N * H * D);
-    matmul_backward(a->dy, block_tensor(m, G, l, "attn.wo"), dresid, b->y, block_tensor(m, P, l, "attn.wo"), N,
-                    H * D, C);
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dy, block_tensor(m, G, l, "attn.wo"), dresid, b->y, block_tensor(m, P, l, "attn.wo"), N,
+                    H * D, C));
     memset(a->dq, 0, sizeof(float) * (size_t)N * H * D);
     memset(a->dk, 0, sizeof(float) * (size_t)N * KV * D);
     memset(a->dv, 0, sizeof(float) * (size_t)N * KV * D);
-    attention_backward(a->dq, a->dk, a->dv, a->dy, b->att, b->q, b->k, b->v, B, T, H, KV, D);
-    rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D);
-    rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D);
+    TIMED(m, MOE_OP_ATTENTION, attention_backward(a->dq, a->dk, a->dv, a->dy, b->att, b->q, b->k, b->v, B, T, H, KV, D));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
     float *dq = a->dq, *dk = a->dk;
     if (c->qk_norm) {
         memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
         memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
-        rmsnorm_backward(a->dq_pre, block_tensor(m, G, l, "attn.q_norm"), a->dq, b->q_pre,
-                         block_tensor(m, P, l, "attn.q_norm"), b->q_rstd, N * H, D);
-        rmsnorm_backward(a->dk_pre, block_tensor(m, G, l, "attn.k_norm"), a->dk, b->k_pre,
-                         block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D);
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dq_pre, block_tensor(m, G, l, "attn.q_norm"), a->dq, b->q_pre,
+                         block_tensor(m, P, l, "attn.q_norm"), b->q_rstd, N * H, D));
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dk_pre, block_tensor(m, G, l, "attn.k_norm"), a->dk, b->k_pre,
+                         block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D));
         dq = a->dq_pre, dk = a->dk_pre;
     }
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D);
-    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wk"), dk, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D);
-    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C,
-                    KV * D);
-    rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
-                     block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C);
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D));
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wk"), dk, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D));
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C,
+                    KV * D));
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
+                     block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C));
 }
 
 void moe_backward(Moe *m, float scale) {
@@ -1041,21 +1075,21 @@ void moe_backward(Moe *m, float scale) {
     float *P = m->params, *G = m->grads;
     /* loss -> logits -> final norm */
     memset(a->dlogits, 0, sizeof(float) * (size_t)N * V);
-    cross_entropy_backward(a->dlogits, scale, m->logits, a->targets, N, V);
+    TIMED(m, MOE_OP_LOSS, cross_entropy_backward(a->dlogits, scale, m->logits, a->targets, N, V));
     const char *head = c->tie_embeddings ? "wte" : "lm_head";
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-    matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V);
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
-    rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
-                     tensor_in(m, P, "final_norm"), a->rstdf, N, C);
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
+                     tensor_in(m, P, "final_norm"), a->rstdf, N, C));
     /* blocks in reverse; dresid is the gradient of the residual stream at the current point */
     for (int l = L - 1; l >= 0; l--) {
         BlockActs *b = &a->blk[l];
         memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
         moe_block_backward(m, l, a->dresid, a->dxn, scale);
-        rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
-                         block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C);
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
+                         block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C));
         attention_block_backward(m, l, a->dresid);
     }
-    embed_backward(tensor_in(m, G, "wte"), a->dresid, a->tokens, N, C, V);
+    TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(tensor_in(m, G, "wte"), a->dresid, a->tokens, N, C, V));
 }

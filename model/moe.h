@@ -102,6 +102,12 @@ typedef struct {
 
 typedef struct MoeActs MoeActs; /* activation buffers, private to moe.c */
 
+/* Where the time of forward and backward goes, by class of operation (bin/bench reports it).
+ * MOE_OP_ROUTING is the router's softmax, top-k, aux and z losses and the token permutation to and
+ * from expert order; MOE_OP_ELEMENTWISE is RMSNorm, RoPE, SwiGLU, embedding and residual adds. */
+enum { MOE_OP_MATMUL, MOE_OP_ATTENTION, MOE_OP_ROUTING, MOE_OP_ELEMENTWISE, MOE_OP_LOSS, MOE_OP_CLASSES };
+extern const char *const moe_op_class_names[MOE_OP_CLASSES]; /* "matmul", "attention", ... */
+
 typedef struct {
     MoeConfig cfg;
     size_t n_params;
@@ -114,6 +120,9 @@ typedef struct {
     MoeLoss loss;    /* of the last forward with targets */
     /* expert load of the last forward: [L][E] share of the k*B*T routing slots per expert */
     float *expert_load;
+    /* wall-clock seconds per operation class, accumulated by every forward and backward (zero it to
+     * start a measurement; it costs two clock reads per operation call) */
+    double op_seconds[MOE_OP_CLASSES];
 } Moe;
 
 /* validates cfg, allocates, and initialises the parameters from cfg.seed */
