@@ -5,7 +5,8 @@
  * BOS policy (config key `bos`):
  *   none    - T+1 tokens from a random offset of the stream with every BOS removed: position 0 is an
  *             ordinary token (the no-BOS condition of the experiments);
- *   prepend - BOS, then T tokens from a random offset (LLaMA-style inputs);
+ *   prepend - BOS, then T tokens from a random offset of the BOS-free stream (LLaMA-style inputs;
+ *             BOS appears only at position 0);
  *   doc     - windows start at a document start (position 0 is that document's BOS); a document
  *             shorter than the window is followed by the next one.
  * Validation windows are a fixed, deterministic set (the same for every run on the same data). */
@@ -38,6 +39,8 @@ typedef struct {
 /* Opens DIR's shards and tokenizer, checks they agree and that each split holds at least one window. */
 int loader_open(Loader *ld, const char *data_dir, int T, BosPolicy bos, uint64_t seed, char *err);
 void loader_close(Loader *ld);
+/* the model's vocab must equal the data's: a one-line error naming data_dir otherwise */
+int loader_check_vocab(const Loader *ld, int model_vocab, const char *data_dir, char *err);
 
 /* B random training windows: inputs and targets [B][T] */
 void loader_train_batch(Loader *ld, int *inputs, int *targets, int B);

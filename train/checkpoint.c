@@ -1,0 +1,229 @@
+#include "checkpoint.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/binfile.h"
+#include "../common/util.h"
+
+#define CKPT_MAGIC "STCKPT"
+#define CKPT_VERSION 1
+enum { F_STEP, F_N_PARAMS, F_CONFIG_BYTES, F_TOKENS, F_LOADER_STATE, F_VAL_LOSS, F_CHECKSUM, N_CKPT_FIELDS };
+
+/* FNV-1a, 64 bits: a running checksum of the payload, so a flipped byte is caught on load */
+#define FNV_OFFSET 0xcbf29ce484222325ull
+static uint64_t fnv1a(uint64_t h, const void *buf, size_t n) {
+    const unsigned char *p = buf;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static int64_t double_bits(double d) {
+    int64_t b;
+    memcpy(&b, &d, sizeof b);
+    return b;
+}
+
+static double bits_double(int64_t b) {
+    double d;
+    memcpy(&d, &b, sizeof d);
+    return d;
+}
+
+int ckpt_save(const char *path, const TrainConfig *cfg, const Moe *m, const AdamW *opt, const CkptState *s,
+              char *err) {
+    char *text = config_to_text(cfg);
+    size_t text_bytes = strlen(text), n = m->n_params;
+    size_t float_bytes = n * sizeof(float);
+    uint64_t sum = fnv1a(FNV_OFFSET, text, text_bytes);
+    sum = fnv1a(sum, m->params, float_bytes);
+    sum = fnv1a(sum, opt->m, float_bytes);
+    sum = fnv1a(sum, opt->v, float_bytes);
+
+    StHeader h;
+    st_header_init(&h, CKPT_MAGIC, CKPT_VERSION);
+    st_header_add(&h, s->step);
+    st_header_add(&h, (int64_t)n);
+    st_header_add(&h, (int64_t)text_bytes);
+    st_header_add(&h, s->tokens);
+    st_header_add(&h, (int64_t)s->loader_state);
+    st_header_add(&h, double_bits(s->last_val_loss));
+    st_header_add(&h, (int64_t)sum);
+
+    StAtomic a;
+    int rc = st_atomic_open(&a, path, err);
+    if (rc == 0) {
+        rc = st_header_write(a.f, path, &h, err) || st_write_all(a.f, path, text, text_bytes, err) ||
+             st_write_all(a.f, path, m->params, float_bytes, err) ||
+             st_write_all(a.f, path, opt->m, float_bytes, err) || st_write_all(a.f, path, opt->v, float_bytes, err)
+                 ? -1
+                 : 0;
+        if (rc == 0) rc = st_atomic_commit(&a, err);
+        else st_atomic_abort(&a);
+    }
+    free(text);
+    return rc;
+}
+
+/* opens a checkpoint, reads its header and its config text (malloc'd, NUL-terminated) */
+static FILE *open_ckpt(const char *path, StHeader *h, char **text, char *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    if (st_header_read(f, path, CKPT_MAGIC, CKPT_VERSION, N_CKPT_FIELDS, h, err)) goto fail;
+    int64_t text_bytes = h->field[F_CONFIG_BYTES], n = h->field[F_N_PARAMS], size;
+    if (text_bytes < 0 || text_bytes > (1 << 20) || n < 0) {
+        st_errorf(err, "%s: header: expected config bytes in [0, 2^20] and n_params >= 0, found %" PRId64
+                  " and %" PRId64, path, text_bytes, n);
+        goto fail;
+    }
+    /* the exact size is known from the header: anything else is a truncated or padded file */
+    int64_t expected = st_header_bytes(h) + text_bytes + 3 * n * (int64_t)sizeof(float);
+    if (st_file_size(path, &size, err)) goto fail;
+    if (size != expected) {
+        st_errorf(err, "%s: %s: expected %" PRId64 " bytes for %" PRId64 " parameters, found %" PRId64, path,
+                  size < expected ? "truncated" : "size", expected, n, size);
+        goto fail;
+    }
+    *text = st_malloc((size_t)text_bytes + 1);
+    if (st_read_exact(f, path, *text, (size_t)text_bytes, "config text", err)) {
+        free(*text);
+        goto fail;
+    }
+    (*text)[text_bytes] = 0;
+    return f;
+fail:
+    fclose(f);
+    return NULL;
+}
+
+/* parses a stored config text into cfg */
+static int parse_stored_config(const char *path, const char *text, TrainConfig *cfg, char *err) {
+    char origin[4200];
+    snprintf(origin, sizeof origin, "%s (stored config)", path);
+    config_defaults(cfg);
+    return config_load_text(cfg, text, origin, err);
+}
+
+int ckpt_read_config(const char *path, TrainConfig *cfg, char *err) {
+    StHeader h;
+    char *text;
+    FILE *f = open_ckpt(path, &h, &text, err);
+    if (!f) return -1;
+    fclose(f);
+    int rc = parse_stored_config(path, text, cfg, err);
+    free(text);
+    return rc;
+}
+
+int ckpt_load(const char *path, const TrainConfig *run_cfg, Moe *m, AdamW *opt, CkptState *s, char *err) {
+    StHeader h;
+    char *text;
+    FILE *f = open_ckpt(path, &h, &text, err);
+    if (!f) return -1;
+    TrainConfig stored;
+    int rc = parse_stored_config(path, text, &stored, err);
+    if (rc == 0 && run_cfg) rc = config_compare(&stored, run_cfg, path, err);
+    if (rc == 0 && h.field[F_N_PARAMS] != (int64_t)m->n_params)
+        rc = st_errorf(err, "%s: n_params: expected %zu (this model), found %" PRId64, path, m->n_params,
+                       h.field[F_N_PARAMS]);
+    size_t float_bytes = m->n_params * sizeof(float);
+    /* without an optimizer to fill, the moments are still read: the checksum covers them */
+    float *mom_m = opt ? opt->m : st_malloc(float_bytes), *mom_v = opt ? opt->v : st_malloc(float_bytes);
+    if (rc == 0)
+        rc = st_read_exact(f, path, m->params, float_bytes, "parameters", err) ||
+                     st_read_exact(f, path, mom_m, float_bytes, "AdamW first moments", err) ||
+                     st_read_exact(f, path, mom_v, float_bytes, "AdamW second moments", err)
+                 ? -1
+                 : 0;
+    if (rc == 0) {
+        uint64_t sum = fnv1a(FNV_OFFSET, text, strlen(text));
+        sum = fnv1a(sum, m->params, float_bytes);
+        sum = fnv1a(sum, mom_m, float_bytes);
+        sum = fnv1a(sum, mom_v, float_bytes);
+        if (sum != (uint64_t)h.field[F_CHECKSUM])
+            rc = st_errorf(err, "%s: checksum: expected %016" PRIx64 ", found %016" PRIx64 " (the file is corrupt)",
+                           path, (uint64_t)h.field[F_CHECKSUM], sum);
+    }
+    if (rc == 0) {
+        s->step = h.field[F_STEP];
+        s->tokens = h.field[F_TOKENS];
+        s->loader_state = (uint64_t)h.field[F_LOADER_STATE];
+        s->last_val_loss = bits_double(h.field[F_VAL_LOSS]);
+    }
+    if (!opt) {
+        free(mom_m);
+        free(mom_v);
+    }
+    free(text);
+    fclose(f);
+    return rc;
+}
+
+void ckpt_path(char *out, size_t size, const char *run_dir, int64_t step) {
+    snprintf(out, size, "%s/ckpt_%08" PRId64 ".bin", run_dir, step);
+}
+
+/* the step of a file named exactly ckpt_<8 digits>.bin (not the .tmp of a write in progress), or -1 */
+static int64_t ckpt_step_of(const char *name) {
+    if (strlen(name) != 17 || strncmp(name, "ckpt_", 5) != 0 || strcmp(name + 13, ".bin") != 0) return -1;
+    int64_t step = 0;
+    for (int i = 5; i < 13; i++) {
+        if (!isdigit((unsigned char)name[i])) return -1;
+        step = 10 * step + (name[i] - '0');
+    }
+    return step;
+}
+
+/* the steps of run_dir's checkpoints, sorted ascending (malloc'd); count in *n */
+static int list_ckpt_steps(const char *run_dir, int64_t **steps, int *n, char *err) {
+    DIR *d = opendir(run_dir);
+    if (!d) return st_errorf(err, "%s: cannot open directory: %s", run_dir, strerror(errno));
+    int cap = 16;
+    *steps = st_malloc((size_t)cap * sizeof **steps);
+    *n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int64_t step = ckpt_step_of(e->d_name);
+        if (step < 0) continue;
+        if (*n == cap) *steps = realloc(*steps, (size_t)(cap *= 2) * sizeof **steps);
+        if (!*steps) return st_errorf(err, "out of memory listing %s", run_dir);
+        int i = (*n)++;
+        for (; i > 0 && (*steps)[i - 1] > step; i--) (*steps)[i] = (*steps)[i - 1]; /* insertion sort */
+        (*steps)[i] = step;
+    }
+    closedir(d);
+    return 0;
+}
+
+int ckpt_latest(const char *run_dir, char *out, size_t size, char *err) {
+    int64_t *steps;
+    int n;
+    if (list_ckpt_steps(run_dir, &steps, &n, err)) return -1;
+    int rc = n ? 0 : st_errorf(err, "%s: no checkpoint (ckpt_*.bin) in the run directory", run_dir);
+    if (n) ckpt_path(out, size, run_dir, steps[n - 1]);
+    free(steps);
+    return rc;
+}
+
+int ckpt_prune(const char *run_dir, int keep, char *err) {
+    int64_t *steps;
+    int n, rc = 0;
+    if (list_ckpt_steps(run_dir, &steps, &n, err)) return -1;
+    char path[4200];
+    for (int i = 0; i < n - keep && rc == 0; i++) {
+        ckpt_path(path, sizeof path, run_dir, steps[i]);
+        if (unlink(path) != 0) rc = st_errorf(err, "%s: cannot delete: %s", path, strerror(errno));
+    }
+    free(steps);
+    return rc;
+}

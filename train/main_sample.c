@@ -1,0 +1,141 @@
+/* bin/sample: generates text from the latest checkpoint of a run, to see what the model learned.
+ *   bin/sample runs/NAME [--prompt TEXT] [--tokens N] [--temperature T] [--top_k K] [--seed S] */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../data/loader.h"
+#include "../data/tokenizer.h"
+#include "../model/moe.h"
+#include "checkpoint.h"
+#include "config.h"
+#include "sample.h"
+
+typedef struct {
+    const char *run_dir, *prompt;
+    long tokens, top_k;
+    double temperature;
+    unsigned long long seed;
+} SampleArgs;
+
+/* a whole-string number for flag `name` within [lo, hi]; `integer` also rejects fractions */
+static int parse_flag_number(const char *name, const char *s, double lo, double hi, int integer, double *out,
+                             char *err) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno || !(v >= lo && v <= hi) || (integer && v != floor(v)))
+        return st_errorf(err, "%s: expected %s in [%g, %g], found '%s'", name, integer ? "an integer" : "a number",
+                         lo, hi, s);
+    *out = v;
+    return 0;
+}
+
+/* one `--flag value` pair */
+static int parse_flag(SampleArgs *a, const char *flag, const char *v, char *err) {
+    double x;
+    if (strcmp(flag, "--prompt") == 0) a->prompt = v;
+    else if (strcmp(flag, "--tokens") == 0) {
+        if (parse_flag_number(flag, v, 1, 1e6, 1, &x, err)) return -1;
+        a->tokens = (long)x;
+    } else if (strcmp(flag, "--top_k") == 0) {
+        if (parse_flag_number(flag, v, 0, 1e9, 1, &x, err)) return -1;
+        a->top_k = (long)x;
+    } else if (strcmp(flag, "--temperature") == 0) {
+        if (parse_flag_number(flag, v, 0, 100, 0, &x, err)) return -1;
+        a->temperature = x;
+    } else if (strcmp(flag, "--seed") == 0) {
+        if (parse_flag_number(flag, v, 0, 1e15, 1, &x, err)) return -1;
+        a->seed = (unsigned long long)x;
+    } else {
+        return st_errorf(err, "unknown flag '%s' (expected --prompt, --tokens, --temperature, --top_k, --seed)", flag);
+    }
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, SampleArgs *a, char *err) {
+    *a = (SampleArgs){NULL, "The ", 200, 40, 0.8, 1};
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--", 2) != 0) {
+            if (a->run_dir)
+                return st_errorf(err, "expected one run directory, found '%s' and '%s'", a->run_dir, argv[i]);
+            a->run_dir = argv[i];
+        } else if (i + 1 >= argc) {
+            return st_errorf(err, "%s: expected a value after it, found the end", argv[i]);
+        } else if (parse_flag(a, argv[i], argv[i + 1], err)) {
+            return -1;
+        } else {
+            i++;
+        }
+    }
+    if (!a->run_dir) return st_errorf(err, "expected a run directory, e.g. bin/sample runs/default");
+    return 0;
+}
+
+/* builds the model of the run's latest checkpoint and its tokenizer */
+static int load_run(const char *run_dir, TrainConfig *cfg, Moe *m, Tokenizer **tok, char *err) {
+    char path[4200], tok_path[4200];
+    CkptState s;
+    if (ckpt_latest(run_dir, path, sizeof path, err) || ckpt_read_config(path, cfg, err) ||
+        moe_init(m, &cfg->model, err) || ckpt_load(path, NULL, m, NULL, &s, err))
+        return -1;
+    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.bin", cfg->data_dir);
+    if (tokenizer_load(tok, tok_path, err)) return -1;
+    fprintf(stderr, "%s: step %lld, validation loss %.4f\n", path, (long long)s.step, s.last_val_loss);
+    return 0;
+}
+
+static void print_token(const Tokenizer *tok, int id) {
+    const uint8_t *bytes;
+    size_t n = tokenizer_token_bytes(tok, id, &bytes);
+    fwrite(bytes, 1, n, stdout);
+    fflush(stdout);
+}
+
+/* encodes the prompt the way the model saw its training windows: BOS first unless bos = none */
+static int encode_prompt(const Tokenizer *tok, const TrainConfig *cfg, const char *prompt, int *ids, int *n,
+                         char *err) {
+    *n = 0;
+    if (cfg->bos != BOS_NONE) ids[(*n)++] = tokenizer_bos_id(tok);
+    *n += (int)tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), ids + *n);
+    if (*n == 0) return st_errorf(err, "--prompt: expected at least one token (the run has bos = none), found ''");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    char err[ST_ERR_LEN];
+    SampleArgs a;
+    TrainConfig cfg;
+    Moe m = {0};
+    Tokenizer *tok = NULL;
+    if (parse_args(argc, argv, &a, err) || load_run(a.run_dir, &cfg, &m, &tok, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        moe_free(&m);
+        return 2;
+    }
+    int T_max = cfg.model.seq_len, V = cfg.model.vocab_size, n;
+    int *ids = st_malloc(sizeof(int) * (strlen(a.prompt) + 1 + (size_t)a.tokens));
+    int rc = encode_prompt(tok, &cfg, a.prompt, ids, &n, err);
+    if (rc == 0) {
+        fputs(a.prompt, stdout);
+        StRng rng;
+        st_rng_seed(&rng, a.seed);
+        for (long i = 0; i < a.tokens; i++) {
+            /* the model sees at most seq_len tokens: the latest ones */
+            int T = n < T_max ? n : T_max;
+            moe_forward(&m, ids + n - T, NULL, 1, T, NULL);
+            ids[n] = sample_next(m.logits + (size_t)(T - 1) * V, V, (float)a.temperature, (int)a.top_k, &rng);
+            print_token(tok, ids[n++]);
+        }
+        putchar('\n');
+    } else {
+        fprintf(stderr, "error: %s\n", err);
+    }
+    free(ids);
+    tokenizer_free(tok);
+    moe_free(&m);
+    return rc ? 2 : 0;
+}

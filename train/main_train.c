@@ -1,0 +1,107 @@
+/* bin/train: trains a model from a config file and flags, in a run directory it owns.
+ *   bin/train --config runs/NAME.conf [--key value ...] [--overwrite]
+ *   bin/train --resume runs/NAME [--key value ...]
+ *   bin/train --help */
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "config.h"
+#include "trainer.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: bin/train --config FILE [--key value ...] [--overwrite]\n"
+               "       bin/train --resume RUN_DIR [--key value ...]\n"
+               "       bin/train --help\n"
+               "A new run writes <out_dir>/<run_name>/ and refuses an existing one unless --overwrite.\n"
+               "--resume continues RUN_DIR from its latest checkpoint, with RUN_DIR/config.txt as the config\n"
+               "(or --config FILE); keys that change the computation must equal the checkpoint's.\n\n");
+}
+
+typedef struct {
+    const char *config_file;
+    const char *resume_dir;
+    int overwrite;
+} Args;
+
+/* Pass 1 finds --config, --resume, --overwrite, --help; pass 2 (after the file is read) applies the
+ * --key value flags, so flags win whatever their position. */
+static int parse_run_flags(int argc, char **argv, Args *a, char *err) {
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--overwrite") == 0) {
+            a->overwrite = 1;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0) return st_errorf(err, "expected a --flag, found '%s'", arg);
+        if (i + 1 >= argc) return st_errorf(err, "%s: expected a value after it, found the end", arg);
+        if (strcmp(arg, "--config") == 0) a->config_file = argv[i + 1];
+        else if (strcmp(arg, "--resume") == 0) a->resume_dir = argv[i + 1];
+        i++;
+    }
+    if (!a->config_file && !a->resume_dir) return st_errorf(err, "expected --config FILE or --resume RUN_DIR");
+    if (a->resume_dir && a->overwrite) return st_errorf(err, "--resume and --overwrite exclude each other");
+    return 0;
+}
+
+static int apply_key_flags(int argc, char **argv, TrainConfig *c, char *err) {
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "--overwrite") == 0) continue;
+        if (strcmp(arg, "--config") != 0 && strcmp(arg, "--resume") != 0 &&
+            config_set(c, arg + 2, argv[i + 1], arg, err))
+            return -1;
+        i++;
+    }
+    return 0;
+}
+
+/* the config: defaults, then the file (--config, or the resumed run's config.txt), then the flags */
+static int resolve_config(int argc, char **argv, const Args *a, TrainConfig *c, char *err) {
+    char path[4200];
+    if (a->config_file) snprintf(path, sizeof path, "%s", a->config_file);
+    else snprintf(path, sizeof path, "%s/config.txt", a->resume_dir);
+    config_defaults(c);
+    if (config_load_file(c, path, err) || apply_key_flags(argc, argv, c, err)) return -1;
+    return config_validate(c, err);
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout);
+            config_print_help(stdout);
+            return 0;
+        }
+    char err[ST_ERR_LEN];
+    Args a;
+    TrainConfig cfg;
+    if (parse_run_flags(argc, argv, &a, err) || resolve_config(argc, argv, &a, &cfg, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        if (!a.config_file && !a.resume_dir) usage(stderr);
+        return 2;
+    }
+    char run_dir[4096];
+    if (a.resume_dir) snprintf(run_dir, sizeof run_dir, "%s", a.resume_dir);
+    else snprintf(run_dir, sizeof run_dir, "%s/%s", cfg.out_dir, cfg.run_name);
+    RunMode mode = a.resume_dir ? RUN_RESUME : a.overwrite ? RUN_OVERWRITE : RUN_NEW;
+
+    Trainer t;
+    trainer_install_signal_handlers();
+    int rc = trainer_open(&t, &cfg, run_dir, mode, err);
+    if (rc == 0) {
+        printf("run %s: %zu parameters, %d threads, %d steps of %lld tokens\n", run_dir, t.model.n_params,
+               t.threads, cfg.steps, (long long)cfg.batch_size * cfg.model.seq_len * cfg.grad_accum);
+        rc = trainer_run(&t, cfg.steps, err);
+    }
+    if (rc == 1)
+        printf("stopped at step %lld with a checkpoint; continue with: bin/train --resume %s\n", (long long)t.step,
+               run_dir);
+    else if (rc == 0)
+        printf("done: %lld steps, validation loss %.4f; %s/train.jsonl has the curve\n", (long long)t.step,
+               t.last_val_loss, run_dir);
+    else fprintf(stderr, "error: %s\n", err);
+    trainer_close(&t);
+    return rc < 0 ? 1 : 0;
+}

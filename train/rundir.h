@@ -1,0 +1,33 @@
+/* train/rundir.h: the run directory <out_dir>/<run_name>/ and the files the trainer keeps in it:
+ * config.txt (every resolved setting plus the git commit, thread count and start time), train.jsonl,
+ * ckpt_<step>.bin (checkpoint.h); the probes add probes.jsonl and figures. */
+#ifndef SINKTRACE_RUNDIR_H
+#define SINKTRACE_RUNDIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+typedef enum {
+    RUN_NEW,       /* the directory must not exist yet */
+    RUN_OVERWRITE, /* an existing directory is deleted first */
+    RUN_RESUME     /* the directory holds a run to continue */
+} RunMode;
+
+/* Checks that the mode fits what is on disk (nothing is created or deleted): RUN_NEW refuses an
+ * existing directory, naming --resume and --overwrite; RUN_RESUME needs one. */
+int rundir_check(const char *run_dir, RunMode mode, char *err);
+/* RUN_NEW: creates the directory (and out_dir); RUN_OVERWRITE: deletes it and everything in it first */
+int rundir_create(const char *run_dir, RunMode mode, char *err);
+/* writes config.txt, with the git commit, thread count and start time as comments at the top */
+int rundir_write_config(const char *run_dir, const TrainConfig *c, int threads, char *err);
+/* appends "# resumed at step S ..." to config.txt */
+int rundir_note_resume(const char *run_dir, int64_t step, int threads, char *err);
+/* Drops the lines of a JSONL file whose "step" is greater than `step` (logged after the checkpoint a
+ * run resumes from, so the resumed run's lines are not doubled). A missing file is fine. */
+int jsonl_truncate_after_step(const char *path, int64_t step, char *err);
+/* `git describe --always --dirty` of the working directory, or "unknown" */
+void git_commit(char *buf, size_t size);
+
+#endif

@@ -1,0 +1,274 @@
+#include "trainer.h"
+
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "checkpoint.h"
+#include "schedule.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+
+void trainer_request_stop(void) { stop_requested = 1; }
+
+static void on_signal(int sig) {
+    (void)sig;
+    trainer_request_stop();
+}
+
+void trainer_install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND; /* the second signal takes the default action: an immediate exit */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static int64_t tokens_per_step(const TrainConfig *c) {
+    return (int64_t)c->batch_size * c->model.seq_len * c->grad_accum;
+}
+
+/* the data decides vocab_size unless the config sets it, and then they must agree */
+static int resolve_vocab(Trainer *t, char *err) {
+    if (t->cfg.model.vocab_size == 0) t->cfg.model.vocab_size = t->loader.vocab_size;
+    return loader_check_vocab(&t->loader, t->cfg.model.vocab_size, t->cfg.data_dir, err);
+}
+
+/* loads the latest checkpoint of the run directory and continues from its state */
+static int resume_from_latest(Trainer *t, char *err) {
+    char path[4200], log_path[4200];
+    CkptState s;
+    if (ckpt_latest(t->run_dir, path, sizeof path, err) || ckpt_load(path, &t->cfg, &t->model, &t->opt, &s, err))
+        return -1;
+    t->step = t->ckpt_step = s.step;
+    t->tokens = s.tokens;
+    t->last_val_loss = s.last_val_loss;
+    loader_set_state(&t->loader, s.loader_state);
+    /* lines logged after that checkpoint will be logged again by this run */
+    snprintf(log_path, sizeof log_path, "%s/train.jsonl", t->run_dir);
+    if (jsonl_truncate_after_step(log_path, s.step, err)) return -1;
+    printf("resuming %s from %s (step %lld)\n", t->run_dir, path, (long long)s.step);
+    return rundir_note_resume(t->run_dir, s.step, t->threads, err);
+}
+
+int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMode mode, char *err) {
+    memset(t, 0, sizeof *t);
+    t->cfg = *cfg;
+    t->last_val_loss = NAN;
+    t->ckpt_step = -1;
+    snprintf(t->run_dir, sizeof t->run_dir, "%s", run_dir);
+    if (rundir_check(run_dir, mode, err)) return -1;
+    if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
+    t->threads = omp_get_max_threads();
+
+    const TrainConfig *c = &t->cfg;
+    /* the window stream gets a seed of its own, distinct from the parameter init's */
+    uint64_t data_seed = c->model.seed ^ 0x5eed5eed5eed5eedull;
+    if (loader_open(&t->loader, c->data_dir, c->model.seq_len, (BosPolicy)c->bos, data_seed, err) ||
+        resolve_vocab(t, err) || moe_init(&t->model, &t->cfg.model, err))
+        return -1;
+    adamw_init(&t->opt, t->model.n_params);
+    size_t BT = (size_t)c->batch_size * c->model.seq_len;
+    t->inputs = st_malloc(BT * sizeof(int));
+    t->targets = st_malloc(BT * sizeof(int));
+    t->step_load = st_calloc((size_t)c->model.n_layer * c->model.n_expert, sizeof(float));
+
+    if (mode == RUN_RESUME) {
+        if (resume_from_latest(t, err)) return -1;
+    } else if (rundir_create(run_dir, mode, err) || rundir_write_config(run_dir, c, t->threads, err)) {
+        return -1;
+    }
+    char log_path[4200];
+    snprintf(log_path, sizeof log_path, "%s/train.jsonl", run_dir);
+    t->log = fopen(log_path, "a");
+    if (!t->log) return st_errorf(err, "%s: cannot open for appending", log_path);
+    progress_init(&t->progress, stdout, t->step);
+    return 0;
+}
+
+void trainer_close(Trainer *t) {
+    if (t->log) fclose(t->log);
+    sj_free(&t->json);
+    free(t->inputs);
+    free(t->targets);
+    free(t->step_load);
+    adamw_free(&t->opt);
+    moe_free(&t->model);
+    loader_close(&t->loader);
+    t->log = NULL;
+    t->inputs = t->targets = NULL;
+    t->step_load = NULL;
+}
+
+/* names where a non-finite loss came from: a parameter tensor, or the forward pass itself */
+static int report_bad_loss(const Trainer *t, float loss, char *err) {
+    const Moe *m = &t->model;
+    int bad = first_nonfinite_tensor(m->params, m->tensors, m->n_tensors);
+    if (bad >= 0)
+        return st_errorf(err, "step %lld: the loss is %g: NaN or Inf in the parameters of %s",
+                         (long long)t->step + 1, loss, m->tensors[bad].name);
+    return st_errorf(err, "step %lld: the loss is %g with finite parameters (the forward pass overflowed)",
+                     (long long)t->step + 1, loss);
+}
+
+int trainer_compute_grads(Trainer *t, char *err) {
+    const TrainConfig *c = &t->cfg;
+    Moe *m = &t->model;
+    int B = c->batch_size, T = c->model.seq_len, A = c->grad_accum;
+    size_t n_load = (size_t)c->model.n_layer * c->model.n_expert;
+    double loss = 0, ce = 0, aux = 0, z = 0;
+    int n_targets = 0;
+    memset(t->step_load, 0, n_load * sizeof(float));
+    moe_zero_grad(m);
+    for (int a = 0; a < A; a++) {
+        loader_train_batch(&t->loader, t->inputs, t->targets, B);
+        float l = moe_forward(m, t->inputs, t->targets, B, T, NULL);
+        if (!isfinite(l)) return report_bad_loss(t, l, err);
+        moe_backward(m, 1.0f / (float)A);
+        loss += m->loss.loss, ce += m->loss.ce, aux += m->loss.aux, z += m->loss.z;
+        n_targets += m->loss.n_targets;
+        for (size_t i = 0; i < n_load; i++) t->step_load[i] += m->expert_load[i] / (float)A;
+    }
+    t->step_loss = (MoeLoss){(float)(loss / A), (float)(ce / A), (float)(aux / A), (float)(z / A), n_targets};
+    return 0;
+}
+
+int trainer_check_grads(Trainer *t, char *err) {
+    const Moe *m = &t->model;
+    t->grad_norm = grad_global_norm(m->grads, m->n_params);
+    if (isfinite(t->grad_norm)) return 0;
+    int bad = first_nonfinite_tensor(m->grads, m->tensors, m->n_tensors);
+    return st_errorf(err, "step %lld: NaN or Inf in the gradient of %s", (long long)t->step + 1,
+                     bad >= 0 ? m->tensors[bad].name : "(none found)");
+}
+
+void trainer_apply_update(Trainer *t) {
+    const TrainConfig *c = &t->cfg;
+    Moe *m = &t->model;
+    t->lr = lr_at(c, (int)t->step);
+    AdamWHyper h = {t->lr, c->beta1, c->beta2, c->eps, c->weight_decay};
+    adamw_step(&t->opt, m->params, m->grads, m->tensors, m->n_tensors, &h, t->step + 1,
+               grad_clip_scale(t->grad_norm, c->grad_clip));
+    t->step++;
+    t->tokens += tokens_per_step(c);
+}
+
+double trainer_evaluate(Trainer *t) {
+    const TrainConfig *c = &t->cfg;
+    int B = c->batch_size, T = c->model.seq_len;
+    double sum = 0;
+    long n = 0;
+    /* cross-entropy weighted by target count, so the mean is per token over all batches */
+    for (int i = 0; i < c->eval_batches; i++) {
+        loader_val_batch(&t->loader, i * B, t->inputs, t->targets, B);
+        moe_forward(&t->model, t->inputs, t->targets, B, T, NULL);
+        sum += (double)t->model.loss.ce * t->model.loss.n_targets;
+        n += t->model.loss.n_targets;
+    }
+    return n ? sum / (double)n : NAN;
+}
+
+int trainer_checkpoint(Trainer *t, char *err) {
+    char path[4200];
+    ckpt_path(path, sizeof path, t->run_dir, t->step);
+    CkptState s = {t->step, t->tokens, loader_get_state(&t->loader), t->last_val_loss};
+    if (ckpt_save(path, &t->cfg, &t->model, &t->opt, &s, err) || ckpt_prune(t->run_dir, t->cfg.keep_ckpts, err))
+        return -1;
+    t->ckpt_step = t->step;
+    return 0;
+}
+
+void run_probes_if_due(Trainer *t) { (void)t; }
+
+/* one train.jsonl line: the step's losses, rates, and per MoE layer the expert load */
+static int write_log_line(Trainer *t, int with_val, char *err) {
+    const TrainConfig *c = &t->cfg;
+    StJson *j = &t->json;
+    double secs = t->interval_seconds, steps = (double)t->interval_steps;
+    sj_begin(j);
+    sj_int(j, "step", t->step);
+    sj_num(j, "loss", t->step_loss.loss);
+    sj_num(j, "ce", t->step_loss.ce);
+    sj_num(j, "aux", t->step_loss.aux);
+    sj_num(j, "z", t->step_loss.z);
+    sj_num(j, "lr", t->lr);
+    sj_num(j, "grad_norm", t->grad_norm);
+    sj_int(j, "tokens", t->tokens);
+    sj_num(j, "tok_per_s", secs > 0 ? steps * (double)tokens_per_step(c) / secs : 0);
+    sj_num(j, "ms_per_step", steps > 0 ? 1000.0 * secs / steps : 0);
+    if (with_val) sj_num(j, "val_loss", t->last_val_loss);
+    int L = c->model.n_layer, E = c->model.n_expert;
+    if (E > 1) {
+        /* max/mean load ratio: 1 = perfectly balanced, E = every slot on one expert */
+        float ratio[L];
+        char key[32];
+        for (int l = 0; l < L; l++) {
+            float max = 0;
+            for (int e = 0; e < E; e++) max = fmaxf(max, t->step_load[l * E + e]);
+            ratio[l] = max * (float)E;
+            snprintf(key, sizeof key, "expert_load_l%d", l);
+            sj_floats(j, key, t->step_load + (size_t)l * E, E);
+        }
+        sj_floats(j, "load_max_mean", ratio, L);
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/train.jsonl", t->run_dir);
+    return sj_write_line(j, t->log, path, err);
+}
+
+static int due(int64_t step, int every) { return every > 0 && step % every == 0; }
+
+/* a checkpoint after a NaN/Inf would save the damage: keep the last good one and say which it is */
+static void explain_stop_on_error(Trainer *t, char *err) {
+    char path[4200] = "(none yet)", cause[ST_ERR_LEN];
+    if (t->ckpt_step >= 0) ckpt_path(path, sizeof path, t->run_dir, t->ckpt_step);
+    memcpy(cause, err, ST_ERR_LEN);
+    st_errorf(err, "%s; stopped, the last good checkpoint is %s", cause, path);
+}
+
+/* one step, its evaluation, log line, progress and probes */
+static int train_step(Trainer *t, char *err) {
+    const TrainConfig *c = &t->cfg;
+    double start = st_now_seconds();
+    if (trainer_compute_grads(t, err) || trainer_check_grads(t, err)) return -1;
+    trainer_apply_update(t);
+    double step_seconds = st_now_seconds() - start;
+    t->interval_seconds += step_seconds;
+    t->interval_steps++;
+
+    int last = t->step == c->steps;
+    int eval = due(t->step, c->eval_every) || last;
+    if (eval) t->last_val_loss = trainer_evaluate(t);
+    int log = due(t->step, c->log_every) || eval || t->step == 1;
+    if (log) {
+        if (write_log_line(t, eval, err)) return -1;
+        t->interval_seconds = 0;
+        t->interval_steps = 0;
+    }
+    ProgressInfo info = {t->step, c->steps, t->step_loss.loss, t->lr, t->last_val_loss,
+                         (double)tokens_per_step(c) / step_seconds};
+    progress_show(&t->progress, &info, log);
+    run_probes_if_due(t);
+    if (due(t->step, c->ckpt_every) && !last) return trainer_checkpoint(t, err);
+    return 0;
+}
+
+int trainer_run(Trainer *t, int64_t until, char *err) {
+    if (until > t->cfg.steps) until = t->cfg.steps;
+    if (t->step == 0) run_probes_if_due(t);
+    while (t->step < until && !stop_requested) {
+        if (train_step(t, err)) {
+            progress_break(&t->progress);
+            explain_stop_on_error(t, err);
+            return -1;
+        }
+    }
+    progress_break(&t->progress);
+    if (t->ckpt_step != t->step && trainer_checkpoint(t, err)) return -1;
+    return t->step < until ? 1 : 0;
+}

@@ -1,0 +1,81 @@
+/* train/trainer.h: the training loop of bin/train.
+ *
+ * One optimizer step: grad_accum micro-batches of batch_size training windows, each forward and
+ * backward with scale 1/grad_accum (so the gradient is the mean over micro-batches); a check that the
+ * loss and every gradient are finite; the global gradient norm clipped to grad_clip; one AdamW update
+ * at the schedule's learning rate. Around the steps: validation loss every eval_every steps and at the
+ * end, a train.jsonl line every log_every steps, the probes when due, checkpoints every ckpt_every
+ * steps and at the end, and a clean stop with a checkpoint on SIGINT/SIGTERM. */
+#ifndef SINKTRACE_TRAINER_H
+#define SINKTRACE_TRAINER_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../common/jsonl.h"
+#include "../data/loader.h"
+#include "../model/moe.h"
+#include "adamw.h"
+#include "config.h"
+#include "progress.h"
+#include "rundir.h"
+
+typedef struct {
+    TrainConfig cfg;       /* resolved: vocab_size from the data, head_dim from the model */
+    char run_dir[4096];
+    Moe model;
+    Loader loader;
+    AdamW opt;
+    int threads;           /* OpenMP threads in use */
+
+    /* loop state (what the probes read) */
+    int64_t step;          /* optimizer steps done */
+    int64_t tokens;        /* training tokens consumed */
+    double last_val_loss;  /* mean validation cross-entropy of the last evaluation; NaN before one */
+    int64_t ckpt_step;     /* step of the last checkpoint written or loaded; -1 = none */
+
+    /* the current step */
+    int *inputs, *targets; /* [batch_size][seq_len] */
+    MoeLoss step_loss;     /* mean over the step's micro-batches */
+    float *step_load;      /* [L][E] expert load, mean over the step's micro-batches */
+    double grad_norm;      /* before clipping */
+    float lr;
+
+    /* logging */
+    FILE *log;             /* train.jsonl */
+    StJson json;
+    Progress progress;
+    double interval_seconds; /* compute time of the steps since the last log line */
+    int64_t interval_steps;
+} Trainer;
+
+/* Opens the data, builds the model and optimizer, and prepares the run directory: RUN_NEW and
+ * RUN_OVERWRITE write config.txt; RUN_RESUME loads the latest checkpoint of run_dir (rejecting one
+ * whose config differs from cfg) and continues exactly where it stopped. */
+int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMode mode, char *err);
+void trainer_close(Trainer *t);
+
+/* Trains until `until` steps are done (at most cfg.steps) or a stop is requested, then writes a
+ * checkpoint. Returns 0 when `until` was reached, 1 when stopped by a signal, -1 on an error (NaN or
+ * Inf: the last good checkpoint is kept, no new one is written). */
+int trainer_run(Trainer *t, int64_t until, char *err);
+
+/* The phases of one step, in the order trainer_run calls them. */
+int trainer_compute_grads(Trainer *t, char *err); /* micro-batches forward + backward; -1 on a NaN loss */
+int trainer_check_grads(Trainer *t, char *err);   /* grad norm; -1 naming the first non-finite tensor */
+void trainer_apply_update(Trainer *t);            /* clip, AdamW, step += 1 */
+
+/* mean cross-entropy over eval_batches batches of the loader's fixed validation windows */
+double trainer_evaluate(Trainer *t);
+int trainer_checkpoint(Trainer *t, char *err);
+
+/* THE place where the probes run, after every step (and once before the first): for now it does
+ * nothing. The probes read t->step, t->tokens, t->last_val_loss, t->model, t->loader and write
+ * into t->run_dir. */
+void run_probes_if_due(Trainer *t);
+
+/* SIGINT and SIGTERM ask the loop to stop after the current step (a second one kills at once) */
+void trainer_install_signal_handlers(void);
+void trainer_request_stop(void);
+
+#endif
