@@ -286,7 +286,7 @@ int main(int argc, char **argv) {
     double rss_mb = ru.ru_maxrss / 1024.0;
     printf("peak resident memory: %.0f MB\n", rss_mb);
 
-    StJson j;
+    StJson j = {0};
     sj_begin(&j);
     sj_int(&j, "threads", threads);
     sj_bool(&j, "fma", 

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "simd.h"
 
 /* ================================================================================================ */
 /* 1. Config */
@@ -238,46 +239,134 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
     }
 }
 
-/* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i]  (in [N][IN], w [OUT][IN], out [N][OUT]) --- */
-void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
+/* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i]  (in [N][IN], w [OUT][IN], out [N][OUT]) ---
+ * The three products of a linear layer are one blocked GEMM, C (+)= A B with A [M][K] and B [K][N]
+ * read through strides, so a transpose is only a change of strides:
+ *   forward   out  = in w^T      A = in [N][IN]                    B(k, n) = w[n][k]
+ *   backward  din += dout w      A = dout [N][OUT]                 B = w [OUT][IN]
+ *             dw  += dout^T in   A(m, k) = dout[k][m]              B = in [N][IN]
+ * C is cut into MR x NR = 6 x 16 tiles; the micro-kernel keeps a tile's 12 accumulators (8 floats
+ * each) in registers for up to KC = 256 steps of k, each step 2 vector loads of B, 6 broadcasts of A
+ * and 12 FMAs. B is read as panels of NR contiguous columns: in place when its rows already are,
+ * else packed once per call. Macro tiles of MC x NC elements of C are the unit of parallel work.
+ * Every element of C is computed by one thread, summing over k in the same order whatever the
+ * thread count or the tile it falls in, so the results are bit-identical across runs and thread
+ * counts, and a row's result does not depend on the other rows. */
+enum { MR = 6, NR = 16, KC = 256, MC = 48, NC = 64 };
+
+/* B as the micro-kernel reads it: column panel q (NR columns) starts at p + q * panel_step, and its
+ * row k at + k * ld */
+typedef struct {
+    const float *p;
+    size_t ld, panel_step;
+} PanelsB;
+
+/* the packing buffer, grown on demand and kept: matmuls run one at a time (each parallel inside) */
+static float *packed_b;
+static size_t packed_b_cap;
+
+/* B(k, n) = b[k * sbk + n * sbn] for k < K, n < N as panels; zero columns pad the last panel */
+static PanelsB prepare_b(const float *b, size_t sbk, size_t sbn, int K, int N) {
+    if (sbn == 1 && N % NR == 0) return (PanelsB){b, sbk, NR};
+    int panels = (N + NR - 1) / NR;
+    size_t need = (size_t)panels * K * NR;
+    if (need > packed_b_cap) {
+        free(packed_b);
+        packed_b = st_malloc(sizeof(float) * need);
+        packed_b_cap = need;
+    }
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * IN;
-        float *y = out + (size_t)n * OUT;
-        for (int o = 0; o < OUT; o++) {
-            const float *wr = w + (size_t)o * IN;
-            float s = 0.0f;
-            for (int i = 0; i < IN; i++) s += x[i] * wr[i];
-            y[o] = s;
+    for (int q = 0; q < panels; q++) {
+        float *dst = packed_b + (size_t)q * K * NR;
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < NR; j++) {
+                size_t n = (size_t)q * NR + j;
+                dst[(size_t)k * NR + j] = n < (size_t)N ? b[k * sbk + n * sbn] : 0.0f;
+            }
+    }
+    return (PanelsB){packed_b, NR, (size_t)K * NR};
+}
+
+/* one full tile: c[r][j] (+)= sum_{k < kc} a[r * sam + k * sak] b[k * ldb + j], r < MR, j < NR */
+static void micro_kernel(int kc, const float *a, size_t sam, size_t sak, const float *b, size_t ldb, float *c,
+                         size_t ldc, int accumulate) {
+    v8 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = splat8(0.0f);
+    for (int k = 0; k < kc; k++) {
+        v8 b0 = load8(b + k * ldb), b1 = load8(b + k * ldb + 8);
+        const float *ak = a + k * sak;
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            v8 ar = splat8(ak[r * sam]);
+            acc[r][0] = FMA8(ar, b0, acc[r][0]);
+            acc[r][1] = FMA8(ar, b1, acc[r][1]);
         }
     }
+    for (int r = 0; r < MR; r++) {
+        float *cr = c + r * ldc;
+        if (accumulate) acc[r][0] += load8(cr), acc[r][1] += load8(cr + 8);
+        store8(cr, acc[r][0]);
+        store8(cr + 8, acc[r][1]);
+    }
+}
+
+/* a tile of rows x cols <= MR x NR: full tiles go straight to the micro-kernel; an edge tile runs it
+ * on zero-padded rows of A into a scratch tile, of which the valid part is written */
+static void gemm_tile(int rows, int cols, int kc, const float *a, size_t sam, size_t sak, const float *b,
+                      size_t ldb, float *c, size_t ldc, int accumulate) {
+    if (rows == MR && cols == NR) {
+        micro_kernel(kc, a, sam, sak, b, ldb, c, ldc, accumulate);
+        return;
+    }
+    float apad[KC * MR], tile[MR * NR];
+    if (rows < MR) {
+        for (int k = 0; k < kc; k++)
+            for (int r = 0; r < MR; r++) apad[k * MR + r] = r < rows ? a[r * sam + k * sak] : 0.0f;
+        a = apad, sam = 1, sak = MR;
+    }
+    micro_kernel(kc, a, sam, sak, b, ldb, tile, NR, 0);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r * NR + j] : tile[r * NR + j];
+}
+
+/* C [M][N] (row stride ldc) = A B, or += A B when accumulate; A(m, k) = a[m * sam + k * sak] */
+static void gemm(float *c, size_t ldc, const float *a, size_t sam, size_t sak, const float *b, size_t sbk,
+                 size_t sbn, int M, int N, int K, int accumulate) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* an empty sum */
+        if (!accumulate)
+            for (int m = 0; m < M; m++) memset(c + m * ldc, 0, sizeof(float) * N);
+        return;
+    }
+    PanelsB bp = prepare_b(b, sbk, sbn, K, N);
+    int mtiles = (M + MC - 1) / MC, ntiles = (N + NC - 1) / NC;
+    /* dynamic: tiles cost the same whichever thread runs them, so the schedule only balances load */
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int mt = 0; mt < mtiles; mt++)
+        for (int nt = 0; nt < ntiles; nt++) {
+            int m1 = (mt + 1) * MC < M ? (mt + 1) * MC : M, n1 = (nt + 1) * NC < N ? (nt + 1) * NC : N;
+            for (int k0 = 0; k0 < K; k0 += KC) {
+                int kc = K - k0 < KC ? K - k0 : KC;
+                for (int n = nt * NC; n < n1; n += NR) {
+                    const float *bk = bp.p + (size_t)(n / NR) * bp.panel_step + (size_t)k0 * bp.ld;
+                    for (int m = mt * MC; m < m1; m += MR)
+                        gemm_tile(m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, kc, a + m * sam + k0 * sak,
+                                  sam, sak, bk, bp.ld, c + m * ldc + n, ldc, accumulate || k0 > 0);
+                }
+            }
+        }
+}
+
+void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
+    gemm(out, OUT, in, IN, 1, w, 1, IN, N, OUT, IN, 0);
 }
 
 /* din[n][i] += sum_o dout[n][o] w[o][i]   (din may be NULL when not needed)
  * dw[o][i]  += sum_n dout[n][o] in[n][i] */
 void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
                      int OUT) {
-    if (din) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            float *dx = din + (size_t)n * IN;
-            const float *dy = dout + (size_t)n * OUT;
-            for (int o = 0; o < OUT; o++) {
-                const float *wr = w + (size_t)o * IN;
-                float g = dy[o];
-                for (int i = 0; i < IN; i++) dx[i] += g * wr[i];
-            }
-        }
-    }
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < OUT; o++) {
-        float *dwr = dw + (size_t)o * IN;
-        for (int n = 0; n < N; n++) {
-            const float *x = in + (size_t)n * IN;
-            float g = dout[(size_t)n * OUT + o];
-            for (int i = 0; i < IN; i++) dwr[i] += g * x[i];
-        }
-    }
+    if (din) gemm(din, IN, dout, OUT, 1, w, IN, 1, N, IN, OUT, 1);
+    gemm(dw, IN, dout, 1, OUT, in, IN, 1, OUT, IN, N, 1);
 }
 
 /* --- RoPE --- */
@@ -319,87 +408,162 @@ void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int
     rope_rotate(dx, cos_t, sin_t, N, T, n_heads, D, -1.0f);
 }
 
-/* --- causal attention ---
- * score[i][j] = q_i . k_j / sqrt(D) for visible keys j <= i (and i - j < window when window > 0);
- * att = softmax over visible keys (max subtracted); out_i = sum_j att[i][j] v_j.
- * Query head h reads K/V head h / (H / KV) (grouped-query attention). */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
-                       int H, int KV, int D, int window) {
-    int group = H / KV;
-    float scale = 1.0f / sqrtf((float)D);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            int kvh = h / group;
-            for (int i = 0; i < T; i++) {
-                const float *qi = q + (((size_t)b * T + i) * H + h) * D;
-                float *a = att + (((size_t)b * H + h) * T + i) * T;
-                int j0 = (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0;
-                float mx = -INFINITY;
-                for (int j = j0; j <= i; j++) {
-                    const float *kj = k + (((size_t)b * T + j) * KV + kvh) * D;
-                    float s = 0.0f;
-                    for (int d = 0; d < D; d++) s += qi[d] * kj[d];
-                    a[j] = s * scale;
-                    if (a[j] > mx) mx = a[j];
-                }
-                float sum = 0.0f;
-                for (int j = j0; j <= i; j++) {
-                    a[j] = expf(a[j] - mx);
-                    sum += a[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < T; j++) a[j] = (j >= j0 && j <= i) ? a[j] * inv : 0.0f;
-                float *oi = out + (((size_t)b * T + i) * H + h) * D;
-                for (int d = 0; d < D; d++) oi[d] = 0.0f;
-                for (int j = j0; j <= i; j++) {
-                    const float *vj = v + (((size_t)b * T + j) * KV + kvh) * D;
-                    for (int d = 0; d < D; d++) oi[d] += a[j] * vj[d];
-                }
-            }
-        }
+/* --- causal attention, fused ---
+ * score[i][j] = q_i . k_j / sqrt(D) for the visible keys j <= i (and i - j < window when window > 0);
+ * p[i][.] = softmax of row i's scores over the visible keys; out_i = sum_j p[i][j] v_j.
+ * Query head h reads K/V head h / (H / KV) (grouped-query attention).
+ * No T x T matrix is ever held: a query row walks its keys in blocks of ATT_BLOCK with an online
+ * softmax (a running max mx and sum l; the unnormalised output is rescaled by exp(mx_old - mx_new)
+ * whenever the max grows) and saves lse_i = mx + log l, the log of its softmax denominator, from
+ * which the backward (and the probes' attention_probs) recompute p[i][j] = exp(score[i][j] - lse_i). */
+enum { ATT_BLOCK = 64 };
+
+/* y[0..n) += a x[0..n) */
+static void axpy(float *y, float a, const float *x, int n) {
+    int i = 0;
+    v8 va = splat8(a);
+    for (; i + 8 <= n; i += 8) store8(y + i, FMA8(va, load8(x + i), load8(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* With p = att[i][.] and dp_j = dout_i . v_j:  dv_j += p_j dout_i;
- * dscore_j = p_j (dp_j - sum_j' p_j' dp_j');  dq_i += dscore_j k_j / sqrt(D);  dk_j += dscore_j q_i / sqrt(D).
- * Masked keys have p_j = 0 and so receive nothing. Split over (b, kv head): every query head sharing
- * a K/V head is handled by one iteration, so dk and dv are never written by two threads. */
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                        const float *k, const float *v, int B, int T, int H, int KV, int D) {
-    int group = H / KV;
+static float dot_f(const float *x, const float *y, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* xt[d][j] = x[j][d] of one (sequence, K/V head): rows j < T of x are KV*D floats apart; the row
+ * stride of xt, Tp, is T rounded up to 8 and the padding columns are zero */
+static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int D) {
+    for (int d = 0; d < D; d++)
+        for (int j = 0; j < Tp; j++) xt[(size_t)d * Tp + j] = j < T ? x[(size_t)j * KV * D + d] : 0.0f;
+}
+
+/* s[j - j0] = scale * (x . yt[.][j]) for j in [j0, j1), j0 a multiple of 8, in 8-wide blocks (so up to
+ * 7 lanes past j1 are computed too: yt is padded). Each lane sums over d in the same order whatever
+ * j0 is, so the forward, the probes' probabilities and the backward get bit-identical scores. */
+static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, int j1, int D, float scale) {
+    for (int j = j0; j < j1; j += 8) {
+        v8 acc = splat8(0.0f);
+        for (int d = 0; d < D; d++) acc = FMA8(splat8(x[d] * scale), load8(yt + (size_t)d * Tp + j), acc);
+        store8(s + (j - j0), acc);
+    }
+}
+
+/* the first visible key of query i */
+static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
+
+/* out_i and lse_i of one query row from its scores (online softmax over key blocks); kt is this
+ * head's transposed keys, acc and s scratch of D and ATT_BLOCK floats */
+static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *v, int i,
+                          int Tp, int KV, int D, int window, float scale, float *acc, float *s) {
+    int j0 = first_key(i, window);
+    float mx = -INFINITY, l = 0.0f;
+    memset(acc, 0, sizeof(float) * D);
+    for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= i; jb += ATT_BLOCK) {
+        int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= i + 1 ? jb + ATT_BLOCK : i + 1;
+        row_dots(s, q_i, kt, Tp, jb, hi, D, scale);
+        float bmx = mx;
+        for (int j = lo; j < hi; j++) bmx = s[j - jb] > bmx ? s[j - jb] : bmx;
+        if (bmx > mx) { /* the running max grew: rescale what was summed under the old one */
+            float alpha = expf(mx - bmx);
+            l *= alpha;
+            for (int d = 0; d < D; d++) acc[d] *= alpha;
+            mx = bmx;
+        }
+        for (int j = lo; j < hi; j++) {
+            float p = expf(s[j - jb] - mx);
+            l += p;
+            axpy(acc, p, v + (size_t)j * KV * D, D);
+        }
+    }
+    for (int d = 0; d < D; d++) out_i[d] = acc[d] / l;
+    *lse_i = mx + logf(l);
+}
+
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T, int H,
+                       int KV, int D, int window) {
+    int group = H / KV, Tp = (T + 7) / 8 * 8;
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel
     {
-        float *dp = st_malloc(sizeof(float) * (size_t)T);
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *acc = st_malloc(sizeof(float) * (size_t)D);
+        float s[ATT_BLOCK];
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
-            for (int kvh = 0; kvh < KV; kvh++)
+            for (int h = 0; h < H; h++) {
+                size_t kv_off = (size_t)b * T * KV * D + (size_t)(h / group) * D;
+                transpose_head(kt, k + kv_off, T, Tp, KV, D);
+                for (int i = 0; i < T; i++) {
+                    size_t row = (((size_t)b * T + i) * H + h) * D;
+                    attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, v + kv_off, i, Tp, KV,
+                                  D, window, scale, acc, s);
+                }
+            }
+        free(kt), free(acc);
+    }
+}
+
+void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
+                     int D, int window) {
+    int group = H / KV, Tp = (T + 7) / 8 * 8;
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel
+    {
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *s = st_malloc(sizeof(float) * (size_t)Tp);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                transpose_head(kt, k + (size_t)b * T * KV * D + (size_t)(h / group) * D, T, Tp, KV, D);
+                for (int i = 0; i < T; i++) {
+                    float *a = att + (((size_t)b * H + h) * T + i) * T, l = lse[((size_t)b * H + h) * T + i];
+                    int j0 = first_key(i, window), jb = j0 / 8 * 8;
+                    memset(a, 0, sizeof(float) * T);
+                    row_dots(s, q + (((size_t)b * T + i) * H + h) * D, kt, Tp, jb, i + 1, D, scale);
+                    for (int j = j0; j <= i; j++) a[j] = expf(s[j - jb] - l);
+                }
+            }
+        free(kt), free(s);
+    }
+}
+
+/* With p = p[i][.] recomputed from lse_i, dp_j = dout_i . v_j and delta_i = sum_j p_j dp_j = dout_i . out_i:
+ * dv_j += p_j dout_i;  dscore_j = p_j (dp_j - delta_i);  dq_i += dscore_j k_j / sqrt(D);
+ * dk_j += dscore_j q_i / sqrt(D). Split over (b, kv head): every query head sharing a K/V head is
+ * handled by one iteration, so dk and dv are never written by two threads. */
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                        const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D,
+                        int window) {
+    int group = H / KV, Tp = (T + 7) / 8 * 8;
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel
+    {
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
+        float *s = st_malloc(sizeof(float) * (size_t)Tp), *dp = st_malloc(sizeof(float) * (size_t)Tp);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int kvh = 0; kvh < KV; kvh++) {
+                size_t kv_off = (size_t)b * T * KV * D + (size_t)kvh * D;
+                transpose_head(kt, k + kv_off, T, Tp, KV, D);
+                transpose_head(vt, v + kv_off, T, Tp, KV, D);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
                     for (int i = 0; i < T; i++) {
-                        const float *a = att + (((size_t)b * H + h) * T + i) * T;
-                        const float *doi = dout + (((size_t)b * T + i) * H + h) * D;
-                        const float *qi = q + (((size_t)b * T + i) * H + h) * D;
-                        float *dqi = dq + (((size_t)b * T + i) * H + h) * D;
-                        float pdp = 0.0f;
-                        for (int j = 0; j <= i; j++) {
-                            const float *vj = v + (((size_t)b * T + j) * KV + kvh) * D;
-                            float s = 0.0f;
-                            for (int d = 0; d < D; d++) s += doi[d] * vj[d];
-                            dp[j] = s;
-                            pdp += a[j] * s;
-                        }
-                        for (int j = 0; j <= i; j++) {
-                            if (a[j] == 0.0f) continue;
-                            size_t kv_off = (((size_t)b * T + j) * KV + kvh) * D;
-                            float ds = a[j] * (dp[j] - pdp) * scale;
-                            for (int d = 0; d < D; d++) {
-                                dqi[d] += ds * k[kv_off + d];
-                                dk[kv_off + d] += ds * qi[d];
-                                dv[kv_off + d] += a[j] * doi[d];
-                            }
+                        size_t row = (((size_t)b * T + i) * H + h) * D;
+                        const float *qi = q + row, *doi = dout + row;
+                        float l = lse[((size_t)b * H + h) * T + i], delta = dot_f(doi, out + row, D);
+                        int j0 = first_key(i, window), jb = j0 / 8 * 8;
+                        row_dots(s, qi, kt, Tp, jb, i + 1, D, scale);
+                        row_dots(dp, doi, vt, Tp, jb, i + 1, D, 1.0f);
+                        for (int j = j0; j <= i; j++) {
+                            float p = expf(s[j - jb] - l), ds = p * (dp[j - jb] - delta) * scale;
+                            size_t kj = kv_off + (size_t)j * KV * D;
+                            axpy(dq + row, ds, k + kj, D);
+                            axpy(dk + kj, ds, qi, D);
+                            axpy(dv + kj, p, doi, D);
                         }
                     }
-        free(dp);
+            }
+        free(kt), free(vt), free(s), free(dp);
     }
 }
 
@@ -586,7 +750,7 @@ typedef struct {
     float *q_pre, *k_pre;        /* q, k before QK-norm [N][H*D], [N][KV*D] (only with qk_norm) */
     float *q_rstd, *k_rstd;      /* QK-norm 1/rms per row and head [N*H], [N*KV] */
     float *q, *k, *v;            /* after QK-norm and RoPE: [N][H*D], [N][KV*D], [N][KV*D] */
-    float *att;                  /* [B][H][T][T] attention probabilities */
+    float *lse;                  /* [B][H][T] log of each query row's softmax denominator */
     float *y;                    /* [N][H*D] heads' outputs, before Wo */
     float *o;                    /* [N][C] attention output o^l */
     float *xn2, *rstd2;          /* MoE RMSNorm output [N][C] and 1/rms [N] */
@@ -624,7 +788,7 @@ static void free_rows(Moe *m) {
     if (!a->blk) return;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         BlockActs *b = &a->blk[l];
-        float *fl[] = {b->xn1, b->rstd1, b->q_pre, b->k_pre, b->q_rstd, b->k_rstd, b->q, b->k, b->v, b->att,
+        float *fl[] = {b->xn1, b->rstd1, b->q_pre, b->k_pre, b->q_rstd, b->k_rstd, b->q, b->k, b->v, b->lse,
                        b->y, b->o, b->xn2, b->rstd2, b->rlogits, b->probs, b->w, b->xg, b->g, b->u, b->h,
                        b->eo, b->mo};
         for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
@@ -643,8 +807,8 @@ static void free_rows(Moe *m) {
     a->blk = NULL;
 }
 
-/* (re)allocates every activation for N = B*T rows when the batch grows; the attention buffer is sized
- * for B sequences of seq_len, so a smaller T always fits */
+/* (re)allocates every activation for B sequences of seq_len rows when the batch grows, so a smaller T
+ * always fits; every buffer is linear in B * seq_len (attention keeps only lse per query row) */
 static void ensure_rows(Moe *m, int B, int T) {
     MoeActs *a = m->acts;
     const MoeConfig *c = &m->cfg;
@@ -662,7 +826,7 @@ static void ensure_rows(Moe *m, int B, int T) {
         if (c->qk_norm) b->q_pre = fbuf(N * HD), b->k_pre = fbuf(N * KVD);
         b->q_rstd = fbuf(N * c->n_head), b->k_rstd = fbuf(N * c->n_kv_head);
         b->q = fbuf(N * HD), b->k = fbuf(N * KVD), b->v = fbuf(N * KVD);
-        b->att = fbuf((size_t)B * c->n_head * c->seq_len * c->seq_len);
+        b->lse = fbuf(N * c->n_head);
         b->y = fbuf(N * HD), b->o = fbuf(N * C);
         b->xn2 = fbuf(N * C), b->rstd2 = fbuf(N), b->rlogits = fbuf(N * E), b->probs = fbuf(N * E);
         b->idx = st_calloc(N * K, sizeof(int)), b->w = fbuf(N * K);
@@ -787,7 +951,7 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     }
     TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
-    TIMED(m, MOE_OP_ATTENTION, attention_forward(b->y, b->att, b->q, b->k, b->v, B, T, H, KV, D, cap ? cap->window : 0));
+    TIMED(m, MOE_OP_ATTENTION, attention_forward(b->y, b->lse, b->q, b->k, b->v, B, T, H, KV, D, cap ? cap->window : 0));
     if (cap && cap->zero_head)
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++)
@@ -875,7 +1039,9 @@ static void moe_block_forward(Moe *m, int l) {
     TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne) matmul_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
+        if (ne)
+            TIMED(m, MOE_OP_MATMUL,
+                  matmul_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C));
     }
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs(b, N, K, C));
 }
@@ -887,7 +1053,9 @@ static void capture_block(const Moe *m, int l, MoeCapture *cap) {
     const BlockActs *b = &a->blk[l];
     size_t B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     size_t E = c->n_expert, K = c->top_k, F = c->d_ff;
-    if (cap->attn) memcpy(cap->attn + l * B * H * T * T, b->att, sizeof(float) * B * H * T * T);
+    if (cap->attn) /* recomputed from the saved lse: training never holds the B x H x T x T probabilities */
+        attention_probs(cap->attn + l * B * H * T * T, b->lse, b->q, b->k, (int)B, (int)T, (int)H, (int)KV, (int)D,
+                        cap->window);
     if (cap->attn_out) memcpy(cap->attn_out + l * N * C, b->o, sizeof(float) * N * C);
     if (cap->moe_out) memcpy(cap->moe_out + l * N * C, b->mo, sizeof(float) * N * C);
     if (cap->q) memcpy(cap->q + l * N * H * D, b->q, sizeof(float) * N * H * D);
@@ -1042,7 +1210,7 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     memset(a->dq, 0, sizeof(float) * (size_t)N * H * D);
     memset(a->dk, 0, sizeof(float) * (size_t)N * KV * D);
     memset(a->dv, 0, sizeof(float) * (size_t)N * KV * D);
-    TIMED(m, MOE_OP_ATTENTION, attention_backward(a->dq, a->dk, a->dv, a->dy, b->att, b->q, b->k, b->v, B, T, H, KV, D));
+    TIMED(m, MOE_OP_ATTENTION, attention_backward(a->dq, a->dk, a->dv, a->dy, b->y, b->lse, b->q, b->k, b->v, B, T, H, KV, D, 0));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
     float *dq = a->dq, *dk = a->dk;

@@ -164,12 +164,18 @@ void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_o
 void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 
-/* causal softmax attention. q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D], att [B][H][T][T]
- * (probabilities; zeros above the diagonal). window > 0 limits keys to i - j < window. */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
-                       int H, int KV, int D, int window);
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                        const float *k, const float *v, int B, int T, int H, int KV, int D);
+/* causal softmax attention, fused: q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
+ * lse [B][H][T] receives each query row's log softmax denominator, which is all the backward needs
+ * to recompute the probabilities (no B x H x T x T buffer). window > 0 limits keys to i - j < window.
+ * attention_probs materialises the probabilities att [B][H][T][T] (zeros where masked) from lse,
+ * for the probes; attention_backward needs the forward's out and lse and the same window. */
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T, int H,
+                       int KV, int D, int window);
+void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
+                     int D, int window);
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
+                        const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D,
+                        int window);
 
 /* row-wise softmax with the maximum subtracted */
 void softmax_forward(float *probs, const float *logits, int N, int E);

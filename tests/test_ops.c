@@ -187,12 +187,13 @@ static void test_rope_leaves_position_zero_unchanged(void **state) {
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct {
     int B, T, H, KV, D, window;
-    float *q, *k, *v, *out, *att, *R;
+    float *q, *k, *v, *out, *lse, *att, *R;
 } AttnCtx;
 
 static double attn_loss(void *p) {
     AttnCtx *c = p;
-    attention_forward(c->out, c->att, c->q, c->k, c->v, c->B, c->T, c->H, c->KV, c->D, c->window);
+    attention_forward(c->out, c->lse, c->q, c->k, c->v, c->B, c->T, c->H, c->KV, c->D, c->window);
+    attention_probs(c->att, c->lse, c->q, c->k, c->B, c->T, c->H, c->KV, c->D, c->window);
     return dot(c->out, c->R, (size_t)c->B * c->T * c->H * c->D);
 }
 
@@ -200,10 +201,10 @@ static void attention_case(int H, int KV, int window) {
     AttnCtx c = {.B = 2, .T = 5, .H = H, .KV = KV, .D = 4, .window = window};
     size_t nq = (size_t)c.B * c.T * H * c.D, nk = (size_t)c.B * c.T * KV * c.D;
     c.q = randn(nq, 1), c.k = randn(nk, 1), c.v = randn(nk, 1), c.out = randn(nq, 1), c.R = randn(nq, 1);
-    c.att = randn((size_t)c.B * H * c.T * c.T, 1);
+    c.att = randn((size_t)c.B * H * c.T * c.T, 1), c.lse = randn((size_t)c.B * H * c.T, 1);
     attn_loss(&c);
     float *dq = calloc(nq, sizeof(float)), *dk = calloc(nk, sizeof(float)), *dv = calloc(nk, sizeof(float));
-    attention_backward(dq, dk, dv, c.R, c.att, c.q, c.k, c.v, c.B, c.T, H, KV, c.D);
+    attention_backward(dq, dk, dv, c.R, c.out, c.lse, c.q, c.k, c.v, c.B, c.T, H, KV, c.D, window);
     check_grad("attention q", c.q, nq, dq, attn_loss, &c, 1e-3f);
     check_grad("attention k", c.k, nk, dk, attn_loss, &c, 1e-3f);
     check_grad("attention v", c.v, nk, dv, attn_loss, &c, 1e-3f);
@@ -220,7 +221,7 @@ static void attention_case(int H, int KV, int window) {
                 }
                 assert_true(fabs(s - 1) < 1e-5);
             }
-    free(c.q), free(c.k), free(c.v), free(c.out), free(c.R), free(c.att), free(dq), free(dk), free(dv);
+    free(c.q), free(c.k), free(c.v), free(c.out), free(c.R), free(c.att), free(c.lse), free(dq), free(dk), free(dv);
 }
 
 static void test_attention(void **state) {
