@@ -247,27 +247,21 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
  *             dw  += dout^T in   A(m, k) = dout[k][m]              B = in [N][IN]
  * C is cut into MR x NR = 6 x 16 tiles; the micro-kernel keeps a tile's 12 accumulators (8 floats
  * each) in registers for up to KC = 256 steps of k, each step 2 vector loads of B, 6 broadcasts of A
- * and 12 FMAs. B is read as panels of NR contiguous columns: in place when its rows already are,
- * else packed once per call. Macro tiles of MC x NC elements of C are the unit of parallel work.
- * Every element of C is computed by one thread, summing over k in the same order whatever the
- * thread count or the tile it falls in, so the results are bit-identical across runs and thread
- * counts, and a row's result does not depend on the other rows. */
+ * and 12 FMAs. Both operands are first copied into panels the micro-kernel reads contiguously
+ * (strided rows would fight over the same cache sets): B once per call as [K][NR] column panels, A
+ * per macro tile as [KC][MR] row panels. Macro tiles of MC x NC elements of C are the unit of
+ * parallel work. Every element of C is computed by one thread, summing over k in the same order
+ * whatever the thread count or the tile it falls in, so results are bit-identical across runs and
+ * thread counts, and a row's result does not depend on the other rows. */
 enum { MR = 6, NR = 16, KC = 256, MC = 48, NC = 64 };
 
-/* B as the micro-kernel reads it: column panel q (NR columns) starts at p + q * panel_step, and its
- * row k at + k * ld */
-typedef struct {
-    const float *p;
-    size_t ld, panel_step;
-} PanelsB;
-
-/* the packing buffer, grown on demand and kept: matmuls run one at a time (each parallel inside) */
+/* the packed B, grown on demand and kept: matmuls run one at a time (each parallel inside) */
 static float *packed_b;
 static size_t packed_b_cap;
 
-/* B(k, n) = b[k * sbk + n * sbn] for k < K, n < N as panels; zero columns pad the last panel */
-static PanelsB prepare_b(const float *b, size_t sbk, size_t sbn, int K, int N) {
-    if (sbn == 1 && N % NR == 0) return (PanelsB){b, sbk, NR};
+/* B(k, n) = b[k * sbk + n * sbn] as panels of NR columns, panel q at packed_b + q * K * NR holding
+ * [K][NR] floats; zero columns pad the last panel */
+static const float *pack_b(const float *b, size_t sbk, size_t sbn, int K, int N) {
     int panels = (N + NR - 1) / NR;
     size_t need = (size_t)panels * K * NR;
     if (need > packed_b_cap) {
@@ -284,52 +278,49 @@ static PanelsB prepare_b(const float *b, size_t sbk, size_t sbn, int K, int N) {
                 dst[(size_t)k * NR + j] = n < (size_t)N ? b[k * sbk + n * sbn] : 0.0f;
             }
     }
-    return (PanelsB){packed_b, NR, (size_t)K * NR};
+    return packed_b;
 }
 
-/* one full tile: c[r][j] (+)= sum_{k < kc} a[r * sam + k * sak] b[k * ldb + j], r < MR, j < NR */
-static void micro_kernel(int kc, const float *a, size_t sam, size_t sak, const float *b, size_t ldb, float *c,
-                         size_t ldc, int accumulate) {
+/* rows m0..m1 and k0..k0+kc of A(m, k) = a[m * sam + k * sak] as panels of MR rows, panel p at
+ * dst + p * kc * MR holding [kc][MR] floats; zero rows pad the last panel */
+static void pack_a(float *dst, const float *a, size_t sam, size_t sak, int m0, int m1, int k0, int kc) {
+    for (int m = m0; m < m1; m += MR, dst += (size_t)kc * MR)
+        for (int k = 0; k < kc; k++)
+            for (int r = 0; r < MR; r++)
+                dst[k * MR + r] = m + r < m1 ? a[(size_t)(m + r) * sam + (size_t)(k0 + k) * sak] : 0.0f;
+}
+
+/* one tile: c[r][j] (+)= sum_{k < kc} a[k][r] b[k][j] over packed panels, r < rows, j < cols */
+static void micro_kernel(int kc, const float *a, const float *b, float *c, size_t ldc, int rows, int cols,
+                         int accumulate) {
     v8 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = splat8(0.0f);
-    for (int k = 0; k < kc; k++) {
-        v8 b0 = load8(b + k * ldb), b1 = load8(b + k * ldb + 8);
-        const float *ak = a + k * sak;
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        v8 b0 = load8(b), b1 = load8(b + 8);
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
-            v8 ar = splat8(ak[r * sam]);
+            v8 ar = splat8(a[r]);
             acc[r][0] = FMA8(ar, b0, acc[r][0]);
             acc[r][1] = FMA8(ar, b1, acc[r][1]);
         }
     }
-    for (int r = 0; r < MR; r++) {
-        float *cr = c + r * ldc;
-        if (accumulate) acc[r][0] += load8(cr), acc[r][1] += load8(cr + 8);
-        store8(cr, acc[r][0]);
-        store8(cr + 8, acc[r][1]);
-    }
-}
-
-/* a tile of rows x cols <= MR x NR: full tiles go straight to the micro-kernel; an edge tile runs it
- * on zero-padded rows of A into a scratch tile, of which the valid part is written */
-static void gemm_tile(int rows, int cols, int kc, const float *a, size_t sam, size_t sak, const float *b,
-                      size_t ldb, float *c, size_t ldc, int accumulate) {
     if (rows == MR && cols == NR) {
-        micro_kernel(kc, a, sam, sak, b, ldb, c, ldc, accumulate);
+        for (int r = 0; r < MR; r++) {
+            float *cr = c + r * ldc;
+            if (accumulate) acc[r][0] += load8(cr), acc[r][1] += load8(cr + 8);
+            store8(cr, acc[r][0]);
+            store8(cr + 8, acc[r][1]);
+        }
         return;
     }
-    float apad[KC * MR], tile[MR * NR];
-    if (rows < MR) {
-        for (int k = 0; k < kc; k++)
-            for (int r = 0; r < MR; r++) apad[k * MR + r] = r < rows ? a[r * sam + k * sak] : 0.0f;
-        a = apad, sam = 1, sak = MR;
-    }
-    micro_kernel(kc, a, sam, sak, b, ldb, tile, NR, 0);
+    float tile[MR][NR]; /* an edge tile: only its valid part is written */
+    for (int r = 0; r < MR; r++) store8(tile[r], acc[r][0]), store8(tile[r] + 8, acc[r][1]);
     for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r * NR + j] : tile[r * NR + j];
+        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
 }
 
-/* C [M][N] (row stride ldc) = A B, or += A B when accumulate; A(m, k) = a[m * sam + k * sak] */
+/* C [M][N] (row stride ldc) = A B, or += A B when accumulate; A(m, k) = a[m * sam + k * sak] and
+ * B(k, n) = b[k * sbk + n * sbn] */
 static void gemm(float *c, size_t ldc, const float *a, size_t sam, size_t sak, const float *b, size_t sbk,
                  size_t sbn, int M, int N, int K, int accumulate) {
     if (M <= 0 || N <= 0) return;
@@ -338,21 +329,22 @@ static void gemm(float *c, size_t ldc, const float *a, size_t sam, size_t sak, c
             for (int m = 0; m < M; m++) memset(c + m * ldc, 0, sizeof(float) * N);
         return;
     }
-    PanelsB bp = prepare_b(b, sbk, sbn, K, N);
+    const float *bp = pack_b(b, sbk, sbn, K, N);
     int mtiles = (M + MC - 1) / MC, ntiles = (N + NC - 1) / NC;
     /* dynamic: tiles cost the same whichever thread runs them, so the schedule only balances load */
 #pragma omp parallel for collapse(2) schedule(dynamic)
     for (int mt = 0; mt < mtiles; mt++)
         for (int nt = 0; nt < ntiles; nt++) {
-            int m1 = (mt + 1) * MC < M ? (mt + 1) * MC : M, n1 = (nt + 1) * NC < N ? (nt + 1) * NC : N;
+            _Alignas(32) float ap[MC * KC];
+            int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < M ? m0 + MC : M, n1 = n0 + NC < N ? n0 + NC : N;
             for (int k0 = 0; k0 < K; k0 += KC) {
                 int kc = K - k0 < KC ? K - k0 : KC;
-                for (int n = nt * NC; n < n1; n += NR) {
-                    const float *bk = bp.p + (size_t)(n / NR) * bp.panel_step + (size_t)k0 * bp.ld;
-                    for (int m = mt * MC; m < m1; m += MR)
-                        gemm_tile(m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, kc, a + m * sam + k0 * sak,
-                                  sam, sak, bk, bp.ld, c + m * ldc + n, ldc, accumulate || k0 > 0);
-                }
+                pack_a(ap, a, sam, sak, m0, m1, k0, kc);
+                for (int n = n0; n < n1; n += NR)
+                    for (int m = m0; m < m1; m += MR)
+                        micro_kernel(kc, ap + (size_t)(m - m0) / MR * kc * MR, bp + (size_t)n * K + (size_t)k0 * NR,
+                                     c + m * ldc + n, ldc, m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR,
+                                     accumulate || k0 > 0);
             }
         }
 }
