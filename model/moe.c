@@ -418,6 +418,21 @@ static void axpy(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
+/* acc[0..D) += sum_{j < n} w[j] x[j * stride + (0..D)]: each 8 channels stay in a register over j */
+static void add_weighted_rows(float *acc, const float *w, const float *x, size_t stride, int n, int D) {
+    int d = 0;
+    for (; d + 8 <= D; d += 8) {
+        v8 a = load8(acc + d);
+        for (int j = 0; j < n; j++) a = FMA8(splat8(w[j]), load8(x + j * stride + d), a);
+        store8(acc + d, a);
+    }
+    for (; d < D; d++) {
+        float a = acc[d];
+        for (int j = 0; j < n; j++) a += w[j] * x[j * stride + d];
+        acc[d] = a;
+    }
+}
+
 static float dot_f(const float *x, const float *y, int n) {
     float s = 0.0f;
     for (int i = 0; i < n; i++) s += x[i] * y[i];
@@ -442,13 +457,18 @@ static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, 
     }
 }
 
+/* p[j] = exp(s[j] - shift) for j < n rounded up to 8 (the lanes past n are computed, not used) */
+static void exp_shifted(float *p, const float *s, float shift, int n) {
+    for (int j = 0; j < n; j += 8) store8(p + j, exp8(load8(s + j) - splat8(shift)));
+}
+
 /* the first visible key of query i */
 static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
 
-/* out_i and lse_i of one query row from its scores (online softmax over key blocks); kt is this
- * head's transposed keys, acc and s scratch of D and ATT_BLOCK floats */
+/* out_i and lse_i of one query row (online softmax over key blocks); kt is this head's transposed
+ * keys, v its values (rows KV*D floats apart), acc, s and p scratch of D, ATT_BLOCK, ATT_BLOCK floats */
 static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *v, int i,
-                          int Tp, int KV, int D, int window, float scale, float *acc, float *s) {
+                          int Tp, int KV, int D, int window, float scale, float *acc, float *s, float *p) {
     int j0 = first_key(i, window);
     float mx = -INFINITY, l = 0.0f;
     memset(acc, 0, sizeof(float) * D);
@@ -463,11 +483,9 @@ static void attention_row(float *out_i, float *lse_i, const float *q_i, const fl
             for (int d = 0; d < D; d++) acc[d] *= alpha;
             mx = bmx;
         }
-        for (int j = lo; j < hi; j++) {
-            float p = expf(s[j - jb] - mx);
-            l += p;
-            axpy(acc, p, v + (size_t)j * KV * D, D);
-        }
+        exp_shifted(p, s, mx, hi - jb);
+        for (int j = lo; j < hi; j++) l += p[j - jb];
+        add_weighted_rows(acc, p + (lo - jb), v + (size_t)lo * KV * D, (size_t)KV * D, hi - lo, D);
     }
     for (int d = 0; d < D; d++) out_i[d] = acc[d] / l;
     *lse_i = mx + logf(l);
@@ -480,7 +498,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 #pragma omp parallel
     {
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *acc = st_malloc(sizeof(float) * (size_t)D);
-        float s[ATT_BLOCK];
+        float s[ATT_BLOCK], p[ATT_BLOCK];
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
@@ -489,7 +507,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                 for (int i = 0; i < T; i++) {
                     size_t row = (((size_t)b * T + i) * H + h) * D;
                     attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, v + kv_off, i, Tp, KV,
-                                  D, window, scale, acc, s);
+                                  D, window, scale, acc, s, p);
                 }
             }
         free(kt), free(acc);
@@ -503,6 +521,7 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
 #pragma omp parallel
     {
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *s = st_malloc(sizeof(float) * (size_t)Tp);
+        float *p = st_malloc(sizeof(float) * (size_t)Tp);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
@@ -512,10 +531,11 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
                     int j0 = first_key(i, window), jb = j0 / 8 * 8;
                     memset(a, 0, sizeof(float) * T);
                     row_dots(s, q + (((size_t)b * T + i) * H + h) * D, kt, Tp, jb, i + 1, D, scale);
-                    for (int j = j0; j <= i; j++) a[j] = expf(s[j - jb] - l);
+                    exp_shifted(p, s, l, i + 1 - jb);
+                    memcpy(a + j0, p + (j0 - jb), sizeof(float) * (size_t)(i + 1 - j0));
                 }
             }
-        free(kt), free(s);
+        free(kt), free(s), free(p);
     }
 }
 
@@ -532,10 +552,11 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     {
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
         float *s = st_malloc(sizeof(float) * (size_t)Tp), *dp = st_malloc(sizeof(float) * (size_t)Tp);
+        float *p = st_malloc(sizeof(float) * (size_t)Tp);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
-                size_t kv_off = (size_t)b * T * KV * D + (size_t)kvh * D;
+                size_t kv_off = (size_t)b * T * KV * D + (size_t)kvh * D, stride = (size_t)KV * D;
                 transpose_head(kt, k + kv_off, T, Tp, KV, D);
                 transpose_head(vt, v + kv_off, T, Tp, KV, D);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
@@ -543,19 +564,19 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         size_t row = (((size_t)b * T + i) * H + h) * D;
                         const float *qi = q + row, *doi = dout + row;
                         float l = lse[((size_t)b * H + h) * T + i], delta = dot_f(doi, out + row, D);
-                        int j0 = first_key(i, window), jb = j0 / 8 * 8;
+                        int j0 = first_key(i, window), jb = j0 / 8 * 8, n = i + 1 - jb;
                         row_dots(s, qi, kt, Tp, jb, i + 1, D, scale);
                         row_dots(dp, doi, vt, Tp, jb, i + 1, D, 1.0f);
+                        exp_shifted(p, s, l, n);
+                        for (int j = 0; j < n; j++) s[j] = p[j] * (dp[j] - delta) * scale; /* s <- dscore / sqrt(D) */
+                        add_weighted_rows(dq + row, s + (j0 - jb), k + kv_off + j0 * stride, stride, i + 1 - j0, D);
                         for (int j = j0; j <= i; j++) {
-                            float p = expf(s[j - jb] - l), ds = p * (dp[j - jb] - delta) * scale;
-                            size_t kj = kv_off + (size_t)j * KV * D;
-                            axpy(dq + row, ds, k + kj, D);
-                            axpy(dk + kj, ds, qi, D);
-                            axpy(dv + kj, p, doi, D);
+                            axpy(dk + kv_off + j * stride, s[j - jb], qi, D);
+                            axpy(dv + kv_off + j * stride, p[j - jb], doi, D);
                         }
                     }
             }
-        free(kt), free(vt), free(s), free(dp);
+        free(kt), free(vt), free(s), free(dp), free(p);
     }
 }
 
