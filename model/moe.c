@@ -272,11 +272,15 @@ static const float *pack_b(const float *b, size_t sbk, size_t sbn, int K, int N)
 #pragma omp parallel for schedule(static)
     for (int q = 0; q < panels; q++) {
         float *dst = packed_b + (size_t)q * K * NR;
-        for (int k = 0; k < K; k++)
-            for (int j = 0; j < NR; j++) {
-                size_t n = (size_t)q * NR + j;
-                dst[(size_t)k * NR + j] = n < (size_t)N ? b[k * sbk + n * sbn] : 0.0f;
+        size_t n0 = (size_t)q * NR;
+        for (int k = 0; k < K; k++) {
+            if (sbn == 1 && n0 + NR <= (size_t)N) { /* a full panel of a row-major B: one 64-byte copy */
+                memcpy(dst + (size_t)k * NR, b + k * sbk + n0, sizeof(float) * NR);
+                continue;
             }
+            for (int j = 0; j < NR; j++)
+                dst[(size_t)k * NR + j] = n0 + j < (size_t)N ? b[k * sbk + (n0 + j) * sbn] : 0.0f;
+        }
     }
     return packed_b;
 }
@@ -411,7 +415,7 @@ void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int
 enum { ATT_BLOCK = 64 };
 
 /* y[0..n) += a x[0..n) */
-static void axpy(float *y, float a, const float *x, int n) {
+static inline void axpy(float *y, float a, const float *x, int n) {
     int i = 0;
     v8 va = splat8(a);
     for (; i + 8 <= n; i += 8) store8(y + i, FMA8(va, load8(x + i), load8(y + i)));
@@ -419,7 +423,7 @@ static void axpy(float *y, float a, const float *x, int n) {
 }
 
 /* acc[0..D) += sum_{j < n} w[j] x[j * stride + (0..D)]: each 8 channels stay in a register over j */
-static void add_weighted_rows(float *acc, const float *w, const float *x, size_t stride, int n, int D) {
+static inline void add_weighted_rows(float *acc, const float *w, const float *x, size_t stride, int n, int D) {
     int d = 0;
     for (; d + 8 <= D; d += 8) {
         v8 a = load8(acc + d);
@@ -446,6 +450,12 @@ static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int
         for (int j = 0; j < Tp; j++) xt[(size_t)d * Tp + j] = j < T ? x[(size_t)j * KV * D + d] : 0.0f;
 }
 
+/* xc[j][d] = x[j][d] of one (sequence, K/V head) as a contiguous [T][D] block (rows KV*D floats
+ * apart in x share cache sets when KV*D is a power of two) */
+static void copy_head(float *xc, const float *x, int T, int KV, int D) {
+    for (int j = 0; j < T; j++) memcpy(xc + (size_t)j * D, x + (size_t)j * KV * D, sizeof(float) * D);
+}
+
 /* s[j - j0] = scale * (x . yt[.][j]) for j in [j0, j1), j0 a multiple of 8, in 8-wide blocks (so up to
  * 7 lanes past j1 are computed too: yt is padded). Each lane sums over d in the same order whatever
  * j0 is, so the forward, the probes' probabilities and the backward get bit-identical scores. */
@@ -466,9 +476,9 @@ static void exp_shifted(float *p, const float *s, float shift, int n) {
 static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
 
 /* out_i and lse_i of one query row (online softmax over key blocks); kt is this head's transposed
- * keys, v its values (rows KV*D floats apart), acc, s and p scratch of D, ATT_BLOCK, ATT_BLOCK floats */
-static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *v, int i,
-                          int Tp, int KV, int D, int window, float scale, float *acc, float *s, float *p) {
+ * keys, vc its values [T][D], acc, s and p scratch of D, ATT_BLOCK, ATT_BLOCK floats */
+static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *vc, int i,
+                          int Tp, int D, int window, float scale, float *acc, float *s, float *p) {
     int j0 = first_key(i, window);
     float mx = -INFINITY, l = 0.0f;
     memset(acc, 0, sizeof(float) * D);
@@ -485,7 +495,7 @@ static void attention_row(float *out_i, float *lse_i, const float *q_i, const fl
         }
         exp_shifted(p, s, mx, hi - jb);
         for (int j = lo; j < hi; j++) l += p[j - jb];
-        add_weighted_rows(acc, p + (lo - jb), v + (size_t)lo * KV * D, (size_t)KV * D, hi - lo, D);
+        add_weighted_rows(acc, p + (lo - jb), vc + (size_t)lo * D, (size_t)D, hi - lo, D);
     }
     for (int d = 0; d < D; d++) out_i[d] = acc[d] / l;
     *lse_i = mx + logf(l);
@@ -497,20 +507,21 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel
     {
-        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *acc = st_malloc(sizeof(float) * (size_t)D);
-        float s[ATT_BLOCK], p[ATT_BLOCK];
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vc = st_malloc(sizeof(float) * (size_t)T * D);
+        float *acc = st_malloc(sizeof(float) * (size_t)D), s[ATT_BLOCK], p[ATT_BLOCK];
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 size_t kv_off = (size_t)b * T * KV * D + (size_t)(h / group) * D;
                 transpose_head(kt, k + kv_off, T, Tp, KV, D);
+                copy_head(vc, v + kv_off, T, KV, D);
                 for (int i = 0; i < T; i++) {
                     size_t row = (((size_t)b * T + i) * H + h) * D;
-                    attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, v + kv_off, i, Tp, KV,
-                                  D, window, scale, acc, s, p);
+                    attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, vc, i, Tp, D, window,
+                                  scale, acc, s, p);
                 }
             }
-        free(kt), free(acc);
+        free(kt), free(vc), free(acc);
     }
 }
 
@@ -552,13 +563,17 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     {
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
         float *s = st_malloc(sizeof(float) * (size_t)Tp), *dp = st_malloc(sizeof(float) * (size_t)Tp);
-        float *p = st_malloc(sizeof(float) * (size_t)Tp);
+        float *p = st_malloc(sizeof(float) * (size_t)Tp), *kc = st_malloc(sizeof(float) * (size_t)T * D);
+        float *dkc = st_malloc(sizeof(float) * (size_t)T * D), *dvc = st_malloc(sizeof(float) * (size_t)T * D);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
                 size_t kv_off = (size_t)b * T * KV * D + (size_t)kvh * D, stride = (size_t)KV * D;
                 transpose_head(kt, k + kv_off, T, Tp, KV, D);
                 transpose_head(vt, v + kv_off, T, Tp, KV, D);
+                copy_head(kc, k + kv_off, T, KV, D);
+                memset(dkc, 0, sizeof(float) * (size_t)T * D); /* this head's dk, dv, contiguous [T][D] */
+                memset(dvc, 0, sizeof(float) * (size_t)T * D);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
                     for (int i = 0; i < T; i++) {
                         size_t row = (((size_t)b * T + i) * H + h) * D;
@@ -569,14 +584,18 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         row_dots(dp, doi, vt, Tp, jb, i + 1, D, 1.0f);
                         exp_shifted(p, s, l, n);
                         for (int j = 0; j < n; j++) s[j] = p[j] * (dp[j] - delta) * scale; /* s <- dscore / sqrt(D) */
-                        add_weighted_rows(dq + row, s + (j0 - jb), k + kv_off + j0 * stride, stride, i + 1 - j0, D);
+                        add_weighted_rows(dq + row, s + (j0 - jb), kc + (size_t)j0 * D, (size_t)D, i + 1 - j0, D);
                         for (int j = j0; j <= i; j++) {
-                            axpy(dk + kv_off + j * stride, s[j - jb], qi, D);
-                            axpy(dv + kv_off + j * stride, p[j - jb], doi, D);
+                            axpy(dkc + (size_t)j * D, s[j - jb], qi, D);
+                            axpy(dvc + (size_t)j * D, p[j - jb], doi, D);
                         }
                     }
+                for (int j = 0; j < T; j++) {
+                    axpy(dk + kv_off + j * stride, 1.0f, dkc + (size_t)j * D, D);
+                    axpy(dv + kv_off + j * stride, 1.0f, dvc + (size_t)j * D, D);
+                }
             }
-        free(kt), free(vt), free(s), free(dp), free(p);
+        free(kt), free(vt), free(s), free(dp), free(p), free(kc), free(dkc), free(dvc);
     }
 }
 
@@ -650,18 +669,40 @@ void topk_backward(float *dprobs, const float *dw, const float *probs, const int
 }
 
 /* --- SwiGLU: h = silu(g) * u, silu(g) = g * sigmoid(g) --- */
+/* x[0..m) as a vector, m <= 8, zeros past m; and the matching store. Every element goes through the
+ * same vector code wherever it sits in the array, so its value does not depend on its position. */
+static v8 load_part(const float *x, size_t m) {
+    if (m == 8) return load8(x);
+    v8 v = splat8(0.0f);
+    memcpy(&v, x, sizeof(float) * m);
+    return v;
+}
+
+static void store_part(float *x, v8 v, size_t m) {
+    if (m == 8) store8(x, v);
+    else memcpy(x, &v, sizeof(float) * m);
+}
+
+static v8 sigmoid8(v8 x) { return splat8(1.0f) / (splat8(1.0f) + exp8(-x)); }
+
 void swiglu_forward(float *h, const float *g, const float *u, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        v8 gv = load_part(g + i, m);
+        store_part(h + i, gv * sigmoid8(gv) * load_part(u + i, m), m);
+    }
 }
 
 /* silu'(g) = sigmoid(g) (1 + g (1 - sigmoid(g))) */
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float sig = 1.0f / (1.0f + expf(-g[i]));
-        dg[i] += dh[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
-        du[i] += dh[i] * g[i] * sig;
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        v8 gv = load_part(g + i, m), dhv = load_part(dh + i, m), sig = sigmoid8(gv);
+        v8 dgv = dhv * load_part(u + i, m) * sig * (splat8(1.0f) + gv * (splat8(1.0f) - sig));
+        store_part(dg + i, load_part(dg + i, m) + dgv, m);
+        store_part(du + i, load_part(du + i, m) + dhv * gv * sig, m);
     }
 }
 
