@@ -237,16 +237,20 @@ int main(int argc, char **argv) {
     }
     if (quick) steps = 2;
     int threads = omp_get_max_threads();
-    printf("sinktrace bench: %d thread%s (OMP_NUM_THREADS), FMA %s\n", threads, threads > 1 ? "s" : "",
+    double load = -1.0; /* other processes on the same cores slow every figure below */
+    getloadavg(&load, 1);
+    printf("sinktrace bench: %d thread%s (OMP_NUM_THREADS), FMA %s; load average %.2f on %d cores before the run\n",
+           threads, threads > 1 ? "s" : "",
 #if defined(__FMA__)
-           "on"
+           "on",
 #else
-           "off (portable build)"
+           "off (portable build)",
 #endif
-    );
+           load, omp_get_num_procs());
 
     double peak = measure_peak_gflops(threads), peak1 = measure_peak_gflops(1);
-    printf("\npeak FP32 (FMA loop): %.1f GFLOP/s on %d threads, %.1f on 1\n", peak, threads, peak1);
+    printf("\npeak FP32 (FMA loop): %.1f GFLOP/s on %d thread%s, %.1f on 1\n", peak, threads, threads > 1 ? "s" : "",
+           peak1);
 
     MoeConfig dc, lc;
     moe_config_default(&dc);
@@ -280,7 +284,7 @@ int main(int argc, char **argv) {
     bench_steps(&one, 1, steps > 3 ? 3 : steps, peak1);
     print_steps(&one);
     double scaling = def.tokens_per_s / one.tokens_per_s;
-    printf("\nscaling: %.2fx the tokens/s of 1 thread on %d threads\n", scaling, threads);
+    printf("\nscaling: %.2fx the tokens/s of 1 thread on %d thread%s\n", scaling, threads, threads > 1 ? "s" : "");
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double rss_mb = ru.ru_maxrss / 1024.0;
@@ -289,6 +293,7 @@ int main(int argc, char **argv) {
     StJson j = {0};
     sj_begin(&j);
     sj_int(&j, "threads", threads);
+    sj_num(&j, "load_average", load);
     sj_bool(&j, "fma", 
 #if defined(__FMA__)
             1

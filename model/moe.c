@@ -250,48 +250,64 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
  * and 12 FMAs. Both operands are first copied into panels the micro-kernel reads contiguously
  * (strided rows would fight over the same cache sets): B once per call as [K][NR] column panels, A
  * per macro tile as [KC][MR] row panels. Macro tiles of MC x NC elements of C are the unit of
- * parallel work. Every element of C is computed by one thread, summing over k in the same order
- * whatever the thread count or the tile it falls in, so results are bit-identical across runs and
- * thread counts, and a row's result does not depend on the other rows. */
+ * parallel work, and several independent products (both backward products; all experts of a MoE
+ * block) share one parallel pass, so threads meet at a barrier once per batch, not once per product.
+ * Every element of C is computed by one thread, summing over k in the same order whatever the
+ * thread count or the tile it falls in, so results are bit-identical across runs and thread counts,
+ * and a row's result does not depend on the other rows. */
 enum { MR = 6, NR = 16, KC = 256, MC = 48, NC = 64 };
 
-/* the packed B, grown on demand and kept: matmuls run one at a time (each parallel inside) */
+/* one product C [M][N] (row stride ldc) = A B, or += A B when accumulate, with
+ * A(m, k) = a[m * sam + k * sak] and B(k, n) = b[k * sbk + n * sbn] */
+typedef struct {
+    float *c;
+    size_t ldc;
+    const float *a;
+    size_t sam, sak;
+    const float *b;
+    size_t sbk, sbn;
+    int M, N, K, accumulate;
+} Gemm;
+
+/* the three products of a linear layer, as above */
+static Gemm linear_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
+    return (Gemm){out, (size_t)OUT, in, (size_t)IN, 1, w, 1, (size_t)IN, N, OUT, IN, 0};
+}
+
+static Gemm linear_din(float *din, const float *dout, const float *w, int N, int IN, int OUT) {
+    return (Gemm){din, (size_t)IN, dout, (size_t)OUT, 1, w, (size_t)IN, 1, N, IN, OUT, 1};
+}
+
+static Gemm linear_dw(float *dw, const float *dout, const float *in, int N, int IN, int OUT) {
+    return (Gemm){dw, (size_t)IN, dout, 1, (size_t)OUT, in, (size_t)IN, 1, OUT, IN, N, 1};
+}
+
+/* the packed B panels of a batch, grown on demand and kept: batches run one at a time */
 static float *packed_b;
 static size_t packed_b_cap;
 
-/* B(k, n) = b[k * sbk + n * sbn] as panels of NR columns, panel q at packed_b + q * K * NR holding
- * [K][NR] floats; zero columns pad the last panel */
-static const float *pack_b(const float *b, size_t sbk, size_t sbn, int K, int N) {
-    int panels = (N + NR - 1) / NR;
-    size_t need = (size_t)panels * K * NR;
-    if (need > packed_b_cap) {
-        free(packed_b);
-        packed_b = st_malloc(sizeof(float) * need);
-        packed_b_cap = need;
-    }
-#pragma omp parallel for schedule(static)
-    for (int q = 0; q < panels; q++) {
-        float *dst = packed_b + (size_t)q * K * NR;
-        size_t n0 = (size_t)q * NR;
-        for (int k = 0; k < K; k++) {
-            if (sbn == 1 && n0 + NR <= (size_t)N) { /* a full panel of a row-major B: one 64-byte copy */
-                memcpy(dst + (size_t)k * NR, b + k * sbk + n0, sizeof(float) * NR);
-                continue;
-            }
-            for (int j = 0; j < NR; j++)
-                dst[(size_t)k * NR + j] = n0 + j < (size_t)N ? b[k * sbk + (n0 + j) * sbn] : 0.0f;
+static int panels_of(const Gemm *g) { return (g->N + NR - 1) / NR; }
+
+/* panel q (columns q*NR ..) of g's B into dst as [K][NR] floats; zero columns pad the last panel */
+static void pack_b_panel(float *dst, const Gemm *g, int q) {
+    size_t n0 = (size_t)q * NR;
+    for (int k = 0; k < g->K; k++) {
+        const float *row = g->b + k * g->sbk;
+        if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one 64-byte copy */
+            memcpy(dst + (size_t)k * NR, row + n0, sizeof(float) * NR);
+            continue;
         }
+        for (int j = 0; j < NR; j++) dst[(size_t)k * NR + j] = n0 + j < (size_t)g->N ? row[(n0 + j) * g->sbn] : 0.0f;
     }
-    return packed_b;
 }
 
-/* rows m0..m1 and k0..k0+kc of A(m, k) = a[m * sam + k * sak] as panels of MR rows, panel p at
- * dst + p * kc * MR holding [kc][MR] floats; zero rows pad the last panel */
-static void pack_a(float *dst, const float *a, size_t sam, size_t sak, int m0, int m1, int k0, int kc) {
+/* rows m0..m1 and k0..k0+kc of g's A as panels of MR rows, panel p at dst + p * kc * MR holding
+ * [kc][MR] floats; zero rows pad the last panel */
+static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
     for (int m = m0; m < m1; m += MR, dst += (size_t)kc * MR)
         for (int k = 0; k < kc; k++)
             for (int r = 0; r < MR; r++)
-                dst[k * MR + r] = m + r < m1 ? a[(size_t)(m + r) * sam + (size_t)(k0 + k) * sak] : 0.0f;
+                dst[k * MR + r] = m + r < m1 ? g->a[(size_t)(m + r) * g->sam + (size_t)(k0 + k) * g->sak] : 0.0f;
 }
 
 /* one tile: c[r][j] (+)= sum_{k < kc} a[k][r] b[k][j] over packed panels, r < rows, j < cols */
@@ -323,46 +339,71 @@ static void micro_kernel(int kc, const float *a, const float *b, float *c, size_
         for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
 }
 
-/* C [M][N] (row stride ldc) = A B, or += A B when accumulate; A(m, k) = a[m * sam + k * sak] and
- * B(k, n) = b[k * sbk + n * sbn] */
-static void gemm(float *c, size_t ldc, const float *a, size_t sam, size_t sak, const float *b, size_t sbk,
-                 size_t sbn, int M, int N, int K, int accumulate) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* an empty sum */
-        if (!accumulate)
-            for (int m = 0; m < M; m++) memset(c + m * ldc, 0, sizeof(float) * N);
-        return;
+/* macro tile (mt, nt) of g, whose B panels start at bp */
+static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
+    _Alignas(32) float ap[MC * KC];
+    int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < g->M ? m0 + MC : g->M, n1 = n0 + NC < g->N ? n0 + NC : g->N;
+    for (int k0 = 0; k0 < g->K; k0 += KC) {
+        int kc = g->K - k0 < KC ? g->K - k0 : KC;
+        pack_a(ap, g, m0, m1, k0, kc);
+        for (int n = n0; n < n1; n += NR)
+            for (int m = m0; m < m1; m += MR)
+                micro_kernel(kc, ap + (size_t)(m - m0) / MR * kc * MR, bp + (size_t)n * g->K + (size_t)k0 * NR,
+                             g->c + m * g->ldc + n, g->ldc, m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR,
+                             g->accumulate || k0 > 0);
     }
-    const float *bp = pack_b(b, sbk, sbn, K, N);
-    int mtiles = (M + MC - 1) / MC, ntiles = (N + NC - 1) / NC;
-    /* dynamic: tiles cost the same whichever thread runs them, so the schedule only balances load */
-#pragma omp parallel for collapse(2) schedule(dynamic)
-    for (int mt = 0; mt < mtiles; mt++)
-        for (int nt = 0; nt < ntiles; nt++) {
-            _Alignas(32) float ap[MC * KC];
-            int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < M ? m0 + MC : M, n1 = n0 + NC < N ? n0 + NC : N;
-            for (int k0 = 0; k0 < K; k0 += KC) {
-                int kc = K - k0 < KC ? K - k0 : KC;
-                pack_a(ap, a, sam, sak, m0, m1, k0, kc);
-                for (int n = n0; n < n1; n += NR)
-                    for (int m = m0; m < m1; m += MR)
-                        micro_kernel(kc, ap + (size_t)(m - m0) / MR * kc * MR, bp + (size_t)n * K + (size_t)k0 * NR,
-                                     c + m * ldc + n, ldc, m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR,
-                                     accumulate || k0 > 0);
-            }
+}
+
+/* runs n products, no two of which write the same C, in one parallel region: first every B panel
+ * is packed, then every macro tile of every product is computed */
+static void gemm_batch(const Gemm *g, int n) {
+    size_t boff[n + 1];            /* product i's packed panels start at packed_b + boff[i] */
+    int pstart[n + 1], tstart[n + 1]; /* its first panel and first macro tile in the batch's numbering */
+    boff[0] = 0, pstart[0] = 0, tstart[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int live = g[i].M > 0 && g[i].N > 0 && g[i].K > 0;
+        if (g[i].K <= 0 && !g[i].accumulate) /* an empty sum */
+            for (int m = 0; m < g[i].M; m++) memset(g[i].c + m * g[i].ldc, 0, sizeof(float) * g[i].N);
+        int panels = live ? panels_of(&g[i]) : 0;
+        boff[i + 1] = boff[i] + (size_t)panels * NR * (live ? g[i].K : 0);
+        pstart[i + 1] = pstart[i] + panels;
+        tstart[i + 1] = tstart[i] + (live ? (g[i].M + MC - 1) / MC * ((g[i].N + NC - 1) / NC) : 0);
+    }
+    if (boff[n] > packed_b_cap) {
+        free(packed_b);
+        packed_b = st_malloc(sizeof(float) * boff[n]);
+        packed_b_cap = boff[n];
+    }
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int p = 0; p < pstart[n]; p++) {
+            int i = 0;
+            while (p >= pstart[i + 1]) i++;
+            pack_b_panel(packed_b + boff[i] + (size_t)(p - pstart[i]) * NR * g[i].K, &g[i], p - pstart[i]);
         }
+        /* dynamic: a tile costs the same whichever thread runs it, so the schedule only balances load */
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < tstart[n]; t++) {
+            int i = 0;
+            while (t >= tstart[i + 1]) i++;
+            int ntiles = (g[i].N + NC - 1) / NC, local = t - tstart[i];
+            gemm_macro_tile(&g[i], packed_b + boff[i], local / ntiles, local % ntiles);
+        }
+    }
 }
 
 void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
-    gemm(out, OUT, in, IN, 1, w, 1, IN, N, OUT, IN, 0);
+    Gemm g = linear_forward(out, in, w, N, IN, OUT);
+    gemm_batch(&g, 1);
 }
 
 /* din[n][i] += sum_o dout[n][o] w[o][i]   (din may be NULL when not needed)
  * dw[o][i]  += sum_n dout[n][o] in[n][i] */
 void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
                      int OUT) {
-    if (din) gemm(din, IN, dout, OUT, 1, w, IN, 1, N, IN, OUT, 1);
-    gemm(dw, IN, dout, 1, OUT, in, IN, 1, OUT, IN, N, 1);
+    Gemm g[2] = {linear_dw(dw, dout, in, N, IN, OUT), linear_din(din, dout, w, N, IN, OUT)};
+    gemm_batch(g, din ? 2 : 1);
 }
 
 /* --- RoPE --- */
@@ -1083,20 +1124,23 @@ static void moe_block_forward(Moe *m, int l) {
     TIMED(m, MOE_OP_ROUTING, group_by_expert(b, N, E, K));
     TIMED(m, MOE_OP_ROUTING, gather_rows(b, N * K, C));
     ExpertWeights ew = expert_weights(m, m->params, l);
+    Gemm g[2 * E]; /* every expert's gate and up products in one parallel pass, then every down product */
+    int n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         m->expert_load[l * E + e] = (float)ne / (float)(N * K);
         if (!ne) continue;
-        TIMED(m, MOE_OP_MATMUL, matmul_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F));
-        TIMED(m, MOE_OP_MATMUL, matmul_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F));
+        g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
+        g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
     }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
+    n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne)
-            TIMED(m, MOE_OP_MATMUL,
-                  matmul_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C));
+        if (ne) g[n++] = linear_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
     }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs(b, N, K, C));
 }
 
@@ -1216,26 +1260,40 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
     int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
     size_t NK = (size_t)N * K;
-    memset(a->dh, 0, sizeof(float) * NK * F);
-    memset(a->dg, 0, sizeof(float) * NK * F);
-    memset(a->du, 0, sizeof(float) * NK * F);
-    memset(a->dxg, 0, sizeof(float) * NK * C);
     ExpertWeights ew = expert_weights(m, m->params, l), dew = expert_weights(m, m->grads, l);
-    for (int e = 0; e < E; e++) {
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne)
-            TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dh + (size_t)r0 * F, dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C,
-                            b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C));
-    }
-    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
-    for (int e = 0; e < E; e++) {
+    /* each step runs every expert's products in one parallel pass. Every grouped row belongs to one
+     * expert, so the first product into dh and into dxg overwrites them (no zeroing pass). */
+    Gemm g[3 * E];
+    int n = 0;
+    for (int e = 0; e < E; e++) { /* down: dh = deo W_down, dW_down += deo^T h */
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (!ne) continue;
-        TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxg + (size_t)r0 * C, dew.gate + (size_t)e * F * C, a->dg + (size_t)r0 * F,
-                        b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F));
-        TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxg + (size_t)r0 * C, dew.up + (size_t)e * F * C, a->du + (size_t)r0 * F,
-                        b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F));
+        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, ew.down + (size_t)e * C * F, ne, F, C);
+        g[n++].accumulate = 0;
+        g[n++] = linear_dw(dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
     }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    memset(a->dg, 0, sizeof(float) * NK * F);
+    memset(a->du, 0, sizeof(float) * NK * F);
+    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
+    n = 0;
+    for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg, dW_up += du^T xg */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (!ne) continue;
+        const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
+        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, ew.gate + (size_t)e * F * C, ne, C, F);
+        g[n++].accumulate = 0;
+        g[n++] = linear_dw(dew.gate + (size_t)e * F * C, dg, xg, ne, C, F);
+        g[n++] = linear_dw(dew.up + (size_t)e * F * C, du, xg, ne, C, F);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    n = 0;
+    for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg) */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (ne)
+            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, ew.up + (size_t)e * F * C, ne, C, F);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
     if (is_dense(c)) return;
     /* router: weights <- top-k <- softmax <- logits, plus the aux loss on the probabilities and the
