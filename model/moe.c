@@ -255,7 +255,7 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
  * Every element of C is computed by one thread, summing over k in the same order whatever the
  * thread count or the tile it falls in, so results are bit-identical across runs and thread counts,
  * and a row's result does not depend on the other rows. */
-enum { MR = 6, NR = 16, KC = 256, MC = 48, NC = 64 };
+enum { MR = 6, NR = 16, KC = 256, MC = 48, NC = 128 };
 
 /* one product C [M][N] (row stride ldc) = A B, or += A B when accumulate, with
  * A(m, k) = a[m * sam + k * sak] and B(k, n) = b[k * sbk + n * sbn] */
@@ -302,12 +302,21 @@ static void pack_b_panel(float *dst, const Gemm *g, int q) {
 }
 
 /* rows m0..m1 and k0..k0+kc of g's A as panels of MR rows, panel p at dst + p * kc * MR holding
- * [kc][MR] floats; zero rows pad the last panel */
+ * [kc][MR] floats; zero rows pad the last panel. The loops follow whichever of A's strides is 1. */
 static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
-    for (int m = m0; m < m1; m += MR, dst += (size_t)kc * MR)
-        for (int k = 0; k < kc; k++)
-            for (int r = 0; r < MR; r++)
-                dst[k * MR + r] = m + r < m1 ? g->a[(size_t)(m + r) * g->sam + (size_t)(k0 + k) * g->sak] : 0.0f;
+    for (int m = m0; m < m1; m += MR, dst += (size_t)kc * MR) {
+        int rows = m1 - m < MR ? m1 - m : MR;
+        const float *src = g->a + (size_t)m * g->sam + (size_t)k0 * g->sak;
+        if (rows < MR) memset(dst, 0, sizeof(float) * (size_t)kc * MR);
+        if (g->sak == 1) /* row-major A: each row is contiguous in k */
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < kc; k++) dst[k * MR + r] = src[r * g->sam + k];
+        else if (g->sam == 1) /* transposed A: each k holds the rows contiguously */
+            for (int k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * g->sak, sizeof(float) * rows);
+        else
+            for (int k = 0; k < kc; k++)
+                for (int r = 0; r < rows; r++) dst[k * MR + r] = src[r * g->sam + k * g->sak];
+    }
 }
 
 /* one tile: c[r][j] (+)= sum_{k < kc} a[k][r] b[k][j] over packed panels, r < rows, j < cols */
