@@ -472,9 +472,20 @@ static inline void axpy(float *y, float a, const float *x, int n) {
     for (; i < n; i++) y[i] += a * x[i];
 }
 
-/* acc[0..D) += sum_{j < n} w[j] x[j * stride + (0..D)]: each 8 channels stay in a register over j */
+/* acc[0..D) += sum_{j < n} w[j] x[j * stride + (0..D)]: 32 channels at a time stay in 4 registers
+ * over j (4 independent chains hide the FMA latency); each sum runs over j in order */
 static inline void add_weighted_rows(float *acc, const float *w, const float *x, size_t stride, int n, int D) {
     int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        v8 a0 = load8(acc + d), a1 = load8(acc + d + 8), a2 = load8(acc + d + 16), a3 = load8(acc + d + 24);
+        for (int j = 0; j < n; j++) {
+            const float *xj = x + j * stride + d;
+            v8 wj = splat8(w[j]);
+            a0 = FMA8(wj, load8(xj), a0), a1 = FMA8(wj, load8(xj + 8), a1);
+            a2 = FMA8(wj, load8(xj + 16), a2), a3 = FMA8(wj, load8(xj + 24), a3);
+        }
+        store8(acc + d, a0), store8(acc + d + 8, a1), store8(acc + d + 16, a2), store8(acc + d + 24, a3);
+    }
     for (; d + 8 <= D; d += 8) {
         v8 a = load8(acc + d);
         for (int j = 0; j < n; j++) a = FMA8(splat8(w[j]), load8(x + j * stride + d), a);
@@ -510,7 +521,19 @@ static void copy_head(float *xc, const float *x, int T, int KV, int D) {
  * 7 lanes past j1 are computed too: yt is padded). Each lane sums over d in the same order whatever
  * j0 is, so the forward, the probes' probabilities and the backward get bit-identical scores. */
 static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, int j1, int D, float scale) {
-    for (int j = j0; j < j1; j += 8) {
+    int j = j0;
+    for (; j + 24 < j1; j += 32) { /* 32 keys at a time: 4 independent chains share each broadcast */
+        v8 a0 = splat8(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (int d = 0; d < D; d++) {
+            const float *y = yt + (size_t)d * Tp + j;
+            v8 xd = splat8(x[d] * scale);
+            a0 = FMA8(xd, load8(y), a0), a1 = FMA8(xd, load8(y + 8), a1);
+            a2 = FMA8(xd, load8(y + 16), a2), a3 = FMA8(xd, load8(y + 24), a3);
+        }
+        store8(s + (j - j0), a0), store8(s + (j - j0) + 8, a1), store8(s + (j - j0) + 16, a2);
+        store8(s + (j - j0) + 24, a3);
+    }
+    for (; j < j1; j += 8) {
         v8 acc = splat8(0.0f);
         for (int d = 0; d < D; d++) acc = FMA8(splat8(x[d] * scale), load8(yt + (size_t)d * Tp + j), acc);
         store8(s + (j - j0), acc);
