@@ -217,6 +217,13 @@ static void json_steps(StJson *j, const char *prefix, const StepBench *s) {
 
 /* ------------------------------------------------------------------------------------------------ */
 
+/* the process's peak resident set so far, in MB */
+static double peak_rss_mb(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
 static void usage_error(const char *msg, const char *arg) {
     fprintf(stderr, "bench: %s%s (usage: bin/bench [--steps N] [--out FILE] [--quick])\n", msg, arg);
     exit(2);
@@ -279,16 +286,15 @@ int main(int argc, char **argv) {
     StepBench one = {.name = "default on 1 thread", .cfg = dc, .B = 16, .T = 256, .threads = 1};
     bench_steps(&def, 1, steps, peak);
     print_steps(&def);
-    bench_steps(&big, 1, steps, peak);
-    print_steps(&big);
     bench_steps(&one, 1, steps > 3 ? 3 : steps, peak1);
     print_steps(&one);
-    double scaling = def.tokens_per_s / one.tokens_per_s;
+    double scaling = def.tokens_per_s / one.tokens_per_s, rss_default_mb = peak_rss_mb();
     printf("\nscaling: %.2fx the tokens/s of 1 thread on %d thread%s\n", scaling, threads, threads > 1 ? "s" : "");
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double rss_mb = ru.ru_maxrss / 1024.0;
-    printf("peak resident memory: %.0f MB\n", rss_mb);
+    bench_steps(&big, 1, steps, peak);
+    print_steps(&big);
+    double rss_mb = peak_rss_mb();
+    printf("\npeak resident memory: %.0f MB with the default config, %.0f MB with the large one "
+           "(parameters, gradients and AdamW moments are 16 bytes per parameter)\n", rss_default_mb, rss_mb);
 
     StJson j = {0};
     sj_begin(&j);
@@ -314,6 +320,7 @@ int main(int argc, char **argv) {
     json_steps(&j, "large", &big);
     json_steps(&j, "default_1thread", &one);
     sj_num(&j, "scaling", scaling);
+    sj_num(&j, "default_peak_rss_mb", rss_default_mb);
     sj_num(&j, "peak_rss_mb", rss_mb);
     FILE *f = fopen(out_path, "w");
     if (!f) {

@@ -231,11 +231,14 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
         float *dx = din + (size_t)n * C;
         for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
     }
+    /* 8 channels at a time; each lane sums over n in order */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        float s = 0.0f;
-        for (int n = 0; n < N; n++) s += dout[(size_t)n * C + c] * in[(size_t)n * C + c] * rstd[n];
-        dgain[c] += s;
+    for (int c = 0; c < C; c += 8) {
+        size_t m = C - c < 8 ? (size_t)(C - c) : 8;
+        v8 s = splat8(0.0f);
+        for (int n = 0; n < N; n++)
+            s += load_part(dout + (size_t)n * C + c, m) * load_part(in + (size_t)n * C + c, m) * splat8(rstd[n]);
+        store_part(dgain + c, load_part(dgain + c, m) + s, m);
     }
 }
 
@@ -742,20 +745,6 @@ void topk_backward(float *dprobs, const float *dw, const float *probs, const int
 }
 
 /* --- SwiGLU: h = silu(g) * u, silu(g) = g * sigmoid(g) --- */
-/* x[0..m) as a vector, m <= 8, zeros past m; and the matching store. Every element goes through the
- * same vector code wherever it sits in the array, so its value does not depend on its position. */
-static v8 load_part(const float *x, size_t m) {
-    if (m == 8) return load8(x);
-    v8 v = splat8(0.0f);
-    memcpy(&v, x, sizeof(float) * m);
-    return v;
-}
-
-static void store_part(float *x, v8 v, size_t m) {
-    if (m == 8) store8(x, v);
-    else memcpy(x, &v, sizeof(float) * m);
-}
-
 static v8 sigmoid8(v8 x) { return splat8(1.0f) / (splat8(1.0f) + exp8(-x)); }
 
 void swiglu_forward(float *h, const float *g, const float *u, size_t n) {

@@ -48,6 +48,20 @@ static inline v8 load8(const float *p) {
 
 static inline void store8(float *p, v8 x) { memcpy(p, &x, sizeof x); }
 
+/* x[0..m) as a vector, m <= 8, zeros past m; and the matching store. An element goes through the same
+ * vector code whether or not it sits in a partial chunk, so its value does not depend on its position. */
+static inline v8 load_part(const float *x, size_t m) {
+    if (m == 8) return load8(x);
+    v8 v = {0};
+    memcpy(&v, x, sizeof(float) * m);
+    return v;
+}
+
+static inline void store_part(float *x, v8 v, size_t m) {
+    if (m == 8) store8(x, v);
+    else memcpy(x, &v, sizeof(float) * m);
+}
+
 static inline v8 splat8(float s) { return (v8){s, s, s, s, s, s, s, s}; }
 
 static inline float hsum8(v8 x) {
