@@ -1058,9 +1058,10 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     const float *x = resid_at(m, 2 * l);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps));
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
-    TIMED(m, MOE_OP_MATMUL, matmul_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D));
-    TIMED(m, MOE_OP_MATMUL, matmul_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D));
-    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D));
+    Gemm qkv[3] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
+                   linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
+                   linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D)};
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 3));
     if (c->qk_norm) { /* each head's q and k normalised over its D channels, one gain shared by heads */
         TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps));
         TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps));
