@@ -188,7 +188,8 @@ static void print_steps(const StepBench *s) {
     printf("  %-28s %10.1f   forward %.1f, backward %.1f, optimizer %.1f\n", "ms per step", s->ms_step, s->ms_fwd,
            s->ms_bwd, s->ms_opt);
     printf("  %-28s", "ms per step by operation");
-    for (int k = 0; k < MOE_OP_CLASSES; k++) printf(" %s %.1f%s", moe_op_class_names[k], s->ms_op[k], k + 1 < MOE_OP_CLASSES ? "," : "\n");
+    for (int k = 0; k < MOE_OP_CLASSES; k++)
+        printf(" %s %.1f%s", moe_op_class_names[k], s->ms_op[k], k + 1 < MOE_OP_CLASSES ? "," : "\n");
     printf("  %-28s %10.2f\n", "MFLOP per token (train)", s->flops_tok * 1e-6);
     printf("  %-28s %10.1f   = %.1f%% of the measured peak (MFU)\n", "achieved GFLOP/s", s->gflops, 100 * s->mfu);
 }

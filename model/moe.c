@@ -1056,19 +1056,23 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params;
     const float *x = resid_at(m, 2 * l);
-    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps));
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps));
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
     Gemm qkv[3] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
                    linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
                    linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D)};
     TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 3));
     if (c->qk_norm) { /* each head's q and k normalised over its D channels, one gain shared by heads */
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps));
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps));
     }
     TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
-    TIMED(m, MOE_OP_ATTENTION, attention_forward(b->y, b->lse, b->q, b->k, b->v, B, T, H, KV, D, cap ? cap->window : 0));
+    TIMED(m, MOE_OP_ATTENTION,
+          attention_forward(b->y, b->lse, b->q, b->k, b->v, B, T, H, KV, D, cap ? cap->window : 0));
     if (cap && cap->zero_head)
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++)
@@ -1098,7 +1102,8 @@ static void group_by_expert(BlockActs *b, int N, int E, int k) {
 /* xg[r] = xn2[token of grouped row r]: the MoE input permuted into expert order */
 static void gather_rows(BlockActs *b, int rows, int C) {
 #pragma omp parallel for schedule(static)
-    for (int r = 0; r < rows; r++) memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
+    for (int r = 0; r < rows; r++)
+        memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
 }
 
 /* mo[n] = sum_j w[n][j] eo[grouped row of slot (n, j)]: back to token order, weighted */
@@ -1137,7 +1142,8 @@ static void moe_block_forward(Moe *m, int l) {
         for (int n = 0; n < N; n++) b->idx[n] = 0, b->w[n] = 1.0f;
         b->aux = b->z = 0.0f;
     } else {
-        TIMED(m, MOE_OP_MATMUL, matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E));
+        TIMED(m, MOE_OP_MATMUL,
+              matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E));
         TIMED(m, MOE_OP_ROUTING, softmax_forward(b->probs, b->rlogits, N, E));
         TIMED(m, MOE_OP_ROUTING, topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk));
         TIMED(m, MOE_OP_ROUTING, b->aux = aux_loss_forward(b->probs, b->idx, N, E, K));
@@ -1160,7 +1166,8 @@ static void moe_block_forward(Moe *m, int l) {
     n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne) g[n++] = linear_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
+        if (ne)
+            g[n++] = linear_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs(b, N, K, C));
@@ -1213,7 +1220,8 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
         apply_patch(m, cap, 2 * l + 1);
         BlockActs *b = &a->blk[l];
         const float *x_mid = resid_at(m, 2 * l + 1);
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps));
         moe_block_forward(m, l);
         if (cap && cap->ablate_moe)
             ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
@@ -1226,7 +1234,9 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
         for (int p = 0; p <= 2 * L; p++)
             memcpy(cap->resid + (size_t)p * N * C, resid_at(m, p), sizeof(float) * (size_t)N * C);
 
-    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C, c->rms_eps));
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C,
+                          c->rms_eps));
     const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
     TIMED(m, MOE_OP_MATMUL, matmul_forward(m->logits, a->xnf, head, N, C, V));
 
@@ -1339,12 +1349,14 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params, *G = m->grads;
     memset(a->dy, 0, sizeof(float) * (size_t)N * H * D);
-    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dy, block_tensor(m, G, l, "attn.wo"), dresid, b->y, block_tensor(m, P, l, "attn.wo"), N,
-                    H * D, C));
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dy, block_tensor(m, G, l, "attn.wo"), dresid, b->y, block_tensor(m, P, l, "attn.wo"), N,
+                          H * D, C));
     memset(a->dq, 0, sizeof(float) * (size_t)N * H * D);
     memset(a->dk, 0, sizeof(float) * (size_t)N * KV * D);
     memset(a->dv, 0, sizeof(float) * (size_t)N * KV * D);
-    TIMED(m, MOE_OP_ATTENTION, attention_backward(a->dq, a->dk, a->dv, a->dy, b->y, b->lse, b->q, b->k, b->v, B, T, H, KV, D, 0));
+    TIMED(m, MOE_OP_ATTENTION,
+          attention_backward(a->dq, a->dk, a->dv, a->dy, b->y, b->lse, b->q, b->k, b->v, B, T, H, KV, D, 0));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
     float *dq = a->dq, *dk = a->dk;
@@ -1358,12 +1370,18 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
         dq = a->dq_pre, dk = a->dk_pre;
     }
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D));
-    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wk"), dk, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D));
-    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C,
-                    KV * D));
-    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
-                     block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C));
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N,
+                          C, H * D));
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wk"), dk, b->xn1, block_tensor(m, P, l, "attn.wk"), N,
+                          C, KV * D));
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"),
+                          N, C, KV * D));
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l), block_tensor(m, P,
+                           l, "attn_norm"), b->rstd1, N, C));
 }
 
 void moe_backward(Moe *m, float scale) {
@@ -1380,7 +1398,8 @@ void moe_backward(Moe *m, float scale) {
     TIMED(m, MOE_OP_LOSS, cross_entropy_backward(a->dlogits, scale, m->logits, a->targets, N, V));
     const char *head = c->tie_embeddings ? "wte" : "lm_head";
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-    TIMED(m, MOE_OP_MATMUL, matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V));
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
                      tensor_in(m, P, "final_norm"), a->rstdf, N, C));
@@ -1389,8 +1408,9 @@ void moe_backward(Moe *m, float scale) {
         BlockActs *b = &a->blk[l];
         memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
         moe_block_backward(m, l, a->dresid, a->dxn, scale);
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
-                         block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
+                               block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C));
         attention_block_backward(m, l, a->dresid);
     }
     TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(tensor_in(m, G, "wte"), a->dresid, a->tokens, N, C, V));
