@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "../common/jsonl.h"
 #include "../common/util.h"
@@ -111,11 +112,19 @@ static double flops_per_token(const MoeConfig *c, int T) {
     return 3 * forward;
 }
 
+/* CPU time used by the whole process (every thread) */
+static double cpu_now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 typedef struct {
     const char *name;
     MoeConfig cfg;
     int B, T, threads;
     double tokens_per_s, ms_step, ms_fwd, ms_bwd, ms_opt, gflops, mfu, flops_tok;
+    double cpu_share; /* CPU time the process got per step / (wall time x threads): < 1 on a shared machine */
     double ms_op[MOE_OP_CLASSES]; /* per step, forward + backward */
     float first_loss, last_loss;
 } StepBench;
@@ -148,23 +157,26 @@ static void bench_steps(StepBench *s, int warmup, int steps, double peak) {
     AdamWHyper hyper = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
     double *fwd = st_malloc(sizeof(double) * (size_t)steps), *bwd = st_malloc(sizeof(double) * (size_t)steps);
     double *optt = st_malloc(sizeof(double) * (size_t)steps), *step = st_malloc(sizeof(double) * (size_t)steps);
+    double cpu_seconds = 0.0, wall_seconds = 0.0;
     for (int i = 0; i < warmup + steps; i++) {
         if (i == warmup) memset(m.op_seconds, 0, sizeof m.op_seconds);
         for (int n = 0; n < N; n++) tok[n] = (int)st_rng_below(&r, (uint32_t)s->cfg.vocab_size);
         for (int n = 0; n < N; n++) tgt[n] = n % s->T == s->T - 1 ? tok[n] : tok[n + 1];
-        double t0 = st_now_seconds();
+        double t0 = st_now_seconds(), c0 = cpu_now_seconds();
         float loss = moe_forward(&m, tok, tgt, s->B, s->T, NULL);
         double t1 = st_now_seconds();
         moe_zero_grad(&m);
         moe_backward(&m, 1.0f);
         double t2 = st_now_seconds();
         adamw_step(&opt, m.params, m.grads, m.tensors, m.n_tensors, &hyper, i + 1, 1.0f);
-        double t3 = st_now_seconds();
+        double t3 = st_now_seconds(), c3 = cpu_now_seconds();
         if (i == 0) s->first_loss = loss;
         s->last_loss = loss;
         if (i < warmup) continue;
         fwd[i - warmup] = t1 - t0, bwd[i - warmup] = t2 - t1, optt[i - warmup] = t3 - t2, step[i - warmup] = t3 - t0;
+        cpu_seconds += c3 - c0, wall_seconds += t3 - t0;
     }
+    s->cpu_share = cpu_seconds / (wall_seconds * s->threads);
     s->ms_fwd = 1e3 * median(fwd, steps);
     s->ms_bwd = 1e3 * median(bwd, steps);
     s->ms_opt = 1e3 * median(optt, steps);
@@ -192,6 +204,8 @@ static void print_steps(const StepBench *s) {
         printf(" %s %.1f%s", moe_op_class_names[k], s->ms_op[k], k + 1 < MOE_OP_CLASSES ? "," : "\n");
     printf("  %-28s %10.2f\n", "MFLOP per token (train)", s->flops_tok * 1e-6);
     printf("  %-28s %10.1f   = %.1f%% of the measured peak (MFU)\n", "achieved GFLOP/s", s->gflops, 100 * s->mfu);
+    printf("  %-28s %10.2f   (CPU time / (wall time x threads); below 1: other processes shared the cores)\n",
+           "CPU share", s->cpu_share);
 }
 
 static void json_steps(StJson *j, const char *prefix, const StepBench *s) {
@@ -213,6 +227,7 @@ static void json_steps(StJson *j, const char *prefix, const StepBench *s) {
     sj_num(j, KEY("flops_per_token"), s->flops_tok);
     sj_num(j, KEY("gflops"), s->gflops);
     sj_num(j, KEY("mfu"), s->mfu);
+    sj_num(j, KEY("cpu_share"), s->cpu_share);
 #undef KEY
 }
 
