@@ -39,6 +39,17 @@ int bpe_is_safe_split(const uint8_t *s, size_t p) {
     return p > 0 && s[p - 1] == '\n' && byte_class(s[p]) != CLASS_SPACE;
 }
 
+/* realloc that reports and exits when out of memory, like st_malloc */
+#define GROW(ptr, new_cap) ptr = grow_array(ptr, sizeof *(ptr), (size_t)(new_cap))
+static void *grow_array(void *p, size_t elem, size_t new_cap) {
+    void *q = realloc(p, elem * new_cap);
+    if (!q) {
+        fprintf(stderr, "error: out of memory growing an array to %zu x %zu bytes\n", new_cap, elem);
+        exit(1);
+    }
+    return q;
+}
+
 /* ---- growable int32 list ---- */
 typedef struct {
     int32_t *v;
@@ -48,15 +59,12 @@ typedef struct {
 static void list_push(IntList *l, int32_t x) {
     if (l->n == l->cap) {
         l->cap = l->cap ? 2 * l->cap : 4;
-        int32_t *grown = st_malloc((size_t)l->cap * sizeof *grown);
-        if (l->n) memcpy(grown, l->v, (size_t)l->n * sizeof *grown);
-        free(l->v);
-        l->v = grown;
+        GROW(l->v, l->cap);
     }
     l->v[l->n++] = x;
 }
 
-/* ---- open-addressing hash set of slots -> index; the caller supplies the key equality ---- */
+/* ---- hashing for the open-addressing tables below (linear probing, power-of-two sizes) ---- */
 static uint64_t mix64(uint64_t x) {
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
@@ -103,16 +111,6 @@ static void words_rehash(Words *W, size_t n_slots) {
         while (W->slots[h] >= 0) h = (h + 1) & (n_slots - 1);
         W->slots[h] = w;
     }
-}
-
-#define GROW(ptr, new_cap) ptr = grow_array(ptr, sizeof *(ptr), (size_t)(new_cap))
-static void *grow_array(void *p, size_t elem, size_t new_cap) {
-    void *q = realloc(p, elem * new_cap);
-    if (!q) {
-        fprintf(stderr, "error: out of memory growing an array to %zu x %zu bytes\n", new_cap, elem);
-        exit(1);
-    }
-    return q;
 }
 
 static void words_add_chunk(Words *W, const uint8_t *s, size_t n) {

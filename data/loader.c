@@ -60,7 +60,7 @@ static void build_split(Split *sp, Shard *sh, int T, BosPolicy bos) {
         sh->tokens = NULL;
         sp->n = sh->n_tokens;
         /* document starts with at least T+1 tokens from there to the end of the stream */
-        sp->starts = st_malloc((size_t)(sp->n ? sp->n : 1) * sizeof *sp->starts);
+        sp->starts = st_malloc((size_t)(sh->n_docs + 1) * sizeof *sp->starts);
         for (int64_t i = 0; i + T + 1 <= sp->n; i++)
             if (sp->tokens[i] == sh->bos_id) sp->starts[sp->n_windows_choices++] = i;
         return;

@@ -30,7 +30,7 @@ typedef struct {
     int bos_id;         /* the BOS token id, -1 if the tokenizer has none */
     int T;              /* window length (inputs) */
     BosPolicy bos;
-    int64_t n_train_tokens, n_val_tokens;
+    int64_t n_train_tokens, n_val_tokens; /* stream lengths windows are cut from (BOS removed: none, prepend) */
     int n_val_windows;  /* size of the fixed validation set */
     StRng rng;          /* draws training windows; its state is the loader's whole state */
     LoaderData *data;

@@ -171,28 +171,37 @@ size_t tokenizer_decode(const Tokenizer *tok, const int *ids, size_t n, uint8_t 
 }
 
 /* BPE on one chunk: repeatedly merge every occurrence (left to right) of the pair learned first,
- * exactly as training rewrote the words. Chunks are short (<= BPE_CHUNK_MAX), so a scan per merge is cheap. */
+ * exactly as training rewrote the words. rank[i] caches the merge index of (sym[i], sym[i+1]); after a
+ * merge only the pairs next to a new symbol are looked up again. */
 static size_t encode_chunk(const Tokenizer *t, const uint8_t *s, size_t n, int *out) {
-    int32_t sym[BPE_CHUNK_MAX];
+    int32_t sym[BPE_CHUNK_MAX], rank[BPE_CHUNK_MAX];
     int len = (int)n;
     for (int i = 0; i < len; i++) sym[i] = s[i];
+    for (int i = 0; i + 1 < len; i++) rank[i] = merge_rank(t, sym[i], sym[i + 1]);
     for (;;) {
         int32_t best = -1;
-        for (int i = 0; i + 1 < len; i++) {
-            int32_t r = merge_rank(t, sym[i], sym[i + 1]);
-            if (r >= 0 && (best < 0 || r < best)) best = r;
-        }
+        for (int i = 0; i + 1 < len; i++)
+            if (rank[i] >= 0 && (best < 0 || rank[i] < best)) best = rank[i];
         if (best < 0) break;
-        int32_t a = t->merges[2 * best], b = t->merges[2 * best + 1], o = 0;
-        for (int i = 0; i < len; i++) {
+        int32_t a = t->merges[2 * best], b = t->merges[2 * best + 1], z = BPE_FIRST_MERGE_ID + best;
+        int32_t nsym[BPE_CHUNK_MAX], nrank[BPE_CHUNK_MAX], from[BPE_CHUNK_MAX]; /* from: old index, -1 if merged */
+        int o = 0;
+        for (int i = 0; i < len; i++, o++) {
             if (i + 1 < len && sym[i] == a && sym[i + 1] == b) {
-                sym[o++] = BPE_FIRST_MERGE_ID + best;
+                nsym[o] = z;
+                from[o] = -1;
                 i++;
             } else {
-                sym[o++] = sym[i];
+                nsym[o] = sym[i];
+                from[o] = i;
             }
         }
+        /* a pair of two unmerged neighbours that were already adjacent keeps its rank */
+        for (int i = 0; i + 1 < o; i++)
+            nrank[i] = from[i] >= 0 && from[i + 1] == from[i] + 1 ? rank[from[i]] : merge_rank(t, nsym[i], nsym[i + 1]);
         len = o;
+        memcpy(sym, nsym, (size_t)len * sizeof *sym);
+        memcpy(rank, nrank, (size_t)len * sizeof *rank);
     }
     for (int i = 0; i < len; i++) out[i] = sym[i];
     return (size_t)len;

@@ -36,6 +36,9 @@ void moe_config_default(MoeConfig *c) {
     c->head_dim = 0;
     c->rope_theta = 10000.0f;
     c->qk_norm = 1;
+    c->attn_window = 0;
+    c->attn_sink_logit = 0;
+    c->attn_gate = 0;
     c->n_expert = 8;
     c->top_k = 2;
     c->d_ff = 256;
@@ -72,6 +75,8 @@ int moe_config_validate(MoeConfig *c, char *err) {
         return st_errorf(err, "config: n_kv_head: expected a divisor of n_head %d, found %d", c->n_head, c->n_kv_head);
     if (c->top_k > c->n_expert)
         return st_errorf(err, "config: top_k: expected at most n_expert %d, found %d", c->n_expert, c->top_k);
+    if (c->attn_window < 0)
+        return st_errorf(err, "config: attn_window: expected >= 0 (0 = full causal attention), found %d", c->attn_window);
     if (!(c->rope_theta > 0)) return st_errorf(err, "config: rope_theta: expected > 0, found %g", c->rope_theta);
     if (!(c->rms_eps > 0)) return st_errorf(err, "config: rms_eps: expected > 0, found %g", c->rms_eps);
     if (!(c->init_std > 0)) return st_errorf(err, "config: init_std: expected > 0, found %g", c->init_std);
@@ -81,7 +86,11 @@ int moe_config_validate(MoeConfig *c, char *err) {
     const struct {
         const char *name;
         int value;
-    } flags[] = {{"qk_norm", c->qk_norm}, {"norm_topk", c->norm_topk}, {"tie_embeddings", c->tie_embeddings}};
+    } flags[] = {{"qk_norm", c->qk_norm},
+                 {"norm_topk", c->norm_topk},
+                 {"tie_embeddings", c->tie_embeddings},
+                 {"attn_sink_logit", c->attn_sink_logit},
+                 {"attn_gate", c->attn_gate}};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (flags[i].value != 0 && flags[i].value != 1)
             return st_errorf(err, "config: %s: expected 0 or 1, found %d", flags[i].name, flags[i].value);
@@ -119,7 +128,7 @@ static void add_tensor(Moe *m, int cap, const char *name, int decay, int ndim, i
 static void build_tensor_table(Moe *m) {
     const MoeConfig *c = &m->cfg;
     int C = c->d_model, HD = c->n_head * c->head_dim, KVD = c->n_kv_head * c->head_dim;
-    int cap = 3 + 12 * c->n_layer;
+    int cap = 3 + 14 * c->n_layer;
     m->tensors = st_calloc((size_t)cap, sizeof(MoeTensor));
     m->n_tensors = 0;
     m->n_params = 0;
@@ -139,6 +148,8 @@ static void build_tensor_table(Moe *m) {
             BLOCK_TENSOR("attn.q_norm", 0, 1, c->head_dim, 0, 0);
             BLOCK_TENSOR("attn.k_norm", 0, 1, c->head_dim, 0, 0);
         }
+        if (c->attn_sink_logit) BLOCK_TENSOR("attn.sink", 0, 1, c->n_head, 0, 0);
+        if (c->attn_gate) BLOCK_TENSOR("attn.w_gate", 1, 2, HD, C, 0);
         BLOCK_TENSOR("attn.wo", 1, 2, C, HD, 0);
         BLOCK_TENSOR("moe_norm", 0, 1, C, 0, 0);
         if (!is_dense(c)) BLOCK_TENSOR("moe.router", 1, 2, c->n_expert, C, 0);
@@ -176,8 +187,9 @@ void moe_init_params(Moe *m) {
     for (int i = 0; i < m->n_tensors; i++) {
         const MoeTensor *t = &m->tensors[i];
         float *p = m->params + t->offset;
-        if (!t->decay) {
-            for (size_t j = 0; j < t->size; j++) p[j] = 1.0f; /* norm gains */
+        if (!t->decay) { /* norm gains start at 1, sink logits at 0 */
+            float v = ends_with(t->name, "norm") ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->size; j++) p[j] = v;
             continue;
         }
         float std = m->cfg.init_std;
@@ -460,7 +472,8 @@ void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int
 /* --- causal attention, fused ---
  * score[i][j] = q_i . k_j / sqrt(D) for the visible keys j <= i (and i - j < window when window > 0);
  * p[i][.] = softmax of row i's scores over the visible keys; out_i = sum_j p[i][j] v_j.
- * Query head h reads K/V head h / (H / KV) (grouped-query attention).
+ * Query head h reads K/V head h / (H / KV) (grouped-query attention). With a sink logit s_h the
+ * softmax also covers one extra key with score s_h and value zero: it takes attention, adds nothing.
  * No T x T matrix is ever held: a query row walks its keys in blocks of ATT_BLOCK with an online
  * softmax (a running max mx and sum l; the unnormalised output is rescaled by exp(mx_old - mx_new)
  * whenever the max grows) and saves lse_i = mx + log l, the log of its softmax denominator, from
@@ -551,12 +564,14 @@ static void exp_shifted(float *p, const float *s, float shift, int n) {
 /* the first visible key of query i */
 static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
 
-/* out_i and lse_i of one query row (online softmax over key blocks); kt is this head's transposed
- * keys, vc its values [T][D], acc, s and p scratch of D, ATT_BLOCK, ATT_BLOCK floats */
-static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *vc, int i,
-                          int Tp, int D, int window, float scale, float *acc, float *s, float *p) {
+/* out_i and lse_i of one query row (online softmax over key blocks, starting from the sink key when
+ * there is one: max sink, sum exp(0) = 1); kt is this head's transposed keys, vc its values [T][D],
+ * acc, s and p scratch of D, ATT_BLOCK, ATT_BLOCK floats */
+static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *vc,
+                          const float *sink_h, int i, int Tp, int D, int window, float scale, float *acc, float *s,
+                          float *p) {
     int j0 = first_key(i, window);
-    float mx = -INFINITY, l = 0.0f;
+    float mx = sink_h ? *sink_h : -INFINITY, l = sink_h ? 1.0f : 0.0f;
     memset(acc, 0, sizeof(float) * D);
     for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= i; jb += ATT_BLOCK) {
         int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= i + 1 ? jb + ATT_BLOCK : i + 1;
@@ -577,8 +592,8 @@ static void attention_row(float *out_i, float *lse_i, const float *q_i, const fl
     *lse_i = mx + logf(l);
 }
 
-void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T, int H,
-                       int KV, int D, int window) {
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
+                       int B, int T, int H, int KV, int D, int window) {
     int group = H / KV, Tp = (T + 7) / 8 * 8;
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel
@@ -593,8 +608,8 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                 copy_head(vc, v + kv_off, T, KV, D);
                 for (int i = 0; i < T; i++) {
                     size_t row = (((size_t)b * T + i) * H + h) * D;
-                    attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, vc, i, Tp, D, window,
-                                  scale, acc, s, p);
+                    attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, vc,
+                                  sink ? sink + h : NULL, i, Tp, D, window, scale, acc, s, p);
                 }
             }
         free(kt), free(vc), free(acc);
@@ -628,13 +643,16 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
 
 /* With p = p[i][.] recomputed from lse_i, dp_j = dout_i . v_j and delta_i = sum_j p_j dp_j = dout_i . out_i:
  * dv_j += p_j dout_i;  dscore_j = p_j (dp_j - delta_i);  dq_i += dscore_j k_j / sqrt(D);
- * dk_j += dscore_j q_i / sqrt(D). Split over (b, kv head): every query head sharing a K/V head is
- * handled by one iteration, so dk and dv are never written by two threads. */
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                        const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D,
-                        int window) {
+ * dk_j += dscore_j q_i / sqrt(D). The sink key has value 0, so dp_sink = 0 and
+ * dsink_h += -p_sink delta_i with p_sink = exp(s_h - lse_i). Split over (b, kv head): every query head
+ * sharing a K/V head is handled by one iteration, so dk and dv are never written by two threads; the
+ * sink gradients are summed per (b, h) and then over b in order. */
+void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
+                        const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
+                        int T, int H, int KV, int D, int window) {
     int group = H / KV, Tp = (T + 7) / 8 * 8;
     float scale = 1.0f / sqrtf((float)D);
+    float *dsink_bh = sink && dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
 #pragma omp parallel
     {
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
@@ -655,6 +673,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                         size_t row = (((size_t)b * T + i) * H + h) * D;
                         const float *qi = q + row, *doi = dout + row;
                         float l = lse[((size_t)b * H + h) * T + i], delta = dot_f(doi, out + row, D);
+                        if (dsink_bh) dsink_bh[b * H + h] -= expf(sink[h] - l) * delta;
                         int j0 = first_key(i, window), jb = j0 / 8 * 8, n = i + 1 - jb;
                         row_dots(s, qi, kt, Tp, jb, i + 1, D, scale);
                         row_dots(dp, doi, vt, Tp, jb, i + 1, D, 1.0f);
@@ -672,6 +691,27 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
                 }
             }
         free(kt), free(vt), free(s), free(dp), free(p), free(kc), free(dkc), free(dvc);
+    }
+    if (dsink_bh) {
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) dsink[h] += dsink_bh[b * H + h];
+        free(dsink_bh);
+    }
+}
+
+/* --- sigmoid output gate: out = y * sigmoid(z); dy = dout * sig, dz = dout * y * sig (1 - sig) --- */
+void gate_forward(float *out, const float *y, const float *gate_logits, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = y[i] / (1.0f + expf(-gate_logits[i]));
+}
+
+void gate_backward(float *dy, float *dgate_logits, const float *dout, const float *y, const float *gate_logits,
+                   size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float sig = 1.0f / (1.0f + expf(-gate_logits[i]));
+        dy[i] += dout[i] * sig;
+        dgate_logits[i] += dout[i] * y[i] * sig * (1.0f - sig);
     }
 }
 
@@ -867,7 +907,8 @@ typedef struct {
     float *q_rstd, *k_rstd;      /* QK-norm 1/rms per row and head [N*H], [N*KV] */
     float *q, *k, *v;            /* after QK-norm and RoPE: [N][H*D], [N][KV*D], [N][KV*D] */
     float *lse;                  /* [B][H][T] log of each query row's softmax denominator */
-    float *y;                    /* [N][H*D] heads' outputs, before Wo */
+    float *y;                    /* [N][H*D] heads' outputs */
+    float *gz, *yg;              /* with attn_gate: gate logits and gated outputs [N][H*D] (else yg = y) */
     float *o;                    /* [N][C] attention output o^l */
     float *xn2, *rstd2;          /* MoE RMSNorm output [N][C] and 1/rms [N] */
     float *rlogits, *probs;      /* router logits and softmax [N][E] */
@@ -893,7 +934,7 @@ struct MoeActs {
     float *xnf, *rstdf;          /* final RMSNorm */
     float *rope_cos, *rope_sin;  /* [seq_len][D/2] for the last forward's positions */
     /* backward scratch */
-    float *dresid, *dxn, *dq, *dk, *dv, *dq_pre, *dk_pre, *dy, *dlogits;
+    float *dresid, *dxn, *dq, *dk, *dv, *dq_pre, *dk_pre, *dy, *dyg, *dgz, *dlogits;
     float *dprobs, *drlogits, *dw, *dxg, *dg, *du, *dh, *deo;
 };
 
@@ -905,9 +946,10 @@ static void free_rows(Moe *m) {
     for (int l = 0; l < m->cfg.n_layer; l++) {
         BlockActs *b = &a->blk[l];
         float *fl[] = {b->xn1, b->rstd1, b->q_pre, b->k_pre, b->q_rstd, b->k_rstd, b->q, b->k, b->v, b->lse,
-                       b->y, b->o, b->xn2, b->rstd2, b->rlogits, b->probs, b->w, b->xg, b->g, b->u, b->h,
+                       b->y, b->gz, b->o, b->xn2, b->rstd2, b->rlogits, b->probs, b->w, b->xg, b->g, b->u, b->h,
                        b->eo, b->mo};
         for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
+        if (b->yg != b->y) free(b->yg);
         free(b->idx);
         free(b->expert_start);
         free(b->slot_row);
@@ -915,7 +957,7 @@ static void free_rows(Moe *m) {
     }
     free(a->blk);
     float *fl[] = {a->resid, a->xnf, a->rstdf, a->dresid, a->dxn, a->dq, a->dk, a->dv, a->dq_pre, a->dk_pre,
-                   a->dy, a->dlogits, a->dprobs, a->drlogits, a->dw, a->dxg, a->dg, a->du, a->dh, a->deo,
+                   a->dy, a->dyg, a->dgz, a->dlogits, a->dprobs, a->drlogits, a->dw, a->dxg, a->dg, a->du, a->dh, a->deo,
                    m->logits};
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
     free(a->tokens);
@@ -944,6 +986,8 @@ static void ensure_rows(Moe *m, int B, int T) {
         b->q = fbuf(N * HD), b->k = fbuf(N * KVD), b->v = fbuf(N * KVD);
         b->lse = fbuf(N * c->n_head);
         b->y = fbuf(N * HD), b->o = fbuf(N * C);
+        b->yg = b->y;
+        if (c->attn_gate) b->gz = fbuf(N * HD), b->yg = fbuf(N * HD);
         b->xn2 = fbuf(N * C), b->rstd2 = fbuf(N), b->rlogits = fbuf(N * E), b->probs = fbuf(N * E);
         b->idx = st_calloc(N * K, sizeof(int)), b->w = fbuf(N * K);
         b->expert_start = st_calloc(E + 1, sizeof(int));
@@ -957,6 +1001,7 @@ static void ensure_rows(Moe *m, int B, int T) {
     m->logits = fbuf(N * V);
     a->dresid = fbuf(N * C), a->dxn = fbuf(N * C);
     a->dq = fbuf(N * HD), a->dk = fbuf(N * KVD), a->dv = fbuf(N * KVD), a->dy = fbuf(N * HD);
+    if (c->attn_gate) a->dyg = fbuf(N * HD), a->dgz = fbuf(N * HD);
     a->dq_pre = fbuf(N * HD), a->dk_pre = fbuf(N * KVD);
     a->dlogits = fbuf(N * V), a->dprobs = fbuf(N * E), a->drlogits = fbuf(N * E), a->dw = fbuf(N * K);
     a->dxg = fbuf(N * K * C), a->dg = fbuf(N * K * F), a->du = fbuf(N * K * F), a->dh = fbuf(N * K * F);
@@ -1048,7 +1093,13 @@ static void add_rows(float *out, const float *x, const float *branch, size_t n) 
     for (size_t i = 0; i < n; i++) out[i] = x[i] + branch[i];
 }
 
-/* x_mid = x + Wo attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), xn = RMSNorm(x) */
+/* the attention window of a forward: the capture's when it sets one, else the config's (0 = none) */
+static int attention_window(const Moe *m, const MoeCapture *cap) {
+    return cap && cap->window > 0 ? cap->window : m->cfg.attn_window;
+}
+
+/* x_mid = x + Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), xn = RMSNorm(x),
+ * gate = sigmoid(Wgate xn) when attn_gate */
 static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     const MoeConfig *c = &m->cfg;
     MoeActs *a = m->acts;
@@ -1059,10 +1110,11 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     TIMED(m, MOE_OP_ELEMENTWISE,
           rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps));
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
-    Gemm qkv[3] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
-                   linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
-                   linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D)};
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 3));
+    Gemm proj[4] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
+                    linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
+                    linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D),
+                    linear_forward(b->gz, b->xn1, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
     if (c->qk_norm) { /* each head's q and k normalised over its D channels, one gain shared by heads */
         TIMED(m, MOE_OP_ELEMENTWISE,
               rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps));
@@ -1072,12 +1124,14 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
     TIMED(m, MOE_OP_ATTENTION,
-          attention_forward(b->y, b->lse, b->q, b->k, b->v, B, T, H, KV, D, cap ? cap->window : 0));
+          attention_forward(b->y, b->lse, b->q, b->k, b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D,
+                            attention_window(m, cap)));
+    if (c->attn_gate) TIMED(m, MOE_OP_ELEMENTWISE, gate_forward(b->yg, b->y, b->gz, (size_t)N * H * D));
     if (cap && cap->zero_head)
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++)
-                if (cap->zero_head[l * H + h]) memset(b->y + ((size_t)n * H + h) * D, 0, sizeof(float) * D);
-    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->o, b->y, block_tensor(m, P, l, "attn.wo"), N, H * D, C));
+                if (cap->zero_head[l * H + h]) memset(b->yg + ((size_t)n * H + h) * D, 0, sizeof(float) * D);
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->o, b->yg, block_tensor(m, P, l, "attn.wo"), N, H * D, C));
     if (cap && cap->ablate_attn)
         ablate_positions(b->o, cap->ablate_attn + (size_t)l * T, cap->attn_repl ? cap->attn_repl + (size_t)l * C : NULL,
                          B, T, C);
@@ -1182,7 +1236,7 @@ static void capture_block(const Moe *m, int l, MoeCapture *cap) {
     size_t E = c->n_expert, K = c->top_k, F = c->d_ff;
     if (cap->attn) /* recomputed from the saved lse: training never holds the B x H x T x T probabilities */
         attention_probs(cap->attn + l * B * H * T * T, b->lse, b->q, b->k, (int)B, (int)T, (int)H, (int)KV, (int)D,
-                        cap->window);
+                        attention_window(m, cap));
     if (cap->attn_out) memcpy(cap->attn_out + l * N * C, b->o, sizeof(float) * N * C);
     if (cap->moe_out) memcpy(cap->moe_out + l * N * C, b->mo, sizeof(float) * N * C);
     if (cap->q) memcpy(cap->q + l * N * H * D, b->q, sizeof(float) * N * H * D);
@@ -1348,15 +1402,27 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     BlockActs *b = &a->blk[l];
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params, *G = m->grads;
-    memset(a->dy, 0, sizeof(float) * (size_t)N * H * D);
+    size_t NHD = (size_t)N * H * D;
+    memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
+    memset(a->dy, 0, sizeof(float) * NHD);
+    float *dyg = c->attn_gate ? a->dyg : a->dy;
+    if (c->attn_gate) memset(dyg, 0, sizeof(float) * NHD);
     TIMED(m, MOE_OP_MATMUL,
-          matmul_backward(a->dy, block_tensor(m, G, l, "attn.wo"), dresid, b->y, block_tensor(m, P, l, "attn.wo"), N,
+          matmul_backward(dyg, block_tensor(m, G, l, "attn.wo"), dresid, b->yg, block_tensor(m, P, l, "attn.wo"), N,
                           H * D, C));
-    memset(a->dq, 0, sizeof(float) * (size_t)N * H * D);
+    if (c->attn_gate) {
+        memset(a->dgz, 0, sizeof(float) * NHD);
+        TIMED(m, MOE_OP_ELEMENTWISE, gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD));
+        TIMED(m, MOE_OP_MATMUL,
+              matmul_backward(a->dxn, block_tensor(m, G, l, "attn.w_gate"), a->dgz, b->xn1,
+                              block_tensor(m, P, l, "attn.w_gate"), N, C, H * D));
+    }
+    memset(a->dq, 0, sizeof(float) * NHD);
     memset(a->dk, 0, sizeof(float) * (size_t)N * KV * D);
     memset(a->dv, 0, sizeof(float) * (size_t)N * KV * D);
     TIMED(m, MOE_OP_ATTENTION,
-          attention_backward(a->dq, a->dk, a->dv, a->dy, b->y, b->lse, b->q, b->k, b->v, B, T, H, KV, D, 0));
+          attention_backward(a->dq, a->dk, a->dv, block_tensor(m, G, l, "attn.sink"), a->dy, b->y, b->lse, b->q, b->k,
+                             b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D, c->attn_window));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
     float *dq = a->dq, *dk = a->dk;
@@ -1369,7 +1435,6 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
                          block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D));
         dq = a->dq_pre, dk = a->dk_pre;
     }
-    memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
     TIMED(m, MOE_OP_MATMUL,
           matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N,
                           C, H * D));
@@ -1380,8 +1445,8 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
           matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"),
                           N, C, KV * D));
     TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l), block_tensor(m, P,
-                           l, "attn_norm"), b->rstd1, N, C));
+          rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
+                           block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C));
 }
 
 void moe_backward(Moe *m, float scale) {

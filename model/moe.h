@@ -26,6 +26,9 @@ typedef struct {
     int head_dim;   /* 0 = d_model / n_head (resolved by moe_config_validate) */
     float rope_theta;
     int qk_norm;    /* per-head RMSNorm of q and k before RoPE (Qwen3) */
+    int attn_window;     /* > 0: sliding-window attention, query i sees keys i - j < attn_window */
+    int attn_sink_logit; /* a learned per-head logit for an extra always-visible key of value zero */
+    int attn_gate;       /* sigmoid gate on each head's output, from the block input (Qiu et al.) */
     int n_expert;   /* 1 (with top_k 1) = a dense SwiGLU block with no router */
     int top_k;
     int d_ff;       /* hidden units of each expert */
@@ -52,7 +55,7 @@ typedef struct {
     int shape[3];
     size_t offset;   /* into Moe.params / Moe.grads, in floats */
     size_t size;     /* number of floats */
-    int decay;       /* 1 for matrices (weight decay applies), 0 for norm gains */
+    int decay;       /* 1 for matrices (weight decay applies), 0 for norm gains and sink logits */
 } MoeTensor;
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -130,7 +133,7 @@ int moe_init(Moe *m, const MoeConfig *cfg, char *err);
 void moe_free(Moe *m);
 const MoeTensor *moe_find(const Moe *m, const char *name); /* NULL if absent */
 /* deterministic init from cfg.seed: normal(0, init_std); output projections (attn.wo, expert down)
- * scaled by 1/sqrt(2 L); norm gains 1 */
+ * scaled by 1/sqrt(2 L); norm gains 1; sink logits 0 */
 void moe_init_params(Moe *m);
 
 /* Forward for tokens [B][T] (ids < V, T <= seq_len). targets [B][T] (-1 = ignored) may be NULL: then
@@ -167,15 +170,22 @@ void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int
 /* causal softmax attention, fused: q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
  * lse [B][H][T] receives each query row's log softmax denominator, which is all the backward needs
  * to recompute the probabilities (no B x H x T x T buffer). window > 0 limits keys to i - j < window.
- * attention_probs materialises the probabilities att [B][H][T][T] (zeros where masked) from lse,
- * for the probes; attention_backward needs the forward's out and lse and the same window. */
-void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, int B, int T, int H,
-                       int KV, int D, int window);
+ * sink [H] (or NULL): a logit per head for an extra key whose value is zero (it takes attention and
+ * adds nothing), so a row's probabilities may sum to < 1. attention_probs materialises the
+ * probabilities att [B][H][T][T] (zeros where masked) from lse, for the probes. attention_backward
+ * needs the forward's out, lse, sink and window; dsink [H] may be NULL when sink is NULL. */
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
+                       int B, int T, int H, int KV, int D, int window);
 void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
                      int D, int window);
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *out, const float *lse,
-                        const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D,
-                        int window);
+void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
+                        const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
+                        int T, int H, int KV, int D, int window);
+
+/* sigmoid gate: out = y * sigmoid(gate_logits), elementwise over n values */
+void gate_forward(float *out, const float *y, const float *gate_logits, size_t n);
+void gate_backward(float *dy, float *dgate_logits, const float *dout, const float *y, const float *gate_logits,
+                   size_t n);
 
 /* row-wise softmax with the maximum subtracted */
 void softmax_forward(float *probs, const float *logits, int N, int E);

@@ -48,8 +48,8 @@ void ref_matmul_backward(float *din, float *dw, const float *dout, const float *
     }
 }
 
-void ref_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
-                       int H, int KV, int D, int window) {
+void ref_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const float *sink,
+                       int B, int T, int H, int KV, int D, int window) {
     int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel for collapse(2) schedule(static)
@@ -60,7 +60,7 @@ void ref_attention_forward(float *out, float *att, const float *q, const float *
                 const float *qi = q + (((size_t)b * T + i) * H + h) * D;
                 float *a = att + (((size_t)b * H + h) * T + i) * T;
                 int j0 = (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0;
-                float mx = -INFINITY;
+                float mx = sink ? sink[h] : -INFINITY;
                 for (int j = j0; j <= i; j++) {
                     const float *kj = k + (((size_t)b * T + j) * KV + kvh) * D;
                     float s = 0.0f;
@@ -68,7 +68,7 @@ void ref_attention_forward(float *out, float *att, const float *q, const float *
                     a[j] = s * scale;
                     if (a[j] > mx) mx = a[j];
                 }
-                float sum = 0.0f;
+                float sum = sink ? expf(sink[h] - mx) : 0.0f;
                 for (int j = j0; j <= i; j++) {
                     a[j] = expf(a[j] - mx);
                     sum += a[j];
@@ -87,12 +87,15 @@ void ref_attention_forward(float *out, float *att, const float *q, const float *
 
 /* With p = att[i][.] and dp_j = dout_i . v_j:  dv_j += p_j dout_i;
  * dscore_j = p_j (dp_j - sum_j' p_j' dp_j');  dq_i += dscore_j k_j / sqrt(D);  dk_j += dscore_j q_i / sqrt(D).
+ * The sink key has value 0, so dp_sink = 0 and dsink_h += -p_sink sum_j p_j dp_j, p_sink = 1 - sum_j p_j.
  * Masked keys have p_j = 0 and so receive nothing. Split over (b, kv head): every query head sharing
- * a K/V head is handled by one iteration, so dk and dv are never written by two threads. */
-void ref_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                        const float *k, const float *v, int B, int T, int H, int KV, int D) {
+ * a K/V head is handled by one iteration, so dk and dv are never written by two threads; the sink
+ * gradients are summed per (b, h) and then over b in order. */
+void ref_attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *att,
+                        const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D) {
     int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
+    float *dsink_bh = dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
 #pragma omp parallel
     {
         float *dp = st_malloc(sizeof(float) * (size_t)T);
@@ -105,14 +108,16 @@ void ref_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                         const float *doi = dout + (((size_t)b * T + i) * H + h) * D;
                         const float *qi = q + (((size_t)b * T + i) * H + h) * D;
                         float *dqi = dq + (((size_t)b * T + i) * H + h) * D;
-                        float pdp = 0.0f;
+                        float pdp = 0.0f, psum = 0.0f;
                         for (int j = 0; j <= i; j++) {
                             const float *vj = v + (((size_t)b * T + j) * KV + kvh) * D;
                             float s = 0.0f;
                             for (int d = 0; d < D; d++) s += doi[d] * vj[d];
                             dp[j] = s;
                             pdp += a[j] * s;
+                            psum += a[j];
                         }
+                        if (dsink_bh) dsink_bh[b * H + h] -= (1.0f - psum) * pdp;
                         for (int j = 0; j <= i; j++) {
                             if (a[j] == 0.0f) continue;
                             size_t kv_off = (((size_t)b * T + j) * KV + kvh) * D;
@@ -126,5 +131,9 @@ void ref_attention_backward(float *dq, float *dk, float *dv, const float *dout, 
                     }
         free(dp);
     }
+    if (dsink_bh) {
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) dsink[h] += dsink_bh[b * H + h];
+        free(dsink_bh);
+    }
 }
-

@@ -11,11 +11,12 @@ void ref_matmul_backward(float *din, float *dw, const float *dout, const float *
                          int OUT);
 
 /* causal softmax attention with the probabilities materialised: att [B][H][T][T] (zeros where masked),
- * out [B][T][H][D]; q [B][T][H][D], k, v [B][T][KV][D]; window > 0 limits keys to i - j < window */
-void ref_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, int B, int T,
-                           int H, int KV, int D, int window);
-/* adds the gradients of q, k, v given dout and the forward's att */
-void ref_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *att, const float *q,
-                            const float *k, const float *v, int B, int T, int H, int KV, int D);
+ * out [B][T][H][D]; q [B][T][H][D], k, v [B][T][KV][D]; window > 0 limits keys to i - j < window;
+ * sink [H] or NULL: a logit per head for an extra key of value zero */
+void ref_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                           const float *sink, int B, int T, int H, int KV, int D, int window);
+/* adds the gradients of q, k, v (and of the sink logits into dsink, if not NULL) given dout and att */
+void ref_attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *att,
+                            const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D);
 
 #endif

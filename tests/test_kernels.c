@@ -105,38 +105,41 @@ static void test_matmul_rows_and_threads_independent(void **state) {
 /* ---------------------------------------------------------------------------------------------- */
 /* attention: output, probabilities and the three gradients against the materialised reference */
 
-static void attention_case(int B, int T, int H, int KV, int D, int window) {
+static void attention_case(int B, int T, int H, int KV, int D, int window, int with_sink) {
     size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KV * D, na = (size_t)B * H * T * T;
-    float *q = randn(nq), *k = randn(nk), *v = randn(nk), *dout = randn(nq);
+    float *q = randn(nq), *k = randn(nk), *v = randn(nk), *dout = randn(nq), *sink = with_sink ? randn(H) : NULL;
     for (size_t i = 0; i < nq; i++) q[i] *= 2.0f; /* peaked rows: the online max must do real work */
     float *out = st_malloc(sizeof(float) * nq), *out_ref = st_malloc(sizeof(float) * nq);
     float *lse = st_malloc(sizeof(float) * (size_t)B * H * T);
     float *att = st_malloc(sizeof(float) * na), *att_ref = st_malloc(sizeof(float) * na);
-    attention_forward(out, lse, q, k, v, B, T, H, KV, D, window);
+    attention_forward(out, lse, q, k, v, sink, B, T, H, KV, D, window);
     attention_probs(att, lse, q, k, B, T, H, KV, D, window);
-    ref_attention_forward(out_ref, att_ref, q, k, v, B, T, H, KV, D, window);
+    ref_attention_forward(out_ref, att_ref, q, k, v, sink, B, T, H, KV, D, window);
     assert_close("attention out", out, out_ref, nq, 1e-5);
     assert_close("attention probabilities", att, att_ref, na, 1e-5);
     for (size_t i = 0; i < na; i++) assert_true((att[i] == 0.0f) == (att_ref[i] == 0.0f)); /* same mask */
-    float *dq = randn(nq), *dk = randn(nk), *dv = randn(nk);
-    float *dq_ref = copy_of(dq, nq), *dk_ref = copy_of(dk, nk), *dv_ref = copy_of(dv, nk);
-    attention_backward(dq, dk, dv, dout, out, lse, q, k, v, B, T, H, KV, D, window);
-    ref_attention_backward(dq_ref, dk_ref, dv_ref, dout, att_ref, q, k, v, B, T, H, KV, D);
+    float *dq = randn(nq), *dk = randn(nk), *dv = randn(nk), *ds = randn(H);
+    float *dq_ref = copy_of(dq, nq), *dk_ref = copy_of(dk, nk), *dv_ref = copy_of(dv, nk), *ds_ref = copy_of(ds, H);
+    attention_backward(dq, dk, dv, with_sink ? ds : NULL, dout, out, lse, q, k, v, sink, B, T, H, KV, D, window);
+    ref_attention_backward(dq_ref, dk_ref, dv_ref, with_sink ? ds_ref : NULL, dout, att_ref, q, k, v, B, T, H, KV, D);
     assert_close("attention dq", dq, dq_ref, nq, 1e-5);
     assert_close("attention dk", dk, dk_ref, nk, 1e-5);
     assert_close("attention dv", dv, dv_ref, nk, 1e-5);
-    free(q), free(k), free(v), free(dout), free(out), free(out_ref), free(lse), free(att), free(att_ref);
-    free(dq), free(dk), free(dv), free(dq_ref), free(dk_ref), free(dv_ref);
+    assert_close("attention dsink", ds, ds_ref, H, 1e-5);
+    free(q), free(k), free(v), free(dout), free(sink), free(out), free(out_ref), free(lse), free(att), free(att_ref);
+    free(dq), free(dk), free(dv), free(ds), free(dq_ref), free(dk_ref), free(dv_ref), free(ds_ref);
 }
 
 static void test_attention_matches_reference(void **state) {
     (void)state;
-    attention_case(2, 1, 2, 2, 4, 0);    /* T = 1: one key */
-    attention_case(1, 9, 2, 1, 6, 0);    /* GQA, D not a multiple of 8, T not a multiple of 8 */
-    attention_case(2, 67, 4, 2, 8, 0);   /* past one 64-key block */
-    attention_case(1, 150, 2, 2, 32, 0); /* three blocks */
-    attention_case(1, 150, 2, 1, 12, 70); /* a window starting mid-block */
-    attention_case(1, 20, 2, 2, 4, 1);   /* window 1: each query sees only itself */
+    attention_case(2, 1, 2, 2, 4, 0, 0);    /* T = 1: one key */
+    attention_case(1, 9, 2, 1, 6, 0, 0);    /* GQA, D not a multiple of 8, T not a multiple of 8 */
+    attention_case(2, 67, 4, 2, 8, 0, 0);   /* past one 64-key block */
+    attention_case(1, 150, 2, 2, 32, 0, 0); /* three blocks */
+    attention_case(1, 150, 2, 1, 12, 70, 0); /* a window starting mid-block */
+    attention_case(1, 20, 2, 2, 4, 1, 0);   /* window 1: each query sees only itself */
+    attention_case(2, 1, 2, 2, 4, 0, 1);    /* a sink logit, with T = 1 */
+    attention_case(1, 90, 4, 2, 8, 0, 1);   /* a sink logit over two key blocks, GQA */
 }
 
 /* ---------------------------------------------------------------------------------------------- */

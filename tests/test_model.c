@@ -134,6 +134,18 @@ static void test_gradients_dense(void **state) {
     check_model_gradients(&c, "dense");
 }
 
+/* the controls of the experiments: sliding window, a learned sink logit, a sigmoid output gate */
+static void test_gradients_attention_controls(void **state) {
+    (void)state;
+    MoeConfig c = tiny_config();
+    c.attn_window = 3;
+    check_model_gradients(&c, "sliding window 3");
+    c.attn_window = 0, c.attn_sink_logit = 1;
+    check_model_gradients(&c, "sink logit");
+    c.attn_sink_logit = 0, c.attn_gate = 1;
+    check_model_gradients(&c, "sigmoid output gate");
+}
+
 static void test_gradients_gqa_no_qknorm_tied(void **state) {
     (void)state;
     MoeConfig c = tiny_config();
@@ -396,6 +408,9 @@ static void test_invalid_configs_name_the_field(void **state) {
     b = tiny_config(), b.qk_norm = 2, expect_invalid(b, "qk_norm");
     b = tiny_config(), b.norm_topk = -1, expect_invalid(b, "norm_topk");
     b = tiny_config(), b.tie_embeddings = 3, expect_invalid(b, "tie_embeddings");
+    b = tiny_config(), b.attn_window = -2, expect_invalid(b, "attn_window");
+    b = tiny_config(), b.attn_sink_logit = 2, expect_invalid(b, "attn_sink_logit");
+    b = tiny_config(), b.attn_gate = -1, expect_invalid(b, "attn_gate");
     Moe m;
     b = tiny_config(), b.top_k = 9;
     assert_int_equal(moe_init(&m, &b, err), -1); /* moe_init validates too */
@@ -415,7 +430,7 @@ static void test_tensor_table(void **state) {
     for (int i = 0; i < m.n_tensors; i++) {
         assert_int_equal(m.tensors[i].offset, total); /* contiguous, in order, no gaps */
         total += m.tensors[i].size;
-        if (!m.tensors[i].decay) /* norm gains start at 1 */
+        if (!m.tensors[i].decay) /* norm gains start at 1 (this config has no sink logits) */
             for (size_t j = 0; j < m.tensors[i].size; j++) assert_true(m.params[m.tensors[i].offset + j] == 1.0f);
     }
     assert_int_equal(total, m.n_params);
@@ -429,6 +444,7 @@ int main(void) {
         cmocka_unit_test(test_gradients_moe_top1),
         cmocka_unit_test(test_gradients_dense),
         cmocka_unit_test(test_gradients_gqa_no_qknorm_tied),
+        cmocka_unit_test(test_gradients_attention_controls),
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_capture_does_not_change_loss),
         cmocka_unit_test(test_zero_all_heads_equals_removing_attention),

@@ -187,25 +187,28 @@ static void test_rope_leaves_position_zero_unchanged(void **state) {
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct {
     int B, T, H, KV, D, window;
-    float *q, *k, *v, *out, *lse, *att, *R;
+    float *q, *k, *v, *sink, *out, *lse, *att, *R;
 } AttnCtx;
 
 static double attn_loss(void *p) {
     AttnCtx *c = p;
-    attention_forward(c->out, c->lse, c->q, c->k, c->v, c->B, c->T, c->H, c->KV, c->D, c->window);
+    attention_forward(c->out, c->lse, c->q, c->k, c->v, c->sink, c->B, c->T, c->H, c->KV, c->D, c->window);
     attention_probs(c->att, c->lse, c->q, c->k, c->B, c->T, c->H, c->KV, c->D, c->window);
     return dot(c->out, c->R, (size_t)c->B * c->T * c->H * c->D);
 }
 
-static void attention_case(int H, int KV, int window) {
+static void attention_case(int H, int KV, int window, int with_sink) {
     AttnCtx c = {.B = 2, .T = 5, .H = H, .KV = KV, .D = 4, .window = window};
+    float *dsink = NULL;
+    if (with_sink) c.sink = randn((size_t)H, 1), dsink = calloc((size_t)H, sizeof(float));
     size_t nq = (size_t)c.B * c.T * H * c.D, nk = (size_t)c.B * c.T * KV * c.D;
     c.q = randn(nq, 1), c.k = randn(nk, 1), c.v = randn(nk, 1), c.out = randn(nq, 1), c.R = randn(nq, 1);
     c.att = randn((size_t)c.B * H * c.T * c.T, 1), c.lse = randn((size_t)c.B * H * c.T, 1);
     attn_loss(&c);
     float *dq = calloc(nq, sizeof(float)), *dk = calloc(nk, sizeof(float)), *dv = calloc(nk, sizeof(float));
-    attention_backward(dq, dk, dv, c.R, c.out, c.lse, c.q, c.k, c.v, c.B, c.T, H, KV, c.D, window);
+    attention_backward(dq, dk, dv, dsink, c.R, c.out, c.lse, c.q, c.k, c.v, c.sink, c.B, c.T, H, KV, c.D, window);
     check_grad("attention q", c.q, nq, dq, attn_loss, &c, 1e-3f);
+    if (with_sink) check_grad("attention sink logit", c.sink, (size_t)H, dsink, attn_loss, &c, 1e-3f);
     check_grad("attention k", c.k, nk, dk, attn_loss, &c, 1e-3f);
     check_grad("attention v", c.v, nk, dv, attn_loss, &c, 1e-3f);
     /* probabilities: rows sum to 1, nothing above the diagonal or outside the window */
@@ -219,24 +222,54 @@ static void attention_case(int H, int KV, int window) {
                     if (!visible) assert_true(a[j] == 0.0f);
                     s += a[j];
                 }
-                assert_true(fabs(s - 1) < 1e-5);
+                if (with_sink) assert_true(s < 1 - 1e-3); /* the sink key takes a share */
+                else assert_true(fabs(s - 1) < 1e-5);
             }
     free(c.q), free(c.k), free(c.v), free(c.out), free(c.R), free(c.att), free(c.lse), free(dq), free(dk), free(dv);
+    free(c.sink), free(dsink);
 }
 
 static void test_attention(void **state) {
     (void)state;
-    attention_case(2, 2, 0);
+    attention_case(2, 2, 0, 0);
 }
 
 static void test_attention_grouped_kv(void **state) {
     (void)state;
-    attention_case(4, 2, 0);
+    attention_case(4, 2, 0, 0);
 }
 
 static void test_attention_sliding_window(void **state) {
     (void)state;
-    attention_case(2, 1, 2);
+    attention_case(2, 1, 2, 0);
+}
+
+static void test_attention_sink_logit(void **state) {
+    (void)state;
+    attention_case(4, 2, 0, 1);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+typedef struct {
+    size_t n;
+    float *y, *z, *out, *R;
+} GateCtx;
+
+static double gate_loss(void *p) {
+    GateCtx *c = p;
+    gate_forward(c->out, c->y, c->z, c->n);
+    return dot(c->out, c->R, c->n);
+}
+
+static void test_sigmoid_gate(void **state) {
+    (void)state;
+    GateCtx c = {.n = 12};
+    c.y = randn(12, 1), c.z = randn(12, 2), c.out = randn(12, 1), c.R = randn(12, 1);
+    float *dy = calloc(12, sizeof(float)), *dz = calloc(12, sizeof(float));
+    gate_backward(dy, dz, c.R, c.y, c.z, c.n);
+    check_grad("gate input", c.y, 12, dy, gate_loss, &c, 1e-3f);
+    check_grad("gate logits", c.z, 12, dz, gate_loss, &c, 1e-3f);
+    free(c.y), free(c.z), free(c.out), free(c.R), free(dy), free(dz);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -424,6 +457,8 @@ int main(void) {
         cmocka_unit_test(test_attention),
         cmocka_unit_test(test_attention_grouped_kv),
         cmocka_unit_test(test_attention_sliding_window),
+        cmocka_unit_test(test_attention_sink_logit),
+        cmocka_unit_test(test_sigmoid_gate),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_router_topk),
         cmocka_unit_test(test_topk_order_and_ties),

@@ -195,8 +195,12 @@ static int list_ckpt_steps(const char *run_dir, int64_t **steps, int *n, char *e
     while ((e = readdir(d))) {
         int64_t step = ckpt_step_of(e->d_name);
         if (step < 0) continue;
-        if (*n == cap) *steps = realloc(*steps, (size_t)(cap *= 2) * sizeof **steps);
-        if (!*steps) return st_errorf(err, "out of memory listing %s", run_dir);
+        if (*n == cap) {
+            int64_t *bigger = st_malloc((size_t)(cap *= 2) * sizeof *bigger);
+            memcpy(bigger, *steps, (size_t)*n * sizeof *bigger);
+            free(*steps);
+            *steps = bigger;
+        }
         int i = (*n)++;
         for (; i > 0 && (*steps)[i - 1] > step; i--) (*steps)[i] = (*steps)[i - 1]; /* insertion sort */
         (*steps)[i] = step;

@@ -11,6 +11,8 @@ void progress_init(Progress *p, FILE *out, int64_t start_step) {
     p->start_time = st_now_seconds();
     p->start_step = start_step;
     p->drawn = 0;
+    p->inv_rate_sum = 0;
+    p->n_rates = 0;
 }
 
 /* "1h02m", "4m05s", "12s" */
@@ -22,6 +24,10 @@ static void format_duration(char *buf, size_t size, double s) {
 }
 
 void progress_show(Progress *p, const ProgressInfo *info, int due) {
+    /* every step has the same token count, so the harmonic mean of the step rates is the average rate
+     * (tokens / seconds) over the session: steady where single steps jitter */
+    p->inv_rate_sum += 1.0 / info->tok_per_s;
+    p->n_rates++;
     if (!p->tty && !due) return;
     /* ETA from this session's average time per step */
     double elapsed = st_now_seconds() - p->start_time;
@@ -30,7 +36,7 @@ void progress_show(Progress *p, const ProgressInfo *info, int due) {
     if (done > 0) format_duration(eta, sizeof eta, elapsed / done * (double)(info->total - info->step));
     if (!isnan(info->val_loss)) snprintf(val, sizeof val, "%.4f", info->val_loss);
     fprintf(p->out, "%sstep %lld/%lld | loss %.4f | val %s | lr %.2e | %.0f tok/s | ETA %s%s", p->tty ? "\r\033[K" : "",
-            (long long)info->step, (long long)info->total, info->loss, val, info->lr, info->tok_per_s, eta,
+            (long long)info->step, (long long)info->total, info->loss, val, info->lr, (double)p->n_rates / p->inv_rate_sum, eta,
             p->tty ? "" : "\n");
     fflush(p->out);
     p->drawn = p->tty;

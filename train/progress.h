@@ -12,13 +12,15 @@ typedef struct {
     double start_time;   /* of this session, for the ETA */
     int64_t start_step;
     int drawn;           /* a partial line is on screen */
+    double inv_rate_sum; /* sum over this session's steps of 1 / (tokens per second) */
+    int64_t n_rates;
 } Progress;
 
 typedef struct {
     int64_t step, total;
     float loss, lr;
     double val_loss; /* NaN = none yet */
-    double tok_per_s;
+    double tok_per_s; /* of this step; the line shows the session's average */
 } ProgressInfo;
 
 void progress_init(Progress *p, FILE *out, int64_t start_step);

@@ -1,0 +1,276 @@
+/* data/main_prepare.c: bin/prepare, text (or the synthetic Bigram-Backcopy stream) to a data directory
+ * with tokenizer.bin, train.bin and val.bin.
+ *
+ *   bin/prepare --input PATH... --out DIR [--tokenizer byte|bpe] [--vocab N] [--val_frac F] [--seed S]
+ *               [--doc_bytes N]
+ *   bin/prepare --synthetic bb --out DIR [--vocab V] [--triggers K] [--trigger_prob P] [--successors S]
+ *               [--tokens N] [--doc_len L] [--val_frac F] [--seed S] */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../common/util.h"
+#include "bpe.h"
+#include "corpus.h"
+#include "shard.h"
+#include "synthetic.h"
+#include "tokenizer.h"
+
+#define MAX_INPUTS 4096
+
+typedef struct {
+    const char *inputs[MAX_INPUTS];
+    int n_inputs;
+    const char *out, *tokenizer, *synthetic;
+    long vocab; /* -1: the default of the tokenizer or generator */
+    double val_frac;
+    uint64_t seed;
+    long doc_bytes, triggers, successors, doc_len;
+    double trigger_prob;
+    long long tokens;
+} Options;
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: bin/prepare --input PATH... --out DIR [--tokenizer byte|bpe] [--vocab N] [--val_frac F]\n"
+            "                   [--seed S] [--doc_bytes N]\n"
+            "       bin/prepare --synthetic bb --out DIR [--vocab V] [--triggers K] [--trigger_prob P]\n"
+            "                   [--successors S] [--tokens N] [--doc_len L] [--val_frac F] [--seed S]\n");
+}
+
+static int parse_long(const char *flag, const char *s, long long lo, long long hi, long long *v, char *err) {
+    char *end;
+    errno = 0;
+    long long x = strtoll(s, &end, 10);
+    if (errno || end == s || *end || x < lo || x > hi)
+        return st_errorf(err, "%s: expected an integer from %lld to %lld, found '%s'", flag, lo, hi, s);
+    *v = x;
+    return 0;
+}
+
+static int parse_double(const char *flag, const char *s, double *v, char *err) {
+    char *end;
+    errno = 0;
+    *v = strtod(s, &end);
+    if (errno || end == s || *end) return st_errorf(err, "%s: expected a number, found '%s'", flag, s);
+    return 0;
+}
+
+/* one flag and its value(s); returns how many arguments it used, or -1 */
+static int parse_flag(Options *o, int argc, char **argv, int i, char *err) {
+    const char *f = argv[i];
+    if (strcmp(f, "--input") == 0) {
+        int k = i + 1;
+        for (; k < argc && strncmp(argv[k], "--", 2) != 0; k++) {
+            if (o->n_inputs == MAX_INPUTS) return st_errorf(err, "--input: expected at most %d paths", MAX_INPUTS);
+            o->inputs[o->n_inputs++] = argv[k];
+        }
+        if (k == i + 1) return st_errorf(err, "--input: expected at least one path, found none");
+        return k - i;
+    }
+    if (i + 1 >= argc) return st_errorf(err, "%s: expected a value, found the end of the arguments", f);
+    const char *v = argv[i + 1];
+    long long x;
+    if (strcmp(f, "--out") == 0) o->out = v;
+    else if (strcmp(f, "--tokenizer") == 0) o->tokenizer = v;
+    else if (strcmp(f, "--synthetic") == 0) o->synthetic = v;
+    else if (strcmp(f, "--val_frac") == 0) return parse_double(f, v, &o->val_frac, err) ? -1 : 2;
+    else if (strcmp(f, "--trigger_prob") == 0) return parse_double(f, v, &o->trigger_prob, err) ? -1 : 2;
+    else if (strcmp(f, "--seed") == 0) {
+        if (parse_long(f, v, 0, INT64_MAX, &x, err)) return -1;
+        o->seed = (uint64_t)x;
+    } else if (strcmp(f, "--tokens") == 0) {
+        if (parse_long(f, v, 1, (long long)1 << 40, &o->tokens, err)) return -1;
+    } else {
+        long *dst = strcmp(f, "--vocab") == 0        ? &o->vocab
+                    : strcmp(f, "--doc_bytes") == 0  ? &o->doc_bytes
+                    : strcmp(f, "--triggers") == 0   ? &o->triggers
+                    : strcmp(f, "--successors") == 0 ? &o->successors
+                    : strcmp(f, "--doc_len") == 0    ? &o->doc_len
+                                                     : NULL;
+        if (!dst) return st_errorf(err, "%s: unknown flag", f);
+        if (parse_long(f, v, 0, INT32_MAX, &x, err)) return -1;
+        *dst = (long)x;
+    }
+    return 2;
+}
+
+static int parse_options(Options *o, int argc, char **argv, char *err) {
+    *o = (Options){.tokenizer = "byte", .vocab = -1, .val_frac = 0.1, .seed = 1, .triggers = 3, .successors = 3,
+                   .doc_len = 256, .trigger_prob = 0.1, .tokens = 2000000};
+    for (int i = 1; i < argc;) {
+        int used = parse_flag(o, argc, argv, i, err);
+        if (used < 0) return -1;
+        i += used;
+    }
+    if (!o->out) return st_errorf(err, "--out: expected a directory, found none");
+    if (o->synthetic && strcmp(o->synthetic, "bb") != 0)
+        return st_errorf(err, "--synthetic: expected bb (Bigram-Backcopy), found '%s'", o->synthetic);
+    if (!o->synthetic && o->n_inputs == 0) return st_errorf(err, "--input: expected at least one path, found none");
+    if (strcmp(o->tokenizer, "byte") != 0 && strcmp(o->tokenizer, "bpe") != 0)
+        return st_errorf(err, "--tokenizer: expected byte or bpe, found '%s'", o->tokenizer);
+    if (strcmp(o->tokenizer, "byte") == 0 && !o->synthetic && o->vocab >= 0 && o->vocab != 257)
+        return st_errorf(err, "--vocab: the byte tokenizer has vocab 257, found %ld (use --tokenizer bpe)", o->vocab);
+    if (strcmp(o->tokenizer, "bpe") == 0 && o->vocab >= 0 &&
+        (o->vocab < BPE_FIRST_MERGE_ID || o->vocab > BPE_FIRST_MERGE_ID + (1 << 20)))
+        return st_errorf(err, "--vocab: expected %d to %d for BPE, found %ld", BPE_FIRST_MERGE_ID,
+                         BPE_FIRST_MERGE_ID + (1 << 20), o->vocab);
+    return 0;
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path, char *err) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return st_errorf(err, "%s: cannot create directory: %s", buf, strerror(errno));
+            *p = c;
+            if (!c) return 0;
+        }
+    }
+}
+
+static int write_outputs(const char *dir, const Tokenizer *tok, const int *train, int64_t n_train, const int *val,
+                         int64_t n_val, char *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
+    if (tokenizer_save(tok, path, err)) return -1;
+    int vocab = tokenizer_vocab_size(tok), bos = tokenizer_bos_id(tok);
+    snprintf(path, sizeof path, "%s/train.bin", dir);
+    if (shard_write(path, train, n_train, vocab, bos, err)) return -1;
+    snprintf(path, sizeof path, "%s/val.bin", dir);
+    return shard_write(path, val, n_val, vocab, bos, err);
+}
+
+/* the byte tokenizer, or BPE learned from the training documents only (validation text stays unseen) */
+static int build_tokenizer(const Options *o, const Corpus *c, const uint8_t *is_val, Tokenizer **tok, char *err) {
+    if (strcmp(o->tokenizer, "byte") == 0) {
+        *tok = tokenizer_new_bytes();
+        return 0;
+    }
+    long vocab = o->vocab < 0 ? 4096 : o->vocab;
+    const uint8_t **docs = st_malloc((size_t)c->n * sizeof *docs);
+    size_t *lens = st_malloc((size_t)c->n * sizeof *lens);
+    int n = 0;
+    for (int i = 0; i < c->n; i++)
+        if (!is_val[i]) {
+            docs[n] = c->doc[i];
+            lens[n++] = c->len[i];
+        }
+    double t0 = st_now_seconds();
+    int32_t *merges;
+    int want = (int)vocab - BPE_FIRST_MERGE_ID;
+    int got = bpe_train(docs, lens, n, want, &merges);
+    printf("BPE: %d merges learned from the %d training documents in %.2f s (vocab %d)\n", got, n,
+           st_now_seconds() - t0, BPE_FIRST_MERGE_ID + got);
+    if (got < want) printf("BPE: note: the corpus ran out of pairs before the requested vocab %ld\n", vocab);
+    int rc = tokenizer_new_bpe(tok, merges, got, "BPE training", err);
+    free(merges);
+    free(docs);
+    free(lens);
+    return rc;
+}
+
+static int prepare_text(const Options *o, char *err) {
+    double t0 = st_now_seconds();
+    Corpus c = {0};
+    int rc = 0;
+    for (int i = 0; i < o->n_inputs && rc == 0; i++) rc = corpus_add_path(&c, o->inputs[i], (size_t)o->doc_bytes, err);
+    uint8_t *is_val = st_malloc((size_t)(c.n ? c.n : 1));
+    if (rc == 0) rc = corpus_split(c.n, o->val_frac, o->seed, is_val, err);
+    Tokenizer *tok = NULL;
+    if (rc == 0) rc = build_tokenizer(o, &c, is_val, &tok, err);
+    if (rc == 0) {
+        double t1 = st_now_seconds();
+        int64_t n_train, n_val;
+        int *train = corpus_encode(&c, tok, is_val, 0, &n_train);
+        int *val = corpus_encode(&c, tok, is_val, 1, &n_val);
+        double enc = st_now_seconds() - t1;
+        int n_val_docs = 0;
+        for (int i = 0; i < c.n; i++) n_val_docs += is_val[i];
+        int64_t tokens = n_train + n_val - c.n; /* BOS excluded */
+        printf("%d documents (%d train, %d val), %lld bytes -> %lld tokens + %d BOS, %.3f bytes/token, vocab %d\n",
+               c.n, c.n - n_val_docs, n_val_docs, (long long)c.total_bytes, (long long)tokens, c.n,
+               (double)c.total_bytes / (double)tokens, tokenizer_vocab_size(tok));
+        printf("encoded in %.2f s (%.1f MB/s)\n", enc, (double)c.total_bytes / 1e6 / (enc > 1e-9 ? enc : 1e-9));
+        rc = make_dirs(o->out, err);
+        if (rc == 0) rc = write_outputs(o->out, tok, train, n_train, val, n_val, err);
+        free(train);
+        free(val);
+    }
+    tokenizer_free(tok);
+    free(is_val);
+    corpus_free(&c);
+    if (rc == 0) printf("wrote %s/{tokenizer,train,val}.bin in %.2f s\n", o->out, st_now_seconds() - t0);
+    return rc;
+}
+
+/* the documents with is_val[d] == want_val, back to back */
+static int *gather_docs(const int *all, const uint8_t *is_val, int64_t n_docs, int doc_len, int want_val,
+                        int64_t *n_tokens) {
+    int *out = st_malloc((size_t)(n_docs * doc_len) * sizeof *out);
+    int64_t n = 0;
+    for (int64_t d = 0; d < n_docs; d++)
+        if (is_val[d] == want_val) {
+            memcpy(out + n, all + d * doc_len, (size_t)doc_len * sizeof *out);
+            n += doc_len;
+        }
+    *n_tokens = n;
+    return out;
+}
+
+static int prepare_synthetic(const Options *o, char *err) {
+    double t0 = st_now_seconds();
+    BbConfig bb = {.vocab = o->vocab < 0 ? 64 : (int)o->vocab, .triggers = (int)o->triggers,
+                   .successors = (int)o->successors, .doc_len = (int)o->doc_len, .trigger_prob = o->trigger_prob,
+                   .n_docs = o->doc_len > 0 ? o->tokens / o->doc_len : 0, .seed = o->seed};
+    if (bb_check(&bb, err)) return -1;
+    if (bb.n_docs > INT32_MAX)
+        return st_errorf(err, "--tokens: expected at most %d documents of --doc_len tokens, found %lld", INT32_MAX,
+                         (long long)bb.n_docs);
+    uint8_t *is_val = st_malloc((size_t)bb.n_docs);
+    if (corpus_split((int)bb.n_docs, o->val_frac, o->seed, is_val, err)) {
+        free(is_val);
+        return -1;
+    }
+    int *all = st_malloc((size_t)(bb.n_docs * bb.doc_len) * sizeof *all);
+    bb_generate(&bb, all);
+    int64_t n_train, n_val;
+    int *train = gather_docs(all, is_val, bb.n_docs, bb.doc_len, 0, &n_train);
+    int *val = gather_docs(all, is_val, bb.n_docs, bb.doc_len, 1, &n_val);
+    Tokenizer *tok = tokenizer_new_symbols(bb.vocab);
+    printf("Bigram-Backcopy: %d symbols (%d triggers, p=%g), %d successors, %lld documents of %d tokens "
+           "(%lld train, %lld val tokens), vocab %d with BOS %d\n",
+           bb.vocab, bb.triggers, bb.trigger_prob, bb.successors, (long long)bb.n_docs, bb.doc_len,
+           (long long)n_train, (long long)n_val, tokenizer_vocab_size(tok), tokenizer_bos_id(tok));
+    int rc = make_dirs(o->out, err);
+    if (rc == 0) rc = write_outputs(o->out, tok, train, n_train, val, n_val, err);
+    if (rc == 0) printf("wrote %s/{tokenizer,train,val}.bin in %.2f s\n", o->out, st_now_seconds() - t0);
+    tokenizer_free(tok);
+    free(train);
+    free(val);
+    free(all);
+    free(is_val);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    char err[ST_ERR_LEN];
+    Options o;
+    if (parse_options(&o, argc, argv, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        usage();
+        return 1;
+    }
+    if ((o.synthetic ? prepare_synthetic(&o, err) : prepare_text(&o, err)) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
