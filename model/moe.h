@@ -137,7 +137,9 @@ const MoeTensor *moe_find(const Moe *m, const char *name); /* NULL if absent */
 void moe_init_params(Moe *m);
 
 /* Forward for tokens [B][T] (ids < V, T <= seq_len). targets [B][T] (-1 = ignored) may be NULL: then
- * only logits are computed. Returns the total loss (0 without targets). cap may be NULL. */
+ * only logits are computed. Returns the total loss (0 without targets). cap may be NULL.
+ * Forwards and backwards run in parallel inside (OpenMP) and share one packing buffer per process:
+ * call them from one thread at a time, not from inside a parallel region. */
 float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, MoeCapture *cap);
 void moe_zero_grad(Moe *m);
 /* Adds scale * d(total loss)/d(params) of the last forward into m->grads (scale = 1/grad_accum
