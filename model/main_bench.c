@@ -14,7 +14,6 @@
  * through in the forward (its k experts only, the router, the LM head) plus the attention scores and
  * weighted sum over the (T+1)/2 keys a query sees on average; training = 3 x forward (the backward
  * computes two products per forward product). Elementwise work is not counted. */
-#include <errno.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "../common/binfile.h"
 #include "../common/jsonl.h"
 #include "../common/util.h"
 #include "../train/adamw.h"
@@ -259,6 +259,14 @@ int main(int argc, char **argv) {
         else usage_error("unknown or incomplete argument ", argv[i]);
     }
     if (quick) steps = 2;
+    /* the output goes to a temporary file renamed over out_path at the end: an unwritable path fails
+     * now, not after the run, and an interrupted run leaves the previous file intact */
+    StAtomic out;
+    char err[ST_ERR_LEN];
+    if (st_atomic_open(&out, out_path, err)) {
+        fprintf(stderr, "bench: --out: %s\n", err);
+        return 1;
+    }
     int threads = omp_get_max_threads();
     double load = -1.0; /* other processes on the same cores slow every figure below */
     getloadavg(&load, 1);
@@ -279,7 +287,6 @@ int main(int argc, char **argv) {
     moe_config_default(&dc);
     lc = dc;
     lc.d_model = 256, lc.n_layer = 6, lc.n_head = 8, lc.n_kv_head = 8, lc.n_expert = 16, lc.d_ff = 512;
-    char err[ST_ERR_LEN];
     if (moe_config_validate(&dc, err) || moe_config_validate(&lc, err)) usage_error(err, "");
 
     /* the default model's matmuls: B*T = 4096 rows; an expert sees B*T*k/E rows on average */
@@ -339,16 +346,11 @@ int main(int argc, char **argv) {
     sj_num(&j, "scaling", scaling);
     sj_num(&j, "default_peak_rss_mb", rss_default_mb);
     sj_num(&j, "peak_rss_mb", rss_mb);
-    FILE *f = fopen(out_path, "w");
-    if (!f) {
-        fprintf(stderr, "bench: --out %s: cannot open for writing: %s\n", out_path, strerror(errno));
-        return 1;
-    }
-    if (sj_write_line(&j, f, out_path, err)) {
+    if (sj_write_line(&j, out.f, out.tmp, err) || st_atomic_commit(&out, err)) {
         fprintf(stderr, "bench: %s\n", err);
+        st_atomic_abort(&out);
         return 1;
     }
-    fclose(f);
     sj_free(&j);
     printf("wrote %s\n", out_path);
     return 0;
