@@ -643,12 +643,54 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
     }
 }
 
+/* rows[j] += w0[j] x0 + w1[j] x1 for j < n (rows [n][D] contiguous), in that order: the 8-channel
+ * chunks of x0 and x1 stay in registers and each row chunk is loaded and stored once for both */
+static void add_scaled_to_rows2(float *rows, const float *w0, const float *x0, const float *w1, const float *x1,
+                                int n, int D) {
+    int d = 0;
+    for (; d + 8 <= D; d += 8) {
+        v8 a = load8(x0 + d), b = load8(x1 + d);
+        for (int j = 0; j < n; j++) {
+            float *r = rows + (size_t)j * D + d;
+            store8(r, FMA8(splat8(w1[j]), b, FMA8(splat8(w0[j]), a, load8(r))));
+        }
+    }
+    for (; d < D; d++)
+        for (int j = 0; j < n; j++) {
+            float *r = rows + (size_t)j * D + d;
+            *r += w0[j] * x0[d];
+            *r += w1[j] * x1[d];
+        }
+}
+
+/* the backward of query row i that needs no other row: p[j - j0] and ds[j - j0] = p (dp - delta) / sqrt(D)
+ * for j in [j0, j1), zero where row i does not see key j; adds row i's dq; returns delta. kt, vt are
+ * the head's transposed keys and values, kc its keys [T][D]; s and dp scratch of Tp floats. */
+static float attention_row_backward(float *p, float *ds, float *dq_i, const float *q_i, const float *do_i,
+                                    const float *out_i, float lse_i, const float *kt, const float *vt,
+                                    const float *kc, int i, int j0, int j1, int Tp, int D, int window, float scale,
+                                    float *s, float *dp) {
+    float delta = dot_f(do_i, out_i, D);
+    int lo = first_key(i, window), jb = lo / 8 * 8;
+    row_dots(s, q_i, kt, Tp, jb, i + 1, D, scale);
+    row_dots(dp, do_i, vt, Tp, jb, i + 1, D, 1.0f);
+    exp_shifted(s, s, lse_i, i + 1 - jb); /* s <- p */
+    for (int j = j0; j < j1; j++) {
+        int seen = j >= lo && j <= i;
+        p[j - j0] = seen ? s[j - jb] : 0.0f;
+        ds[j - j0] = seen ? s[j - jb] * (dp[j - jb] - delta) * scale : 0.0f;
+    }
+    add_weighted_rows(dq_i, ds + (lo - j0), kc + (size_t)lo * D, (size_t)D, i + 1 - lo, D);
+    return delta;
+}
+
 /* With p = p[i][.] recomputed from lse_i, dp_j = dout_i . v_j and delta_i = sum_j p_j dp_j = dout_i . out_i:
  * dv_j += p_j dout_i;  dscore_j = p_j (dp_j - delta_i);  dq_i += dscore_j k_j / sqrt(D);
  * dk_j += dscore_j q_i / sqrt(D). The sink key has value 0, so dp_sink = 0 and
  * dsink_h += -p_sink delta_i with p_sink = exp(s_h - lse_i). Split over (b, kv head): every query head
  * sharing a K/V head is handled by one iteration, so dk and dv are never written by two threads; the
- * sink gradients are summed per (b, h) and then over b in order. */
+ * sink gradients are summed per (b, h) and then over b in order. Query rows go in pairs (i, i+1), whose
+ * dk and dv contributions are added to each key's row in one pass, row i's before row i+1's. */
 void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
                         const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
                         int T, int H, int KV, int D, int window) {
@@ -659,8 +701,10 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
     {
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
         float *s = st_malloc(sizeof(float) * (size_t)Tp), *dp = st_malloc(sizeof(float) * (size_t)Tp);
-        float *p = st_malloc(sizeof(float) * (size_t)Tp), *kc = st_malloc(sizeof(float) * (size_t)T * D);
+        float *kc = st_malloc(sizeof(float) * (size_t)T * D);
         float *dkc = st_malloc(sizeof(float) * (size_t)T * D), *dvc = st_malloc(sizeof(float) * (size_t)T * D);
+        float *pw = st_malloc(sizeof(float) * 4 * (size_t)Tp); /* p and ds of the two rows of a pair */
+        float *p0 = pw, *ds0 = pw + Tp, *p1 = pw + 2 * Tp, *ds1 = pw + 3 * Tp;
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
@@ -671,28 +715,33 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
                 memset(dkc, 0, sizeof(float) * (size_t)T * D); /* this head's dk, dv, contiguous [T][D] */
                 memset(dvc, 0, sizeof(float) * (size_t)T * D);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                    for (int i = 0; i < T; i++) {
-                        size_t row = (((size_t)b * T + i) * H + h) * D;
-                        const float *qi = q + row, *doi = dout + row;
-                        float l = lse[((size_t)b * H + h) * T + i], delta = dot_f(doi, out + row, D);
-                        if (dsink_bh) dsink_bh[b * H + h] -= expf(sink[h] - l) * delta;
-                        int j0 = first_key(i, window), jb = j0 / 8 * 8, n = i + 1 - jb;
-                        row_dots(s, qi, kt, Tp, jb, i + 1, D, scale);
-                        row_dots(dp, doi, vt, Tp, jb, i + 1, D, 1.0f);
-                        exp_shifted(p, s, l, n);
-                        for (int j = 0; j < n; j++) s[j] = p[j] * (dp[j] - delta) * scale; /* s <- dscore / sqrt(D) */
-                        add_weighted_rows(dq + row, s + (j0 - jb), kc + (size_t)j0 * D, (size_t)D, i + 1 - j0, D);
-                        for (int j = j0; j <= i; j++) {
-                            axpy(dkc + (size_t)j * D, s[j - jb], qi, D);
-                            axpy(dvc + (size_t)j * D, p[j - jb], doi, D);
+                    for (int i = 0; i < T; i += 2) {
+                        int rows = i + 1 < T ? 2 : 1, j0 = first_key(i, window), j1 = i + rows;
+                        const float *x[2];   /* q_i and dout_i of each row, for dk and dv */
+                        const float *dox[2];
+                        for (int r = 0; r < rows; r++) {
+                            size_t row = (((size_t)b * T + i + r) * H + h) * D;
+                            float l = lse[((size_t)b * H + h) * T + i + r];
+                            float delta = attention_row_backward(r ? p1 : p0, r ? ds1 : ds0, dq + row, q + row,
+                                                                 dout + row, out + row, l, kt, vt, kc, i + r, j0,
+                                                                 j1, Tp, D, window, scale, s, dp);
+                            if (dsink_bh) dsink_bh[b * H + h] -= expf(sink[h] - l) * delta;
+                            x[r] = q + row, dox[r] = dout + row;
                         }
+                        if (rows == 1) { /* the last row of an odd T: a second row of zero weights */
+                            memset(p1, 0, sizeof(float) * (size_t)(j1 - j0));
+                            memset(ds1, 0, sizeof(float) * (size_t)(j1 - j0));
+                            x[1] = x[0], dox[1] = dox[0];
+                        }
+                        add_scaled_to_rows2(dkc + (size_t)j0 * D, ds0, x[0], ds1, x[1], j1 - j0, D);
+                        add_scaled_to_rows2(dvc + (size_t)j0 * D, p0, dox[0], p1, dox[1], j1 - j0, D);
                     }
                 for (int j = 0; j < T; j++) {
                     axpy(dk + kv_off + j * stride, 1.0f, dkc + (size_t)j * D, D);
                     axpy(dv + kv_off + j * stride, 1.0f, dvc + (size_t)j * D, D);
                 }
             }
-        free(kt), free(vt), free(s), free(dp), free(p), free(kc), free(dkc), free(dvc);
+        free(kt), free(vt), free(s), free(dp), free(kc), free(dkc), free(dvc), free(pw);
     }
     if (dsink_bh) {
         for (int b = 0; b < B; b++)
