@@ -218,15 +218,25 @@ void embed_backward(float *dwte, const float *dout, const int *tokens, int N, in
         for (int n = 0; n < N; n++) dwte[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
 }
 
+/* sum over c < n of x[c] y[c] (z[c]): 8 partial sums side by side (one long chain of adds would wait
+ * on each add's latency), then added in a fixed order. z may be NULL. */
+static float sum_of_products(const float *x, const float *y, const float *z, int n) {
+    v8 acc = splat8(0.0f);
+    for (int c = 0; c < n; c += 8) {
+        size_t m = n - c < 8 ? (size_t)(n - c) : 8;
+        v8 t = load_part(x + c, m) * load_part(y + c, m);
+        acc += z ? t * load_part(z + c, m) : t;
+    }
+    return hsum8(acc);
+}
+
 /* --- RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps); rstd = 1/rms saved --- */
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = in + (size_t)n * C;
         float *y = out + (size_t)n * C;
-        float ss = 0.0f;
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        float r = 1.0f / sqrtf(sum_of_products(x, x, NULL, C) / (float)C + eps);
         rstd[n] = r;
         for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
     }
@@ -239,9 +249,7 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
-        float r = rstd[n], dot = 0.0f;
-        for (int c = 0; c < C; c++) dot += dy[c] * gain[c] * x[c] * r;
-        dot /= (float)C;
+        float r = rstd[n], dot = r * sum_of_products(dy, gain, x, C) / (float)C;
         float *dx = din + (size_t)n * C;
         for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
     }
