@@ -24,6 +24,9 @@ double st_rng_normal(StRng *r);              /* standard normal (Box-Muller, one
 
 double st_now_seconds(void); /* monotonic wall clock */
 
+/* strips leading and trailing white space in place; returns the first non-space character */
+char *st_trim(char *s);
+
 /* malloc/calloc that print what they could not allocate and exit(1): out of memory is not an
  * input error a caller could recover from. */
 void *st_malloc(size_t bytes);

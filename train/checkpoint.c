@@ -125,6 +125,17 @@ int ckpt_read_config(const char *path, TrainConfig *cfg, char *err) {
     return rc;
 }
 
+int ckpt_read_step(const char *path, int64_t *step, char *err) {
+    StHeader h;
+    char *text;
+    FILE *f = open_ckpt(path, &h, &text, err);
+    if (!f) return -1;
+    fclose(f);
+    free(text);
+    *step = h.field[F_STEP];
+    return 0;
+}
+
 int ckpt_load(const char *path, const TrainConfig *run_cfg, Moe *m, AdamW *opt, CkptState *s, char *err) {
     StHeader h;
     char *text;

@@ -29,6 +29,8 @@ int ckpt_save(const char *path, const TrainConfig *cfg, const Moe *m, const Adam
               char *err);
 /* reads only the stored config (to build the model before loading it) */
 int ckpt_read_config(const char *path, TrainConfig *cfg, char *err);
+/* reads only the step a checkpoint was written at (checking the file as ckpt_read_config does) */
+int ckpt_read_step(const char *path, int64_t *step, char *err);
 /* Loads parameters into m (allocated for the same config), moments into opt (NULL = skip), and the
  * state. With run_cfg non-NULL, a stored config that differs from it is rejected naming the key. */
 int ckpt_load(const char *path, const TrainConfig *run_cfg, Moe *m, AdamW *opt, CkptState *s, char *err);

@@ -252,16 +252,7 @@ void config_defaults(TrainConfig *c) {
         }
 }
 
-/* strips leading and trailing white space in place */
-static char *trim(char *s) {
-    while (isspace((unsigned char)*s)) s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1])) *--e = 0;
-    return s;
-}
-
-int config_load_text(TrainConfig *c, const char *text, const char *origin, char *err) {
-    unsigned char seen[sizeof KEYS / sizeof KEYS[0]] = {0};
+int config_parse_lines(const char *text, const char *origin, ConfigLineFn fn, void *ctx, char *err) {
     char line[2048], where[600];
     int line_no = 0;
     for (const char *p = text; *p;) {
@@ -275,33 +266,59 @@ int config_load_text(TrainConfig *c, const char *text, const char *origin, char 
         p += len + (nl != NULL);
         char *hash = strchr(line, '#');
         if (hash) *hash = 0;
-        char *s = trim(line);
+        char *s = st_trim(line);
         if (!*s) continue;
         char *eq = strchr(s, '=');
-        if (!eq) return st_errorf(err, "%s: expected 'key = value', found '%s'", where, s);
-        *eq = 0;
-        char *key = trim(s), *value = trim(eq + 1);
-        const ConfigKey *k = find_key(key);
-        if (k && seen[k - KEYS]++) return st_errorf(err, "%s: %s: key given twice", where, key);
-        if (config_set(c, key, value, where, err)) return -1;
+        if (eq) *eq = 0;
+        if (fn(ctx, st_trim(s), eq ? st_trim(eq + 1) : NULL, where, err)) return -1;
     }
     return 0;
 }
 
-int config_load_file(TrainConfig *c, const char *path, char *err) {
+typedef struct {
+    TrainConfig *c;
+    unsigned char seen[sizeof KEYS / sizeof KEYS[0]];
+} LoadCtx;
+
+static int load_line(void *ctx, const char *key, const char *value, const char *where, char *err) {
+    LoadCtx *lc = ctx;
+    if (!value) return st_errorf(err, "%s: expected 'key = value', found '%s'", where, key);
+    const ConfigKey *k = find_key(key);
+    if (k && lc->seen[k - KEYS]++) return st_errorf(err, "%s: %s: key given twice", where, key);
+    return config_set(lc->c, key, value, where, err);
+}
+
+int config_load_text(TrainConfig *c, const char *text, const char *origin, char *err) {
+    LoadCtx lc = {.c = c};
+    return config_parse_lines(text, origin, load_line, &lc, err);
+}
+
+char *config_read_file(const char *path, char *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
-    int64_t size;
-    if (st_file_size(path, &size, err)) {
-        fclose(f);
-        return -1;
+    if (!f) {
+        st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
     }
-    char *text = st_malloc((size_t)size + 1);
-    int rc = st_read_exact(f, path, text, (size_t)size, "config text", err);
+    int64_t size;
+    char *text = NULL;
+    if (st_file_size(path, &size, err) == 0) {
+        text = st_malloc((size_t)size + 1);
+        int rc = st_read_exact(f, path, text, (size_t)size, "config text", err);
+        text[size] = 0;
+        if (rc == 0 && strlen(text) != (size_t)size) rc = st_errorf(err, "%s: expected a text file, found a NUL byte", path);
+        if (rc) {
+            free(text);
+            text = NULL;
+        }
+    }
     fclose(f);
-    text[size] = 0;
-    if (rc == 0 && strlen(text) != (size_t)size) rc = st_errorf(err, "%s: expected a text file, found a NUL byte", path);
-    if (rc == 0) rc = config_load_text(c, text, path, err);
+    return text;
+}
+
+int config_load_file(TrainConfig *c, const char *path, char *err) {
+    char *text = config_read_file(path, err);
+    if (!text) return -1;
+    int rc = config_load_text(c, text, path, err);
     free(text);
     return rc;
 }

@@ -58,6 +58,14 @@ void config_defaults(TrainConfig *c);
 
 /* Sets one key from its text value. `origin` prefixes errors, e.g. "runs/a.conf:3" or "--lr". */
 int config_set(TrainConfig *c, const char *key, const char *value, const char *origin, char *err);
+/* The one line reader of config-like files: calls fn for each non-blank line after stripping '#'
+ * comments and white space, with the text left and right of the first '=' (value NULL when the line
+ * has none); `where` is "origin:line" for error messages. Stops at the first error fn returns. */
+typedef int (*ConfigLineFn)(void *ctx, const char *key, const char *value, const char *where, char *err);
+int config_parse_lines(const char *text, const char *origin, ConfigLineFn fn, void *ctx, char *err);
+/* a whole text file, NUL-terminated and malloc'd; NULL with err if unreadable or not text */
+char *config_read_file(const char *path, char *err);
+
 /* Reads `key = value` lines (# starts a comment; blank lines ignored); a key given twice is an error. */
 int config_load_file(TrainConfig *c, const char *path, char *err);
 /* Same, from text in memory (a checkpoint's stored config); `origin` names where it came from. */

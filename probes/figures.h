@@ -1,0 +1,47 @@
+/* probes/figures.h: the figures of one run (PNG files written into its directory) and the overlays of
+ * several runs for --compare. Each figure function returns 0 when it wrote the file, 1 when the run
+ * lacks what the figure needs (then `why` says what, in one sentence), -1 on an error (err). */
+#ifndef SINKTRACE_FIGURES_H
+#define SINKTRACE_FIGURES_H
+
+#include "runlog.h"
+
+#define FIG_WHY_LEN 256
+
+typedef int (*FigureFn)(const Run *r, char *why, char *err);
+
+typedef struct {
+    const char *file; /* e.g. "loss.png" */
+    FigureFn draw;
+} Figure;
+
+/* every figure of a run, in the order report.md shows them */
+extern const Figure run_figures[];
+extern const int n_run_figures;
+
+int fig_loss(const Run *r, char *why, char *err);
+int fig_sink_by_layer(const Run *r, char *why, char *err);
+int fig_trace_sink(const Run *r, char *why, char *err);
+int fig_trace_norm(const Run *r, char *why, char *err);
+int fig_norm_profile(const Run *r, char *why, char *err);
+int fig_attention_maps(const Run *r, char *why, char *err);
+int fig_cosine(const Run *r, char *why, char *err);
+int fig_concentration(const Run *r, char *why, char *err);
+int fig_experts(const Run *r, char *why, char *err);
+int fig_interventions(const Run *r, char *why, char *err);
+
+/* the three probe rows (indices into the natural rows) the profile figures show: the first, the one
+ * nearest half the final step, and the last; returns how many distinct ones there are (1..3) */
+int profile_rows(const Run *r, int out[3]);
+
+/* The interventions.jsonl lines of the last step that has any, as row indices into r->interv (caller
+ * frees), with the lines of one intervention next to each other (P0, then its T/2 control) in the order
+ * the interventions first appear; *step receives that step. */
+int *intervention_rows(const Run *r, int *n, double *step);
+
+/* one figure of metric `key` with every run's curve against training tokens (from probes.jsonl, or
+ * from train.jsonl when from_train), written as out_dir/compare_<key>.png; returns 0 or -1 */
+int fig_compare(const Run *runs, int n_runs, const char *key, const char *title, const char *ylabel,
+                int from_train, const char *out_dir, char *err);
+
+#endif

@@ -1,0 +1,592 @@
+/* probes/report.c: report.md of a run and the --compare table (see report.h). Every sentence of the
+ * findings is built from a number it prints; where the numbers are missing, the report says so. */
+#include "report.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../common/binfile.h"
+#include "../common/util.h"
+#include "figures.h"
+#include "runlog.h"
+
+/* ---------------------------------------------------------------- number helpers */
+
+/* a number for prose: 3 significant digits, "n/a" for NaN (several may be used in one printf) */
+static const char *num(double v) {
+    static char buf[8][32];
+    static int k;
+    char *b = buf[k++ % 8];
+    if (!isfinite(v))
+        snprintf(b, 32, "n/a");
+    else if (fabs(v) < 1e15 && v == floor(v))
+        snprintf(b, 32, "%.0f", v);
+    else
+        snprintf(b, 32, "%.3g", v);
+    return b;
+}
+
+static double sget(const Run *r, const char *key) { return r->summary ? jnum(r->summary, key) : NAN; }
+
+/* residual point p as the paper writes it (p/2) */
+static const char *point_name(double p) {
+    static char buf[4][16];
+    static int k;
+    char *b = buf[k++ % 4];
+    if (!isfinite(p))
+        snprintf(b, 16, "n/a");
+    else if (((int)p) % 2)
+        snprintf(b, 16, "%d.5", (int)p / 2);
+    else
+        snprintf(b, 16, "%d", (int)p / 2);
+    return b;
+}
+
+/* d* as stored (already in units of blocks, half-integers allowed) */
+static const char *depth_name(double d) { return isfinite(d) ? point_name(2 * d) : "n/a"; }
+
+/* ---------------------------------------------------------------- sections */
+
+/* the figure's image link, or why it was not drawn (why[i] is "" for the drawn figures of run_figures) */
+static void figure_line(FILE *f, const char *file, const char *const *why) {
+    for (int i = 0; i < n_run_figures; i++) {
+        if (strcmp(run_figures[i].file, file)) continue;
+        if (why[i][0] == 0)
+            fprintf(f, "![%s](%s)\n\n", file, file);
+        else
+            fprintf(f, "*%s not drawn: %s.*\n\n", file, why[i]);
+    }
+}
+
+static void section_config(FILE *f, const Run *r) {
+    fprintf(f, "## Configuration\n\n");
+    if (!r->has_cfg) {
+        fprintf(f, "config.txt is missing.\n\n");
+        return;
+    }
+    fprintf(f, "| key | value | key | value |\n|---|---|---|---|\n");
+    for (int i = 0; i < r->cfg.n; i += 2)
+        fprintf(f, "| %s | %s | %s | %s |\n", r->cfg.key[i], r->cfg.value[i], i + 1 < r->cfg.n ? r->cfg.key[i + 1] : "",
+                i + 1 < r->cfg.n ? r->cfg.value[i + 1] : "");
+    fprintf(f, "\n");
+}
+
+/* the training time: logged ms_per_step times the steps each logged interval covers */
+static double training_seconds(const Run *r) {
+    double t = 0, prev = 0;
+    int any = 0;
+    for (int i = 0; i < r->train.n; i++) {
+        double s = jnum(r->train.row[i], "step"), ms = jnum(r->train.row[i], "ms_per_step");
+        if (isfinite(ms) && s > prev) {
+            t += ms * (s - prev) / 1000;
+            any = 1;
+        }
+        if (isfinite(s)) prev = s;
+    }
+    return any ? t : NAN;
+}
+
+static void section_training(FILE *f, const Run *r, const char *const *why) {
+    int n = r->train.n, at_val = -1, at_best = -1;
+    double *step = run_train_col(r, "step"), *ce = run_train_col(r, "ce"), *val = run_train_col(r, "val_loss");
+    double *tok = run_train_col(r, "tokens");
+    double best = INFINITY;
+    for (int i = 0; i < n; i++)
+        if (isfinite(val[i]) && val[i] < best) best = val[i], at_best = i;
+    double last_val = last_finite(val, n, &at_val), secs = training_seconds(r), tokens = last_finite(tok, n, NULL);
+    const char *planned = r->has_cfg ? runconfig_get(&r->cfg, "steps") : NULL;
+    fprintf(f, "## Training\n\n| quantity | value |\n|---|---|\n");
+    fprintf(f, "| last logged step | %s%s%s |\n", num(step[n - 1]), planned ? " of " : "", planned ? planned : "");
+    fprintf(f, "| training tokens seen | %s |\n", num(tokens));
+    fprintf(f, "| final train cross-entropy (last logged step) | %s |\n", num(last_finite(ce, n, NULL)));
+    if (at_val >= 0) {
+        fprintf(f, "| final validation loss | %s (step %s) |\n", num(last_val), num(step[at_val]));
+        fprintf(f, "| best validation loss | %s (step %s) |\n", num(best), num(step[at_best]));
+    } else {
+        fprintf(f, "| validation loss | none logged |\n");
+    }
+    if (isfinite(secs))
+        fprintf(f, "| training time (sum of logged step times) | %.0f s (%.1f min) |\n", secs, secs / 60);
+    else
+        fprintf(f, "| training time | n/a (no ms_per_step logged) |\n");
+    fprintf(f, "| throughput | %s tokens/s |\n\n", num(tokens / secs));
+    figure_line(f, "loss.png", why);
+    free(step);
+    free(ce);
+    free(val);
+    free(tok);
+}
+
+/* the per-layer table at the final probe step: attention on P0, its lift over chance, sink rate */
+static void layer_table(FILE *f, const Run *r, const double *a_layer, const double *rate_layer, double chance) {
+    fprintf(f, "| layer | mean attention on P0 | x chance | share of heads with a_p0 > 0.3 |\n|---|---|---|---|\n");
+    for (int l = 0; l < r->L; l++)
+        fprintf(f, "| %d | %s | %s | %s |\n", l, num(a_layer[l]), num(a_layer[l] / chance), num(rate_layer[l]));
+    fprintf(f, "\n");
+}
+
+static void finding_sink(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Attention on position 0\n\n");
+    int last = r->np - 1, L = r->L;
+    const cJSON *first_row = r->probes.row[r->nat[0]], *final_row = r->probes.row[r->nat[last]];
+    double step0 = jnum(first_row, "step"), stepN = jnum(final_row, "step"), chance = jnum(final_row, "chance");
+    double *a_layer = st_malloc(sizeof(double) * L), *rate_layer = st_malloc(sizeof(double) * L);
+    jarr(final_row, "a_p0_layer", a_layer, L);
+    jarr(final_row, "sink_rate_layer_30", rate_layer, L);
+    double rate = jnum(final_row, "sink_rate_30");
+    int top = 0;
+    for (int l = 1; l < L; l++)
+        if (a_layer[l] > a_layer[top]) top = l;
+    fprintf(f, "At the final probe step (%s), per layer (chance = %s for T = %s):\n\n", num(stepN), num(chance),
+            num(jnum(final_row, "T")));
+    layer_table(f, r, a_layer, rate_layer, chance);
+    if (rate > 0) {
+        fprintf(f, "**A P0 sink formed** by the sink-rate measure: %s of all heads put more than 0.3 of their "
+                   "attention on position 0 at the final step, in layer(s)",
+                num(rate));
+        int listed = 0;
+        for (int l = 0; l < L; l++)
+            if (rate_layer[l] > 0) fprintf(f, "%s %d", listed++ ? "," : "", l);
+        fprintf(f, ".");
+    } else if (isfinite(rate)) {
+        fprintf(f, "**No P0 sink formed** by the sink-rate measure: no head puts more than 0.3 of its attention on "
+                   "position 0 at the final step (sink rate 0). The largest per-layer mean is %s in layer %d "
+                   "(%s x chance).",
+                num(a_layer[top]), top, num(a_layer[top] / chance));
+    } else {
+        fprintf(f, "The sink rate at the final step is not in probes.jsonl.");
+    }
+    double a0 = jnum(first_row, "a_p0_2plus"), aN = jnum(final_row, "a_p0_2plus");
+    if (isfinite(a0) && isfinite(aN))
+        fprintf(f, " Over layers >= 2, the mean attention on P0 went from %s at step %s to %s at step %s (%s).", num(a0),
+                num(step0), num(aN), num(stepN),
+                aN > chance ? "above chance" : aN < chance ? "below chance" : "at chance");
+    fprintf(f, "\n\n");
+    /* emergence (summary.json): a halfway crossing is a sink's emergence only if a sink is there */
+    double es = sget(r, "sink_rate_2plus_30_emergence_step"), ea = sget(r, "a_p0_2plus_emergence_step");
+    if (!r->summary) {
+        fprintf(f, "summary.json is missing: no emergence step.\n\n");
+    } else if (rate > 0 && isfinite(es)) {
+        fprintf(f, "The sink rate over layers >= 2 (eps 0.3) emerged at step %s (%s%% of the run; validation loss "
+                   "%s then), by our definition: the first probe step past half-way from its initial (%s) to its "
+                   "final value (%s), staying there for the next two probes.\n\n",
+                num(es), num(100 * sget(r, "sink_rate_2plus_30_emergence_frac")),
+                num(sget(r, "sink_rate_2plus_30_emergence_loss")), num(sget(r, "sink_rate_2plus_30_initial")),
+                num(sget(r, "sink_rate_2plus_30_final")));
+    } else if (isfinite(ea)) {
+        fprintf(f, "The mean attention on P0 over layers >= 2 crossed half-way from %s to %s at step %s (%s%% of the "
+                   "run; validation loss %s then)%s.\n\n",
+                num(sget(r, "a_p0_2plus_initial")), num(sget(r, "a_p0_2plus_final")), num(ea),
+                num(100 * sget(r, "a_p0_2plus_emergence_frac")), num(sget(r, "a_p0_2plus_emergence_loss")),
+                rate > 0 ? "" : "; with no sink at the end this marks that change, not a sink's emergence");
+    } else {
+        fprintf(f, "summary.json gives no emergence step for the attention on P0 (it did not cross half-way and stay).\n\n");
+    }
+    figure_line(f, "sink_by_layer.png", why);
+    figure_line(f, "trace_sink.png", why);
+    figure_line(f, "attention_maps.png", why);
+    free(a_layer);
+    free(rate_layer);
+}
+
+/* the largest per-sublayer growth of log rho in a row: which sublayer, and by how much */
+static int largest_growth(const cJSON *row, int L, double *amount) {
+    double *delta = st_malloc(sizeof(double) * 2 * L);
+    jarr(row, "delta", delta, 2 * L);
+    int best = -1;
+    for (int q = 0; q < 2 * L; q++)
+        if (isfinite(delta[q]) && (best < 0 || delta[q] > delta[best])) best = q;
+    *amount = best >= 0 ? delta[best] : NAN;
+    free(delta);
+    return best;
+}
+
+/* the maximum of a row's rho over the residual points, and where it is */
+static double rho_peak(const Run *r, const cJSON *row, int *at) {
+    double *rho = st_malloc(sizeof(double) * r->P), best = NAN;
+    jarr(row, "rho", rho, r->P);
+    *at = 0;
+    for (int p = 0; p < r->P; p++)
+        if (isfinite(rho[p]) && !(rho[p] <= best)) best = rho[p], *at = p; /* !(x <= NaN) takes the first */
+    free(rho);
+    return best;
+}
+
+/* our threshold: a norm jump formed when rho's maximum over the residual points at least doubled between
+ * the first and the final probe step; 1 yes, 0 no, -1 unknown (rho missing) */
+static int norm_jump_formed(const Run *r) {
+    int p;
+    double first = rho_peak(r, r->probes.row[r->nat[0]], &p), final = rho_peak(r, r->probes.row[r->nat[r->np - 1]], &p);
+    if (!isfinite(first) || !isfinite(final)) return -1;
+    return final >= 2 * first;
+}
+
+static void finding_norm(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### The norm of position 0\n\n");
+    int L = r->L, P = r->P;
+    const cJSON *first_row = r->probes.row[r->nat[0]], *final_row = r->probes.row[r->nat[r->np - 1]];
+    double step0 = jnum(first_row, "step"), stepN = jnum(final_row, "step");
+    double *rho0 = st_malloc(sizeof(double) * P);
+    jarr(first_row, "rho", rho0, P);
+    int p0, pN;
+    double peak0 = rho_peak(r, first_row, &p0), peakN = rho_peak(r, final_row, &pN);
+    if (norm_jump_formed(r) < 0) {
+        fprintf(f, "rho (position 0's norm over the median position's) is not in probes.jsonl at the first or the "
+                   "final probe step: no finding about the norm.\n\n");
+        figure_line(f, "trace_norm.png", why);
+        figure_line(f, "norm_profile.png", why);
+        free(rho0);
+        return;
+    }
+    fprintf(f, "rho = ||r[0]|| / median ||r[i]|| (position 0's norm over the median position's) peaks at %s at point %s "
+               "at step %s, and at %s at point %s at the final step %s.",
+            num(peak0), point_name(p0), num(step0), num(peakN), point_name(pN), num(stepN));
+    if (isfinite(rho0[1]))
+        fprintf(f, " Right after block 0's attention (point 0.5) it is %s at step %s: at initialisation that is the "
+                   "causal mask's signal (query 0 attends only to itself), not a learned sink.",
+                num(rho0[1]), num(step0));
+    fprintf(f, "\n\n");
+    double growth;
+    int q = largest_growth(final_row, L, &growth);
+    if (q >= 0)
+        fprintf(f, "At the final step the largest growth of log rho is across block %d's %s (+%s, a factor %s).\n\n",
+                q / 2, q % 2 ? "MoE" : "attention", num(growth), num(exp(growth)));
+    double d0 = jnum(first_row, "d_star"), dN = jnum(final_row, "d_star");
+    double c0 = jnum(first_row, "C2"), cN = jnum(final_row, "C2");
+    fprintf(f, "Formation depth d* (the first point with rho >= half its maximum) went from %s at step %s to %s at "
+               "the final step; the concentration C2 (share of P0's log-norm growth done by the end of block 1) "
+               "went from %s to %s. ",
+            depth_name(d0), num(step0), depth_name(dN), num(c0), num(cN));
+    if (!norm_jump_formed(r))
+        fprintf(f, "rho's maximum went from %s to %s, less than doubling (our threshold): no norm jump formed beyond "
+                   "what the first probe step already had, so d* only locates that initial profile.\n\n",
+                num(peak0), num(peakN));
+    else if (!isfinite(dN))
+        fprintf(f, "rho's maximum grew from %s to %s; d* at the final step is not in probes.jsonl.\n\n", num(peak0),
+                num(peakN));
+    else if (dN <= 2 && d0 > 2)
+        fprintf(f, "rho's maximum grew from %s to %s, and the norm jump moved into blocks 0-1 (d* <= 2).\n\n",
+                num(peak0), num(peakN));
+    else if (dN <= 2)
+        fprintf(f, "rho's maximum grew from %s to %s; the norm jump lies within blocks 0-1 (d* <= 2) at the final "
+                   "step%s.\n\n",
+                num(peak0), num(peakN), d0 <= 2 ? ", and d* was already <= 2 at the first probe step" : "");
+    else
+        fprintf(f, "rho's maximum grew from %s to %s, but the norm jump is not within blocks 0-1 at the final step "
+                   "(d* > 2).\n\n",
+                num(peak0), num(peakN));
+    figure_line(f, "trace_norm.png", why);
+    figure_line(f, "norm_profile.png", why);
+    free(rho0);
+}
+
+static void finding_cosine(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Is position 0 the same vector for every input?\n\n");
+    const cJSON *final_row = r->probes.row[r->nat[r->np - 1]];
+    double *k0 = st_malloc(sizeof(double) * r->P), *km = st_malloc(sizeof(double) * r->P);
+    jarr(final_row, "kappa_p0", k0, r->P);
+    jarr(final_row, "kappa_mid", km, r->P);
+    int p = r->P > 4 ? 4 : r->P - 1; /* point 2 = after block 1 */
+    fprintf(f, "At the final step, at residual point %s the mean cosine between the states of different inputs is %s "
+               "at position 0 and %s at position T/2 (the control)",
+            point_name(p), num(k0[p]), num(km[p]));
+    /* our threshold: "more alike" needs a cosine at least 0.1 above the control's */
+    if (isfinite(k0[p]) && isfinite(km[p]) && k0[p] >= km[p] + 0.1)
+        fprintf(f, ": position 0 is more alike across inputs than the control (by %s).\n\n", num(k0[p] - km[p]));
+    else if (isfinite(k0[p]) && isfinite(km[p]))
+        fprintf(f, ": position 0 is no more alike across inputs than the control (difference %s; our threshold for "
+                   "\"more alike\" is 0.1).\n\n",
+                num(k0[p] - km[p]));
+    else
+        fprintf(f, ".\n\n");
+    figure_line(f, "cosine.png", why);
+    free(k0);
+    free(km);
+}
+
+static void finding_concentration(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Concentration in blocks 0-1 as a convergence signal\n\n");
+    if (norm_jump_formed(r) == 0)
+        fprintf(f, "No norm jump formed (see above), so C2 here describes the shape of a nearly flat rho profile, "
+                   "not a mechanism concentrating in blocks 0-1. ");
+    double ec = sget(r, "C2_emergence_step");
+    if (!r->summary)
+        fprintf(f, "summary.json is missing: no emergence step for C2.\n\n");
+    else if (isfinite(ec))
+        fprintf(f, "C2 went from %s to %s and crossed half-way at step %s (%s%% of the run), when the validation "
+                   "loss was %s (final: see the training table).\n\n",
+                num(sget(r, "C2_initial")), num(sget(r, "C2_final")), num(ec), num(100 * sget(r, "C2_emergence_frac")),
+                num(sget(r, "C2_emergence_loss")));
+    else
+        fprintf(f, "C2 went from %s to %s without crossing half-way and staying (no emergence step).\n\n",
+                num(sget(r, "C2_initial")), num(sget(r, "C2_final")));
+    figure_line(f, "concentration.png", why);
+}
+
+static void finding_experts(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Experts\n\n");
+    if (run_is_dense(r)) {
+        fprintf(f, "The model is dense (n_expert = 1): there is no routing to report.\n\n");
+        return;
+    }
+    const cJSON *last = r->train.row[r->train.n - 1];
+    int L = jlen(last, "load_max_mean");
+    if (L > 0) {
+        double *ratio = st_malloc(sizeof(double) * L);
+        jarr(last, "load_max_mean", ratio, L);
+        fprintf(f, "Load balance at the last logged step (max over mean expert load; 1 = even):");
+        for (int l = 0; l < L; l++) fprintf(f, " layer %d: %s%s", l, num(ratio[l]), l + 1 < L ? ";" : ".");
+        fprintf(f, "\n");
+        free(ratio);
+    }
+    if (r->np > 0 && jlen(r->probes.row[r->nat[r->np - 1]], "p0_route_consistency") == r->L) {
+        double *cons = st_malloc(sizeof(double) * r->L);
+        jarr(r->probes.row[r->nat[r->np - 1]], "p0_route_consistency", cons, r->L);
+        fprintf(f, "Share of probe sequences whose P0 goes to the modal top-1 expert at the final probe step:");
+        for (int l = 0; l < r->L; l++) fprintf(f, " layer %d: %s%s", l, num(cons[l]), l + 1 < r->L ? ";" : ".");
+        fprintf(f, "\n");
+        free(cons);
+    }
+    fprintf(f, "\n");
+    figure_line(f, "experts.png", why);
+}
+
+/* names the interventions (lines sel of interventions.jsonl) that at least halved the attention on P0
+ * in layers >= 2, and says whether any control (@T/2) did */
+static void interventions_halving(FILE *f, const Run *r, const int *sel, int n) {
+    int any = 0, controls = 0, n_controls = 0;
+    for (int i = 0; i < n; i++) {
+        const cJSON *row = r->interv.row[sel[i]];
+        double before = jnum(row, "a_p0_2plus_before"), after = jnum(row, "a_p0_2plus_after");
+        double pos = jnum(row, "position"), layer = jnum(row, "layer"), head = jnum(row, "head");
+        n_controls += pos > 0;
+        if (!(after <= 0.5 * before)) continue;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(row, "intervention");
+        fprintf(f, "%s%s", any ? ", " : "Interventions that at least halved the attention on P0 in layers >= 2: ",
+                cJSON_IsString(name) ? name->valuestring : "?");
+        if (head >= 0) fprintf(f, " (layer %s head %s)", num(layer), num(head));
+        fprintf(f, "%s", pos == 0 ? " @P0" : pos > 0 ? " @T/2" : "");
+        any = 1;
+        controls += pos > 0;
+    }
+    if (!any)
+        fprintf(f, "No intervention halved the attention on P0 in layers >= 2.\n\n");
+    else if (n_controls > 0)
+        fprintf(f, ". %d of the %d controls at T/2 did.\n\n", controls, n_controls);
+    else
+        fprintf(f, ".\n\n");
+}
+
+static void finding_interventions(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Interventions\n\n");
+    if (r->interv.n == 0) {
+        fprintf(f, "interventions.jsonl is %s: no intervention results.\n\n",
+                strstr(r->missing, "interventions") ? "missing" : "empty");
+        return;
+    }
+    double last;
+    int n, *sel = intervention_rows(r, &n, &last);
+    fprintf(f, "At step %s, each intervention against the natural forward (before -> after); \"@P0\" acts on "
+               "position 0, \"@T/2\" is the same intervention on the control position.", num(last));
+    double rate = r->np ? jnum(r->probes.row[r->nat[r->np - 1]], "sink_rate_30") : NAN;
+    if (rate == 0)
+        fprintf(f, " This run has no P0 sink (sink rate 0), so these are changes to attention near or below chance, "
+                   "not to a sink.");
+    fprintf(f, "\n\n");
+    fprintf(f, "| intervention | attention on P0, layers >= 2 | sink rate >= 2 (0.3) | rho max | rho after block 1 "
+               "| probe loss |\n|---|---|---|---|---|---|\n");
+    const char *keys[5] = {"a_p0_2plus", "sink_rate_2plus_30", "rho_max", "rho_2", "probe_loss"};
+    for (int i = 0; i < n; i++) {
+        const cJSON *row = r->interv.row[sel[i]];
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(row, "intervention");
+        double pos = jnum(row, "position"), layer = jnum(row, "layer"), head = jnum(row, "head");
+        fprintf(f, "| %s", cJSON_IsString(name) ? name->valuestring : "?");
+        if (head >= 0) fprintf(f, " (layer %s head %s)", num(layer), num(head));
+        fprintf(f, "%s", pos == 0 ? " @P0" : pos > 0 ? " @T/2" : "");
+        for (int k = 0; k < 5; k++) {
+            char kb[64], ka[64];
+            snprintf(kb, sizeof kb, "%s_before", keys[k]);
+            snprintf(ka, sizeof ka, "%s_after", keys[k]);
+            fprintf(f, " | %s -> %s", num(jnum(row, kb)), num(jnum(row, ka)));
+        }
+        fprintf(f, " |\n");
+    }
+    fprintf(f, "\n");
+    interventions_halving(f, r, sel, n);
+    free(sel);
+    figure_line(f, "interventions.png", why);
+}
+
+static void section_findings(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "## Findings\n\nDefinitions are docs/SCIENCE.md's; the thresholds (eps = 0.3, half-way crossings, "
+               "blocks 0-1) are ours, not the paper's.\n\n");
+    if (r->np == 0) {
+        fprintf(f, "%s: there are no probe results, so this report states no finding about the sink.\n\n",
+                r->probes.n ? "probes.jsonl has no rows of variant \"natural\"" : "probes.jsonl is missing");
+        finding_experts(f, r, why);
+        return;
+    }
+    finding_sink(f, r, why);
+    finding_norm(f, r, why);
+    finding_cosine(f, r, why);
+    finding_concentration(f, r, why);
+    finding_experts(f, r, why);
+    finding_interventions(f, r, why);
+}
+
+/* ---------------------------------------------------------------- report_run */
+
+int report_run(const char *run_dir, char *err) {
+    Run r;
+    if (run_load(&r, run_dir, err)) {
+        run_free(&r);
+        return -1;
+    }
+    /* draw every figure; why[i] stays "" for the drawn ones */
+    char (*why_buf)[FIG_WHY_LEN] = st_calloc(n_run_figures, FIG_WHY_LEN);
+    const char **why = st_malloc(sizeof(char *) * n_run_figures);
+    int rc = 0;
+    for (int i = 0; i < n_run_figures && !rc; i++) {
+        why[i] = why_buf[i];
+        rc = run_figures[i].draw(&r, why_buf[i], err) < 0 ? -1 : 0;
+    }
+    char path[1200];
+    snprintf(path, sizeof path, "%s/report.md", r.dir);
+    StAtomic a;
+    if (!rc) rc = st_atomic_open(&a, path, err);
+    if (!rc) {
+        FILE *f = a.f;
+        fprintf(f, "# Run report: %s\n\nWritten by `bin/report %s` from the run's files.", r.name, r.dir);
+        if (r.missing[0]) fprintf(f, " Missing: %s; what needs them is left out and said so.", r.missing);
+        fprintf(f, "\n\n");
+        section_config(f, &r);
+        section_training(f, &r, why);
+        section_findings(f, &r, why);
+        if (ferror(f)) {
+            st_atomic_abort(&a);
+            rc = st_errorf(err, "%s: write failed", path);
+        } else {
+            rc = st_atomic_commit(&a, err);
+        }
+    }
+    free(why);
+    free(why_buf);
+    run_free(&r);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- report_compare */
+
+static const struct {
+    const char *key, *title, *ylabel;
+    int from_train;
+} compare_metrics[] = {
+    {"val_loss", "Validation loss", "loss (nats/token)", 1},
+    {"a_p0_2plus", "Mean attention on P0, layers >= 2", "attention on P0", 0},
+    {"sink_rate_2plus_30", "Sink rate over layers >= 2 (eps = 0.3)", "share of heads", 0},
+    {"rho_max", "P0 norm ratio rho, max over points", "rho", 0},
+    {"C2", "Concentration C2", "C2", 0},
+    {"d_star", "Formation depth d*", "d* (residual point)", 0},
+};
+
+static int make_dir(const char *dir, char *err) {
+    if (mkdir(dir, 0777) && errno != EEXIST) return st_errorf(err, "%s: cannot create directory: %s", dir, strerror(errno));
+    return 0;
+}
+
+/* the table row of one run: final numbers from train.jsonl, probes.jsonl and summary.json */
+static void compare_row(FILE *f, const Run *r) {
+    double *val = run_train_col(r, "val_loss"), *tok = run_train_col(r, "tokens");
+    const cJSON *fin = r->np ? r->probes.row[r->nat[r->np - 1]] : NULL;
+    /* an emergence step only for a run that ends with a sink: a half-way crossing of a flat or falling
+     * metric is not a sink's emergence */
+    double rate = fin ? jnum(fin, "sink_rate_30") : NAN;
+    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r->name, num(last_finite(tok, r->train.n, NULL)),
+            num(last_finite(val, r->train.n, NULL)), num(fin ? jnum(fin, "a_p0_2plus") : NAN), num(rate),
+            num(fin ? jnum(fin, "rho_max") : NAN), num(fin ? jnum(fin, "C2") : NAN),
+            rate > 0 ? num(sget(r, "sink_rate_2plus_30_emergence_step")) : rate == 0 ? "no sink" : "n/a");
+    free(val);
+    free(tok);
+}
+
+/* config keys whose values differ between runs (keys of the first run with a config.txt) */
+static int differing_keys(const Run *runs, int n_runs, const char **keys, int max_keys) {
+    const Run *ref = NULL;
+    for (int i = 0; i < n_runs && !ref; i++)
+        if (runs[i].has_cfg) ref = &runs[i];
+    int n = 0;
+    for (int k = 0; ref && k < ref->cfg.n && n < max_keys; k++) {
+        if (!strcmp(ref->cfg.key[k], "run_name") || !strcmp(ref->cfg.key[k], "out_dir")) continue;
+        for (int i = 0; i < n_runs; i++) {
+            const char *v = runconfig_get(&runs[i].cfg, ref->cfg.key[k]);
+            if (!v || strcmp(v, ref->cfg.value[k])) {
+                keys[n++] = ref->cfg.key[k];
+                break;
+            }
+        }
+    }
+    return n;
+}
+
+static void config_differences(FILE *f, const Run *runs, int n_runs) {
+    const char *keys[32];
+    int n = differing_keys(runs, n_runs, keys, 32);
+    if (n == 0) {
+        fprintf(f, "The runs' config.txt files agree on every key (or are missing).\n\n");
+        return;
+    }
+    fprintf(f, "Settings that differ between the runs:\n\n| run |");
+    for (int k = 0; k < n; k++) fprintf(f, " %s |", keys[k]);
+    fprintf(f, "\n|---|");
+    for (int k = 0; k < n; k++) fprintf(f, "---|");
+    fprintf(f, "\n");
+    for (int i = 0; i < n_runs; i++) {
+        fprintf(f, "| %s |", runs[i].name);
+        for (int k = 0; k < n; k++) {
+            const char *v = runconfig_get(&runs[i].cfg, keys[k]);
+            fprintf(f, " %s |", v ? v : "n/a");
+        }
+        fprintf(f, "\n");
+    }
+    fprintf(f, "\n");
+}
+
+int report_compare(const char *const *run_dirs, int n_runs, const char *out_dir, char *err) {
+    if (n_runs < 1 || n_runs > 64) return st_errorf(err, "--compare: expected 1 to 64 run directories, found %d", n_runs);
+    Run *runs = st_calloc(n_runs, sizeof(Run));
+    int rc = make_dir(out_dir, err), loaded = 0;
+    for (; loaded < n_runs && !rc; loaded++) rc = run_load(&runs[loaded], run_dirs[loaded], err);
+    int n_metrics = sizeof compare_metrics / sizeof compare_metrics[0];
+    for (int m = 0; m < n_metrics && !rc; m++)
+        rc = fig_compare(runs, n_runs, compare_metrics[m].key, compare_metrics[m].title, compare_metrics[m].ylabel,
+                         compare_metrics[m].from_train, out_dir, err);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/compare.md", out_dir);
+    StAtomic a;
+    if (!rc) rc = st_atomic_open(&a, path, err);
+    if (!rc) {
+        FILE *f = a.f;
+        fprintf(f, "# Comparison of %d runs\n\nFinal values (last logged or probed step); \"n/a\" where a run lacks "
+                   "the file or the number.\n\n", n_runs);
+        fprintf(f, "| run | tokens | final val loss | attention on P0, layers >= 2 | sink rate (0.3) | rho max | C2 "
+                   "| sink emergence step (sink rate >= 2, eps 0.3) |\n|---|---|---|---|---|---|---|---|\n");
+        for (int i = 0; i < n_runs; i++) compare_row(f, &runs[i]);
+        fprintf(f, "\n");
+        config_differences(f, runs, n_runs);
+        for (int m = 0; m < n_metrics; m++)
+            fprintf(f, "![%s](compare_%s.png)\n\n", compare_metrics[m].title, compare_metrics[m].key);
+        if (ferror(f)) {
+            st_atomic_abort(&a);
+            rc = st_errorf(err, "%s: write failed", path);
+        } else {
+            rc = st_atomic_commit(&a, err);
+        }
+    }
+    for (int i = 0; i < loaded; i++) run_free(&runs[i]);
+    free(runs);
+    return rc;
+}

@@ -1,0 +1,352 @@
+/* probes/runlog.c: JSONL and config.txt readers for the report (see runlog.h). */
+#include "runlog.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "../train/config.h"
+
+/* what a JSON value is, for error messages */
+static const char *json_kind(const cJSON *v) {
+    if (!v) return "nothing";
+    if (cJSON_IsNumber(v)) return "a number";
+    if (cJSON_IsString(v)) return "a string";
+    if (cJSON_IsNull(v)) return "null";
+    if (cJSON_IsBool(v)) return "a boolean";
+    if (cJSON_IsArray(v)) return "an array";
+    return "an object";
+}
+
+static int blank(const char *s) {
+    while (*s && isspace((unsigned char)*s)) s++;
+    return *s == 0;
+}
+
+static void jsonl_append(Jsonl *j, cJSON *obj, int line, int *cap) {
+    if (j->n == *cap) {
+        *cap = *cap ? 2 * *cap : 64;
+        j->row = realloc(j->row, sizeof(cJSON *) * *cap);
+        j->line = realloc(j->line, sizeof(int) * *cap);
+        if (!j->row || !j->line) {
+            fprintf(stderr, "out of memory reading %s\n", j->path);
+            exit(1);
+        }
+    }
+    j->row[j->n] = obj;
+    j->line[j->n++] = line;
+}
+
+int jsonl_read(const char *path, Jsonl *j, char *err) {
+    memset(j, 0, sizeof *j);
+    snprintf(j->path, sizeof j->path, "%s", path);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT) return 1;
+        return st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
+    }
+    char *buf = NULL;
+    size_t bufcap = 0;
+    int cap = 0, line = 0, rc = 0;
+    while (getline(&buf, &bufcap, f) >= 0) {
+        line++;
+        if (blank(buf)) continue;
+        cJSON *obj = cJSON_Parse(buf);
+        if (!obj || !cJSON_IsObject(obj)) {
+            rc = st_errorf(err, "%s:%d: expected one JSON object per line, found %s", path, line,
+                           obj ? json_kind(obj) : "text that is not valid JSON");
+            cJSON_Delete(obj);
+            break;
+        }
+        jsonl_append(j, obj, line, &cap);
+    }
+    if (!rc && ferror(f)) rc = st_errorf(err, "%s: read error after line %d", path, line);
+    free(buf);
+    fclose(f);
+    if (rc) jsonl_free(j);
+    return rc;
+}
+
+void jsonl_free(Jsonl *j) {
+    for (int i = 0; i < j->n; i++) cJSON_Delete(j->row[i]);
+    free(j->row);
+    free(j->line);
+    j->row = NULL;
+    j->line = NULL;
+    j->n = 0;
+}
+
+double jnum(const cJSON *row, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
+}
+
+int jarr(const cJSON *row, const char *key, double *out, int n) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(row, key);
+    int len = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0, i = 0;
+    const cJSON *v;
+    for (int k = 0; k < n; k++) out[k] = NAN;
+    cJSON_ArrayForEach(v, a) {
+        if (i < n && cJSON_IsNumber(v)) out[i] = v->valuedouble;
+        i++;
+    }
+    return len;
+}
+
+int jlen(const cJSON *row, const char *key) {
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(row, key);
+    return cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
+}
+
+int jsonl_require_num(const Jsonl *j, const char *key, int required, char *err) {
+    for (int r = 0; r < j->n; r++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j->row[r], key);
+        if (!v && !required) continue;
+        if (!v) return st_errorf(err, "%s:%d: missing key '%s' (a number)", j->path, j->line[r], key);
+        if (!cJSON_IsNumber(v) && !cJSON_IsNull(v))
+            return st_errorf(err, "%s:%d: key '%s': expected a number, found %s", j->path, j->line[r], key,
+                             json_kind(v));
+    }
+    return 0;
+}
+
+int jsonl_require_arr(const Jsonl *j, const char *key, int n, char *err) {
+    for (int r = 0; r < j->n; r++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(j->row[r], key), *v;
+        if (!a || cJSON_IsNull(a)) continue;
+        if (!cJSON_IsArray(a))
+            return st_errorf(err, "%s:%d: key '%s': expected an array of %d numbers, found %s", j->path,
+                             j->line[r], key, n, json_kind(a));
+        if (cJSON_GetArraySize(a) != n)
+            return st_errorf(err, "%s:%d: key '%s': expected an array of %d numbers, found %d", j->path,
+                             j->line[r], key, n, cJSON_GetArraySize(a));
+        cJSON_ArrayForEach(v, a) {
+            if (!cJSON_IsNumber(v) && !cJSON_IsNull(v))
+                return st_errorf(err, "%s:%d: key '%s': expected numbers in the array, found %s", j->path,
+                                 j->line[r], key, json_kind(v));
+        }
+    }
+    return 0;
+}
+
+/* one `key = value` line of config.txt into the display list */
+static int keep_config_line(void *ctx, const char *key, const char *value, const char *where, char *err) {
+    RunConfig *c = ctx;
+    if (!value) return st_errorf(err, "%s: expected 'key = value', found '%.60s'", where, key);
+    if (c->n == (int)(sizeof c->key / sizeof c->key[0])) return st_errorf(err, "%s: more than %d keys", where, c->n);
+    snprintf(c->key[c->n], sizeof c->key[0], "%s", key);
+    snprintf(c->value[c->n], sizeof c->value[0], "%s", value);
+    c->n++;
+    return 0;
+}
+
+int runconfig_read(const char *path, RunConfig *c, char *err) {
+    memset(c, 0, sizeof *c);
+    if (access(path, F_OK) != 0 && errno == ENOENT) return 1;
+    char *text = config_read_file(path, err);
+    if (!text) return -1;
+    int rc = config_parse_lines(text, path, keep_config_line, c, err);
+    free(text);
+    return rc;
+}
+
+const char *runconfig_get(const RunConfig *c, const char *key) {
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->key[i], key)) return c->value[i];
+    return NULL;
+}
+
+/* the keys of probes.jsonl and their lengths in terms of L (layers) and H (heads) */
+typedef enum { PER_HEAD, PER_LAYER, PER_POINT, PER_SUBLAYER, PAIR } ProbeShape;
+static const struct {
+    const char *key;
+    ProbeShape shape;
+} probe_arrays[] = {
+    {"a_p0", PER_HEAD},          {"a_p0_gu", PER_HEAD},         {"a_p0_late", PER_HEAD},
+    {"a_k1", PER_HEAD},          {"a_mid", PER_HEAD},           {"a_p0_layer", PER_LAYER},
+    {"lift_layer", PER_LAYER},   {"sink_rate_layer_30", PER_LAYER}, {"rho", PER_POINT},
+    {"kappa_p0", PER_POINT},     {"kappa_p1", PER_POINT},       {"kappa_mid", PER_POINT},
+    {"kappa_p0_norm", PER_POINT}, {"kappa_p1_norm", PER_POINT}, {"kappa_mid_norm", PER_POINT},
+    {"massive_ratio", PER_POINT}, {"massive_channel", PER_POINT}, {"eta", PER_LAYER},
+    {"mu", PER_LAYER},           {"gain", PER_LAYER},           {"qk_cos_p0", PER_LAYER},
+    {"qk_cos_other", PER_LAYER}, {"k0_ratio", PER_LAYER},       {"v0_ratio", PER_LAYER},
+    {"p0_route_consistency", PER_LAYER}, {"router_entropy_p0", PER_LAYER},
+    {"router_entropy_median", PER_LAYER}, {"delta", PER_SUBLAYER}, {"p0_units", PAIR}};
+static const char *probe_scalars[] = {
+    "tokens", "val_loss", "probe_loss", "T", "chance", "sink_rate_20", "sink_rate_30", "sink_rate_50",
+    "sink_rate_2plus_20", "sink_rate_2plus_30", "sink_rate_2plus_50", "sink_rate_k1_30",
+    "sink_rate_mid_30", "d_star", "C2", "K2"};
+static const char *train_scalars[] = {"loss", "ce", "aux", "z", "lr", "grad_norm", "tokens",
+                                      "tok_per_s", "ms_per_step", "val_loss"};
+
+static int shape_length(ProbeShape s, int L, int H) {
+    switch (s) {
+    case PER_HEAD: return L * H;
+    case PER_LAYER: return L;
+    case PER_POINT: return 2 * L + 1;
+    case PER_SUBLAYER: return 2 * L;
+    default: return 2;
+    }
+}
+
+static void note_missing(Run *r, const char *file) {
+    size_t n = strlen(r->missing);
+    snprintf(r->missing + n, sizeof r->missing - n, "%s%s", n ? ", " : "", file);
+}
+
+static void run_path(const Run *r, const char *file, char *out, size_t len) {
+    snprintf(out, len, "%s/%s", r->dir, file);
+}
+
+static int validate_train(const Jsonl *j, char *err) {
+    if (jsonl_require_num(j, "step", 1, err)) return -1;
+    for (size_t k = 0; k < sizeof train_scalars / sizeof *train_scalars; k++)
+        if (jsonl_require_num(j, train_scalars[k], 0, err)) return -1;
+    return 0;
+}
+
+/* selects the natural-variant rows and takes L and H from the first one's arrays */
+static int index_probes(Run *r, char *err) {
+    const Jsonl *j = &r->probes;
+    if (jsonl_require_num(j, "step", 1, err)) return -1;
+    r->nat = st_malloc(sizeof(int) * (j->n + 1));
+    for (int i = 0; i < j->n; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j->row[i], "variant");
+        if (!cJSON_IsString(v))
+            return st_errorf(err, "%s:%d: key 'variant': expected a string, found %s", j->path, j->line[i],
+                             json_kind(v));
+        if (!strcmp(v->valuestring, "natural")) r->nat[r->np++] = i;
+    }
+    if (r->np == 0) return 0;
+    const cJSON *first = j->row[r->nat[0]];
+    r->L = jlen(first, "a_p0_layer");
+    int heads = jlen(first, "a_p0");
+    if (r->L <= 0 || heads <= 0 || heads % r->L)
+        return st_errorf(err, "%s:%d: keys 'a_p0_layer' and 'a_p0': expected arrays of L and L*H numbers, "
+                         "found lengths %d and %d", j->path, j->line[r->nat[0]], r->L, heads);
+    r->H = heads / r->L;
+    r->P = 2 * r->L + 1;
+    for (size_t k = 0; k < sizeof probe_arrays / sizeof *probe_arrays; k++)
+        if (jsonl_require_arr(j, probe_arrays[k].key, shape_length(probe_arrays[k].shape, r->L, r->H), err))
+            return -1;
+    for (size_t k = 0; k < sizeof probe_scalars / sizeof *probe_scalars; k++)
+        if (jsonl_require_num(j, probe_scalars[k], 0, err)) return -1;
+    return 0;
+}
+
+/* reads a whole small JSON file (summary.json): 0, 1 absent, -1 error */
+static int read_json_file(const char *path, cJSON **out, char *err) {
+    *out = NULL;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT) return 1;
+        return st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
+    }
+    char *text = NULL;
+    size_t cap = 0, len = 0, got;
+    char chunk[65536];
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + got + 1 > cap) {
+            cap = 2 * (len + got + 1);
+            text = realloc(text, cap);
+            if (!text) {
+                fprintf(stderr, "out of memory reading %s\n", path);
+                exit(1);
+            }
+        }
+        memcpy(text + len, chunk, got);
+        len += got;
+    }
+    fclose(f);
+    if (text) text[len] = 0;
+    *out = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!*out || !cJSON_IsObject(*out)) {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return st_errorf(err, "%s: expected one JSON object, found %s", path,
+                         len ? "text that is not a valid JSON object" : "an empty file");
+    }
+    return 0;
+}
+
+int run_load(Run *r, const char *dir, char *err) {
+    memset(r, 0, sizeof *r);
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
+    size_t n = strlen(r->dir);
+    while (n > 1 && r->dir[n - 1] == '/') r->dir[--n] = 0;
+    const char *base = strrchr(r->dir, '/');
+    snprintf(r->name, sizeof r->name, "%s", base ? base + 1 : r->dir);
+    char path[1100];
+    int rc;
+    run_path(r, "config.txt", path, sizeof path);
+    if ((rc = runconfig_read(path, &r->cfg, err)) < 0) return -1;
+    r->has_cfg = rc == 0;
+    if (!r->has_cfg) note_missing(r, "config.txt");
+
+    run_path(r, "train.jsonl", path, sizeof path);
+    if ((rc = jsonl_read(path, &r->train, err)) < 0) return -1;
+    if (rc == 1) return st_errorf(err, "%s: missing (is %s a run directory?)", path, r->dir);
+    if (r->train.n == 0) return st_errorf(err, "%s: expected at least one logged step, found none", path);
+    if (validate_train(&r->train, err)) return -1;
+
+    run_path(r, "probes.jsonl", path, sizeof path);
+    if ((rc = jsonl_read(path, &r->probes, err)) < 0) return -1;
+    if (rc == 1) note_missing(r, "probes.jsonl");
+    if (rc == 0 && index_probes(r, err)) return -1;
+
+    run_path(r, "summary.json", path, sizeof path);
+    if ((rc = read_json_file(path, &r->summary, err)) < 0) return -1;
+    if (rc == 1) note_missing(r, "summary.json");
+
+    run_path(r, "interventions.jsonl", path, sizeof path);
+    if ((rc = jsonl_read(path, &r->interv, err)) < 0) return -1;
+    if (rc == 1) note_missing(r, "interventions.jsonl");
+    return 0;
+}
+
+void run_free(Run *r) {
+    jsonl_free(&r->train);
+    jsonl_free(&r->probes);
+    jsonl_free(&r->interv);
+    cJSON_Delete(r->summary);
+    free(r->nat);
+    memset(r, 0, sizeof *r);
+}
+
+double *run_train_col(const Run *r, const char *key) {
+    double *v = st_malloc(sizeof(double) * (r->train.n + 1));
+    for (int i = 0; i < r->train.n; i++) v[i] = jnum(r->train.row[i], key);
+    return v;
+}
+
+double *run_probe_col(const Run *r, const char *key) {
+    double *v = st_malloc(sizeof(double) * (r->np + 1));
+    for (int i = 0; i < r->np; i++) v[i] = jnum(r->probes.row[r->nat[i]], key);
+    return v;
+}
+
+double *run_probe_mat(const Run *r, const char *key, int width) {
+    double *v = st_malloc(sizeof(double) * ((size_t)r->np * width + 1));
+    for (int i = 0; i < r->np; i++) jarr(r->probes.row[r->nat[i]], key, v + (size_t)i * width, width);
+    return v;
+}
+
+double last_finite(const double *v, int n, int *at) {
+    for (int i = n - 1; i >= 0; i--)
+        if (isfinite(v[i])) {
+            if (at) *at = i;
+            return v[i];
+        }
+    return NAN;
+}
+
+int run_is_dense(const Run *r) {
+    const char *ne = r->has_cfg ? runconfig_get(&r->cfg, "n_expert") : NULL;
+    return ne && atoi(ne) == 1;
+}

@@ -1,0 +1,352 @@
+/* tests/test_report.c: bin/report on hand-built run directories: the report states the fixture's
+ * numbers and no finding they do not support, figures decode, bad input names file and line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stb_image.h>
+
+#include "../common/jsonl.h"
+#include "../common/util.h"
+#include "../probes/figures.h"
+#include "../probes/report.h"
+
+static char dir[64];
+
+enum { L = 3, H = 2, P = 2 * L + 1, E = 4, STEPS = 400 };
+
+static void path_in(char *out, const char *run, const char *file) { snprintf(out, 512, "%s/%s/%s", dir, run, file); }
+
+static void write_text(const char *run, const char *file, const char *text) {
+    char path[512];
+    path_in(path, run, file);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *read_text(const char *run, const char *file) {
+    char path[512];
+    path_in(path, run, file);
+    FILE *f = fopen(path, "r");
+    if (!f) return NULL;
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static int file_exists(const char *run, const char *file) {
+    char path[512];
+    path_in(path, run, file);
+    return access(path, F_OK) == 0;
+}
+
+static void write_train(const char *run) {
+    char path[512];
+    path_in(path, run, "train.jsonl");
+    FILE *f = fopen(path, "w");
+    StJson j = {0};
+    for (int s = 0; s <= STEPS; s += 50) {
+        sj_begin(&j);
+        sj_int(&j, "step", s);
+        sj_num(&j, "loss", 3.01 - s / 200.0);
+        sj_num(&j, "ce", 3.0 - s / 200.0);
+        sj_int(&j, "tokens", s * 1000LL);
+        sj_num(&j, "tok_per_s", 10000);
+        sj_num(&j, "ms_per_step", 100);
+        if (s % 100 == 0) sj_num(&j, "val_loss", 3.1 - s / 200.0);
+        for (int l = 0; l < L; l++) {
+            char key[32];
+            double load[E] = {0.4, 0.3, 0.2, 0.1};
+            snprintf(key, sizeof key, "expert_load_l%d", l);
+            sj_doubles(&j, key, load, E);
+        }
+        double ratio[L] = {1.6, 1.6, 1.6};
+        sj_doubles(&j, "load_max_mean", ratio, L);
+        char err[ST_ERR_LEN];
+        assert_int_equal(sj_write_line(&j, f, path, err), 0);
+    }
+    sj_free(&j);
+    fclose(f);
+}
+
+/* one natural probe row; with a sink, layer 2's heads reach 0.625 and 0.875 at the final step */
+static void probe_row(StJson *j, int step, int sink) {
+    double g = sink ? step / (double)STEPS : 0; /* how far the sink has grown */
+    double a[L * H], al[L], rate_layer[L] = {0, 0, 0}, rho[P], delta[2 * L], kappa[P], control[P];
+    double cons[L] = {0.5, 0.5, 0.5};
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++) a[l * H + h] = l == 2 ? 0.125 + g * (0.5 + 0.25 * h) : 0.125;
+    int over = 0;
+    for (int l = 0; l < L; l++) {
+        al[l] = (a[l * H] + a[l * H + 1]) / 2;
+        for (int h = 0; h < H; h++) rate_layer[l] += (a[l * H + h] > 0.3) / (double)H;
+    }
+    for (int i = 0; i < L * H; i++) over += a[i] > 0.3;
+    for (int p = 0; p < P; p++) {
+        rho[p] = p == 0 ? 1 : p < 3 ? 1.5 : 1.5 + 18 * g; /* the jump in block 1's attention */
+        kappa[p] = 0.1 + 0.8 * g * (p >= 3);
+        control[p] = 0.1;
+    }
+    for (int q = 0; q < 2 * L; q++) delta[q] = log(rho[q + 1] / rho[q]);
+    sj_begin(j);
+    sj_int(j, "step", step);
+    sj_str(j, "variant", "natural");
+    sj_int(j, "tokens", step * 1000LL);
+    sj_num(j, "val_loss", 3.1 - step / 200.0);
+    sj_int(j, "T", 16);
+    sj_num(j, "chance", 0.125);
+    sj_doubles(j, "a_p0", a, L * H);
+    sj_doubles(j, "a_p0_layer", al, L);
+    sj_num(j, "a_p0_2plus", al[2]);
+    sj_num(j, "sink_rate_30", over / (double)(L * H));
+    sj_num(j, "sink_rate_2plus_30", rate_layer[2]);
+    sj_doubles(j, "sink_rate_layer_30", rate_layer, L);
+    sj_doubles(j, "rho", rho, P);
+    sj_doubles(j, "kappa_p0", kappa, P);
+    sj_doubles(j, "kappa_mid", control, P);
+    sj_doubles(j, "delta", delta, 2 * L);
+    sj_doubles(j, "p0_route_consistency", cons, L);
+    sj_num(j, "d_star", g > 0.2 ? 1.5 : 0.5);
+    sj_num(j, "C2", g > 0.2 ? 0.9 : 0.3);
+}
+
+static void write_probes(const char *run, int sink) {
+    char path[512], err[ST_ERR_LEN];
+    path_in(path, run, "probes.jsonl");
+    FILE *f = fopen(path, "w");
+    StJson j = {0};
+    for (int s = 0; s <= STEPS; s += 100) {
+        probe_row(&j, s, sink);
+        assert_int_equal(sj_write_line(&j, f, path, err), 0);
+        sj_begin(&j); /* another variant at the same step, which the figures must ignore */
+        sj_int(&j, "step", s);
+        sj_str(&j, "variant", "bos");
+        assert_int_equal(sj_write_line(&j, f, path, err), 0);
+    }
+    sj_free(&j);
+    fclose(f);
+    /* summary.json as the probes write it: emergence of the sink rate only when there is a sink */
+    write_text(run, "summary.json",
+               sink ? "{\"total_steps\":400,\"sink_rate_2plus_30_initial\":0,\"sink_rate_2plus_30_final\":1,"
+                      "\"sink_rate_2plus_30_emergence_step\":300,\"sink_rate_2plus_30_emergence_frac\":0.75,"
+                      "\"sink_rate_2plus_30_emergence_loss\":1.6,\"C2_initial\":0.3,\"C2_final\":0.9,"
+                      "\"C2_emergence_step\":200,\"C2_emergence_frac\":0.5,\"C2_emergence_loss\":2.1}\n"
+                    : "{\"total_steps\":400,\"sink_rate_2plus_30_initial\":0,\"sink_rate_2plus_30_final\":0,"
+                      "\"sink_rate_2plus_30_emergence_step\":null,\"a_p0_2plus_emergence_step\":null,"
+                      "\"C2_initial\":0.3,\"C2_final\":0.3,\"C2_emergence_step\":null}\n");
+}
+
+static void make_run(const char *run, int sink, int with_probes) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, run);
+    assert_int_equal(mkdir(path, 0777), 0);
+    write_text(run, "config.txt", "n_layer = 3  # layers\nn_expert = 4\nsteps = 400\n");
+    write_train(run);
+    if (with_probes) write_probes(run, sink);
+}
+
+/* three intervention lines: an ablation at P0, an input variant, and the ablation's control at T/2 */
+static const char *interventions_text =
+    "{\"step\":400,\"intervention\":\"zero_moe1\",\"position\":0,\"layer\":1,\"head\":-1,"
+    "\"a_p0_2plus_before\":0.75,\"a_p0_2plus_after\":0.2,\"rho_max_before\":19.5,\"rho_max_after\":2}\n"
+    "{\"step\":400,\"intervention\":\"bos\",\"position\":-1,\"layer\":-1,\"head\":-1,"
+    "\"a_p0_2plus_before\":0.75,\"a_p0_2plus_after\":0.7,\"rho_max_before\":19.5,\"rho_max_after\":18}\n"
+    "{\"step\":400,\"intervention\":\"zero_moe1\",\"position\":8,\"layer\":1,\"head\":-1,"
+    "\"a_p0_2plus_before\":0.75,\"a_p0_2plus_after\":0.74,\"rho_max_before\":19.5,\"rho_max_after\":19}\n";
+
+static void test_report_with_sink_states_fixture_numbers(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("sink", 1, 1);
+    write_text("sink", "interventions.jsonl", interventions_text);
+    snprintf(path, sizeof path, "%s/sink", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("sink", "report.md");
+    assert_non_null(md);
+    assert_non_null(strstr(md, "A P0 sink formed"));
+    assert_null(strstr(md, "No P0 sink"));
+    assert_non_null(strstr(md, "| 2 | 0.75 | 6 | 1 |"));                    /* layer 2: mean, x chance, rate */
+    assert_non_null(strstr(md, "0.333 of all heads"));                     /* 2 of 6 heads above 0.3 */
+    assert_non_null(strstr(md, "emerged at step 300 (75% of the run; validation loss 1.6"));
+    assert_non_null(strstr(md, "across block 1's attention"));            /* the fixture's rho jump */
+    assert_non_null(strstr(md, "grew from 1.5 to 19.5"));
+    assert_non_null(strstr(md, "0.9 at position 0 and 0.1 at position T/2 (the control): position 0 is more alike"));
+    assert_non_null(strstr(md, "| training tokens seen | 400000 |"));
+    assert_non_null(strstr(md, "attention_maps.png not drawn: attention.jsonl is missing"));
+    /* the intervention table keeps each ablation next to its control, and the halving is stated */
+    const char *p0 = strstr(md, "| zero_moe1 @P0 | 0.75 -> 0.2 |"), *t2 = strstr(md, "| zero_moe1 @T/2 | 0.75 -> 0.74 |");
+    const char *bos = strstr(md, "| bos | 0.75 -> 0.7 |");
+    assert_true(p0 && t2 && bos && p0 < t2 && t2 < bos);
+    assert_non_null(strstr(md, "at least halved the attention on P0 in layers >= 2: zero_moe1 @P0. 0 of the 1 "
+                               "controls at T/2 did."));
+    /* every other figure is a real PNG */
+    for (int i = 0; i < n_run_figures; i++) {
+        const char *file = run_figures[i].file;
+        if (!strcmp(file, "attention_maps.png")) {
+            assert_false(file_exists("sink", file));
+            continue;
+        }
+        int w, h, n;
+        path_in(path, "sink", file);
+        uint8_t *px = stbi_load(path, &w, &h, &n, 3);
+        assert_non_null(px);
+        assert_true(w >= 400 && h >= 300);
+        free(px);
+    }
+}
+
+static void test_report_without_sink_claims_none(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("flat", 0, 1);
+    snprintf(path, sizeof path, "%s/flat", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("flat", "report.md");
+    assert_non_null(strstr(md, "No P0 sink formed"));
+    assert_null(strstr(md, "A P0 sink formed"));
+    assert_null(strstr(md, "emerged at step"));
+    assert_null(strstr(md, "moved into blocks 0-1"));
+    assert_non_null(strstr(md, "no norm jump formed"));
+    assert_non_null(strstr(md, "no more alike across inputs than the control"));
+}
+
+static void test_report_without_probes_says_so(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("bare", 0, 0);
+    snprintf(path, sizeof path, "%s/bare", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("bare", "report.md");
+    assert_non_null(strstr(md, "Missing: probes.jsonl, summary.json, interventions.jsonl"));
+    assert_non_null(strstr(md, "probes.jsonl is missing: there are no probe results"));
+    assert_false(file_exists("bare", "interventions.png"));
+    assert_null(strstr(md, "sink formed"));
+    assert_true(file_exists("bare", "loss.png"));
+    assert_true(file_exists("bare", "experts.png"));
+    assert_false(file_exists("bare", "sink_by_layer.png"));
+}
+
+static void test_report_with_null_metrics_claims_nothing(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("nulls", 0, 0);
+    write_text("nulls", "probes.jsonl",
+               "{\"step\":0,\"variant\":\"natural\",\"a_p0\":[null,null,null,null,null,null],"
+               "\"a_p0_layer\":[null,null,null],\"rho\":null,\"sink_rate_30\":null}\n");
+    snprintf(path, sizeof path, "%s/nulls", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("nulls", "report.md");
+    assert_non_null(strstr(md, "The sink rate at the final step is not in probes.jsonl"));
+    assert_non_null(strstr(md, "no finding about the norm"));
+    assert_null(strstr(md, "sink formed"));
+    assert_null(strstr(md, "norm jump"));
+    assert_null(strstr(md, "more alike"));
+}
+
+static void test_dense_run_has_no_expert_claims(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("dense", 0, 1);
+    write_text("dense", "config.txt", "n_layer = 3\nn_expert = 1\nsteps = 400\n");
+    snprintf(path, sizeof path, "%s/dense", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("dense", "report.md");
+    assert_non_null(strstr(md, "The model is dense (n_expert = 1): there is no routing to report."));
+    assert_null(strstr(md, "Load balance"));
+    assert_false(file_exists("dense", "experts.png"));
+}
+
+/* report_run on a copy of the "bare" run whose file `file` is replaced by `text`: the error */
+static const char *error_for(const char *run, const char *file, const char *text) {
+    static char err[ST_ERR_LEN];
+    char path[512];
+    make_run(run, 0, 1);
+    write_text(run, file, text);
+    snprintf(path, sizeof path, "%s/%s", dir, run);
+    assert_int_equal(report_run(path, err), -1);
+    return err;
+}
+
+static void test_bad_input_names_file_line_and_key(void **state) {
+    (void)state;
+    const char *err = error_for("bad1", "train.jsonl", "{\"step\": 0, \"loss\": 3}\n\n{\"step\": 1, \"loss\"\n");
+    assert_non_null(strstr(err, "bad1/train.jsonl:3: expected one JSON object per line"));
+    err = error_for("bad2", "train.jsonl", "{\"step\": 0}\n{\"step\": \"ten\"}\n");
+    assert_non_null(strstr(err, "bad2/train.jsonl:2: key 'step': expected a number, found a string"));
+    err = error_for("bad3", "probes.jsonl",
+                    "{\"step\":0,\"variant\":\"natural\",\"a_p0\":[0,0,0,0],\"a_p0_layer\":[0,0,0],\"rho\":[1,1]}\n");
+    assert_non_null(strstr(err, "bad3/probes.jsonl:1"));
+    assert_non_null(strstr(err, "'a_p0'"));
+    err = error_for("bad4", "probes.jsonl",
+                    "{\"step\":0,\"variant\":\"natural\",\"a_p0\":[0,0,0,0,0,0],\"a_p0_layer\":[0,0,0],\"rho\":[1,1]}\n");
+    assert_non_null(strstr(err, "bad4/probes.jsonl:1: key 'rho': expected an array of 7 numbers, found 2"));
+    err = error_for("bad5", "summary.json", "{\"total_steps\": 4");
+    assert_non_null(strstr(err, "bad5/summary.json: expected one JSON object"));
+    /* a missing train.jsonl is named */
+    char path[512], e[ST_ERR_LEN];
+    snprintf(path, sizeof path, "%s/nothing", dir);
+    mkdir(path, 0777);
+    assert_int_equal(report_run(path, e), -1);
+    assert_non_null(strstr(e, "nothing/train.jsonl: missing"));
+}
+
+static void test_compare_overlays_runs(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], a[512], b[512], out[512];
+    make_run("cmp_a", 1, 1);
+    make_run("cmp_b", 0, 1);
+    write_text("cmp_b", "config.txt", "n_layer = 3\nn_expert = 1\nsteps = 400\n");
+    snprintf(a, sizeof a, "%s/cmp_a", dir);
+    snprintf(b, sizeof b, "%s/cmp_b", dir);
+    snprintf(out, sizeof out, "%s/cmp_out", dir);
+    const char *runs[2] = {a, b};
+    assert_int_equal(report_compare(runs, 2, out, err), 0);
+    const char *md = read_text("cmp_out", "compare.md");
+    assert_non_null(md);
+    /* run, tokens, final val loss, attention on P0 >= 2, sink rate, rho max, C2, emergence */
+    assert_non_null(strstr(md, "| cmp_a | 400000 | 1.1 | 0.75 | 0.333 |"));
+    assert_non_null(strstr(md, "| cmp_b | 400000 | 1.1 | 0.125 | 0 | n/a | 0.3 | no sink |"));
+    assert_non_null(strstr(md, "| 0.9 | 300 |"));                        /* cmp_a: C2, sink emergence */
+    assert_non_null(strstr(md, "| run | n_expert |\n"));           /* only the key that differs */
+    assert_non_null(strstr(md, "| cmp_b | 1 |"));
+    assert_true(file_exists("cmp_out", "compare_val_loss.png"));
+    assert_true(file_exists("cmp_out", "compare_a_p0_2plus.png"));
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/test_report_XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_report_with_sink_states_fixture_numbers),
+        cmocka_unit_test(test_report_without_sink_claims_none),
+        cmocka_unit_test(test_report_without_probes_says_so),
+        cmocka_unit_test(test_report_with_null_metrics_claims_nothing),
+        cmocka_unit_test(test_dense_run_has_no_expert_claims),
+        cmocka_unit_test(test_bad_input_names_file_line_and_key),
+        cmocka_unit_test(test_compare_overlays_runs),
+    };
+    return cmocka_run_group_tests_name("report", tests, setup, teardown);
+}

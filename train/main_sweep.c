@@ -1,0 +1,211 @@
+/* bin/sweep: runs every run of a sweep file (train/sweep.h), J at a time, skipping finished runs and
+ * resuming interrupted ones, then compares them with bin/report --compare.
+ *   bin/sweep FILE.sweep [--jobs J] [--list]
+ *   bin/sweep FILE.sweep --emit parallel     one command per unfinished run, for GNU parallel
+ *   bin/sweep FILE.sweep --emit slurm        a Slurm job-array script */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "sweep.h"
+
+static volatile sig_atomic_t stop_requested = 0;
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1; /* the children got the signal too: they checkpoint and exit */
+}
+
+static const char *STATE_NAME[] = {"new", "restart", "resume", "done"};
+
+/* <dir of this program>/NAME, so bin/sweep finds bin/train wherever it is run from */
+static void sibling_exe(const char *argv0, const char *name, char *out, size_t size) {
+    const char *slash = strrchr(argv0, '/');
+    if (slash) snprintf(out, size, "%.*s/%s", (int)(slash - argv0), argv0, name);
+    else snprintf(out, size, "%s", name);
+}
+
+/* starts `cmd` (words separated by spaces) with output appended to log; returns the pid */
+static pid_t start(const char *cmd, const char *log) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    char buf[4096], *argv[16];
+    int n = 0;
+    snprintf(buf, sizeof buf, "%s", cmd);
+    for (char *w = strtok(buf, " "); w && n < 15; w = strtok(NULL, " ")) argv[n++] = w;
+    argv[n] = NULL;
+    execv(argv[0], argv);
+    fprintf(stderr, "error: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+typedef struct {
+    pid_t pid;
+    int index;
+} Job;
+
+/* runs the unfinished runs J at a time; returns the number that failed */
+static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok) {
+    Job *running = st_calloc((size_t)jobs, sizeof(Job));
+    int n_running = 0, failed = 0, next = 0;
+    for (;;) {
+        while (!stop_requested && n_running < jobs && next < s->n_runs) {
+            TrainConfig cfg;
+            char name[256], cmd[4096], log[1600], err[ST_ERR_LEN];
+            int i = next++;
+            if (sweep_run_config(s, i, &cfg, name, sizeof name, err)) {
+                fprintf(stderr, "error: %s\n", err);
+                failed++;
+                continue;
+            }
+            SweepRunState st = sweep_run_state(&cfg);
+            if (st == SWEEP_RUN_DONE) {
+                ok[i] = 1;
+                continue;
+            }
+            sweep_run_command(s, &cfg, st, train_exe, cmd, sizeof cmd);
+            snprintf(log, sizeof log, "%s/%s.log", s->dir, name);
+            printf("[%s] %s: %s  (log: %s)\n", STATE_NAME[st], name, cmd, log);
+            fflush(stdout);
+            running[n_running].pid = start(cmd, log);
+            running[n_running++].index = i;
+        }
+        if (n_running == 0) break;
+        int status;
+        pid_t pid = wait(&status);
+        if (pid < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        for (int j = 0; j < n_running; j++) {
+            if (running[j].pid != pid) continue;
+            int good = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            TrainConfig cfg;
+            char name[256], err[ST_ERR_LEN];
+            sweep_run_config(s, running[j].index, &cfg, name, sizeof name, err);
+            int done = good && sweep_run_state(&cfg) == SWEEP_RUN_DONE;
+            ok[running[j].index] = done;
+            if (!good) failed++;
+            printf("[%s] %s\n", done ? "finished" : good ? "stopped" : "FAILED", name);
+            fflush(stdout);
+            running[j] = running[--n_running];
+            break;
+        }
+    }
+    free(running);
+    return failed;
+}
+
+/* bin/report --compare over every finished run, into the sweep's directory */
+static int compare_runs(const Sweep *s, const int *ok, const char *report_exe) {
+    char **argv = st_calloc((size_t)s->n_runs + 6, sizeof(char *));
+    int n = 0;
+    argv[n++] = (char *)report_exe;
+    argv[n++] = "--compare";
+    for (int i = 0; i < s->n_runs; i++) {
+        if (!ok[i]) continue;
+        TrainConfig cfg;
+        char name[256], err[ST_ERR_LEN];
+        sweep_run_config(s, i, &cfg, name, sizeof name, err);
+        argv[n] = st_malloc(2048);
+        snprintf(argv[n++], 2048, "%s/%s", s->dir, name);
+    }
+    int runs = n - 2;
+    argv[n++] = "--out";
+    argv[n++] = (char *)s->dir;
+    int rc = 0;
+    if (runs >= 1) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+            execv(report_exe, argv);
+            fprintf(stderr, "error: cannot run %s: %s\n", report_exe, strerror(errno));
+            _exit(127);
+        }
+        int status;
+        waitpid(pid, &status, 0);
+        rc = WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+    }
+    for (int i = 2; i < runs + 2; i++) free(argv[i]);
+    free(argv);
+    return rc;
+}
+
+static int usage(void) {
+    fprintf(stderr, "usage: bin/sweep FILE.sweep [--jobs J] [--list]\n"
+                    "       bin/sweep FILE.sweep --emit parallel|slurm\n");
+    return 2;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || argv[1][0] == '-') return usage();
+    int jobs = 1, list = 0;
+    const char *emit = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--list")) list = 1;
+        else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) {
+            char *end;
+            long j = strtol(argv[++i], &end, 10);
+            if (*end || j < 1 || j > 256) {
+                fprintf(stderr, "error: --jobs: expected an integer in 1..256, found '%s'\n", argv[i]);
+                return 2;
+            }
+            jobs = (int)j;
+        } else if (!strcmp(argv[i], "--emit") && i + 1 < argc) emit = argv[++i];
+        else return usage();
+    }
+    char err[ST_ERR_LEN];
+    static Sweep s;
+    if (sweep_load(&s, argv[1], err)) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
+    if (emit) {
+        int rc = !strcmp(emit, "parallel") ? sweep_emit_parallel(&s, stdout, err)
+                 : !strcmp(emit, "slurm")  ? sweep_emit_slurm(&s, stdout, err)
+                                           : st_errorf(err, "--emit: expected parallel or slurm, found '%s'", emit);
+        if (rc) fprintf(stderr, "error: %s\n", err);
+        return rc ? 1 : 0;
+    }
+    if (list) {
+        for (int i = 0; i < s.n_runs; i++) {
+            TrainConfig cfg;
+            char name[256];
+            if (sweep_run_config(&s, i, &cfg, name, sizeof name, err)) return 1;
+            printf("%-8s %s/%s\n", STATE_NAME[sweep_run_state(&cfg)], s.dir, name);
+        }
+        return 0;
+    }
+    if (sweep_write_configs(&s, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        return 1;
+    }
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    char train_exe[1024], report_exe[1024];
+    sibling_exe(argv[0], "train", train_exe, sizeof train_exe);
+    sibling_exe(argv[0], "report", report_exe, sizeof report_exe);
+    printf("sweep %s: %d runs in %s, %d at a time\n", s.path, s.n_runs, s.dir, jobs);
+    int *ok = st_calloc((size_t)s.n_runs, sizeof(int));
+    int failed = run_all(&s, jobs, train_exe, ok), finished = 0;
+    for (int i = 0; i < s.n_runs; i++) finished += ok[i];
+    printf("sweep %s: %d of %d runs finished, %d failed%s\n", s.name, finished, s.n_runs, failed,
+           stop_requested ? " (stopped: run the same command again to resume)" : "");
+    int rc = failed || stop_requested || finished < s.n_runs;
+    if (finished && compare_runs(&s, ok, report_exe)) rc = 1;
+    free(ok);
+    return rc;
+}

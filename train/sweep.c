@@ -1,0 +1,279 @@
+#include "sweep.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../common/util.h"
+#include "checkpoint.h"
+#include "rundir.h"
+
+/* ------------------------------------------------------------------------------------------------ */
+/* parsing */
+
+typedef struct {
+    Sweep *s;
+    SweepVariant *cur;  /* the part of the file being read: global, or the last [variant] */
+    TrainConfig trial;  /* every value is tried on it, so a bad one is reported at its line */
+} ParseCtx;
+
+static int start_variant(ParseCtx *p, const char *line, const char *where, char *err) {
+    size_t n = strlen(line);
+    if (n < 3 || line[0] != '[' || line[n - 1] != ']' || n - 2 >= sizeof p->s->variants[0].name)
+        return st_errorf(err, "%s: expected 'key = value' or '[variant name]', found '%s'", where, line);
+    if (p->s->n_variants == SWEEP_MAX_VARIANTS)
+        return st_errorf(err, "%s: expected at most %d variants, found more", where, SWEEP_MAX_VARIANTS);
+    SweepVariant *v = &p->s->variants[p->s->n_variants];
+    memset(v, 0, sizeof *v);
+    memcpy(v->name, line + 1, n - 2);
+    for (int i = 0; i < p->s->n_variants; i++)
+        if (!strcmp(p->s->variants[i].name, v->name)) return st_errorf(err, "%s: variant [%s] given twice", where, v->name);
+    p->s->n_variants++;
+    p->cur = v;
+    return 0;
+}
+
+static int add_axis(ParseCtx *p, const char *key, const char *list, const char *where, char *err) {
+    SweepVariant *v = p->cur;
+    for (int i = 0; i < v->n_axes; i++)
+        if (!strcmp(v->axes[i].key, key)) return st_errorf(err, "%s: %s: list given twice", where, key);
+    if (v->n_axes == SWEEP_MAX_AXES) return st_errorf(err, "%s: expected at most %d lists, found more", where, SWEEP_MAX_AXES);
+    SweepAxis *a = &v->axes[v->n_axes];
+    memset(a, 0, sizeof *a);
+    snprintf(a->key, sizeof a->key, "%s", key);
+    char buf[2048];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *item = strtok(buf, ","); item; item = strtok(NULL, ",")) {
+        char *val = st_trim(item);
+        if (!*val) return st_errorf(err, "%s: %s: expected a value between commas, found none", where, key);
+        if (a->n_values == SWEEP_MAX_VALUES || strlen(val) >= sizeof a->values[0])
+            return st_errorf(err, "%s: %s: expected at most %d values of < %zu characters", where, key,
+                             SWEEP_MAX_VALUES, sizeof a->values[0]);
+        if (config_set(&p->trial, key, val, where, err)) return -1;
+        snprintf(a->values[a->n_values++], sizeof a->values[0], "%s", val);
+    }
+    v->n_axes++;
+    return 0;
+}
+
+static int parse_line(void *ctx, const char *key, const char *value, const char *where, char *err) {
+    ParseCtx *p = ctx;
+    if (!value) return start_variant(p, key, where, err);
+    if (!strcmp(key, "config")) {
+        if (p->cur != &p->s->global) return st_errorf(err, "%s: config: expected before the first [variant]", where);
+        snprintf(p->s->base_config, sizeof p->s->base_config, "%s", value);
+        return config_load_file(&p->trial, value, err);
+    }
+    const char *k = strcmp(key, "seeds") ? key : "seed";
+    if (!strcmp(k, "run_name") || !strcmp(k, "out_dir"))
+        return st_errorf(err, "%s: %s: expected nothing, the sweep names its runs and their directory", where, k);
+    if (strchr(value, ',')) return add_axis(p, k, value, where, err);
+    SweepVariant *v = p->cur;
+    if (v->n_settings == SWEEP_MAX_ITEMS || strlen(value) >= sizeof v->settings[0].value)
+        return st_errorf(err, "%s: expected at most %d settings of < %zu characters", where, SWEEP_MAX_ITEMS,
+                         sizeof v->settings[0].value);
+    if (config_set(&p->trial, k, value, where, err)) return -1;
+    snprintf(v->settings[v->n_settings].key, sizeof v->settings[0].key, "%s", k);
+    snprintf(v->settings[v->n_settings].value, sizeof v->settings[0].value, "%s", value);
+    v->n_settings++;
+    return 0;
+}
+
+static int grid_size(const SweepVariant *v) {
+    int n = 1;
+    for (int i = 0; i < v->n_axes; i++) n *= v->axes[i].n_values;
+    return n;
+}
+
+int sweep_load(Sweep *s, const char *path, char *err) {
+    memset(s, 0, sizeof *s);
+    snprintf(s->path, sizeof s->path, "%s", path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t len = strlen(base);
+    if (len <= 6 || strcmp(base + len - 6, ".sweep") != 0 || len - 6 >= sizeof s->name)
+        return st_errorf(err, "%s: expected a file named NAME.sweep", path);
+    memcpy(s->name, base, len - 6);
+    snprintf(s->dir, sizeof s->dir, "%.*s%s", (int)(base - path), path, s->name);
+    char *text = config_read_file(path, err);
+    if (!text) return -1;
+    ParseCtx p = {.s = s, .cur = &s->global};
+    config_defaults(&p.trial);
+    int rc = config_parse_lines(text, path, parse_line, &p, err);
+    free(text);
+    if (rc) return -1;
+    s->n_runs = 0;
+    if (s->n_variants == 0) s->n_runs = grid_size(&s->global);
+    for (int i = 0; i < s->n_variants; i++) s->n_runs += grid_size(&s->global) * grid_size(&s->variants[i]);
+    /* every run must make a valid config: catch a bad combination before anything runs */
+    for (int i = 0; i < s->n_runs; i++) {
+        TrainConfig cfg;
+        char name[256];
+        if (sweep_run_config(s, i, &cfg, name, sizeof name, err)) return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------------ */
+/* runs */
+
+/* appends "-keyvalue" to a run name, keeping it a safe directory name */
+static void append_part(char *name, size_t size, const char *key, const char *value) {
+    size_t n = strlen(name);
+    snprintf(name + n, size - n, "%s%s%s", n ? "-" : "", key, value);
+    for (char *c = name + n; *c; c++)
+        if (!isalnum((unsigned char)*c) && *c != '.' && *c != '_' && *c != '-') *c = '_';
+}
+
+static int apply_settings(const SweepVariant *v, TrainConfig *cfg, const char *path, char *err) {
+    for (int i = 0; i < v->n_settings; i++)
+        if (config_set(cfg, v->settings[i].key, v->settings[i].value, path, err)) return -1;
+    return 0;
+}
+
+/* sets the values of grid point `index` of v's axes (last axis fastest) and names them */
+static int apply_grid_point(const SweepVariant *v, int index, TrainConfig *cfg, const char *path, char *err) {
+    for (int a = v->n_axes - 1; a >= 0; a--) { /* decode the mixed-radix index from the fastest axis */
+        const SweepAxis *ax = &v->axes[a];
+        int pick = index % ax->n_values;
+        index /= ax->n_values;
+        if (config_set(cfg, ax->key, ax->values[pick], path, err)) return -1;
+    }
+    return 0;
+}
+
+/* the name parts of grid point `index` of v's axes, in axis order */
+static void name_grid_point(const SweepVariant *v, int index, char *name, size_t size) {
+    int picks[SWEEP_MAX_AXES];
+    for (int a = v->n_axes - 1; a >= 0; a--) {
+        picks[a] = index % v->axes[a].n_values;
+        index /= v->axes[a].n_values;
+    }
+    for (int a = 0; a < v->n_axes; a++) append_part(name, size, v->axes[a].key, v->axes[a].values[picks[a]]);
+}
+
+int sweep_run_config(const Sweep *s, int i, TrainConfig *cfg, char *name, size_t size, char *err) {
+    /* variants may have grids of different sizes: find the variant that holds run i */
+    int per_variant = grid_size(&s->global), first = 0, vi = -1;
+    for (int k = 0; k < s->n_variants; k++) {
+        int n = per_variant * grid_size(&s->variants[k]);
+        if (i < first + n) {
+            vi = k;
+            break;
+        }
+        first += n;
+    }
+    const SweepVariant *v = vi >= 0 ? &s->variants[vi] : NULL;
+    int local = i - first;
+    int vgrid = v ? grid_size(v) : 1;
+    int g_index = local / vgrid, v_index = local % vgrid;
+
+    config_defaults(cfg);
+    if (s->base_config[0] && config_load_file(cfg, s->base_config, err)) return -1;
+    if (apply_settings(&s->global, cfg, s->path, err) || (v && apply_settings(v, cfg, s->path, err)) ||
+        apply_grid_point(&s->global, g_index, cfg, s->path, err) || (v && apply_grid_point(v, v_index, cfg, s->path, err)))
+        return -1;
+    name[0] = 0;
+    if (v) append_part(name, size, "", v->name);
+    name_grid_point(&s->global, g_index, name, size);
+    if (v) name_grid_point(v, v_index, name, size);
+    if (!name[0]) snprintf(name, size, "%s", s->name);
+    if (config_set(cfg, "run_name", name, s->path, err) || config_set(cfg, "out_dir", s->dir, s->path, err))
+        return -1;
+    if (config_validate(cfg, err)) {
+        char inner[ST_ERR_LEN];
+        snprintf(inner, sizeof inner, "%s", err);
+        return st_errorf(err, "%s: run %s: %s", s->path, name, inner);
+    }
+    return 0;
+}
+
+static void run_dir_of(const TrainConfig *cfg, char *out, size_t size) {
+    snprintf(out, size, "%s/%s", cfg->out_dir, cfg->run_name);
+}
+
+SweepRunState sweep_run_state(const TrainConfig *cfg) {
+    char dir[2048], ckpt[2300], err[ST_ERR_LEN];
+    struct stat st;
+    run_dir_of(cfg, dir, sizeof dir);
+    if (stat(dir, &st) != 0) return SWEEP_RUN_NEW;
+    int64_t step;
+    if (ckpt_latest(dir, ckpt, sizeof ckpt, err) || ckpt_read_step(ckpt, &step, err)) return SWEEP_RUN_EMPTY;
+    return step >= cfg->steps ? SWEEP_RUN_DONE : SWEEP_RUN_PARTIAL;
+}
+
+int sweep_write_configs(const Sweep *s, char *err) {
+    if (mkdir(s->dir, 0777) != 0 && errno != EEXIST) return st_errorf(err, "%s: cannot create: %s", s->dir, strerror(errno));
+    for (int i = 0; i < s->n_runs; i++) {
+        TrainConfig cfg;
+        char name[256], path[1600];
+        if (sweep_run_config(s, i, &cfg, name, sizeof name, err)) return -1;
+        snprintf(path, sizeof path, "%s/%s.conf", s->dir, name);
+        FILE *f = fopen(path, "w");
+        if (!f) return st_errorf(err, "%s: cannot create: %s", path, strerror(errno));
+        fprintf(f, "# run %s of sweep %s (written by bin/sweep; edit the sweep file, not this)\n", name, s->path);
+        int rc = config_write(&cfg, f, path, err);
+        if (fclose(f) != 0 && rc == 0) rc = st_errorf(err, "%s: write failed: %s", path, strerror(errno));
+        if (rc) return -1;
+    }
+    return 0;
+}
+
+void sweep_run_command(const Sweep *s, const TrainConfig *cfg, SweepRunState state, const char *train_exe, char *out,
+                       size_t size) {
+    char dir[2048];
+    run_dir_of(cfg, dir, sizeof dir);
+    if (state == SWEEP_RUN_PARTIAL) snprintf(out, size, "%s --resume %s", train_exe, dir);
+    else snprintf(out, size, "%s --config %s/%s.conf%s", train_exe, s->dir, cfg->run_name,
+                  state == SWEEP_RUN_EMPTY ? " --overwrite" : "");
+}
+
+/* the commands of the unfinished runs, one per line, each prefixed by `prefix` */
+static int emit_commands(const Sweep *s, FILE *f, const char *prefix, const char *suffix, int *count, char *err) {
+    *count = 0;
+    for (int i = 0; i < s->n_runs; i++) {
+        TrainConfig cfg;
+        char name[256], cmd[4096];
+        if (sweep_run_config(s, i, &cfg, name, sizeof name, err)) return -1;
+        SweepRunState st = sweep_run_state(&cfg);
+        if (st == SWEEP_RUN_DONE) continue;
+        sweep_run_command(s, &cfg, st, "bin/train", cmd, sizeof cmd);
+        fprintf(f, "%s%s%s\n", prefix, cmd, suffix);
+        (*count)++;
+    }
+    return 0;
+}
+
+int sweep_emit_parallel(const Sweep *s, FILE *f, char *err) {
+    int n;
+    if (sweep_write_configs(s, err)) return -1;
+    return emit_commands(s, f, "", "", &n, err);
+}
+
+int sweep_emit_slurm(const Sweep *s, FILE *f, char *err) {
+    TrainConfig first;
+    char name[256];
+    if (sweep_write_configs(s, err) || sweep_run_config(s, 0, &first, name, sizeof name, err)) return -1;
+    fprintf(f, "#!/bin/bash\n# Slurm job array for sweep %s, written by bin/sweep --emit slurm.\n"
+               "# Submit from the repository root: sbatch this-file. Each array task runs one unfinished run;\n"
+               "# rerun bin/sweep --emit slurm after a partial job to resume the rest.\n",
+            s->path);
+    fprintf(f, "#SBATCH --job-name=sinktrace-%s\n#SBATCH --output=%s/slurm-%%A_%%a.log\n", s->name, s->dir);
+    if (first.threads > 0) fprintf(f, "#SBATCH --cpus-per-task=%d\n", first.threads);
+    /* the array line comes last, once the number of commands is known */
+    char *body = NULL;
+    size_t body_size = 0;
+    FILE *mem = open_memstream(&body, &body_size);
+    int n;
+    int rc = emit_commands(s, mem, "  \"", "\"", &n, err);
+    fclose(mem);
+    if (rc == 0) {
+        if (n == 0) fprintf(f, "# every run of this sweep is finished\nexit 0\n");
+        else fprintf(f, "#SBATCH --array=0-%d\ncd \"$SLURM_SUBMIT_DIR\"\n%scmds=(\n%s)\neval \"${cmds[$SLURM_ARRAY_TASK_ID]}\"\n",
+                     n - 1, first.threads > 0 ? "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK\n" : "", body);
+    }
+    free(body);
+    return rc;
+}
