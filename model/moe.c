@@ -671,17 +671,43 @@ static void add_scaled_to_rows2(float *rows, const float *w0, const float *x0, c
         }
 }
 
-/* the backward of query row i that needs no other row: p[j - j0] and ds[j - j0] = p (dp - delta) / sqrt(D)
- * for j in [j0, j1), zero where row i does not see key j; adds row i's dq; returns delta. kt, vt are
- * the head's transposed keys and values, kc its keys [T][D]; s and dp scratch of Tp floats. */
-static float attention_row_backward(float *p, float *ds, float *dq_i, const float *q_i, const float *do_i,
-                                    const float *out_i, float lse_i, const float *kt, const float *vt,
-                                    const float *kc, int i, int j0, int j1, int Tp, int D, int window, float scale,
-                                    float *s, float *dp) {
+/* row_dots for two rows x0, x1 over the same keys: each load of yt feeds both rows (the lane values
+ * are the same as row_dots's) */
+static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, const float *yt, int Tp, int j0,
+                      int j1, int D, float scale) {
+    int j = j0;
+    for (; j + 24 < j1; j += 32) { /* 32 keys x 2 rows: 8 independent chains */
+        v8 a[4], b[4];
+        for (int c = 0; c < 4; c++) a[c] = b[c] = splat8(0.0f);
+        for (int d = 0; d < D; d++) {
+            const float *y = yt + (size_t)d * Tp + j;
+            v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                v8 yc = load8(y + 8 * c);
+                a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
+            }
+        }
+        for (int c = 0; c < 4; c++) store8(s0 + (j - j0) + 8 * c, a[c]), store8(s1 + (j - j0) + 8 * c, b[c]);
+    }
+    for (; j < j1; j += 8) {
+        v8 a = splat8(0.0f), b = a;
+        for (int d = 0; d < D; d++) {
+            v8 yc = load8(yt + (size_t)d * Tp + j);
+            a = FMA8(splat8(x0[d] * scale), yc, a), b = FMA8(splat8(x1[d] * scale), yc, b);
+        }
+        store8(s0 + (j - j0), a), store8(s1 + (j - j0), b);
+    }
+}
+
+/* the rest of query row i's backward, from its scores s and dp_j = dout_i . v_j (both indexed from key
+ * jb, a multiple of 8): p[j - j0] and ds[j - j0] = p (dp - delta) / sqrt(D) for j in [j0, j1), zero where
+ * row i does not see key j; adds row i's dq; returns delta. kc is the head's keys [T][D]. */
+static float attention_row_backward(float *p, float *ds, float *dq_i, float *s, const float *dp,
+                                    const float *do_i, const float *out_i, float lse_i, const float *kc, int i,
+                                    int jb, int j0, int j1, int D, int window, float scale) {
     float delta = dot_f(do_i, out_i, D);
-    int lo = first_key(i, window), jb = lo / 8 * 8;
-    row_dots(s, q_i, kt, Tp, jb, i + 1, D, scale);
-    row_dots(dp, do_i, vt, Tp, jb, i + 1, D, 1.0f);
+    int lo = first_key(i, window);
     exp_shifted(s, s, lse_i, i + 1 - jb); /* s <- p */
     for (int j = j0; j < j1; j++) {
         int seen = j >= lo && j <= i;
@@ -708,11 +734,11 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
 #pragma omp parallel
     {
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
-        float *s = st_malloc(sizeof(float) * (size_t)Tp), *dp = st_malloc(sizeof(float) * (size_t)Tp);
         float *kc = st_malloc(sizeof(float) * (size_t)T * D);
         float *dkc = st_malloc(sizeof(float) * (size_t)T * D), *dvc = st_malloc(sizeof(float) * (size_t)T * D);
-        float *pw = st_malloc(sizeof(float) * 4 * (size_t)Tp); /* p and ds of the two rows of a pair */
-        float *p0 = pw, *ds0 = pw + Tp, *p1 = pw + 2 * Tp, *ds1 = pw + 3 * Tp;
+        float *pw = st_malloc(sizeof(float) * 8 * (size_t)Tp); /* per row of a pair: s, dp, p, ds */
+        float *s[2] = {pw, pw + Tp}, *dp[2] = {pw + 2 * Tp, pw + 3 * Tp}, *p[2] = {pw + 4 * Tp, pw + 5 * Tp};
+        float *ds[2] = {pw + 6 * Tp, pw + 7 * Tp};
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
@@ -724,32 +750,31 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
                 memset(dvc, 0, sizeof(float) * (size_t)T * D);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
                     for (int i = 0; i < T; i += 2) {
-                        int rows = i + 1 < T ? 2 : 1, j0 = first_key(i, window), j1 = i + rows;
-                        const float *x[2];   /* q_i and dout_i of each row, for dk and dv */
-                        const float *dox[2];
+                        int rows = i + 1 < T ? 2 : 1, j0 = first_key(i, window), j1 = i + rows, jb = j0 / 8 * 8;
+                        size_t row[2]; /* the pair's rows of q, dout, out, dq; a lone last row twice */
+                        for (int r = 0; r < 2; r++) row[r] = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
+                        row_dots2(s[0], s[1], q + row[0], q + row[1], kt, Tp, jb, j1, D, scale);
+                        row_dots2(dp[0], dp[1], dout + row[0], dout + row[1], vt, Tp, jb, j1, D, 1.0f);
                         for (int r = 0; r < rows; r++) {
-                            size_t row = (((size_t)b * T + i + r) * H + h) * D;
                             float l = lse[((size_t)b * H + h) * T + i + r];
-                            float delta = attention_row_backward(r ? p1 : p0, r ? ds1 : ds0, dq + row, q + row,
-                                                                 dout + row, out + row, l, kt, vt, kc, i + r, j0,
-                                                                 j1, Tp, D, window, scale, s, dp);
+                            float delta = attention_row_backward(p[r], ds[r], dq + row[r], s[r], dp[r], dout + row[r],
+                                                                 out + row[r], l, kc, i + r, jb, j0, j1, D, window,
+                                                                 scale);
                             if (dsink_bh) dsink_bh[b * H + h] -= expf(sink[h] - l) * delta;
-                            x[r] = q + row, dox[r] = dout + row;
                         }
                         if (rows == 1) { /* the last row of an odd T: a second row of zero weights */
-                            memset(p1, 0, sizeof(float) * (size_t)(j1 - j0));
-                            memset(ds1, 0, sizeof(float) * (size_t)(j1 - j0));
-                            x[1] = x[0], dox[1] = dox[0];
+                            memset(p[1], 0, sizeof(float) * (size_t)(j1 - j0));
+                            memset(ds[1], 0, sizeof(float) * (size_t)(j1 - j0));
                         }
-                        add_scaled_to_rows2(dkc + (size_t)j0 * D, ds0, x[0], ds1, x[1], j1 - j0, D);
-                        add_scaled_to_rows2(dvc + (size_t)j0 * D, p0, dox[0], p1, dox[1], j1 - j0, D);
+                        add_scaled_to_rows2(dkc + (size_t)j0 * D, ds[0], q + row[0], ds[1], q + row[1], j1 - j0, D);
+                        add_scaled_to_rows2(dvc + (size_t)j0 * D, p[0], dout + row[0], p[1], dout + row[1], j1 - j0, D);
                     }
                 for (int j = 0; j < T; j++) {
                     axpy(dk + kv_off + j * stride, 1.0f, dkc + (size_t)j * D, D);
                     axpy(dv + kv_off + j * stride, 1.0f, dvc + (size_t)j * D, D);
                 }
             }
-        free(kt), free(vt), free(s), free(dp), free(kc), free(dkc), free(dvc), free(pw);
+        free(kt), free(vt), free(kc), free(dkc), free(dvc), free(pw);
     }
     if (dsink_bh) {
         for (int b = 0; b < B; b++)
