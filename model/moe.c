@@ -11,7 +11,9 @@
  * Notation: B sequences of T tokens, N = B*T rows; C = d_model; H query heads, KV key/value heads,
  * D = head_dim; E experts, top-k, F = d_ff; V = vocab; L = n_layer. Matrices are [out][in].
  * Parallelism: every OpenMP loop splits over outputs that no other iteration writes, and every sum
- * runs in a fixed order, so results do not depend on the thread count or the schedule. */
+ * runs in a fixed order, so results do not depend on the thread count or the schedule.
+ * Speed: matmul is a blocked, vectorised GEMM and attention is fused (see their comments); their
+ * plain one-output-at-a-time versions live on in tests/ref_kernels.c as the tests' oracle. */
 #include "moe.h"
 
 #include <math.h>
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "simd.h"
 
 /* ================================================================================================ */
 /* 1. Config */
@@ -215,15 +218,25 @@ void embed_backward(float *dwte, const float *dout, const int *tokens, int N, in
         for (int n = 0; n < N; n++) dwte[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
 }
 
+/* sum over c < n of x[c] y[c] (z[c]): 8 partial sums side by side (one long chain of adds would wait
+ * on each add's latency), then added in a fixed order. z may be NULL. */
+static float sum_of_products(const float *x, const float *y, const float *z, int n) {
+    v8 acc = splat8(0.0f);
+    for (int c = 0; c < n; c += 8) {
+        size_t m = n - c < 8 ? (size_t)(n - c) : 8;
+        v8 t = load_part(x + c, m) * load_part(y + c, m);
+        acc += z ? t * load_part(z + c, m) : t;
+    }
+    return hsum8(acc);
+}
+
 /* --- RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps); rstd = 1/rms saved --- */
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = in + (size_t)n * C;
         float *y = out + (size_t)n * C;
-        float ss = 0.0f;
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        float r = 1.0f / sqrtf(ss / (float)C + eps);
+        float r = 1.0f / sqrtf(sum_of_products(x, x, NULL, C) / (float)C + eps);
         rstd[n] = r;
         for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
     }
@@ -236,60 +249,195 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
-        float r = rstd[n], dot = 0.0f;
-        for (int c = 0; c < C; c++) dot += dy[c] * gain[c] * x[c] * r;
-        dot /= (float)C;
+        float r = rstd[n], dot = r * sum_of_products(dy, gain, x, C) / (float)C;
         float *dx = din + (size_t)n * C;
         for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
     }
+    /* 8 channels at a time; each lane sums over n in order */
 #pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c++) {
-        float s = 0.0f;
-        for (int n = 0; n < N; n++) s += dout[(size_t)n * C + c] * in[(size_t)n * C + c] * rstd[n];
-        dgain[c] += s;
+    for (int c = 0; c < C; c += 8) {
+        size_t m = C - c < 8 ? (size_t)(C - c) : 8;
+        v8 s = splat8(0.0f);
+        for (int n = 0; n < N; n++)
+            s += load_part(dout + (size_t)n * C + c, m) * load_part(in + (size_t)n * C + c, m) * splat8(rstd[n]);
+        store_part(dgain + c, load_part(dgain + c, m) + s, m);
     }
 }
 
-/* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i]  (in [N][IN], w [OUT][IN], out [N][OUT]) --- */
-void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * IN;
-        float *y = out + (size_t)n * OUT;
-        for (int o = 0; o < OUT; o++) {
-            const float *wr = w + (size_t)o * IN;
-            float s = 0.0f;
-            for (int i = 0; i < IN; i++) s += x[i] * wr[i];
-            y[o] = s;
+/* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i]  (in [N][IN], w [OUT][IN], out [N][OUT]) ---
+ * The three products of a linear layer are one blocked GEMM, C (+)= A B with A [M][K] and B [K][N]
+ * read through strides, so a transpose is only a change of strides:
+ *   forward   out  = in w^T      A = in [N][IN]                    B(k, n) = w[n][k]
+ *   backward  din += dout w      A = dout [N][OUT]                 B = w [OUT][IN]
+ *             dw  += dout^T in   A(m, k) = dout[k][m]              B = in [N][IN]
+ * C is cut into MR x NR = 6 x 16 tiles; the micro-kernel keeps a tile's 12 accumulators (8 floats
+ * each) in registers for up to KC = 256 steps of k, each step 2 vector loads of B, 6 broadcasts of A
+ * and 12 FMAs. Both operands are first copied into panels the micro-kernel reads contiguously
+ * (strided rows would fight over the same cache sets): B once per call as [K][NR] column panels, A
+ * per macro tile as [KC][MR] row panels. Macro tiles of MC x NC elements of C are the unit of
+ * parallel work, and several independent products (both backward products; all experts of a MoE
+ * block) share one parallel pass, so threads meet at a barrier once per batch, not once per product.
+ * Every element of C is computed by one thread, summing over k in the same order whatever the
+ * thread count or the tile it falls in, so results are bit-identical across runs and thread counts,
+ * and a row's result does not depend on the other rows. */
+enum { MR = 6, NR = 16, KC = 256, MC = 48, NC = 128 };
+
+/* one product C [M][N] (row stride ldc) = A B, or += A B when accumulate, with
+ * A(m, k) = a[m * sam + k * sak] and B(k, n) = b[k * sbk + n * sbn] */
+typedef struct {
+    float *c;
+    size_t ldc;
+    const float *a;
+    size_t sam, sak;
+    const float *b;
+    size_t sbk, sbn;
+    int M, N, K, accumulate;
+} Gemm;
+
+/* the three products of a linear layer, as above */
+static Gemm linear_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
+    return (Gemm){out, (size_t)OUT, in, (size_t)IN, 1, w, 1, (size_t)IN, N, OUT, IN, 0};
+}
+
+static Gemm linear_din(float *din, const float *dout, const float *w, int N, int IN, int OUT) {
+    return (Gemm){din, (size_t)IN, dout, (size_t)OUT, 1, w, (size_t)IN, 1, N, IN, OUT, 1};
+}
+
+static Gemm linear_dw(float *dw, const float *dout, const float *in, int N, int IN, int OUT) {
+    return (Gemm){dw, (size_t)IN, dout, 1, (size_t)OUT, in, (size_t)IN, 1, OUT, IN, N, 1};
+}
+
+/* the packed B panels of a batch, grown on demand and kept: batches run one at a time */
+static float *packed_b;
+static size_t packed_b_cap;
+
+static int panels_of(const Gemm *g) { return (g->N + NR - 1) / NR; }
+
+/* panel q (columns q*NR ..) of g's B into dst as [K][NR] floats; zero columns pad the last panel */
+static void pack_b_panel(float *dst, const Gemm *g, int q) {
+    size_t n0 = (size_t)q * NR;
+    for (int k = 0; k < g->K; k++) {
+        const float *row = g->b + k * g->sbk;
+        if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one 64-byte copy */
+            memcpy(dst + (size_t)k * NR, row + n0, sizeof(float) * NR);
+            continue;
+        }
+        for (int j = 0; j < NR; j++) dst[(size_t)k * NR + j] = n0 + j < (size_t)g->N ? row[(n0 + j) * g->sbn] : 0.0f;
+    }
+}
+
+/* rows m0..m1 and k0..k0+kc of g's A as panels of MR rows, panel p at dst + p * kc * MR holding
+ * [kc][MR] floats; zero rows pad the last panel. The loops follow whichever of A's strides is 1. */
+static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
+    for (int m = m0; m < m1; m += MR, dst += (size_t)kc * MR) {
+        int rows = m1 - m < MR ? m1 - m : MR;
+        const float *src = g->a + (size_t)m * g->sam + (size_t)k0 * g->sak;
+        if (rows < MR) memset(dst, 0, sizeof(float) * (size_t)kc * MR);
+        if (g->sak == 1) /* row-major A: each row is contiguous in k */
+            for (int r = 0; r < rows; r++)
+                for (int k = 0; k < kc; k++) dst[k * MR + r] = src[r * g->sam + k];
+        else if (g->sam == 1) /* transposed A: each k holds the rows contiguously */
+            for (int k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * g->sak, sizeof(float) * rows);
+        else
+            for (int k = 0; k < kc; k++)
+                for (int r = 0; r < rows; r++) dst[k * MR + r] = src[r * g->sam + k * g->sak];
+    }
+}
+
+/* one tile: c[r][j] (+)= sum_{k < kc} a[k][r] b[k][j] over packed panels, r < rows, j < cols */
+static void micro_kernel(int kc, const float *a, const float *b, float *c, size_t ldc, int rows, int cols,
+                         int accumulate) {
+    v8 acc[MR][2];
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = splat8(0.0f);
+    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+        v8 b0 = load8(b), b1 = load8(b + 8);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            v8 ar = splat8(a[r]);
+            acc[r][0] = FMA8(ar, b0, acc[r][0]);
+            acc[r][1] = FMA8(ar, b1, acc[r][1]);
         }
     }
+    if (rows == MR && cols == NR) {
+        for (int r = 0; r < MR; r++) {
+            float *cr = c + r * ldc;
+            if (accumulate) acc[r][0] += load8(cr), acc[r][1] += load8(cr + 8);
+            store8(cr, acc[r][0]);
+            store8(cr + 8, acc[r][1]);
+        }
+        return;
+    }
+    float tile[MR][NR]; /* an edge tile: only its valid part is written */
+    for (int r = 0; r < MR; r++) store8(tile[r], acc[r][0]), store8(tile[r] + 8, acc[r][1]);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+}
+
+/* macro tile (mt, nt) of g, whose B panels start at bp */
+static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
+    _Alignas(32) float ap[MC * KC];
+    int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < g->M ? m0 + MC : g->M, n1 = n0 + NC < g->N ? n0 + NC : g->N;
+    for (int k0 = 0; k0 < g->K; k0 += KC) {
+        int kc = g->K - k0 < KC ? g->K - k0 : KC;
+        pack_a(ap, g, m0, m1, k0, kc);
+        for (int n = n0; n < n1; n += NR)
+            for (int m = m0; m < m1; m += MR)
+                micro_kernel(kc, ap + (size_t)(m - m0) / MR * kc * MR, bp + (size_t)n * g->K + (size_t)k0 * NR,
+                             g->c + m * g->ldc + n, g->ldc, m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR,
+                             g->accumulate || k0 > 0);
+    }
+}
+
+/* runs n products, no two of which write the same C, in one parallel region: first every B panel
+ * is packed, then every macro tile of every product is computed */
+static void gemm_batch(const Gemm *g, int n) {
+    size_t boff[n + 1];            /* product i's packed panels start at packed_b + boff[i] */
+    int pstart[n + 1], tstart[n + 1]; /* its first panel and first macro tile in the batch's numbering */
+    boff[0] = 0, pstart[0] = 0, tstart[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int live = g[i].M > 0 && g[i].N > 0 && g[i].K > 0;
+        if (g[i].K <= 0 && !g[i].accumulate) /* an empty sum */
+            for (int m = 0; m < g[i].M; m++) memset(g[i].c + m * g[i].ldc, 0, sizeof(float) * g[i].N);
+        int panels = live ? panels_of(&g[i]) : 0;
+        boff[i + 1] = boff[i] + (size_t)panels * NR * (live ? g[i].K : 0);
+        pstart[i + 1] = pstart[i] + panels;
+        tstart[i + 1] = tstart[i] + (live ? (g[i].M + MC - 1) / MC * ((g[i].N + NC - 1) / NC) : 0);
+    }
+    if (boff[n] > packed_b_cap) {
+        free(packed_b);
+        packed_b = st_malloc(sizeof(float) * boff[n]);
+        packed_b_cap = boff[n];
+    }
+#pragma omp parallel
+    {
+#pragma omp for schedule(static)
+        for (int p = 0; p < pstart[n]; p++) {
+            int i = 0;
+            while (p >= pstart[i + 1]) i++;
+            pack_b_panel(packed_b + boff[i] + (size_t)(p - pstart[i]) * NR * g[i].K, &g[i], p - pstart[i]);
+        }
+        /* dynamic: a tile costs the same whichever thread runs it, so the schedule only balances load */
+#pragma omp for schedule(dynamic)
+        for (int t = 0; t < tstart[n]; t++) {
+            int i = 0;
+            while (t >= tstart[i + 1]) i++;
+            int ntiles = (g[i].N + NC - 1) / NC, local = t - tstart[i];
+            gemm_macro_tile(&g[i], packed_b + boff[i], local / ntiles, local % ntiles);
+        }
+    }
+}
+
+void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
+    Gemm g = linear_forward(out, in, w, N, IN, OUT);
+    gemm_batch(&g, 1);
 }
 
 /* din[n][i] += sum_o dout[n][o] w[o][i]   (din may be NULL when not needed)
  * dw[o][i]  += sum_n dout[n][o] in[n][i] */
 void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
                      int OUT) {
-    if (din) {
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++) {
-            float *dx = din + (size_t)n * IN;
-            const float *dy = dout + (size_t)n * OUT;
-            for (int o = 0; o < OUT; o++) {
-                const float *wr = w + (size_t)o * IN;
-                float g = dy[o];
-                for (int i = 0; i < IN; i++) dx[i] += g * wr[i];
-            }
-        }
-    }
-#pragma omp parallel for schedule(static)
-    for (int o = 0; o < OUT; o++) {
-        float *dwr = dw + (size_t)o * IN;
-        for (int n = 0; n < N; n++) {
-            const float *x = in + (size_t)n * IN;
-            float g = dout[(size_t)n * OUT + o];
-            for (int i = 0; i < IN; i++) dwr[i] += g * x[i];
-        }
-    }
+    Gemm g[2] = {linear_dw(dw, dout, in, N, IN, OUT), linear_din(din, dout, w, N, IN, OUT)};
+    gemm_batch(g, din ? 2 : 1);
 }
 
 /* --- RoPE --- */
@@ -331,93 +479,302 @@ void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int
     rope_rotate(dx, cos_t, sin_t, N, T, n_heads, D, -1.0f);
 }
 
-/* --- causal attention ---
- * score[i][j] = q_i . k_j / sqrt(D) for visible keys j <= i (and i - j < window when window > 0);
- * att = softmax over visible keys (max subtracted); out_i = sum_j att[i][j] v_j.
+/* --- causal attention, fused ---
+ * score[i][j] = q_i . k_j / sqrt(D) for the visible keys j <= i (and i - j < window when window > 0);
+ * p[i][.] = softmax of row i's scores over the visible keys; out_i = sum_j p[i][j] v_j.
  * Query head h reads K/V head h / (H / KV) (grouped-query attention). With a sink logit s_h the
- * softmax also covers one extra key with score s_h and value zero: it takes attention, adds nothing. */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const float *sink,
+ * softmax also covers one extra key with score s_h and value zero: it takes attention, adds nothing.
+ * No T x T matrix is ever held: a query row walks its keys in blocks of ATT_BLOCK with an online
+ * softmax (a running max mx and sum l; the unnormalised output is rescaled by exp(mx_old - mx_new)
+ * whenever the max grows) and saves lse_i = mx + log l, the log of its softmax denominator, from
+ * which the backward (and the probes' attention_probs) recompute p[i][j] = exp(score[i][j] - lse_i). */
+enum { ATT_BLOCK = 64 };
+
+/* y[0..n) += a x[0..n) */
+static inline void axpy(float *y, float a, const float *x, int n) {
+    int i = 0;
+    v8 va = splat8(a);
+    for (; i + 8 <= n; i += 8) store8(y + i, FMA8(va, load8(x + i), load8(y + i)));
+    for (; i < n; i++) y[i] += a * x[i];
+}
+
+/* acc[0..D) += sum_{j < n} w[j] x[j * stride + (0..D)]: 32 channels at a time stay in 4 registers
+ * over j (4 independent chains hide the FMA latency); each sum runs over j in order */
+static inline void add_weighted_rows(float *acc, const float *w, const float *x, size_t stride, int n, int D) {
+    int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        v8 a0 = load8(acc + d), a1 = load8(acc + d + 8), a2 = load8(acc + d + 16), a3 = load8(acc + d + 24);
+        for (int j = 0; j < n; j++) {
+            const float *xj = x + j * stride + d;
+            v8 wj = splat8(w[j]);
+            a0 = FMA8(wj, load8(xj), a0), a1 = FMA8(wj, load8(xj + 8), a1);
+            a2 = FMA8(wj, load8(xj + 16), a2), a3 = FMA8(wj, load8(xj + 24), a3);
+        }
+        store8(acc + d, a0), store8(acc + d + 8, a1), store8(acc + d + 16, a2), store8(acc + d + 24, a3);
+    }
+    for (; d + 8 <= D; d += 8) {
+        v8 a = load8(acc + d);
+        for (int j = 0; j < n; j++) a = FMA8(splat8(w[j]), load8(x + j * stride + d), a);
+        store8(acc + d, a);
+    }
+    for (; d < D; d++) {
+        float a = acc[d];
+        for (int j = 0; j < n; j++) a += w[j] * x[j * stride + d];
+        acc[d] = a;
+    }
+}
+
+static float dot_f(const float *x, const float *y, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* xt[d][j] = x[j][d] of one (sequence, K/V head): rows j < T of x are KV*D floats apart; the row
+ * stride of xt, Tp, is T rounded up to 8 and the padding columns are zero */
+static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int D) {
+    for (int d = 0; d < D; d++)
+        for (int j = 0; j < Tp; j++) xt[(size_t)d * Tp + j] = j < T ? x[(size_t)j * KV * D + d] : 0.0f;
+}
+
+/* xc[j][d] = x[j][d] of one (sequence, K/V head) as a contiguous [T][D] block (rows KV*D floats
+ * apart in x share cache sets when KV*D is a power of two) */
+static void copy_head(float *xc, const float *x, int T, int KV, int D) {
+    for (int j = 0; j < T; j++) memcpy(xc + (size_t)j * D, x + (size_t)j * KV * D, sizeof(float) * D);
+}
+
+/* s[j - j0] = scale * (x . yt[.][j]) for j in [j0, j1), j0 a multiple of 8, in 8-wide blocks (so up to
+ * 7 lanes past j1 are computed too: yt is padded). Each lane sums over d in the same order whatever
+ * j0 is, so the forward, the probes' probabilities and the backward get bit-identical scores. */
+static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, int j1, int D, float scale) {
+    int j = j0;
+    for (; j + 24 < j1; j += 32) { /* 32 keys at a time: 4 independent chains share each broadcast */
+        v8 a0 = splat8(0.0f), a1 = a0, a2 = a0, a3 = a0;
+        for (int d = 0; d < D; d++) {
+            const float *y = yt + (size_t)d * Tp + j;
+            v8 xd = splat8(x[d] * scale);
+            a0 = FMA8(xd, load8(y), a0), a1 = FMA8(xd, load8(y + 8), a1);
+            a2 = FMA8(xd, load8(y + 16), a2), a3 = FMA8(xd, load8(y + 24), a3);
+        }
+        store8(s + (j - j0), a0), store8(s + (j - j0) + 8, a1), store8(s + (j - j0) + 16, a2);
+        store8(s + (j - j0) + 24, a3);
+    }
+    for (; j < j1; j += 8) {
+        v8 acc = splat8(0.0f);
+        for (int d = 0; d < D; d++) acc = FMA8(splat8(x[d] * scale), load8(yt + (size_t)d * Tp + j), acc);
+        store8(s + (j - j0), acc);
+    }
+}
+
+/* p[j] = exp(s[j] - shift) for j < n rounded up to 8 (the lanes past n are computed, not used) */
+static void exp_shifted(float *p, const float *s, float shift, int n) {
+    for (int j = 0; j < n; j += 8) store8(p + j, exp8(load8(s + j) - splat8(shift)));
+}
+
+/* the first visible key of query i */
+static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
+
+/* out_i and lse_i of one query row (online softmax over key blocks, starting from the sink key when
+ * there is one: max sink, sum exp(0) = 1); kt is this head's transposed keys, vc its values [T][D],
+ * acc, s and p scratch of D, ATT_BLOCK, ATT_BLOCK floats */
+static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *vc,
+                          const float *sink_h, int i, int Tp, int D, int window, float scale, float *acc, float *s,
+                          float *p) {
+    int j0 = first_key(i, window);
+    float mx = sink_h ? *sink_h : -INFINITY, l = sink_h ? 1.0f : 0.0f;
+    memset(acc, 0, sizeof(float) * D);
+    for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= i; jb += ATT_BLOCK) {
+        int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= i + 1 ? jb + ATT_BLOCK : i + 1;
+        row_dots(s, q_i, kt, Tp, jb, hi, D, scale);
+        float bmx = mx;
+        for (int j = lo; j < hi; j++) bmx = s[j - jb] > bmx ? s[j - jb] : bmx;
+        if (bmx > mx) { /* the running max grew: rescale what was summed under the old one */
+            float alpha = expf(mx - bmx);
+            l *= alpha;
+            for (int d = 0; d < D; d++) acc[d] *= alpha;
+            mx = bmx;
+        }
+        exp_shifted(p, s, mx, hi - jb);
+        for (int j = lo; j < hi; j++) l += p[j - jb];
+        add_weighted_rows(acc, p + (lo - jb), vc + (size_t)lo * D, (size_t)D, hi - lo, D);
+    }
+    for (int d = 0; d < D; d++) out_i[d] = acc[d] / l;
+    *lse_i = mx + logf(l);
+}
+
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
                        int B, int T, int H, int KV, int D, int window) {
-    int group = H / KV;
+    int group = H / KV, Tp = (T + 7) / 8 * 8;
     float scale = 1.0f / sqrtf((float)D);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            int kvh = h / group;
-            for (int i = 0; i < T; i++) {
-                const float *qi = q + (((size_t)b * T + i) * H + h) * D;
-                float *a = att + (((size_t)b * H + h) * T + i) * T;
-                int j0 = (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0;
-                float mx = sink ? sink[h] : -INFINITY;
-                for (int j = j0; j <= i; j++) {
-                    const float *kj = k + (((size_t)b * T + j) * KV + kvh) * D;
-                    float s = 0.0f;
-                    for (int d = 0; d < D; d++) s += qi[d] * kj[d];
-                    a[j] = s * scale;
-                    if (a[j] > mx) mx = a[j];
-                }
-                float sum = sink ? expf(sink[h] - mx) : 0.0f;
-                for (int j = j0; j <= i; j++) {
-                    a[j] = expf(a[j] - mx);
-                    sum += a[j];
-                }
-                float inv = 1.0f / sum;
-                for (int j = 0; j < T; j++) a[j] = (j >= j0 && j <= i) ? a[j] * inv : 0.0f;
-                float *oi = out + (((size_t)b * T + i) * H + h) * D;
-                for (int d = 0; d < D; d++) oi[d] = 0.0f;
-                for (int j = j0; j <= i; j++) {
-                    const float *vj = v + (((size_t)b * T + j) * KV + kvh) * D;
-                    for (int d = 0; d < D; d++) oi[d] += a[j] * vj[d];
+#pragma omp parallel
+    {
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vc = st_malloc(sizeof(float) * (size_t)T * D);
+        float *acc = st_malloc(sizeof(float) * (size_t)D), s[ATT_BLOCK], p[ATT_BLOCK];
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                size_t kv_off = (size_t)b * T * KV * D + (size_t)(h / group) * D;
+                transpose_head(kt, k + kv_off, T, Tp, KV, D);
+                copy_head(vc, v + kv_off, T, KV, D);
+                for (int i = 0; i < T; i++) {
+                    size_t row = (((size_t)b * T + i) * H + h) * D;
+                    attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, vc,
+                                  sink ? sink + h : NULL, i, Tp, D, window, scale, acc, s, p);
                 }
             }
+        free(kt), free(vc), free(acc);
+    }
+}
+
+void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
+                     int D, int window) {
+    int group = H / KV, Tp = (T + 7) / 8 * 8;
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel
+    {
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *s = st_malloc(sizeof(float) * (size_t)Tp);
+        float *p = st_malloc(sizeof(float) * (size_t)Tp);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                transpose_head(kt, k + (size_t)b * T * KV * D + (size_t)(h / group) * D, T, Tp, KV, D);
+                for (int i = 0; i < T; i++) {
+                    float *a = att + (((size_t)b * H + h) * T + i) * T, l = lse[((size_t)b * H + h) * T + i];
+                    int j0 = first_key(i, window), jb = j0 / 8 * 8;
+                    memset(a, 0, sizeof(float) * T);
+                    row_dots(s, q + (((size_t)b * T + i) * H + h) * D, kt, Tp, jb, i + 1, D, scale);
+                    exp_shifted(p, s, l, i + 1 - jb);
+                    memcpy(a + j0, p + (j0 - jb), sizeof(float) * (size_t)(i + 1 - j0));
+                }
+            }
+        free(kt), free(s), free(p);
+    }
+}
+
+/* rows[j] += w0[j] x0 + w1[j] x1 for j < n (rows [n][D] contiguous), in that order: the 8-channel
+ * chunks of x0 and x1 stay in registers and each row chunk is loaded and stored once for both */
+static void add_scaled_to_rows2(float *rows, const float *w0, const float *x0, const float *w1, const float *x1,
+                                int n, int D) {
+    int d = 0;
+    for (; d + 8 <= D; d += 8) {
+        v8 a = load8(x0 + d), b = load8(x1 + d);
+        for (int j = 0; j < n; j++) {
+            float *r = rows + (size_t)j * D + d;
+            store8(r, FMA8(splat8(w1[j]), b, FMA8(splat8(w0[j]), a, load8(r))));
+        }
+    }
+    for (; d < D; d++)
+        for (int j = 0; j < n; j++) {
+            float *r = rows + (size_t)j * D + d;
+            *r += w0[j] * x0[d];
+            *r += w1[j] * x1[d];
         }
 }
 
-/* With p = att[i][.] and dp_j = dout_i . v_j:  dv_j += p_j dout_i;
- * dscore_j = p_j (dp_j - sum_j' p_j' dp_j');  dq_i += dscore_j k_j / sqrt(D);  dk_j += dscore_j q_i / sqrt(D).
- * The sink key has value 0, so dp_sink = 0 and dsink_h += -p_sink sum_j p_j dp_j, p_sink = 1 - sum_j p_j.
- * Masked keys have p_j = 0 and so receive nothing. Split over (b, kv head): every query head sharing
- * a K/V head is handled by one iteration, so dk and dv are never written by two threads; the sink
- * gradients are summed per (b, h) and then over b in order. */
-void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *att,
-                        const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D) {
-    int group = H / KV;
+/* row_dots for two rows x0, x1 over the same keys: each load of yt feeds both rows (the lane values
+ * are the same as row_dots's) */
+static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, const float *yt, int Tp, int j0,
+                      int j1, int D, float scale) {
+    int j = j0;
+    for (; j + 24 < j1; j += 32) { /* 32 keys x 2 rows: 8 independent chains */
+        v8 a[4], b[4];
+        for (int c = 0; c < 4; c++) a[c] = b[c] = splat8(0.0f);
+        for (int d = 0; d < D; d++) {
+            const float *y = yt + (size_t)d * Tp + j;
+            v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                v8 yc = load8(y + 8 * c);
+                a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
+            }
+        }
+        for (int c = 0; c < 4; c++) store8(s0 + (j - j0) + 8 * c, a[c]), store8(s1 + (j - j0) + 8 * c, b[c]);
+    }
+    for (; j < j1; j += 8) {
+        v8 a = splat8(0.0f), b = a;
+        for (int d = 0; d < D; d++) {
+            v8 yc = load8(yt + (size_t)d * Tp + j);
+            a = FMA8(splat8(x0[d] * scale), yc, a), b = FMA8(splat8(x1[d] * scale), yc, b);
+        }
+        store8(s0 + (j - j0), a), store8(s1 + (j - j0), b);
+    }
+}
+
+/* the rest of query row i's backward, from its scores s and dp_j = dout_i . v_j (both indexed from key
+ * jb, a multiple of 8): p[j - j0] and ds[j - j0] = p (dp - delta) / sqrt(D) for j in [j0, j1), zero where
+ * row i does not see key j; adds row i's dq; returns delta. kc is the head's keys [T][D]. */
+static float attention_row_backward(float *p, float *ds, float *dq_i, float *s, const float *dp,
+                                    const float *do_i, const float *out_i, float lse_i, const float *kc, int i,
+                                    int jb, int j0, int j1, int D, int window, float scale) {
+    float delta = dot_f(do_i, out_i, D);
+    int lo = first_key(i, window);
+    exp_shifted(s, s, lse_i, i + 1 - jb); /* s <- p */
+    for (int j = j0; j < j1; j++) {
+        int seen = j >= lo && j <= i;
+        p[j - j0] = seen ? s[j - jb] : 0.0f;
+        ds[j - j0] = seen ? s[j - jb] * (dp[j - jb] - delta) * scale : 0.0f;
+    }
+    add_weighted_rows(dq_i, ds + (lo - j0), kc + (size_t)lo * D, (size_t)D, i + 1 - lo, D);
+    return delta;
+}
+
+/* With p = p[i][.] recomputed from lse_i, dp_j = dout_i . v_j and delta_i = sum_j p_j dp_j = dout_i . out_i:
+ * dv_j += p_j dout_i;  dscore_j = p_j (dp_j - delta_i);  dq_i += dscore_j k_j / sqrt(D);
+ * dk_j += dscore_j q_i / sqrt(D). The sink key has value 0, so dp_sink = 0 and
+ * dsink_h += -p_sink delta_i with p_sink = exp(s_h - lse_i). Split over (b, kv head): every query head
+ * sharing a K/V head is handled by one iteration, so dk and dv are never written by two threads; the
+ * sink gradients are summed per (b, h) and then over b in order. Query rows go in pairs (i, i+1), whose
+ * dk and dv contributions are added to each key's row in one pass, row i's before row i+1's. */
+void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
+                        const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
+                        int T, int H, int KV, int D, int window) {
+    int group = H / KV, Tp = (T + 7) / 8 * 8;
     float scale = 1.0f / sqrtf((float)D);
-    float *dsink_bh = dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
+    float *dsink_bh = sink && dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
 #pragma omp parallel
     {
-        float *dp = st_malloc(sizeof(float) * (size_t)T);
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
+        float *kc = st_malloc(sizeof(float) * (size_t)T * D);
+        float *dkc = st_malloc(sizeof(float) * (size_t)T * D), *dvc = st_malloc(sizeof(float) * (size_t)T * D);
+        float *pw = st_malloc(sizeof(float) * 8 * (size_t)Tp); /* per row of a pair: s, dp, p, ds */
+        float *s[2] = {pw, pw + Tp}, *dp[2] = {pw + 2 * Tp, pw + 3 * Tp}, *p[2] = {pw + 4 * Tp, pw + 5 * Tp};
+        float *ds[2] = {pw + 6 * Tp, pw + 7 * Tp};
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
-            for (int kvh = 0; kvh < KV; kvh++)
+            for (int kvh = 0; kvh < KV; kvh++) {
+                size_t kv_off = (size_t)b * T * KV * D + (size_t)kvh * D, stride = (size_t)KV * D;
+                transpose_head(kt, k + kv_off, T, Tp, KV, D);
+                transpose_head(vt, v + kv_off, T, Tp, KV, D);
+                copy_head(kc, k + kv_off, T, KV, D);
+                memset(dkc, 0, sizeof(float) * (size_t)T * D); /* this head's dk, dv, contiguous [T][D] */
+                memset(dvc, 0, sizeof(float) * (size_t)T * D);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                    for (int i = 0; i < T; i++) {
-                        const float *a = att + (((size_t)b * H + h) * T + i) * T;
-                        const float *doi = dout + (((size_t)b * T + i) * H + h) * D;
-                        const float *qi = q + (((size_t)b * T + i) * H + h) * D;
-                        float *dqi = dq + (((size_t)b * T + i) * H + h) * D;
-                        float pdp = 0.0f, psum = 0.0f;
-                        for (int j = 0; j <= i; j++) {
-                            const float *vj = v + (((size_t)b * T + j) * KV + kvh) * D;
-                            float s = 0.0f;
-                            for (int d = 0; d < D; d++) s += doi[d] * vj[d];
-                            dp[j] = s;
-                            pdp += a[j] * s;
-                            psum += a[j];
+                    for (int i = 0; i < T; i += 2) {
+                        int rows = i + 1 < T ? 2 : 1, j0 = first_key(i, window), j1 = i + rows, jb = j0 / 8 * 8;
+                        size_t row[2]; /* the pair's rows of q, dout, out, dq; a lone last row twice */
+                        for (int r = 0; r < 2; r++) row[r] = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
+                        row_dots2(s[0], s[1], q + row[0], q + row[1], kt, Tp, jb, j1, D, scale);
+                        row_dots2(dp[0], dp[1], dout + row[0], dout + row[1], vt, Tp, jb, j1, D, 1.0f);
+                        for (int r = 0; r < rows; r++) {
+                            float l = lse[((size_t)b * H + h) * T + i + r];
+                            float delta = attention_row_backward(p[r], ds[r], dq + row[r], s[r], dp[r], dout + row[r],
+                                                                 out + row[r], l, kc, i + r, jb, j0, j1, D, window,
+                                                                 scale);
+                            if (dsink_bh) dsink_bh[b * H + h] -= expf(sink[h] - l) * delta;
                         }
-                        if (dsink_bh) dsink_bh[b * H + h] -= (1.0f - psum) * pdp;
-                        for (int j = 0; j <= i; j++) {
-                            if (a[j] == 0.0f) continue;
-                            size_t kv_off = (((size_t)b * T + j) * KV + kvh) * D;
-                            float ds = a[j] * (dp[j] - pdp) * scale;
-                            for (int d = 0; d < D; d++) {
-                                dqi[d] += ds * k[kv_off + d];
-                                dk[kv_off + d] += ds * qi[d];
-                                dv[kv_off + d] += a[j] * doi[d];
-                            }
+                        if (rows == 1) { /* the last row of an odd T: a second row of zero weights */
+                            memset(p[1], 0, sizeof(float) * (size_t)(j1 - j0));
+                            memset(ds[1], 0, sizeof(float) * (size_t)(j1 - j0));
                         }
+                        add_scaled_to_rows2(dkc + (size_t)j0 * D, ds[0], q + row[0], ds[1], q + row[1], j1 - j0, D);
+                        add_scaled_to_rows2(dvc + (size_t)j0 * D, p[0], dout + row[0], p[1], dout + row[1], j1 - j0, D);
                     }
-        free(dp);
+                for (int j = 0; j < T; j++) {
+                    axpy(dk + kv_off + j * stride, 1.0f, dkc + (size_t)j * D, D);
+                    axpy(dv + kv_off + j * stride, 1.0f, dvc + (size_t)j * D, D);
+                }
+            }
+        free(kt), free(vt), free(kc), free(dkc), free(dvc), free(pw);
     }
     if (dsink_bh) {
         for (int b = 0; b < B; b++)
@@ -512,18 +869,26 @@ void topk_backward(float *dprobs, const float *dw, const float *probs, const int
 }
 
 /* --- SwiGLU: h = silu(g) * u, silu(g) = g * sigmoid(g) --- */
+static v8 sigmoid8(v8 x) { return splat8(1.0f) / (splat8(1.0f) + exp8(-x)); }
+
 void swiglu_forward(float *h, const float *g, const float *u, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        v8 gv = load_part(g + i, m);
+        store_part(h + i, gv * sigmoid8(gv) * load_part(u + i, m), m);
+    }
 }
 
 /* silu'(g) = sigmoid(g) (1 + g (1 - sigmoid(g))) */
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float sig = 1.0f / (1.0f + expf(-g[i]));
-        dg[i] += dh[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
-        du[i] += dh[i] * g[i] * sig;
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        v8 gv = load_part(g + i, m), dhv = load_part(dh + i, m), sig = sigmoid8(gv);
+        v8 dgv = dhv * load_part(u + i, m) * sig * (splat8(1.0f) + gv * (splat8(1.0f) - sig));
+        store_part(dg + i, load_part(dg + i, m) + dgv, m);
+        store_part(du + i, load_part(du + i, m) + dhv * gv * sig, m);
     }
 }
 
@@ -625,7 +990,7 @@ typedef struct {
     float *q_pre, *k_pre;        /* q, k before QK-norm [N][H*D], [N][KV*D] (only with qk_norm) */
     float *q_rstd, *k_rstd;      /* QK-norm 1/rms per row and head [N*H], [N*KV] */
     float *q, *k, *v;            /* after QK-norm and RoPE: [N][H*D], [N][KV*D], [N][KV*D] */
-    float *att;                  /* [B][H][T][T] attention probabilities */
+    float *lse;                  /* [B][H][T] log of each query row's softmax denominator */
     float *y;                    /* [N][H*D] heads' outputs */
     float *gz, *yg;              /* with attn_gate: gate logits and gated outputs [N][H*D] (else yg = y) */
     float *o;                    /* [N][C] attention output o^l */
@@ -664,7 +1029,7 @@ static void free_rows(Moe *m) {
     if (!a->blk) return;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         BlockActs *b = &a->blk[l];
-        float *fl[] = {b->xn1, b->rstd1, b->q_pre, b->k_pre, b->q_rstd, b->k_rstd, b->q, b->k, b->v, b->att,
+        float *fl[] = {b->xn1, b->rstd1, b->q_pre, b->k_pre, b->q_rstd, b->k_rstd, b->q, b->k, b->v, b->lse,
                        b->y, b->gz, b->o, b->xn2, b->rstd2, b->rlogits, b->probs, b->w, b->xg, b->g, b->u, b->h,
                        b->eo, b->mo};
         for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
@@ -684,8 +1049,8 @@ static void free_rows(Moe *m) {
     a->blk = NULL;
 }
 
-/* (re)allocates every activation for N = B*T rows when the batch grows; the attention buffer is sized
- * for B sequences of seq_len, so a smaller T always fits */
+/* (re)allocates every activation for B sequences of seq_len rows when the batch grows, so a smaller T
+ * always fits; every buffer is linear in B * seq_len (attention keeps only lse per query row) */
 static void ensure_rows(Moe *m, int B, int T) {
     MoeActs *a = m->acts;
     const MoeConfig *c = &m->cfg;
@@ -703,7 +1068,7 @@ static void ensure_rows(Moe *m, int B, int T) {
         if (c->qk_norm) b->q_pre = fbuf(N * HD), b->k_pre = fbuf(N * KVD);
         b->q_rstd = fbuf(N * c->n_head), b->k_rstd = fbuf(N * c->n_kv_head);
         b->q = fbuf(N * HD), b->k = fbuf(N * KVD), b->v = fbuf(N * KVD);
-        b->att = fbuf((size_t)B * c->n_head * c->seq_len * c->seq_len);
+        b->lse = fbuf(N * c->n_head);
         b->y = fbuf(N * HD), b->o = fbuf(N * C);
         b->yg = b->y;
         if (c->attn_gate) b->gz = fbuf(N * HD), b->yg = fbuf(N * HD);
@@ -766,6 +1131,16 @@ void moe_capture_init(MoeCapture *cap) {
 /* ================================================================================================ */
 /* 5. The model */
 
+const char *const moe_op_class_names[MOE_OP_CLASSES] = {"matmul", "attention", "routing", "elementwise", "loss"};
+
+/* runs stmt and adds its wall time to m->op_seconds[cls] */
+#define TIMED(m, cls, stmt)                                 \
+    do {                                                    \
+        double t0_ = st_now_seconds();                      \
+        stmt;                                               \
+        (m)->op_seconds[cls] += st_now_seconds() - t0_;     \
+    } while (0)
+
 /* a block tensor's values in buf (params or grads), e.g. block_tensor(m, m->params, 2, "attn.wq") */
 static float *block_tensor(const Moe *m, float *buf, int l, const char *suffix) {
     char name[40];
@@ -796,6 +1171,17 @@ static void ablate_positions(float *out, const unsigned char *flags, const float
         }
 }
 
+/* the residual add out = x + branch, over n floats */
+static void add_rows(float *out, const float *x, const float *branch, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) out[i] = x[i] + branch[i];
+}
+
+/* the attention window of a forward: the capture's when it sets one, else the config's (0 = none) */
+static int attention_window(const Moe *m, const MoeCapture *cap) {
+    return cap && cap->window > 0 ? cap->window : m->cfg.attn_window;
+}
+
 /* x_mid = x + Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), xn = RMSNorm(x),
  * gate = sigmoid(Wgate xn) when attn_gate */
 static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
@@ -805,33 +1191,35 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params;
     const float *x = resid_at(m, 2 * l);
-    rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps);
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps));
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
-    matmul_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D);
-    matmul_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D);
-    matmul_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D);
+    Gemm proj[4] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
+                    linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
+                    linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D),
+                    linear_forward(b->gz, b->xn1, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
     if (c->qk_norm) { /* each head's q and k normalised over its D channels, one gain shared by heads */
-        rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps);
-        rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps);
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps));
     }
-    rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D);
-    rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D);
-    int window = cap && cap->window > 0 ? cap->window : c->attn_window;
-    attention_forward(b->y, b->att, b->q, b->k, b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D, window);
-    if (c->attn_gate) {
-        matmul_forward(b->gz, b->xn1, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D);
-        gate_forward(b->yg, b->y, b->gz, (size_t)N * H * D);
-    }
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
+    TIMED(m, MOE_OP_ATTENTION,
+          attention_forward(b->y, b->lse, b->q, b->k, b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D,
+                            attention_window(m, cap)));
+    if (c->attn_gate) TIMED(m, MOE_OP_ELEMENTWISE, gate_forward(b->yg, b->y, b->gz, (size_t)N * H * D));
     if (cap && cap->zero_head)
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++)
                 if (cap->zero_head[l * H + h]) memset(b->yg + ((size_t)n * H + h) * D, 0, sizeof(float) * D);
-    matmul_forward(b->o, b->yg, block_tensor(m, P, l, "attn.wo"), N, H * D, C);
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->o, b->yg, block_tensor(m, P, l, "attn.wo"), N, H * D, C));
     if (cap && cap->ablate_attn)
         ablate_positions(b->o, cap->ablate_attn + (size_t)l * T, cap->attn_repl ? cap->attn_repl + (size_t)l * C : NULL,
                          B, T, C);
-    float *x_mid = resid_at(m, 2 * l + 1);
-    for (size_t i = 0; i < (size_t)N * C; i++) x_mid[i] = x[i] + b->o[i];
+    TIMED(m, MOE_OP_ELEMENTWISE, add_rows(resid_at(m, 2 * l + 1), x, b->o, (size_t)N * C));
 }
 
 /* counting sort of the N*k routing slots by expert; within an expert, slots stay in token order */
@@ -847,6 +1235,27 @@ static void group_by_expert(BlockActs *b, int N, int E, int k) {
         b->row_token[r] = (int)(s / (size_t)k);
     }
     free(fill);
+}
+
+/* xg[r] = xn2[token of grouped row r]: the MoE input permuted into expert order */
+static void gather_rows(BlockActs *b, int rows, int C) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++)
+        memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
+}
+
+/* mo[n] = sum_j w[n][j] eo[grouped row of slot (n, j)]: back to token order, weighted */
+static void combine_expert_outputs(BlockActs *b, int N, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        float *out = b->mo + (size_t)n * C;
+        for (int ch = 0; ch < C; ch++) out[ch] = 0.0f;
+        for (int j = 0; j < K; j++) {
+            const float *eo = b->eo + (size_t)b->slot_row[n * K + j] * C;
+            float wj = b->w[n * K + j];
+            for (int ch = 0; ch < C; ch++) out[ch] += wj * eo[ch];
+        }
+    }
 }
 
 /* the expert weights of block l: gate and up [E][F][C], down [E][C][F] */
@@ -871,38 +1280,35 @@ static void moe_block_forward(Moe *m, int l) {
         for (int n = 0; n < N; n++) b->idx[n] = 0, b->w[n] = 1.0f;
         b->aux = b->z = 0.0f;
     } else {
-        matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E);
-        softmax_forward(b->probs, b->rlogits, N, E);
-        topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk);
-        b->aux = aux_loss_forward(b->probs, b->idx, N, E, K);
-        b->z = z_loss_forward(b->rlogits, N, E);
+        TIMED(m, MOE_OP_MATMUL,
+              matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E));
+        TIMED(m, MOE_OP_ROUTING, softmax_forward(b->probs, b->rlogits, N, E));
+        TIMED(m, MOE_OP_ROUTING, topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk));
+        TIMED(m, MOE_OP_ROUTING, b->aux = aux_loss_forward(b->probs, b->idx, N, E, K));
+        TIMED(m, MOE_OP_ROUTING, b->z = z_loss_forward(b->rlogits, N, E));
     }
-    group_by_expert(b, N, E, K);
-#pragma omp parallel for schedule(static)
-    for (int r = 0; r < N * K; r++) memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
+    TIMED(m, MOE_OP_ROUTING, group_by_expert(b, N, E, K));
+    TIMED(m, MOE_OP_ROUTING, gather_rows(b, N * K, C));
     ExpertWeights ew = expert_weights(m, m->params, l);
+    Gemm g[2 * E]; /* every expert's gate and up products in one parallel pass, then every down product */
+    int n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         m->expert_load[l * E + e] = (float)ne / (float)(N * K);
         if (!ne) continue;
-        matmul_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
-        matmul_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
+        g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
+        g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
     }
-    swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F);
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
+    n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne) matmul_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
+        if (ne)
+            g[n++] = linear_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
     }
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        float *out = b->mo + (size_t)n * C;
-        for (int ch = 0; ch < C; ch++) out[ch] = 0.0f;
-        for (int j = 0; j < K; j++) {
-            const float *eo = b->eo + (size_t)b->slot_row[n * K + j] * C;
-            float wj = b->w[n * K + j];
-            for (int ch = 0; ch < C; ch++) out[ch] += wj * eo[ch];
-        }
-    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    TIMED(m, MOE_OP_ROUTING, combine_expert_outputs(b, N, K, C));
 }
 
 /* copies what the capture asks for out of the activations, into its [L][B]... layouts */
@@ -912,7 +1318,9 @@ static void capture_block(const Moe *m, int l, MoeCapture *cap) {
     const BlockActs *b = &a->blk[l];
     size_t B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     size_t E = c->n_expert, K = c->top_k, F = c->d_ff;
-    if (cap->attn) memcpy(cap->attn + l * B * H * T * T, b->att, sizeof(float) * B * H * T * T);
+    if (cap->attn) /* recomputed from the saved lse: training never holds the B x H x T x T probabilities */
+        attention_probs(cap->attn + l * B * H * T * T, b->lse, b->q, b->k, (int)B, (int)T, (int)H, (int)KV, (int)D,
+                        attention_window(m, cap));
     if (cap->attn_out) memcpy(cap->attn_out + l * N * C, b->o, sizeof(float) * N * C);
     if (cap->moe_out) memcpy(cap->moe_out + l * N * C, b->mo, sizeof(float) * N * C);
     if (cap->q) memcpy(cap->q + l * N * H * D, b->q, sizeof(float) * N * H * D);
@@ -943,20 +1351,20 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
     rope_table(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta, cap ? cap->pos_offset : 0);
 
-    embed_forward(resid_at(m, 0), tokens, m->params, N, C); /* wte is the first tensor */
+    TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->params, N, C)); /* wte: the first tensor */
     apply_patch(m, cap, 0);
     for (int l = 0; l < L; l++) {
         attention_block_forward(m, l, cap);
         apply_patch(m, cap, 2 * l + 1);
         BlockActs *b = &a->blk[l];
         const float *x_mid = resid_at(m, 2 * l + 1);
-        rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps);
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps));
         moe_block_forward(m, l);
         if (cap && cap->ablate_moe)
             ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
                              B, T, C);
-        float *x_out = resid_at(m, 2 * l + 2);
-        for (size_t i = 0; i < (size_t)N * C; i++) x_out[i] = x_mid[i] + b->mo[i];
+        TIMED(m, MOE_OP_ELEMENTWISE, add_rows(resid_at(m, 2 * l + 2), x_mid, b->mo, (size_t)N * C));
         apply_patch(m, cap, 2 * l + 2);
         if (cap) capture_block(m, l, cap);
     }
@@ -964,15 +1372,17 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
         for (int p = 0; p <= 2 * L; p++)
             memcpy(cap->resid + (size_t)p * N * C, resid_at(m, p), sizeof(float) * (size_t)N * C);
 
-    rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C, c->rms_eps);
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C,
+                          c->rms_eps));
     const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
-    matmul_forward(m->logits, a->xnf, head, N, C, V);
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(m->logits, a->xnf, head, N, C, V));
 
     a->backward_ready = 0;
     if (!targets) return 0.0f;
     memcpy(a->targets, targets, sizeof(int) * (size_t)N);
     MoeLoss *loss = &m->loss;
-    loss->ce = cross_entropy_forward(m->logits, targets, N, V, &loss->n_targets);
+    TIMED(m, MOE_OP_LOSS, loss->ce = cross_entropy_forward(m->logits, targets, N, V, &loss->n_targets));
     double aux = 0.0, z = 0.0;
     for (int l = 0; l < L; l++) aux += a->blk[l].aux, z += a->blk[l].z;
     loss->aux = (float)(aux / L);
@@ -982,14 +1392,9 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     return loss->loss;
 }
 
-/* backward of moe_block_forward: dmo [N][C] in, adds into dxn (the MoE input's gradient) and the
- * expert and router weights' gradients */
-static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
-    const MoeConfig *c = &m->cfg;
-    MoeActs *a = m->acts;
-    BlockActs *b = &a->blk[l];
-    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
-    /* m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n,  d w_nj = dm_n . eo_nj */
+/* backward of combine_expert_outputs. m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n (into deo, in
+ * expert order),  d w_nj = dm_n . eo_nj (into dw) */
+static void combine_expert_outputs_backward(MoeActs *a, const BlockActs *b, const float *dmo, int N, int K, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (int j = 0; j < K; j++) {
@@ -1002,46 +1407,75 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
             }
             a->dw[s] = dot;
         }
-    size_t NK = (size_t)N * K;
-    memset(a->dh, 0, sizeof(float) * NK * F);
-    memset(a->dg, 0, sizeof(float) * NK * F);
-    memset(a->du, 0, sizeof(float) * NK * F);
-    memset(a->dxg, 0, sizeof(float) * NK * C);
-    ExpertWeights ew = expert_weights(m, m->params, l), dew = expert_weights(m, m->grads, l);
-    for (int e = 0; e < E; e++) {
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne)
-            matmul_backward(a->dh + (size_t)r0 * F, dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C,
-                            b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
-    }
-    swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F);
-    for (int e = 0; e < E; e++) {
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (!ne) continue;
-        matmul_backward(a->dxg + (size_t)r0 * C, dew.gate + (size_t)e * F * C, a->dg + (size_t)r0 * F,
-                        b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
-        matmul_backward(a->dxg + (size_t)r0 * C, dew.up + (size_t)e * F * C, a->du + (size_t)r0 * F,
-                        b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
-    }
-    /* scatter the grouped rows' gradients back to their tokens, slots summed in order */
+}
+
+/* backward of gather_rows: each token's gradient dxn[n] += the gradients of its k grouped rows,
+ * slots summed in order */
+static void gather_rows_backward(float *dxn, const float *dxg, const BlockActs *b, int N, int K, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (int j = 0; j < K; j++) {
-            const float *src = a->dxg + (size_t)b->slot_row[n * K + j] * C;
+            const float *src = dxg + (size_t)b->slot_row[n * K + j] * C;
             float *dst = dxn + (size_t)n * C;
             for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
         }
+}
+
+/* backward of moe_block_forward: dmo [N][C] in, adds into dxn (the MoE input's gradient) and the
+ * expert and router weights' gradients */
+static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
+    TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
+    size_t NK = (size_t)N * K;
+    ExpertWeights ew = expert_weights(m, m->params, l), dew = expert_weights(m, m->grads, l);
+    /* each step runs every expert's products in one parallel pass. Every grouped row belongs to one
+     * expert, so the first product into dh and into dxg overwrites them (no zeroing pass). */
+    Gemm g[3 * E];
+    int n = 0;
+    for (int e = 0; e < E; e++) { /* down: dh = deo W_down, dW_down += deo^T h */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (!ne) continue;
+        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, ew.down + (size_t)e * C * F, ne, F, C);
+        g[n++].accumulate = 0;
+        g[n++] = linear_dw(dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    memset(a->dg, 0, sizeof(float) * NK * F);
+    memset(a->du, 0, sizeof(float) * NK * F);
+    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
+    n = 0;
+    for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg, dW_up += du^T xg */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (!ne) continue;
+        const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
+        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, ew.gate + (size_t)e * F * C, ne, C, F);
+        g[n++].accumulate = 0;
+        g[n++] = linear_dw(dew.gate + (size_t)e * F * C, dg, xg, ne, C, F);
+        g[n++] = linear_dw(dew.up + (size_t)e * F * C, du, xg, ne, C, F);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    n = 0;
+    for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg) */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (ne)
+            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, ew.up + (size_t)e * F * C, ne, C, F);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
     if (is_dense(c)) return;
     /* router: weights <- top-k <- softmax <- logits, plus the aux loss on the probabilities and the
      * z-loss on the logits, each averaged over the L blocks */
     memset(a->dprobs, 0, sizeof(float) * (size_t)N * E);
     memset(a->drlogits, 0, sizeof(float) * (size_t)N * E);
-    topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk);
-    aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->idx, N, E, K);
-    softmax_backward(a->drlogits, a->dprobs, b->probs, N, E);
-    z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E);
-    matmul_backward(dxn, block_tensor(m, m->grads, l, "moe.router"), a->drlogits, b->xn2,
-                    block_tensor(m, m->params, l, "moe.router"), N, C, E);
+    TIMED(m, MOE_OP_ROUTING, topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk));
+    TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->idx, N, E, K));
+    TIMED(m, MOE_OP_ROUTING, softmax_backward(a->drlogits, a->dprobs, b->probs, N, E));
+    TIMED(m, MOE_OP_ROUTING, z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E));
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, block_tensor(m, m->grads, l, "moe.router"), a->drlogits, b->xn2,
+                    block_tensor(m, m->params, l, "moe.router"), N, C, E));
 }
 
 /* backward of attention_block_forward: dresid holds d x_mid on entry; the attention branch's
@@ -1057,37 +1491,46 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     memset(a->dy, 0, sizeof(float) * NHD);
     float *dyg = c->attn_gate ? a->dyg : a->dy;
     if (c->attn_gate) memset(dyg, 0, sizeof(float) * NHD);
-    matmul_backward(dyg, block_tensor(m, G, l, "attn.wo"), dresid, b->yg, block_tensor(m, P, l, "attn.wo"), N,
-                    H * D, C);
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(dyg, block_tensor(m, G, l, "attn.wo"), dresid, b->yg, block_tensor(m, P, l, "attn.wo"), N,
+                          H * D, C));
     if (c->attn_gate) {
         memset(a->dgz, 0, sizeof(float) * NHD);
-        gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD);
-        matmul_backward(a->dxn, block_tensor(m, G, l, "attn.w_gate"), a->dgz, b->xn1,
-                        block_tensor(m, P, l, "attn.w_gate"), N, C, H * D);
+        TIMED(m, MOE_OP_ELEMENTWISE, gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD));
+        TIMED(m, MOE_OP_MATMUL,
+              matmul_backward(a->dxn, block_tensor(m, G, l, "attn.w_gate"), a->dgz, b->xn1,
+                              block_tensor(m, P, l, "attn.w_gate"), N, C, H * D));
     }
     memset(a->dq, 0, sizeof(float) * NHD);
     memset(a->dk, 0, sizeof(float) * (size_t)N * KV * D);
     memset(a->dv, 0, sizeof(float) * (size_t)N * KV * D);
-    attention_backward(a->dq, a->dk, a->dv, block_tensor(m, G, l, "attn.sink"), a->dy, b->att, b->q, b->k, b->v, B,
-                       T, H, KV, D);
-    rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D);
-    rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D);
+    TIMED(m, MOE_OP_ATTENTION,
+          attention_backward(a->dq, a->dk, a->dv, block_tensor(m, G, l, "attn.sink"), a->dy, b->y, b->lse, b->q, b->k,
+                             b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D, c->attn_window));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
     float *dq = a->dq, *dk = a->dk;
     if (c->qk_norm) {
         memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
         memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
-        rmsnorm_backward(a->dq_pre, block_tensor(m, G, l, "attn.q_norm"), a->dq, b->q_pre,
-                         block_tensor(m, P, l, "attn.q_norm"), b->q_rstd, N * H, D);
-        rmsnorm_backward(a->dk_pre, block_tensor(m, G, l, "attn.k_norm"), a->dk, b->k_pre,
-                         block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D);
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dq_pre, block_tensor(m, G, l, "attn.q_norm"), a->dq, b->q_pre,
+                         block_tensor(m, P, l, "attn.q_norm"), b->q_rstd, N * H, D));
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dk_pre, block_tensor(m, G, l, "attn.k_norm"), a->dk, b->k_pre,
+                         block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D));
         dq = a->dq_pre, dk = a->dk_pre;
     }
-    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D);
-    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wk"), dk, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D);
-    matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C,
-                    KV * D);
-    rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
-                     block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C);
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N,
+                          C, H * D));
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wk"), dk, b->xn1, block_tensor(m, P, l, "attn.wk"), N,
+                          C, KV * D));
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"),
+                          N, C, KV * D));
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
+                           block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C));
 }
 
 void moe_backward(Moe *m, float scale) {
@@ -1101,21 +1544,23 @@ void moe_backward(Moe *m, float scale) {
     float *P = m->params, *G = m->grads;
     /* loss -> logits -> final norm */
     memset(a->dlogits, 0, sizeof(float) * (size_t)N * V);
-    cross_entropy_backward(a->dlogits, scale, m->logits, a->targets, N, V);
+    TIMED(m, MOE_OP_LOSS, cross_entropy_backward(a->dlogits, scale, m->logits, a->targets, N, V));
     const char *head = c->tie_embeddings ? "wte" : "lm_head";
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-    matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V);
+    TIMED(m, MOE_OP_MATMUL,
+          matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
-    rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
-                     tensor_in(m, P, "final_norm"), a->rstdf, N, C);
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
+                     tensor_in(m, P, "final_norm"), a->rstdf, N, C));
     /* blocks in reverse; dresid is the gradient of the residual stream at the current point */
     for (int l = L - 1; l >= 0; l--) {
         BlockActs *b = &a->blk[l];
         memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
         moe_block_backward(m, l, a->dresid, a->dxn, scale);
-        rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
-                         block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C);
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
+                               block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C));
         attention_block_backward(m, l, a->dresid);
     }
-    embed_backward(tensor_in(m, G, "wte"), a->dresid, a->tokens, N, C, V);
+    TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(tensor_in(m, G, "wte"), a->dresid, a->tokens, N, C, V));
 }

@@ -105,6 +105,12 @@ typedef struct {
 
 typedef struct MoeActs MoeActs; /* activation buffers, private to moe.c */
 
+/* Where the time of forward and backward goes, by class of operation (bin/bench reports it).
+ * MOE_OP_ROUTING is the router's softmax, top-k, aux and z losses and the token permutation to and
+ * from expert order; MOE_OP_ELEMENTWISE is RMSNorm, RoPE, SwiGLU, embedding and residual adds. */
+enum { MOE_OP_MATMUL, MOE_OP_ATTENTION, MOE_OP_ROUTING, MOE_OP_ELEMENTWISE, MOE_OP_LOSS, MOE_OP_CLASSES };
+extern const char *const moe_op_class_names[MOE_OP_CLASSES]; /* "matmul", "attention", ... */
+
 typedef struct {
     MoeConfig cfg;
     size_t n_params;
@@ -117,6 +123,9 @@ typedef struct {
     MoeLoss loss;    /* of the last forward with targets */
     /* expert load of the last forward: [L][E] share of the k*B*T routing slots per expert */
     float *expert_load;
+    /* wall-clock seconds per operation class, accumulated by every forward and backward (zero it to
+     * start a measurement; it costs two clock reads per operation call) */
+    double op_seconds[MOE_OP_CLASSES];
 } Moe;
 
 /* validates cfg, allocates, and initialises the parameters from cfg.seed */
@@ -128,7 +137,9 @@ const MoeTensor *moe_find(const Moe *m, const char *name); /* NULL if absent */
 void moe_init_params(Moe *m);
 
 /* Forward for tokens [B][T] (ids < V, T <= seq_len). targets [B][T] (-1 = ignored) may be NULL: then
- * only logits are computed. Returns the total loss (0 without targets). cap may be NULL. */
+ * only logits are computed. Returns the total loss (0 without targets). cap may be NULL.
+ * Forwards and backwards run in parallel inside (OpenMP) and share one packing buffer per process:
+ * call them from one thread at a time, not from inside a parallel region. */
 float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, MoeCapture *cap);
 void moe_zero_grad(Moe *m);
 /* Adds scale * d(total loss)/d(params) of the last forward into m->grads (scale = 1/grad_accum
@@ -158,14 +169,20 @@ void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_o
 void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 
-/* causal softmax attention. q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D], att [B][H][T][T]
- * (probabilities; zeros above the diagonal). window > 0 limits keys to i - j < window. sink [H] (or
- * NULL): a logit per head for an extra key whose value is zero, so a row of att may sum to < 1. */
-void attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const float *sink,
+/* causal softmax attention, fused: q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
+ * lse [B][H][T] receives each query row's log softmax denominator, which is all the backward needs
+ * to recompute the probabilities (no B x H x T x T buffer). window > 0 limits keys to i - j < window.
+ * sink [H] (or NULL): a logit per head for an extra key whose value is zero (it takes attention and
+ * adds nothing), so a row's probabilities may sum to < 1. attention_probs materialises the
+ * probabilities att [B][H][T][T] (zeros where masked) from lse, for the probes. attention_backward
+ * needs the forward's out, lse, sink and window; dsink [H] may be NULL when sink is NULL. */
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
                        int B, int T, int H, int KV, int D, int window);
-/* dsink [H] may be NULL when sink is NULL */
-void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *att,
-                        const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D);
+void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
+                     int D, int window);
+void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
+                        const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
+                        int T, int H, int KV, int D, int window);
 
 /* sigmoid gate: out = y * sigmoid(gate_logits), elementwise over n values */
 void gate_forward(float *out, const float *y, const float *gate_logits, size_t n);

@@ -187,12 +187,13 @@ static void test_rope_leaves_position_zero_unchanged(void **state) {
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct {
     int B, T, H, KV, D, window;
-    float *q, *k, *v, *sink, *out, *att, *R;
+    float *q, *k, *v, *sink, *out, *lse, *att, *R;
 } AttnCtx;
 
 static double attn_loss(void *p) {
     AttnCtx *c = p;
-    attention_forward(c->out, c->att, c->q, c->k, c->v, c->sink, c->B, c->T, c->H, c->KV, c->D, c->window);
+    attention_forward(c->out, c->lse, c->q, c->k, c->v, c->sink, c->B, c->T, c->H, c->KV, c->D, c->window);
+    attention_probs(c->att, c->lse, c->q, c->k, c->B, c->T, c->H, c->KV, c->D, c->window);
     return dot(c->out, c->R, (size_t)c->B * c->T * c->H * c->D);
 }
 
@@ -202,10 +203,10 @@ static void attention_case(int H, int KV, int window, int with_sink) {
     if (with_sink) c.sink = randn((size_t)H, 1), dsink = calloc((size_t)H, sizeof(float));
     size_t nq = (size_t)c.B * c.T * H * c.D, nk = (size_t)c.B * c.T * KV * c.D;
     c.q = randn(nq, 1), c.k = randn(nk, 1), c.v = randn(nk, 1), c.out = randn(nq, 1), c.R = randn(nq, 1);
-    c.att = randn((size_t)c.B * H * c.T * c.T, 1);
+    c.att = randn((size_t)c.B * H * c.T * c.T, 1), c.lse = randn((size_t)c.B * H * c.T, 1);
     attn_loss(&c);
     float *dq = calloc(nq, sizeof(float)), *dk = calloc(nk, sizeof(float)), *dv = calloc(nk, sizeof(float));
-    attention_backward(dq, dk, dv, dsink, c.R, c.att, c.q, c.k, c.v, c.B, c.T, H, KV, c.D);
+    attention_backward(dq, dk, dv, dsink, c.R, c.out, c.lse, c.q, c.k, c.v, c.sink, c.B, c.T, H, KV, c.D, window);
     check_grad("attention q", c.q, nq, dq, attn_loss, &c, 1e-3f);
     if (with_sink) check_grad("attention sink logit", c.sink, (size_t)H, dsink, attn_loss, &c, 1e-3f);
     check_grad("attention k", c.k, nk, dk, attn_loss, &c, 1e-3f);
@@ -224,7 +225,7 @@ static void attention_case(int H, int KV, int window, int with_sink) {
                 if (with_sink) assert_true(s < 1 - 1e-3); /* the sink key takes a share */
                 else assert_true(fabs(s - 1) < 1e-5);
             }
-    free(c.q), free(c.k), free(c.v), free(c.out), free(c.R), free(c.att), free(dq), free(dk), free(dv);
+    free(c.q), free(c.k), free(c.v), free(c.out), free(c.R), free(c.att), free(c.lse), free(dq), free(dk), free(dv);
     free(c.sink), free(dsink);
 }
 

@@ -1,0 +1,22 @@
+/* tests/ref_kernels.h: the plain, obviously-correct kernels the fast ones in model/moe.c replaced.
+ * They are the tests' oracle: tests/test_kernels.c checks every fast kernel against its reference on
+ * shapes that hit every edge of the tiling. Same shapes and conventions as model/moe.h. */
+#ifndef SINKTRACE_REF_KERNELS_H
+#define SINKTRACE_REF_KERNELS_H
+
+/* out[n][o] = sum_i in[n][i] * w[o][i] */
+void ref_matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT);
+/* din[n][i] += sum_o dout[n][o] w[o][i] (din may be NULL);  dw[o][i] += sum_n dout[n][o] in[n][i] */
+void ref_matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
+                         int OUT);
+
+/* causal softmax attention with the probabilities materialised: att [B][H][T][T] (zeros where masked),
+ * out [B][T][H][D]; q [B][T][H][D], k, v [B][T][KV][D]; window > 0 limits keys to i - j < window;
+ * sink [H] or NULL: a logit per head for an extra key of value zero */
+void ref_attention_forward(float *out, float *att, const float *q, const float *k, const float *v,
+                           const float *sink, int B, int T, int H, int KV, int D, int window);
+/* adds the gradients of q, k, v (and of the sink logits into dsink, if not NULL) given dout and att */
+void ref_attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *att,
+                            const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D);
+
+#endif

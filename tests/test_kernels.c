@@ -1,0 +1,251 @@
+/* tests/test_kernels.c: every fast kernel of model/moe.c against its plain reference in
+ * tests/ref_kernels.c, on shapes that hit every edge of the tiling (sizes below, at and past the
+ * 6 x 16 register tile and the 256-long k block; T = 1; keys past one 64-key attention block;
+ * windows that start mid-block; head sizes not a multiple of 8), and the MoE block on batches that
+ * leave experts with no token and with exactly one. Also: results do not depend on the thread count,
+ * and a row's result does not depend on the other rows. Comparisons are on whole arrays:
+ * ||fast - ref|| <= 1e-5 ||ref|| (a wrong index or a missing term is off by O(1) of the norm). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/util.h"
+#include "../model/moe.h"
+#include "ref_kernels.h"
+
+static StRng rng;
+
+static float *randn(size_t n) {
+    float *x = st_malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) x[i] = (float)st_rng_normal(&rng);
+    return x;
+}
+
+static float *copy_of(const float *x, size_t n) {
+    float *y = st_malloc(sizeof(float) * n);
+    memcpy(y, x, sizeof(float) * n);
+    return y;
+}
+
+static void assert_close(const char *what, const float *fast, const float *ref, size_t n, double tol) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)fast[i] - ref[i]) * ((double)fast[i] - ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    double rel = sqrt(num) / (sqrt(den) + 1e-30);
+    if (!(rel <= tol)) print_message("  %s: relative error %.3e > %.1e\n", what, rel, tol);
+    assert_true(den > 0);
+    assert_true(rel <= tol);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* matmul: forward, and both backward products added into non-zero gradients */
+
+static void matmul_case(int N, int IN, int OUT) {
+    size_t ni = (size_t)N * IN, nw = (size_t)OUT * IN, no = (size_t)N * OUT;
+    float *in = randn(ni), *w = randn(nw), *dout = randn(no);
+    float *out = randn(no), *out_ref = randn(no);
+    matmul_forward(out, in, w, N, IN, OUT);
+    ref_matmul_forward(out_ref, in, w, N, IN, OUT);
+    assert_close("matmul forward", out, out_ref, no, 1e-5);
+    float *din = randn(ni), *dw = randn(nw), *din_ref = copy_of(din, ni), *dw_ref = copy_of(dw, nw);
+    matmul_backward(din, dw, dout, in, w, N, IN, OUT);
+    ref_matmul_backward(din_ref, dw_ref, dout, in, w, N, IN, OUT);
+    assert_close("matmul din", din, din_ref, ni, 1e-5);
+    assert_close("matmul dw", dw, dw_ref, nw, 1e-5);
+    float *dw2 = copy_of(dw_ref, nw); /* din = NULL: only dw */
+    matmul_backward(NULL, dw2, dout, in, w, N, IN, OUT);
+    ref_matmul_backward(NULL, dw_ref, dout, in, w, N, IN, OUT);
+    assert_close("matmul dw (no din)", dw2, dw_ref, nw, 1e-5);
+    free(in), free(w), free(dout), free(out), free(out_ref), free(din), free(dw), free(din_ref), free(dw_ref);
+    free(dw2);
+}
+
+static void test_matmul_matches_reference(void **state) {
+    (void)state;
+    const int shapes[][3] = {
+        {1, 1, 1},      {5, 7, 3},     {6, 16, 16},   {7, 17, 15},  {13, 9, 33},  /* below, at, around a tile */
+        {48, 64, 64},   {49, 65, 65},  {97, 128, 257},               /* one macro tile, just past it, lm head */
+        {300, 5, 64},   {70, 300, 40}, {513, 40, 48},                /* N and IN past the 256-long k block */
+    };
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) matmul_case(shapes[s][0], shapes[s][1], shapes[s][2]);
+}
+
+/* each output row depends on its input row only (bit for bit), and on no thread count */
+static void test_matmul_rows_and_threads_independent(void **state) {
+    (void)state;
+    int N = 100, IN = 300, OUT = 70;
+    float *in = randn((size_t)N * IN), *w = randn((size_t)OUT * IN), *dout = randn((size_t)N * OUT);
+    float *full = st_malloc(sizeof(float) * N * OUT), *part = st_malloc(sizeof(float) * N * OUT);
+    matmul_forward(full, in, w, N, IN, OUT);
+    matmul_forward(part, in + 37 * IN, w, 11, IN, OUT); /* rows 37..47 alone, at another tile position */
+    assert_memory_equal(part, full + 37 * OUT, sizeof(float) * 11 * OUT);
+    int threads = omp_get_max_threads();
+    float *dw1 = st_calloc((size_t)OUT * IN, sizeof(float)), *dw3 = st_calloc((size_t)OUT * IN, sizeof(float));
+    float *din1 = st_calloc((size_t)N * IN, sizeof(float)), *din3 = st_calloc((size_t)N * IN, sizeof(float));
+    omp_set_num_threads(1);
+    matmul_forward(part, in, w, N, IN, OUT);
+    matmul_backward(din1, dw1, dout, in, w, N, IN, OUT);
+    omp_set_num_threads(3);
+    matmul_backward(din3, dw3, dout, in, w, N, IN, OUT);
+    omp_set_num_threads(threads);
+    assert_memory_equal(part, full, sizeof(float) * N * OUT);
+    assert_memory_equal(din1, din3, sizeof(float) * N * IN);
+    assert_memory_equal(dw1, dw3, sizeof(float) * OUT * IN);
+    free(in), free(w), free(dout), free(full), free(part), free(dw1), free(dw3), free(din1), free(din3);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* attention: output, probabilities and the three gradients against the materialised reference */
+
+static void attention_case(int B, int T, int H, int KV, int D, int window, int with_sink) {
+    size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KV * D, na = (size_t)B * H * T * T;
+    float *q = randn(nq), *k = randn(nk), *v = randn(nk), *dout = randn(nq), *sink = with_sink ? randn(H) : NULL;
+    for (size_t i = 0; i < nq; i++) q[i] *= 2.0f; /* peaked rows: the online max must do real work */
+    float *out = st_malloc(sizeof(float) * nq), *out_ref = st_malloc(sizeof(float) * nq);
+    float *lse = st_malloc(sizeof(float) * (size_t)B * H * T);
+    float *att = st_malloc(sizeof(float) * na), *att_ref = st_malloc(sizeof(float) * na);
+    attention_forward(out, lse, q, k, v, sink, B, T, H, KV, D, window);
+    attention_probs(att, lse, q, k, B, T, H, KV, D, window);
+    ref_attention_forward(out_ref, att_ref, q, k, v, sink, B, T, H, KV, D, window);
+    assert_close("attention out", out, out_ref, nq, 1e-5);
+    assert_close("attention probabilities", att, att_ref, na, 1e-5);
+    for (size_t i = 0; i < na; i++) assert_true((att[i] == 0.0f) == (att_ref[i] == 0.0f)); /* same mask */
+    float *dq = randn(nq), *dk = randn(nk), *dv = randn(nk), *ds = randn(H);
+    float *dq_ref = copy_of(dq, nq), *dk_ref = copy_of(dk, nk), *dv_ref = copy_of(dv, nk), *ds_ref = copy_of(ds, H);
+    attention_backward(dq, dk, dv, with_sink ? ds : NULL, dout, out, lse, q, k, v, sink, B, T, H, KV, D, window);
+    ref_attention_backward(dq_ref, dk_ref, dv_ref, with_sink ? ds_ref : NULL, dout, att_ref, q, k, v, B, T, H, KV, D);
+    assert_close("attention dq", dq, dq_ref, nq, 1e-5);
+    assert_close("attention dk", dk, dk_ref, nk, 1e-5);
+    assert_close("attention dv", dv, dv_ref, nk, 1e-5);
+    assert_close("attention dsink", ds, ds_ref, H, 1e-5);
+    free(q), free(k), free(v), free(dout), free(sink), free(out), free(out_ref), free(lse), free(att), free(att_ref);
+    free(dq), free(dk), free(dv), free(ds), free(dq_ref), free(dk_ref), free(dv_ref), free(ds_ref);
+}
+
+static void test_attention_matches_reference(void **state) {
+    (void)state;
+    attention_case(2, 1, 2, 2, 4, 0, 0);    /* T = 1: one key */
+    attention_case(1, 9, 2, 1, 6, 0, 0);    /* GQA, D not a multiple of 8, T not a multiple of 8 */
+    attention_case(2, 67, 4, 2, 8, 0, 0);   /* past one 64-key block */
+    attention_case(1, 150, 2, 2, 32, 0, 0); /* three blocks */
+    attention_case(1, 150, 2, 1, 12, 70, 0); /* a window starting mid-block */
+    attention_case(1, 20, 2, 2, 4, 1, 0);   /* window 1: each query sees only itself */
+    attention_case(2, 1, 2, 2, 4, 0, 1);    /* a sink logit, with T = 1 */
+    attention_case(1, 90, 4, 2, 8, 0, 1);   /* a sink logit over two key blocks, GQA */
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the MoE block: grouped experts against a per-token computation with the reference matmul */
+
+static void test_moe_block_matches_per_token_experts(void **state) {
+    (void)state;
+    MoeConfig c;
+    moe_config_default(&c);
+    c.vocab_size = 13, c.seq_len = 4, c.d_model = 24, c.n_layer = 1, c.n_head = 2, c.n_kv_head = 2;
+    c.n_expert = 8, c.top_k = 2, c.d_ff = 20, c.init_std = 0.5f, c.seed = 3;
+    Moe m;
+    char err[ST_ERR_LEN];
+    if (moe_init(&m, &c, err)) fail_msg("%s", err);
+    int tok[3] = {1, 5, 9}; /* 3 tokens x 2 slots over 8 experts: some get none */
+    size_t N = 3, C = c.d_model, F = c.d_ff, E = c.n_expert, K = c.top_k;
+    MoeCapture cap;
+    moe_capture_init(&cap);
+    cap.resid = st_calloc(3 * N * C, sizeof(float));
+    cap.moe_out = st_calloc(N * C, sizeof(float));
+    cap.router_probs = st_calloc(N * E, sizeof(float));
+    cap.router_choice = st_calloc(N * K, sizeof(int));
+    moe_forward(&m, tok, NULL, 1, 3, &cap);
+    int empty = 0, single = 0;
+    for (size_t e = 0; e < E; e++) {
+        float rows = m.expert_load[e] * (float)(N * K);
+        empty += rows == 0.0f, single += rows == 1.0f;
+    }
+    assert_true(empty > 0 && single > 0); /* the batch does exercise both edges */
+    const float *gain = m.params + moe_find(&m, "blocks.0.moe_norm")->offset;
+    const float *wg = m.params + moe_find(&m, "blocks.0.moe.w_gate")->offset;
+    const float *wu = m.params + moe_find(&m, "blocks.0.moe.w_up")->offset;
+    const float *wd = m.params + moe_find(&m, "blocks.0.moe.w_down")->offset;
+    float *expect = st_calloc(N * C, sizeof(float)), xn[64], g[64], u[64], h[64], y[64];
+    for (size_t n = 0; n < N; n++) {
+        const float *x = cap.resid + N * C + n * C; /* the MoE's input, point 0.5 */
+        double ss = 0;
+        for (size_t i = 0; i < C; i++) ss += (double)x[i] * x[i];
+        for (size_t i = 0; i < C; i++) xn[i] = (float)(x[i] / sqrt(ss / C + c.rms_eps)) * gain[i];
+        const int *ch = cap.router_choice + n * K;
+        float total = cap.router_probs[n * E + ch[0]] + cap.router_probs[n * E + ch[1]];
+        for (size_t j = 0; j < K; j++) {
+            size_t e = (size_t)ch[j];
+            ref_matmul_forward(g, xn, wg + e * F * C, 1, (int)C, (int)F);
+            ref_matmul_forward(u, xn, wu + e * F * C, 1, (int)C, (int)F);
+            for (size_t f = 0; f < F; f++) h[f] = g[f] / (1.0f + expf(-g[f])) * u[f];
+            ref_matmul_forward(y, h, wd + e * C * F, 1, (int)F, (int)C);
+            for (size_t i = 0; i < C; i++) expect[n * C + i] += cap.router_probs[n * E + e] / total * y[i];
+        }
+    }
+    assert_close("moe output", cap.moe_out, expect, N * C, 1e-5);
+    free(cap.resid), free(cap.moe_out), free(cap.router_probs), free(cap.router_choice), free(expect);
+    moe_free(&m);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the whole step: same losses and gradients, bit for bit, on 1 and on 3 threads, and run to run */
+
+static void forward_backward(MoeConfig *c, int threads, float *loss, float *grads) {
+    Moe m;
+    char err[ST_ERR_LEN];
+    if (moe_init(&m, c, err)) fail_msg("%s", err);
+    int B = 2, T = 40, tok[80], tgt[80];
+    StRng r;
+    st_rng_seed(&r, 11);
+    for (int i = 0; i < B * T; i++) tok[i] = (int)st_rng_below(&r, 50), tgt[i] = (int)st_rng_below(&r, 50);
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    moe_zero_grad(&m);
+    *loss = moe_forward(&m, tok, tgt, B, T, NULL);
+    moe_backward(&m, 1.0f);
+    omp_set_num_threads(saved);
+    memcpy(grads, m.grads, sizeof(float) * m.n_params);
+    moe_free(&m);
+}
+
+static void test_step_bit_identical_across_threads(void **state) {
+    (void)state;
+    MoeConfig c;
+    moe_config_default(&c);
+    c.vocab_size = 50, c.seq_len = 40, c.d_model = 40, c.n_layer = 2, c.n_head = 4, c.n_kv_head = 2;
+    c.n_expert = 4, c.d_ff = 36;
+    Moe probe;
+    char err[ST_ERR_LEN];
+    if (moe_init(&probe, &c, err)) fail_msg("%s", err);
+    size_t n = probe.n_params;
+    moe_free(&probe);
+    float l1, l3, l3b, *g1 = st_malloc(sizeof(float) * n), *g3 = st_malloc(sizeof(float) * n);
+    forward_backward(&c, 1, &l1, g1);
+    forward_backward(&c, 3, &l3, g3);
+    assert_memory_equal(&l1, &l3, sizeof(float));
+    assert_memory_equal(g1, g3, sizeof(float) * n);
+    forward_backward(&c, 3, &l3b, g1);
+    assert_memory_equal(&l3, &l3b, sizeof(float));
+    assert_memory_equal(g1, g3, sizeof(float) * n);
+    free(g1), free(g3);
+}
+
+int main(void) {
+    st_rng_seed(&rng, 2024);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_matmul_matches_reference),
+        cmocka_unit_test(test_matmul_rows_and_threads_independent),
+        cmocka_unit_test(test_attention_matches_reference),
+        cmocka_unit_test(test_moe_block_matches_per_token_experts),
+        cmocka_unit_test(test_step_bit_identical_across_threads),
+    };
+    return cmocka_run_group_tests_name("kernels", tests, NULL, NULL);
+}
