@@ -1,11 +1,13 @@
 #include "rundir.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +59,34 @@ int rundir_create(const char *run_dir, RunMode mode, char *err) {
     if (mode == RUN_OVERWRITE && is_dir(run_dir) && nftw(run_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         return st_errorf(err, "%s: --overwrite: cannot delete the old run: %s", run_dir, strerror(errno));
     return make_dirs(run_dir, err);
+}
+
+int rundir_lock(const char *run_dir, int *fd, char *err) {
+    char path[4200], pid[32] = "";
+    snprintf(path, sizeof path, "%s/train.lock", run_dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0) return st_errorf(err, "%s: cannot open the lock file: %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+        int saved = errno;
+        ssize_t got = read(*fd, pid, sizeof pid - 1);
+        pid[got > 0 ? got : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(*fd);
+        *fd = -1;
+        if (saved == EWOULDBLOCK)
+            return st_errorf(err, "%s: the run is in use by another bin/train (pid %s, lock %s); wait for it or stop it",
+                             run_dir, pid[0] ? pid : "unknown", path);
+        return st_errorf(err, "%s: cannot lock: %s", path, strerror(saved));
+    }
+    /* the holder's pid, for the message of a process refused above */
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(*fd, 0) != 0 || pwrite(*fd, pid, (size_t)len, 0) != len) {
+        int saved = errno;
+        close(*fd);
+        *fd = -1;
+        return st_errorf(err, "%s: cannot write the lock file: %s", path, strerror(saved));
+    }
+    return 0;
 }
 
 void git_commit(char *buf, size_t size) {

@@ -20,6 +20,10 @@ typedef enum {
 int rundir_check(const char *run_dir, RunMode mode, char *err);
 /* RUN_NEW: creates the directory (and out_dir); RUN_OVERWRITE: deletes it and everything in it first */
 int rundir_create(const char *run_dir, RunMode mode, char *err);
+/* Takes the run directory's lock, <run_dir>/train.lock (flock, so it dies with its process: a lock
+ * left by a killed run is taken over), and writes this pid into it. Refuses, naming the pid, while
+ * another process holds it. *fd stays open for as long as the lock must last; close it to release. */
+int rundir_lock(const char *run_dir, int *fd, char *err);
 /* writes config.txt, with the git commit, thread count and start time as comments at the top */
 int rundir_write_config(const char *run_dir, const TrainConfig *c, int threads, char *err);
 /* appends "# resumed at step S ..." to config.txt */

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/util.h"
 #include "checkpoint.h"
@@ -68,11 +69,21 @@ static int open_prober(Trainer *t, char *err) {
                        err);
 }
 
+/* --overwrite must not delete a directory that another bin/train is writing */
+static int overwrite_only_if_unlocked(const char *run_dir, RunMode mode, char *err) {
+    int fd;
+    if (mode != RUN_OVERWRITE || access(run_dir, F_OK) != 0) return 0;
+    if (rundir_lock(run_dir, &fd, err)) return -1;
+    close(fd);
+    return 0;
+}
+
 int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMode mode, char *err) {
     memset(t, 0, sizeof *t);
     t->cfg = *cfg;
     t->last_val_loss = NAN;
     t->ckpt_step = -1;
+    t->lock_fd = -1;
     snprintf(t->run_dir, sizeof t->run_dir, "%s", run_dir);
     if (rundir_check(run_dir, mode, err)) return -1;
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
@@ -91,8 +102,9 @@ int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMod
     t->step_load = st_calloc((size_t)c->model.n_layer * c->model.n_expert, sizeof(float));
 
     if (mode == RUN_RESUME) {
-        if (resume_from_latest(t, err)) return -1;
-    } else if (rundir_create(run_dir, mode, err) || rundir_write_config(run_dir, c, t->threads, err)) {
+        if (rundir_lock(run_dir, &t->lock_fd, err) || resume_from_latest(t, err)) return -1;
+    } else if (overwrite_only_if_unlocked(run_dir, mode, err) || rundir_create(run_dir, mode, err) ||
+               rundir_lock(run_dir, &t->lock_fd, err) || rundir_write_config(run_dir, c, t->threads, err)) {
         return -1;
     }
     char log_path[4200];
@@ -106,6 +118,7 @@ int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMod
 
 void trainer_close(Trainer *t) {
     if (t->log) fclose(t->log);
+    if (t->lock_fd >= 0) close(t->lock_fd);
     prober_close(&t->prober);
     sj_free(&t->json);
     free(t->inputs);
@@ -117,6 +130,7 @@ void trainer_close(Trainer *t) {
     t->log = NULL;
     t->inputs = t->targets = NULL;
     t->step_load = NULL;
+    t->lock_fd = -1;
 }
 
 /* names where a non-finite loss came from: a parameter tensor, or the forward pass itself */

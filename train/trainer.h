@@ -28,6 +28,7 @@ typedef struct {
     Loader loader;
     AdamW opt;
     int threads;           /* OpenMP threads in use */
+    int lock_fd;           /* holds <run_dir>/train.lock (rundir_lock); -1 = not held */
 
     /* loop state (what the probes read) */
     int64_t step;          /* optimizer steps done */
