@@ -5,6 +5,8 @@
 #   make data     fetch and prepare the default corpus (CORPUS=moby|sotu)
 #   make deps     install what is missing from Debian (as root), or print the command
 #   make bench    training speed against the machine's measured peak
+#   make sanitize every test and a 20-step run under ASan + UBSan (build-san/)
+#   make fuzz     each file parser under libFuzzer for FUZZ_SECONDS (build-fuzz/; needs clang)
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
 # of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
@@ -32,7 +34,7 @@ TESTS = $(patsubst tests/%.c,bin/%,$(TEST_SRC))
 CORPUS ?= moby
 CONFIG ?= runs/default.conf
 
-.PHONY: all test deps data run bench clean
+.PHONY: all test deps data run bench sanitize fuzz clean
 all: $(PROGS)
 
 build/%.o: %.c
@@ -75,8 +77,15 @@ run: deps data $(PROGS)
 bench: $(PROGS)
 	bin/bench
 
+sanitize:
+	@bash tests/sanitize.sh
+
+FUZZ_SECONDS ?= 30
+fuzz:
+	@bash fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
-	rm -rf build bin
+	rm -rf build bin build-san build-fuzz
 
 .SECONDARY:
 -include $(shell find build -name '*.d' 2>/dev/null)
