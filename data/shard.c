@@ -77,7 +77,7 @@ static int check_shard_header(const char *path, const StHeader *h, int64_t file_
     if (n < 0 || n > payload / width || n * width != payload)
         return st_errorf(err, "%s: size: expected %lld tokens of %lld bytes after the header, found %lld bytes%s", path,
                          (long long)n, (long long)width, (long long)payload,
-                         payload < n * width ? " (truncated)" : "");
+                         n > payload / width ? " (truncated)" : "");
     return 0;
 }
 

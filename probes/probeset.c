@@ -1,5 +1,6 @@
 #include "probeset.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,23 @@ static int check_ids(const char *path, const char *what, const int32_t *ids, siz
     return 0;
 }
 
+/* Before anything is allocated from it: n and T fit an int and the file holds exactly the
+ * (PV_COUNT + 1) * n * T int32 ids they imply. */
+static int check_payload_size(const char *path, const StHeader *h, char *err) {
+    int64_t n = h->field[0], T = h->field[1], size;
+    if (n < 0 || n > INT_MAX || T < 0 || T > INT_MAX)
+        return st_errorf(err, "%s: n and T: expected 0 to %d, found %lld and %lld", path, INT_MAX, (long long)n,
+                         (long long)T);
+    if (st_file_size(path, &size, err)) return -1;
+    int64_t payload = size - st_header_bytes(h), per_window = (PV_COUNT + 1) * (int64_t)sizeof(int32_t);
+    /* n * T * per_window == payload, in divisions so that no product overflows */
+    if (payload < 0 || (n && T && (payload / per_window / n != T || payload % (per_window * n) != 0)) ||
+        ((n == 0 || T == 0) && payload != 0))
+        return st_errorf(err, "%s: size: expected %d x %lld x %lld int32 ids after the header, found %lld bytes", path,
+                         PV_COUNT + 1, (long long)n, (long long)T, (long long)payload);
+    return 0;
+}
+
 int probe_set_load(ProbeSet *ps, const char *path, char *err) {
     memset(ps, 0, sizeof *ps);
     FILE *f = fopen(path, "rb");
@@ -130,6 +148,7 @@ int probe_set_load(ProbeSet *ps, const char *path, char *err) {
     int rc = st_header_read(f, path, PROBESET_MAGIC, PROBESET_VERSION, 7, &h, err);
     if (!rc && h.field[6] != PV_COUNT)
         rc = st_errorf(err, "%s: n_variants: expected %d, found %lld", path, PV_COUNT, (long long)h.field[6]);
+    if (!rc) rc = check_payload_size(path, &h, err);
     if (!rc) rc = probe_set_check(path, (int)h.field[0], (int)h.field[1], (int)h.field[4], err);
     if (!rc) rc = check_vocab(path, (int)h.field[2], err);
     if (rc) {

@@ -86,9 +86,15 @@ static FILE *open_ckpt(const char *path, StHeader *h, char **text, char *err) {
                   " and %" PRId64, path, text_bytes, n);
         goto fail;
     }
-    /* the exact size is known from the header: anything else is a truncated or padded file */
-    int64_t expected = st_header_bytes(h) + text_bytes + 3 * n * (int64_t)sizeof(float);
+    /* the exact size is known from the header: anything else is a truncated or padded file; n is
+     * first bounded by the file's size, so the size it implies cannot overflow */
     if (st_file_size(path, &size, err)) goto fail;
+    if (n > size / (3 * (int64_t)sizeof(float))) {
+        st_errorf(err, "%s: truncated: n_params %" PRId64 " needs more than the file's %" PRId64 " bytes", path, n,
+                  size);
+        goto fail;
+    }
+    int64_t expected = st_header_bytes(h) + text_bytes + 3 * n * (int64_t)sizeof(float);
     if (size != expected) {
         st_errorf(err, "%s: %s: expected %" PRId64 " bytes for %" PRId64 " parameters, found %" PRId64, path,
                   size < expected ? "truncated" : "size", expected, n, size);
