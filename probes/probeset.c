@@ -135,7 +135,8 @@ static int check_payload_size(const char *path, const StHeader *h, char *err) {
     /* n * T * per_window == payload, in divisions so that no product overflows */
     if (payload < 0 || (n && T && (payload / per_window / n != T || payload % (per_window * n) != 0)) ||
         ((n == 0 || T == 0) && payload != 0))
-        return st_errorf(err, "%s: size: expected %d x %lld x %lld int32 ids after the header, found %lld bytes", path,
+        return st_errorf(err, "%s: %s: expected %d x %lld x %lld int32 ids after the header, found %lld bytes", path,
+                         (double)n * (double)T * (double)per_window > (double)payload ? "truncated" : "size",
                          PV_COUNT + 1, (long long)n, (long long)T, (long long)payload);
     return 0;
 }

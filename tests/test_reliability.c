@@ -23,6 +23,7 @@
 #include "../data/tokenizer.h"
 #include "../train/checkpoint.h"
 #include "../train/rundir.h"
+#include "../train/trainer.h"
 
 static char dir[64];       /* this test's temporary directory */
 static char data_dir[128]; /* a tiny prepared data directory inside it */
@@ -56,9 +57,9 @@ static int make_tiny_data(void) {
 }
 
 /* writes <dir>/<name>.conf: a tiny MoE run named name, one thread (bit-identical across resumes),
- * probes every probe_every steps on the given schedule */
+ * probes every probe_every steps on the given schedule, and the lines of extra ("" for none) */
 static void write_conf(char *conf, size_t size, const char *name, int steps, int ckpt_every, int probe_every,
-                       const char *probe_schedule) {
+                       const char *probe_schedule, const char *extra) {
     snprintf(conf, size, "%s/%s.conf", dir, name);
     FILE *f = fopen(conf, "w");
     assert_non_null(f);
@@ -68,6 +69,7 @@ static void write_conf(char *conf, size_t size, const char *name, int steps, int
             "eval_batches = 1\nlog_every = 1\nckpt_every = %d\nkeep_ckpts = 2\nthreads = 1\nprobe_n = 2\n"
             "probe_len = 16\nprobe_every = %d\nprobe_schedule = %s\ndata_dir = %s\nout_dir = %s\nrun_name = %s\n",
             steps, ckpt_every, probe_every, probe_schedule, data_dir, dir, name);
+    fputs(extra, f);
     fclose(f);
 }
 
@@ -234,8 +236,8 @@ static void test_kill9_then_resume_equals_uninterrupted(void **state) {
     (void)state;
     enum { STEPS = 24 };
     char conf_ref[256], conf[256], ref[256], run[256], log[256];
-    write_conf(conf_ref, sizeof conf_ref, "ref", STEPS, 1, 10, "log");
-    write_conf(conf, sizeof conf, "killed", STEPS, 1, 10, "log");
+    write_conf(conf_ref, sizeof conf_ref, "ref", STEPS, 1, 10, "log", "");
+    write_conf(conf, sizeof conf, "killed", STEPS, 1, 10, "log", "");
     snprintf(ref, sizeof ref, "%s/ref", dir);
     snprintf(run, sizeof run, "%s/killed", dir);
     snprintf(log, sizeof log, "%s/train.log", dir);
@@ -290,7 +292,7 @@ static void test_kill9_then_resume_equals_uninterrupted(void **state) {
 static void test_full_disk_during_checkpoint_keeps_the_previous(void **state) {
     (void)state;
     char conf[256], run[256], log[256], ckpt4[4200], ckpt8[4200];
-    write_conf(conf, sizeof conf, "full_ckpt", 8, 4, 10, "log");
+    write_conf(conf, sizeof conf, "full_ckpt", 8, 4, 10, "log", "");
     snprintf(run, sizeof run, "%s/full_ckpt", dir);
     snprintf(log, sizeof log, "%s/full_ckpt.log", dir);
     char *fresh[] = {"bin/train", "--config", conf, NULL};
@@ -331,7 +333,7 @@ static void test_full_disk_during_log_write_is_an_error(void **state) {
     enum { STEPS = 40 };
     char conf[256], run[256], log[256], jsonl[4200], ref[256], config_txt[4200];
     /* probes only at the start and the end, no checkpoint before the end: train.jsonl grows fastest */
-    write_conf(conf, sizeof conf, "full_log", STEPS, 0, 1000, "linear");
+    write_conf(conf, sizeof conf, "full_log", STEPS, 0, 1000, "linear", "");
     snprintf(run, sizeof run, "%s/full_log", dir);
     snprintf(ref, sizeof ref, "%s/full_log_ref", dir);
     snprintf(log, sizeof log, "%s/full_log.log", dir);
@@ -364,7 +366,7 @@ static void test_full_disk_during_log_write_is_an_error(void **state) {
 static void test_second_train_on_a_busy_run_refuses(void **state) {
     (void)state;
     char conf[256], run[256], log[256], log2[256], lock[4200];
-    write_conf(conf, sizeof conf, "busy", 100000, 0, 10, "log");
+    write_conf(conf, sizeof conf, "busy", 100000, 0, 10, "log", "");
     snprintf(run, sizeof run, "%s/busy", dir);
     snprintf(log, sizeof log, "%s/busy.log", dir);
     snprintf(log2, sizeof log2, "%s/busy2.log", dir);
@@ -400,6 +402,76 @@ static void test_second_train_on_a_busy_run_refuses(void **state) {
     free(out);
 }
 
+/* the loss-spike guard: an outlier gradient (the step's gradients x1000) is skipped, leaving the
+ * parameters as they were; the next ordinary step updates them; with the guard off the same outlier
+ * is applied */
+static void test_spike_guard_skips_an_outlier_step(void **state) {
+    (void)state;
+    char conf[256], run[256], err[ST_ERR_LEN];
+    write_conf(conf, sizeof conf, "spike", 40, 0, 1000, "linear", "spike_guard = 3\n");
+    snprintf(run, sizeof run, "%s/spike", dir);
+    TrainConfig cfg;
+    config_defaults(&cfg);
+    assert_int_equal(config_load_file(&cfg, conf, err) || config_validate(&cfg, err), 0);
+    Trainer *t = st_malloc(sizeof *t);
+    if (trainer_open(t, &cfg, run, RUN_NEW, err)) fail_msg("%s", err);
+    assert_int_equal(trainer_run(t, 12, err), 0);
+    size_t bytes = t->model.n_params * sizeof(float);
+    float *before = st_malloc(bytes);
+    for (int guard_on = 1; guard_on >= 0; guard_on--) {
+        t->cfg.spike_guard = guard_on ? 3.0f : 0.0f;
+        for (int outlier = 1; outlier >= 0; outlier--) {
+            memcpy(before, t->model.params, bytes);
+            int64_t step = t->step;
+            assert_int_equal(trainer_compute_grads(t, err), 0);
+            if (outlier)
+                for (size_t i = 0; i < t->model.n_params; i++) t->model.grads[i] *= 1000.0f;
+            assert_int_equal(trainer_check_grads(t, err), 0);
+            trainer_spike_guard(t);
+            trainer_apply_update(t);
+            assert_int_equal(t->skipped, guard_on && outlier);
+            assert_int_equal(t->step, step + 1);
+            int unchanged = memcmp(before, t->model.params, bytes) == 0;
+            assert_int_equal(unchanged, guard_on && outlier);
+        }
+    }
+    free(before);
+    trainer_close(t);
+    free(t);
+}
+
+/* with a guard tighter than any real run would use (0.95 x the median, so that steps are skipped), the skipped steps are
+ * logged, and a run killed and resumed skips exactly the steps the uninterrupted run skips (the
+ * window of norms is in the checkpoint) */
+static void test_spike_guard_is_logged_and_resumes_exactly(void **state) {
+    (void)state;
+    enum { STEPS = 30 };
+    char conf_ref[256], conf[256], ref[256], run[256], log[256], path[4200];
+    write_conf(conf_ref, sizeof conf_ref, "guard_ref", STEPS, 0, 1000, "linear", "spike_guard = 0.95\n");
+    write_conf(conf, sizeof conf, "guard", STEPS, 5, 1000, "linear", "spike_guard = 0.95\n");
+    snprintf(ref, sizeof ref, "%s/guard_ref", dir);
+    snprintf(run, sizeof run, "%s/guard", dir);
+    snprintf(log, sizeof log, "%s/guard.log", dir);
+    char *ref_argv[] = {"bin/train", "--config", conf_ref, NULL};
+    assert_int_equal(run_train(ref_argv, log, 0), 0);
+    snprintf(path, sizeof path, "%s/train.jsonl", ref);
+    char *text = slurp(path);
+    int skipped = 0;
+    for (char *s = text; (s = strstr(s, "\"skipped\":1")); s++) skipped++;
+    free(text);
+    print_message("%d of %d steps skipped\n", skipped, STEPS);
+    assert_true(skipped >= 2 && skipped < STEPS - SPIKE_WINDOW / 4);
+
+    char *fresh[] = {"bin/train", "--config", conf, NULL};
+    pid_t pid = spawn_train(fresh, log, 0);
+    while (latest_ckpt_step(run) < 15) usleep(500);
+    kill(pid, SIGKILL);
+    wait_exit_code(pid);
+    char *resume[] = {"bin/train", "--resume", run, NULL};
+    assert_int_equal(run_train(resume, log, 0), 0);
+    assert_same_losses(ref, run, STEPS);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_rel_XXXXXX");
     if (!mkdtemp(dir) || make_tiny_data()) return 1;
@@ -408,6 +480,8 @@ int main(void) {
         cmocka_unit_test(test_full_disk_during_checkpoint_keeps_the_previous),
         cmocka_unit_test(test_full_disk_during_log_write_is_an_error),
         cmocka_unit_test(test_second_train_on_a_busy_run_refuses),
+        cmocka_unit_test(test_spike_guard_skips_an_outlier_step),
+        cmocka_unit_test(test_spike_guard_is_logged_and_resumes_exactly),
     };
     int rc = cmocka_run_group_tests_name("reliability", tests, NULL, NULL);
     char cmd[128];

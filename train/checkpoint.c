@@ -56,6 +56,8 @@ int ckpt_save(const char *path, const TrainConfig *cfg, const Moe *m, const Adam
     st_header_add(&h, (int64_t)s->loader_state);
     st_header_add(&h, double_bits(s->last_val_loss));
     st_header_add(&h, (int64_t)sum);
+    st_header_add(&h, s->n_norms);
+    for (int i = 0; i < s->n_norms; i++) st_header_add(&h, double_bits(s->norms[i]));
 
     StAtomic a;
     int rc = st_atomic_open(&a, path, err);
@@ -84,6 +86,12 @@ static FILE *open_ckpt(const char *path, StHeader *h, char **text, char *err) {
     if (text_bytes < 0 || text_bytes > (1 << 20) || n < 0) {
         st_errorf(err, "%s: header: expected config bytes in [0, 2^20] and n_params >= 0, found %" PRId64
                   " and %" PRId64, path, text_bytes, n);
+        goto fail;
+    }
+    int64_t n_norms = h->n_fields > N_CKPT_FIELDS ? h->field[N_CKPT_FIELDS] : 0;
+    if (n_norms < 0 || n_norms > SPIKE_WINDOW || (h->n_fields > N_CKPT_FIELDS && h->n_fields != N_CKPT_FIELDS + 1 + n_norms)) {
+        st_errorf(err, "%s: header: expected 0 to %d spike-guard norms in fields %d.., found a count of %" PRId64
+                  " with %u fields", path, SPIKE_WINDOW, N_CKPT_FIELDS + 1, n_norms, h->n_fields);
         goto fail;
     }
     /* the exact size is known from the header: anything else is a truncated or padded file; n is
@@ -176,6 +184,8 @@ int ckpt_load(const char *path, const TrainConfig *run_cfg, Moe *m, AdamW *opt, 
         s->tokens = h.field[F_TOKENS];
         s->loader_state = (uint64_t)h.field[F_LOADER_STATE];
         s->last_val_loss = bits_double(h.field[F_VAL_LOSS]);
+        s->n_norms = h.n_fields > N_CKPT_FIELDS ? (int)h.field[N_CKPT_FIELDS] : 0;
+        for (int i = 0; i < s->n_norms; i++) s->norms[i] = bits_double(h.field[N_CKPT_FIELDS + 1 + i]);
     }
     if (!opt) {
         free(mom_m);

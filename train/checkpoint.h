@@ -5,6 +5,8 @@
  *     0 step (optimizer steps done)   1 n_params          2 bytes of config text
  *     3 training tokens consumed      4 loader RNG state  5 last validation loss (double bits, NaN = none)
  *     6 FNV-1a 64 checksum of everything after the header
+ *     7 optional: n, the count of gradient norms in the spike guard's window, then 8.. 7+n those norms
+ *       (double bits); a checkpoint without them loads with an empty window
  *   then the config text (`key = value` lines, every key), params[n_params], AdamW m[n_params],
  *   AdamW v[n_params] as float32.
  * Written through StAtomic (temporary file, fsync, rename): a crash leaves the previous checkpoint. */
@@ -18,11 +20,16 @@
 #include "adamw.h"
 #include "config.h"
 
+/* the loss-spike guard's window: the gradient norms of the last SPIKE_WINDOW steps */
+#define SPIKE_WINDOW 32
+
 typedef struct {
     int64_t step;
     int64_t tokens;
     uint64_t loader_state;
     double last_val_loss;
+    int n_norms;                 /* the spike guard's window, oldest first, saved so that a resumed run */
+    double norms[SPIKE_WINDOW];  /* skips exactly the steps the uninterrupted one skips */
 } CkptState;
 
 int ckpt_save(const char *path, const TrainConfig *cfg, const Moe *m, const AdamW *opt, const CkptState *s,

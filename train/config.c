@@ -87,6 +87,9 @@ static const ConfigKey KEYS[] = {
     {"grad_clip", KEY_FLOAT, F(grad_clip), "1.0", 0, NO_LIMIT, 0, 0, NULL, 0,
      "clip the global gradient norm to this; 0 = no clipping"},
     /* run */
+    {"spike_guard", KEY_FLOAT, F(spike_guard), "0", 0, NO_LIMIT, 0, 0, NULL, 0,
+     "> 0: skip the update of a step whose gradient norm exceeds spike_guard x the median of the last 32 "
+     "steps' (logged as skipped); 0 = off"},
     {"run_name", KEY_STRING, F(run_name), "default", 0, 0, 0, 0, NULL, 1,
      "name of the run directory <out_dir>/<run_name> (letters, digits, . _ -)"},
     {"out_dir", KEY_STRING, F(out_dir), "runs", 0, 0, 0, 0, NULL, 1, "where run directories are made"},

@@ -34,6 +34,7 @@ typedef struct {
     float weight_decay;
     float beta1, beta2, eps;
     float grad_clip;
+    float spike_guard; /* > 0: skip a step whose gradient norm exceeds this times the recent median */
 
     /* run */
     char run_name[128];

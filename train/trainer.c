@@ -50,6 +50,8 @@ static int resume_from_latest(Trainer *t, char *err) {
     t->step = t->ckpt_step = s.step;
     t->tokens = s.tokens;
     t->last_val_loss = s.last_val_loss;
+    t->n_norms = s.n_norms;
+    memcpy(t->norms, s.norms, sizeof t->norms);
     loader_set_state(&t->loader, s.loader_state);
     /* lines logged after that checkpoint will be logged again by this run */
     snprintf(log_path, sizeof log_path, "%s/train.jsonl", t->run_dir);
@@ -175,13 +177,38 @@ int trainer_check_grads(Trainer *t, char *err) {
                      bad >= 0 ? m->tensors[bad].name : "(none found)");
 }
 
+/* the median of v[0..n) (n >= 1), v left untouched */
+static double median_of(const double *v, int n) {
+    double s[SPIKE_WINDOW];
+    for (int i = 0; i < n; i++) { /* insertion sort: n is at most SPIKE_WINDOW */
+        int j = i;
+        for (; j > 0 && s[j - 1] > v[i]; j--) s[j] = s[j - 1];
+        s[j] = v[i];
+    }
+    return n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+}
+
+void trainer_spike_guard(Trainer *t) {
+    t->skipped = 0;
+    if (t->cfg.spike_guard <= 0) return;
+    /* the guard waits for a quarter of a window of history before it judges */
+    if (t->n_norms >= SPIKE_WINDOW / 4)
+        t->skipped = t->grad_norm > t->cfg.spike_guard * median_of(t->norms, t->n_norms);
+    /* every norm enters the window, skipped ones too: a lasting rise in the norm moves the median
+     * within half a window instead of freezing the run */
+    if (t->n_norms == SPIKE_WINDOW) memmove(t->norms, t->norms + 1, (SPIKE_WINDOW - 1) * sizeof *t->norms);
+    else t->n_norms++;
+    t->norms[t->n_norms - 1] = t->grad_norm;
+}
+
 void trainer_apply_update(Trainer *t) {
     const TrainConfig *c = &t->cfg;
     Moe *m = &t->model;
     t->lr = lr_at(c, (int)t->step);
     AdamWHyper h = {t->lr, c->beta1, c->beta2, c->eps, c->weight_decay};
-    adamw_step(&t->opt, m->params, m->grads, m->tensors, m->n_tensors, &h, t->step + 1,
-               grad_clip_scale(t->grad_norm, c->grad_clip));
+    if (!t->skipped)
+        adamw_step(&t->opt, m->params, m->grads, m->tensors, m->n_tensors, &h, t->step + 1,
+                   grad_clip_scale(t->grad_norm, c->grad_clip));
     t->step++;
     t->tokens += tokens_per_step(c);
 }
@@ -204,7 +231,8 @@ double trainer_evaluate(Trainer *t) {
 int trainer_checkpoint(Trainer *t, char *err) {
     char path[4200];
     ckpt_path(path, sizeof path, t->run_dir, t->step);
-    CkptState s = {t->step, t->tokens, loader_get_state(&t->loader), t->last_val_loss};
+    CkptState s = {t->step, t->tokens, loader_get_state(&t->loader), t->last_val_loss, t->n_norms, {0}};
+    memcpy(s.norms, t->norms, sizeof s.norms);
     if (ckpt_save(path, &t->cfg, &t->model, &t->opt, &s, err) || ckpt_prune(t->run_dir, t->cfg.keep_ckpts, err))
         return -1;
     t->ckpt_step = t->step;
@@ -233,6 +261,7 @@ static int write_log_line(Trainer *t, int with_val, char *err) {
     sj_num(j, "tok_per_s", secs > 0 ? steps * (double)tokens_per_step(c) / secs : 0);
     sj_num(j, "ms_per_step", steps > 0 ? 1000.0 * secs / steps : 0);
     if (with_val) sj_num(j, "val_loss", t->last_val_loss);
+    if (t->skipped) sj_int(j, "skipped", 1);
     int L = c->model.n_layer, E = c->model.n_expert;
     if (E > 1) {
         /* max/mean load ratio: 1 = perfectly balanced, E = every slot on one expert */
@@ -267,6 +296,7 @@ static int train_step(Trainer *t, char *err) {
     const TrainConfig *c = &t->cfg;
     double start = st_now_seconds();
     if (trainer_compute_grads(t, err) || trainer_check_grads(t, err)) return -1;
+    trainer_spike_guard(t);
     trainer_apply_update(t);
     double step_seconds = st_now_seconds() - start;
     t->interval_seconds += step_seconds;
@@ -275,7 +305,7 @@ static int train_step(Trainer *t, char *err) {
     int last = t->step == c->steps;
     int eval = due(t->step, c->eval_every) || last;
     if (eval) t->last_val_loss = trainer_evaluate(t);
-    int log = due(t->step, c->log_every) || eval || t->step == 1;
+    int log = due(t->step, c->log_every) || eval || t->step == 1 || t->skipped;
     if (log) {
         if (write_log_line(t, eval, err)) return -1;
         t->interval_seconds = 0;

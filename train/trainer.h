@@ -3,7 +3,9 @@
  * One optimizer step: grad_accum micro-batches of batch_size training windows, each forward and
  * backward with scale 1/grad_accum (so the gradient is the mean over micro-batches); a check that the
  * loss and every gradient are finite; the global gradient norm clipped to grad_clip; one AdamW update
- * at the schedule's learning rate. Around the steps: validation loss every eval_every steps and at the
+ * at the schedule's learning rate, unless the spike guard (spike_guard > 0) finds the gradient norm
+ * above spike_guard x the median of the last SPIKE_WINDOW steps': then the update is skipped (the
+ * step still counts, its data is consumed) and logged with "skipped": 1. Around the steps: validation loss every eval_every steps and at the
  * end, a train.jsonl line every log_every steps, the probes when due, checkpoints every ckpt_every
  * steps and at the end, and a clean stop with a checkpoint on SIGINT/SIGTERM. */
 #ifndef SINKTRACE_TRAINER_H
@@ -17,6 +19,7 @@
 #include "../model/moe.h"
 #include "../probes/probe.h"
 #include "adamw.h"
+#include "checkpoint.h"
 #include "config.h"
 #include "progress.h"
 #include "rundir.h"
@@ -41,6 +44,11 @@ typedef struct {
     MoeLoss step_loss;     /* mean over the step's micro-batches */
     float *step_load;      /* [L][E] expert load, mean over the step's micro-batches */
     double grad_norm;      /* before clipping */
+    int skipped;           /* 1 when the spike guard skipped this step's update */
+
+    /* the loss-spike guard (cfg.spike_guard > 0): the last gradient norms, oldest first */
+    int n_norms;
+    double norms[SPIKE_WINDOW];
     float lr;
 
     /* logging */
@@ -67,7 +75,10 @@ int trainer_run(Trainer *t, int64_t until, char *err);
 /* The phases of one step, in the order trainer_run calls them. */
 int trainer_compute_grads(Trainer *t, char *err); /* micro-batches forward + backward; -1 on a NaN loss */
 int trainer_check_grads(Trainer *t, char *err);   /* grad norm; -1 naming the first non-finite tensor */
-void trainer_apply_update(Trainer *t);            /* clip, AdamW, step += 1 */
+/* the spike guard's decision for the step whose grad_norm trainer_check_grads just computed: sets
+ * t->skipped and adds the norm to the window */
+void trainer_spike_guard(Trainer *t);
+void trainer_apply_update(Trainer *t);            /* clip, AdamW (unless skipped), step += 1 */
 
 /* mean cross-entropy over eval_batches batches of the loader's fixed validation windows */
 double trainer_evaluate(Trainer *t);
