@@ -82,7 +82,7 @@ sanitize:
 
 FUZZ_SECONDS ?= 30
 fuzz:
-	@bash fuzz/run.sh $(FUZZ_SECONDS)
+	@bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_ONLY)
 
 clean:
 	rm -rf build bin build-san build-fuzz
