@@ -1107,6 +1107,17 @@ int moe_init(Moe *m, const MoeConfig *cfg, char *err) {
     return 0;
 }
 
+int moe_count_params(const MoeConfig *cfg, size_t *n_params, char *err) {
+    Moe m;
+    memset(&m, 0, sizeof m);
+    m.cfg = *cfg;
+    if (moe_config_validate(&m.cfg, err)) return -1;
+    build_tensor_table(&m);
+    free(m.tensors);
+    *n_params = m.n_params;
+    return 0;
+}
+
 void moe_free(Moe *m) {
     if (m->acts) {
         free_rows(m);

@@ -130,6 +130,9 @@ typedef struct {
 
 /* validates cfg, allocates, and initialises the parameters from cfg.seed */
 int moe_init(Moe *m, const MoeConfig *cfg, char *err);
+/* validates cfg and counts the parameters moe_init would allocate, without allocating them (a
+ * checkpoint's stored config is checked against its size this way before a model is built) */
+int moe_count_params(const MoeConfig *cfg, size_t *n_params, char *err);
 void moe_free(Moe *m);
 const MoeTensor *moe_find(const Moe *m, const char *name); /* NULL if absent */
 /* deterministic init from cfg.seed: normal(0, init_std); output projections (attn.wo, expert down)

@@ -128,6 +128,19 @@ static int parse_stored_config(const char *path, const char *text, TrainConfig *
     return config_load_text(cfg, text, origin, err);
 }
 
+/* the model the stored config describes must have the header's n_params (which the file's size
+ * bounds), so that building it cannot allocate more than the file holds */
+static int check_stored_model_size(const char *path, const StHeader *h, TrainConfig *cfg, char *err) {
+    size_t n;
+    char model_err[ST_ERR_LEN];
+    if (moe_count_params(&cfg->model, &n, model_err))
+        return st_errorf(err, "%s (stored config): %s", path, model_err);
+    if ((int64_t)n != h->field[F_N_PARAMS])
+        return st_errorf(err, "%s: n_params: expected %zu (the model of the stored config), found %" PRId64, path, n,
+                         h->field[F_N_PARAMS]);
+    return 0;
+}
+
 int ckpt_read_config(const char *path, TrainConfig *cfg, char *err) {
     StHeader h;
     char *text;
@@ -135,6 +148,7 @@ int ckpt_read_config(const char *path, TrainConfig *cfg, char *err) {
     if (!f) return -1;
     fclose(f);
     int rc = parse_stored_config(path, text, cfg, err);
+    if (rc == 0) rc = check_stored_model_size(path, &h, cfg, err);
     free(text);
     return rc;
 }
