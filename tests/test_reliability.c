@@ -147,6 +147,16 @@ static int64_t latest_ckpt_step(const char *run) {
     return step;
 }
 
+/* Waits until run has a checkpoint at step or later (1), or the child pid ends first (0, its wait
+ * status in *status): a child that fails early ends the wait instead of hanging the test. */
+static int wait_for_ckpt(pid_t pid, const char *run, int64_t step, int *status) {
+    while (latest_ckpt_step(run) < step) {
+        if (waitpid(pid, status, WNOHANG) == pid) return 0;
+        usleep(500);
+    }
+    return 1;
+}
+
 /* the highest "step" logged in run/train.jsonl (0 if none) */
 static int64_t last_logged_step(const char *run) {
     char path[4200];
@@ -213,7 +223,7 @@ static int kill_during_checkpoint_write(char *const argv[], const char *run, int
     while (got < sizeof torn && !ended) {
         ssize_t n = read(fd, torn + got, sizeof torn - got);
         if (n > 0) got += (size_t)n;
-        else ended = waitpid(pid, &status, WNOHANG) == pid;
+        else if (!(ended = waitpid(pid, &status, WNOHANG) == pid)) usleep(200);
     }
     if (!ended) {
         kill(pid, SIGKILL);
@@ -247,9 +257,10 @@ static void test_kill9_then_resume_equals_uninterrupted(void **state) {
     double start = st_now_seconds();
     char *ref_argv[] = {"bin/train", "--config", conf_ref, NULL};
     pid_t pid = spawn_train(ref_argv, log, 0);
-    while (latest_ckpt_step(ref) < STEPS) usleep(1000);
+    int status;
+    int reached = wait_for_ckpt(pid, ref, STEPS, &status);
     double train_seconds = st_now_seconds() - start;
-    assert_int_equal(wait_exit_code(pid), 0);
+    assert_int_equal(reached ? wait_exit_code(pid) : exit_code(status), 0);
 
     StRng r;
     st_rng_seed(&r, 2026);
@@ -258,7 +269,7 @@ static void test_kill9_then_resume_equals_uninterrupted(void **state) {
     int kills = 0, kills_mid_write = 0;
     /* first kill: just after the first checkpoint */
     pid_t first = spawn_train(fresh, log, 0);
-    while (latest_ckpt_step(run) < 1) usleep(500);
+    assert_true(wait_for_ckpt(first, run, 1, &status));
     kills += kill(first, SIGKILL) == 0;
     assert_int_equal(wait_exit_code(first), 128 + SIGKILL);
     /* then two kills in the middle of checkpoint writes, then three at random moments */
@@ -464,7 +475,8 @@ static void test_spike_guard_is_logged_and_resumes_exactly(void **state) {
 
     char *fresh[] = {"bin/train", "--config", conf, NULL};
     pid_t pid = spawn_train(fresh, log, 0);
-    while (latest_ckpt_step(run) < 15) usleep(500);
+    int status;
+    assert_true(wait_for_ckpt(pid, run, 15, &status));
     kill(pid, SIGKILL);
     wait_exit_code(pid);
     char *resume[] = {"bin/train", "--resume", run, NULL};
