@@ -5,6 +5,7 @@
 #   make data     fetch and prepare the default corpus (CORPUS=moby|sotu)
 #   make deps     install what is missing from Debian (as root), or print the command
 #   make bench    training speed against the machine's measured peak
+#   MPI=1         (with any of the above) build with mpicc for `mpirun -np N bin/train` (train/dist.h)
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
 # of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
@@ -18,6 +19,14 @@ CFLAGS += -std=c11 -Wall -Wextra -Werror -fopenmp $(ARCH) -D_GNU_SOURCE -MMD -MP
           $(shell pkg-config --cflags stb libcjson 2>/dev/null)
 LDLIBS = $(shell pkg-config --libs stb libcjson 2>/dev/null) -lm
 TEST_LDLIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+ifeq ($(MPI),1)
+CC = mpicc
+CFLAGS += -DST_MPI
+endif
+# build/kind names the kind of build that made the objects (rewritten only when it changes), so
+# switching MPI=1 on or off rebuilds everything
+BUILD_KIND := $(if $(filter 1,$(MPI)),mpi,serial)
+$(shell mkdir -p build; [ "$$(cat build/kind 2>/dev/null)" = $(BUILD_KIND) ] || echo $(BUILD_KIND) > build/kind)
 
 ROOMS = common model data train probes
 MAIN_SRC = $(foreach r,$(ROOMS),$(wildcard $(r)/main_*.c))
@@ -34,6 +43,8 @@ CONFIG ?= runs/default.conf
 
 .PHONY: all test deps data run bench clean
 all: $(PROGS)
+
+$(LIB_OBJ) $(TEST_HELP_OBJ) $(patsubst %.c,build/%.o,$(TEST_SRC)) $(patsubst %,build/%.o,$(basename $(notdir $(MAIN_SRC)))): build/kind
 
 build/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -61,7 +72,7 @@ test: $(PROGS) $(TESTS)
 	@bash tests/run.sh $(TESTS)
 
 deps:
-	@bash .ci/deps.sh
+	@MPI=$(MPI) bash .ci/deps.sh
 
 data: $(PROGS)
 	@bash data/fetch.sh $(CORPUS)
