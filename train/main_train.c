@@ -118,8 +118,11 @@ static int train_main(int argc, char **argv) {
         trainer_close(&t);
         dist_abort(1);
     }
-    if (!root) rc = 0;
-    else if (rc == 1)
+    if (!root) { /* rank 0 says how it ended and writes the report */
+        trainer_close(&t);
+        return 0;
+    }
+    if (rc == 1)
         printf("stopped at step %lld with a checkpoint; continue with: bin/train --resume %s\n", (long long)t.step,
                run_dir);
     else if (rc == 0)
