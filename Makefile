@@ -83,8 +83,13 @@ run: deps data $(PROGS)
 	@if [ -d $(RUN_DIR) ]; then echo "bin/train --resume $(RUN_DIR)"; bin/train --resume $(RUN_DIR); \
 	else echo "bin/train --config $(CONFIG)"; bin/train --config $(CONFIG); fi
 
+# MPI=1 adds the data-parallel scaling: 2 ranks x 1 thread against 1 rank x 2 threads
 bench: $(PROGS)
 	bin/bench
+ifeq ($(MPI),1)
+	mpirun $(if $(filter 0,$(shell id -u)),--allow-run-as-root) --oversubscribe --bind-to none -np 2 \
+	    bin/bench --data-parallel
+endif
 
 clean:
 	rm -rf build bin

@@ -33,6 +33,9 @@ void dist_mean_floats(float *x, size_t n);
 void dist_sum_doubles(double *x, size_t n);
 /* 1 if flag is non-zero on any rank */
 int dist_any(int flag);
+/* waits until every rank has called it, asleep: a plain MPI_Barrier spins, taking a core from the
+ * threads of a rank still working (bin/bench's data-parallel baseline) */
+void dist_barrier_idle(void);
 /* 0 if `hash` is the same on every rank, else -1 with an error naming `what` */
 int dist_check_same(uint64_t hash, const char *what, char *err);
 
