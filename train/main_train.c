@@ -108,10 +108,12 @@ static int train_main(int argc, char **argv) {
         trainer_close(&t);
         return 1;
     }
-    if (root)
-        printf("run %s: %zu parameters, %d MPI ranks x %d threads, %d steps of %lld tokens\n", run_dir,
-               t.model.n_params, dist_size(), t.threads, cfg.steps,
-               (long long)cfg.batch_size * cfg.model.seq_len * cfg.grad_accum);
+    if (root) {
+        char ranks[32] = "";
+        if (dist_size() > 1) snprintf(ranks, sizeof ranks, "%d MPI ranks x ", dist_size());
+        printf("run %s: %zu parameters, %s%d threads, %d steps of %lld tokens\n", run_dir, t.model.n_params, ranks,
+               t.threads, cfg.steps, (long long)cfg.batch_size * cfg.model.seq_len * cfg.grad_accum);
+    }
     rc = trainer_run(&t, cfg.steps, err);
     if (rc < 0) { /* an error on one rank may leave the others waiting in a collective: end them all */
         print_error(err);

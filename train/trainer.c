@@ -96,7 +96,8 @@ int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMod
 
     if (mode == RUN_RESUME) {
         if (resume_from_latest(t, err)) return -1;
-    } else if (dist_is_root() && (rundir_create(run_dir, mode, err) || rundir_write_config(run_dir, c, t->threads, err))) {
+    } else if (dist_is_root() &&
+               (rundir_create(run_dir, mode, err) || rundir_write_config(run_dir, c, t->threads, err))) {
         return -1;
     }
     if (!dist_is_root()) return 0;
