@@ -80,7 +80,10 @@ static void test_slices_are_the_single_process_micro_batches(void **state) {
 /* ------------------------------------------------------------------------------------------------ */
 /* bin/train under mpirun (only in `make MPI=1` builds) */
 
-#define MPIRUN "mpirun --allow-run-as-root --oversubscribe --bind-to none -np 2 "
+/* the single-copy mode of shared memory (CMA) is refused inside many containers: plain copies */
+#define MPIRUN                                                                                          \
+    "mpirun --allow-run-as-root --oversubscribe --bind-to none --mca btl_vader_single_copy_mechanism none " \
+    "-np 2 "
 
 /* a tiny MoE config file with gradient accumulation, evaluation, probes and checkpoints on */
 static void write_tiny_config(const char *path, const char *run_name, const char *aux_coef) {
