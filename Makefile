@@ -7,6 +7,7 @@
 #   make bench    training speed against the machine's measured peak
 #   make sanitize every test and a 20-step run under ASan + UBSan (build-san/)
 #   make fuzz     each file parser under libFuzzer for FUZZ_SECONDS (build-fuzz/; needs clang)
+#   MPI=1         (with any of the above) build with mpicc for `mpirun -np N bin/train` (train/dist.h)
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
 # of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
@@ -16,10 +17,20 @@ CC = gcc
 # -march=native: lets gcc use AVX2/FMA on the build machine (the binaries are not portable to older CPUs)
 ARCH ?= -march=native
 CFLAGS ?= -O2
-CFLAGS += -std=c11 -Wall -Wextra -Werror -fopenmp $(ARCH) -D_GNU_SOURCE -MMD -MP \
+# -Wno-psabi: without AVX (ARCH=), gcc warns that 32-byte vector arguments change the ABI; the
+# vector helpers are static inline within one build, so no ABI boundary is crossed
+CFLAGS += -std=c11 -Wall -Wextra -Werror -Wno-psabi -fopenmp $(ARCH) -D_GNU_SOURCE -MMD -MP \
           $(shell pkg-config --cflags stb libcjson 2>/dev/null)
 LDLIBS = $(shell pkg-config --libs stb libcjson 2>/dev/null) -lm
 TEST_LDLIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+ifeq ($(MPI),1)
+CC = mpicc
+CFLAGS += -DST_MPI
+endif
+# build/kind names the kind of build that made the objects (rewritten only when it changes), so
+# switching MPI=1 on or off rebuilds everything
+BUILD_KIND := $(if $(filter 1,$(MPI)),mpi,serial)
+$(shell mkdir -p build; [ "$$(cat build/kind 2>/dev/null)" = $(BUILD_KIND) ] || echo $(BUILD_KIND) > build/kind)
 
 ROOMS = common model data train probes
 MAIN_SRC = $(foreach r,$(ROOMS),$(wildcard $(r)/main_*.c))
@@ -36,6 +47,8 @@ CONFIG ?= runs/default.conf
 
 .PHONY: all test deps data run bench sanitize fuzz clean
 all: $(PROGS)
+
+$(LIB_OBJ) $(TEST_HELP_OBJ) $(patsubst %.c,build/%.o,$(TEST_SRC)) $(patsubst %,build/%.o,$(basename $(notdir $(MAIN_SRC)))): build/kind
 
 build/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -63,7 +76,7 @@ test: $(PROGS) $(TESTS)
 	@bash tests/run.sh $(TESTS)
 
 deps:
-	@bash .ci/deps.sh
+	@MPI=$(MPI) bash .ci/deps.sh
 
 data: $(PROGS)
 	@bash data/fetch.sh $(CORPUS)
@@ -74,8 +87,13 @@ run: deps data $(PROGS)
 	@if [ -d $(RUN_DIR) ]; then echo "bin/train --resume $(RUN_DIR)"; bin/train --resume $(RUN_DIR); \
 	else echo "bin/train --config $(CONFIG)"; bin/train --config $(CONFIG); fi
 
+# MPI=1 adds the data-parallel scaling: 2 ranks x 1 thread against 1 rank x 2 threads
 bench: $(PROGS)
 	bin/bench
+ifeq ($(MPI),1)
+	mpirun $(if $(filter 0,$(shell id -u)),--allow-run-as-root) --oversubscribe --bind-to none -np 2 \
+	    bin/bench --data-parallel
+endif
 
 sanitize:
 	@bash tests/sanitize.sh

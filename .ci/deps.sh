@@ -3,6 +3,8 @@
 set -euo pipefail
 need=(gcc make pkg-config libcmocka-dev libstb-dev libcjson-dev)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# MPI=1 (make deps MPI=1): Open MPI for the data-parallel bin/train
+[ "${MPI:-}" = 1 ] && need+=(openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${need[@]}"; do
     case "$p" in

@@ -91,6 +91,20 @@ int st_file_size(const char *path, int64_t *size, char *err) {
     return 0;
 }
 
+int st_make_dirs(const char *path, char *err) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != 0) continue;
+        char c = *p;
+        *p = 0; /* each prefix ending at a '/' is a parent to create */
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+            return st_errorf(err, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = c;
+        if (!c) return 0;
+    }
+}
+
 int st_atomic_open(StAtomic *a, const char *path, char *err) {
     if (strlen(path) >= sizeof a->path) return st_errorf(err, "%s: path too long", path);
     snprintf(a->path, sizeof a->path, "%s", path);

@@ -31,6 +31,8 @@ int st_header_read(FILE *f, const char *path, const char *magic, uint32_t versio
 int st_read_exact(FILE *f, const char *path, void *buf, size_t bytes, const char *what, char *err);
 int st_write_all(FILE *f, const char *path, const void *buf, size_t bytes, char *err);
 int st_file_size(const char *path, int64_t *size, char *err);
+/* mkdir -p: creates path and every missing parent */
+int st_make_dirs(const char *path, char *err);
 
 /* Crash-safe write: everything goes to "<path>.tmp"; commit flushes, fsyncs, renames it over
  * <path> and fsyncs the directory, so a crash at any moment leaves the old file or the new one,

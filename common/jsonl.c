@@ -87,25 +87,20 @@ void sj_bool(StJson *j, const char *k, int v) {
     append(j, v ? "true" : "false");
 }
 
-void sj_floats(StJson *j, const char *k, const float *v, int n) {
+/* an array of n numbers read from floats or doubles */
+static void numbers(StJson *j, const char *k, const float *f, const double *d, int n) {
     key(j, k);
     append(j, "[");
     for (int i = 0; i < n; i++) {
         if (i) append(j, ",");
-        number(j, v[i]);
+        number(j, f ? f[i] : d[i]);
     }
     append(j, "]");
 }
 
-void sj_doubles(StJson *j, const char *k, const double *v, int n) {
-    key(j, k);
-    append(j, "[");
-    for (int i = 0; i < n; i++) {
-        if (i) append(j, ",");
-        number(j, v[i]);
-    }
-    append(j, "]");
-}
+void sj_floats(StJson *j, const char *k, const float *v, int n) { numbers(j, k, v, NULL, n); }
+
+void sj_doubles(StJson *j, const char *k, const double *v, int n) { numbers(j, k, NULL, v, n); }
 
 void sj_ints(StJson *j, const char *k, const int *v, int n) {
     key(j, k);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../common/binfile.h"
 #include "../common/util.h"
 #include "bpe.h"
 #include "corpus.h"
@@ -120,22 +121,6 @@ static int parse_options(Options *o, int argc, char **argv, char *err) {
     return 0;
 }
 
-/* mkdir -p */
-static int make_dirs(const char *path, char *err) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return st_errorf(err, "%s: cannot create directory: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) return 0;
-        }
-    }
-}
-
 static int write_outputs(const char *dir, const Tokenizer *tok, const int *train, int64_t n_train, const int *val,
                          int64_t n_val, char *err) {
     char path[4200];
@@ -199,7 +184,7 @@ static int prepare_text(const Options *o, char *err) {
                c.n, c.n - n_val_docs, n_val_docs, (long long)c.total_bytes, (long long)tokens, c.n,
                (double)c.total_bytes / (double)tokens, tokenizer_vocab_size(tok));
         printf("encoded in %.2f s (%.1f MB/s)\n", enc, (double)c.total_bytes / 1e6 / (enc > 1e-9 ? enc : 1e-9));
-        rc = make_dirs(o->out, err);
+        rc = st_make_dirs(o->out, err);
         if (rc == 0) rc = write_outputs(o->out, tok, train, n_train, val, n_val, err);
         free(train);
         free(val);
@@ -249,7 +234,7 @@ static int prepare_synthetic(const Options *o, char *err) {
            "(%lld train, %lld val tokens), vocab %d with BOS %d\n",
            bb.vocab, bb.triggers, bb.trigger_prob, bb.successors, (long long)bb.n_docs, bb.doc_len,
            (long long)n_train, (long long)n_val, tokenizer_vocab_size(tok), tokenizer_bos_id(tok));
-    int rc = make_dirs(o->out, err);
+    int rc = st_make_dirs(o->out, err);
     if (rc == 0) rc = write_outputs(o->out, tok, train, n_train, val, n_val, err);
     if (rc == 0) printf("wrote %s/{tokenizer,train,val}.bin in %.2f s\n", o->out, st_now_seconds() - t0);
     tokenizer_free(tok);

@@ -2,6 +2,7 @@
  * measured peak.
  *
  *   bin/bench [--steps N] [--out bench.json] [--quick]
+ *   mpirun -np N bin/bench --data-parallel [--steps N]     (built with make MPI=1)
  *
  * 1. peak: the FP32 multiply-add rate of a register-only FMA loop on every thread (GFLOP/s);
  * 2. GEMM micro-benchmark: matmul_forward and matmul_backward at the default model's own shapes;
@@ -13,7 +14,12 @@
  * FLOPs are counted analytically (flops_per_token): 2 per multiply-add of every matmul a token goes
  * through in the forward (its k experts only, the router, the LM head) plus the attention scores and
  * weighted sum over the (T+1)/2 keys a query sees on average; training = 3 x forward (the backward
- * computes two products per forward product). Elementwise work is not counted. */
+ * computes two products per forward product). Elementwise work is not counted.
+ *
+ * --data-parallel (`make bench MPI=1`): the scaling of train/dist.h. The default config's batch on
+ * 1 rank x N threads (the other ranks asleep), then on N ranks x 1 thread, each rank computing B/N
+ * windows and averaging the gradients with MPI_Allreduce: tokens/s per rank and in all, the
+ * all-reduce's time per step, and the efficiency (N ranks' tokens/s / 1 rank's). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +31,7 @@
 #include "../common/jsonl.h"
 #include "../common/util.h"
 #include "../train/adamw.h"
+#include "../train/dist.h"
 #include "moe.h"
 #include "simd.h"
 
@@ -123,6 +130,9 @@ typedef struct {
     const char *name;
     MoeConfig cfg;
     int B, T, threads;
+    int allreduce; /* data parallel: average the gradients over the MPI ranks after the backward */
+    double ms_allreduce;
+    size_t n_params;
     double tokens_per_s, ms_step, ms_fwd, ms_bwd, ms_opt, gflops, mfu, flops_tok;
     double cpu_share; /* CPU time the process got per step / (wall time x threads): < 1 on a shared machine */
     double ms_op[MOE_OP_CLASSES]; /* per step, forward + backward */
@@ -151,12 +161,13 @@ static void bench_steps(StepBench *s, int warmup, int steps, double peak) {
     int N = s->B * s->T;
     int *tok = st_malloc(sizeof(int) * (size_t)N), *tgt = st_malloc(sizeof(int) * (size_t)N);
     StRng r;
-    st_rng_seed(&r, 42);
+    st_rng_seed(&r, 42 + (uint64_t)dist_rank()); /* data parallel: each rank its own windows */
     AdamW opt;
     adamw_init(&opt, m.n_params);
     AdamWHyper hyper = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.1f};
     double *fwd = st_malloc(sizeof(double) * (size_t)steps), *bwd = st_malloc(sizeof(double) * (size_t)steps);
     double *optt = st_malloc(sizeof(double) * (size_t)steps), *step = st_malloc(sizeof(double) * (size_t)steps);
+    double *reduce = st_malloc(sizeof(double) * (size_t)steps);
     double cpu_seconds = 0.0, wall_seconds = 0.0;
     for (int i = 0; i < warmup + steps; i++) {
         if (i == warmup) memset(m.op_seconds, 0, sizeof m.op_seconds);
@@ -168,25 +179,30 @@ static void bench_steps(StepBench *s, int warmup, int steps, double peak) {
         moe_zero_grad(&m);
         moe_backward(&m, 1.0f);
         double t2 = st_now_seconds();
+        if (s->allreduce) dist_mean_floats(m.grads, m.n_params);
+        double t2r = st_now_seconds();
         adamw_step(&opt, m.params, m.grads, m.tensors, m.n_tensors, &hyper, i + 1, 1.0f);
         double t3 = st_now_seconds(), c3 = cpu_now_seconds();
         if (i == 0) s->first_loss = loss;
         s->last_loss = loss;
         if (i < warmup) continue;
-        fwd[i - warmup] = t1 - t0, bwd[i - warmup] = t2 - t1, optt[i - warmup] = t3 - t2, step[i - warmup] = t3 - t0;
+        fwd[i - warmup] = t1 - t0, bwd[i - warmup] = t2 - t1, reduce[i - warmup] = t2r - t2;
+        optt[i - warmup] = t3 - t2r, step[i - warmup] = t3 - t0;
         cpu_seconds += c3 - c0, wall_seconds += t3 - t0;
     }
     s->cpu_share = cpu_seconds / (wall_seconds * s->threads);
     s->ms_fwd = 1e3 * median(fwd, steps);
     s->ms_bwd = 1e3 * median(bwd, steps);
     s->ms_opt = 1e3 * median(optt, steps);
+    s->ms_allreduce = 1e3 * median(reduce, steps);
+    s->n_params = m.n_params;
     s->ms_step = 1e3 * median(step, steps);
     for (int k = 0; k < MOE_OP_CLASSES; k++) s->ms_op[k] = 1e3 * m.op_seconds[k] / steps;
     s->tokens_per_s = N / (s->ms_step * 1e-3);
     s->flops_tok = flops_per_token(&m.cfg, s->T);
     s->gflops = s->flops_tok * s->tokens_per_s * 1e-9;
     s->mfu = s->gflops / peak;
-    free(fwd), free(bwd), free(optt), free(step), free(tok), free(tgt);
+    free(fwd), free(bwd), free(optt), free(step), free(reduce), free(tok), free(tgt);
     adamw_free(&opt);
     moe_free(&m);
 }
@@ -245,11 +261,45 @@ static void usage_error(const char *msg, const char *arg) {
     exit(2);
 }
 
+/* --data-parallel: 1 rank x N threads against N ranks x 1 thread on the default config's batch */
+static int bench_data_parallel(int steps) {
+    int N = dist_size(), root = dist_is_root();
+    if (N == 1) {
+        fprintf(stderr, "bench: --data-parallel: expected several MPI ranks, found 1 (build with make MPI=1, then "
+                        "mpirun -np 2 bin/bench --data-parallel)\n");
+        return 2;
+    }
+    MoeConfig dc;
+    moe_config_default(&dc);
+    char err[ST_ERR_LEN];
+    if (moe_config_validate(&dc, err) || dist_check_batch(16, N, err)) usage_error(err, "");
+    double load = -1.0;
+    getloadavg(&load, 1);
+    StepBench one = {.name = "1 rank", .cfg = dc, .B = 16, .T = 256, .threads = N};
+    StepBench dp = {.name = "per rank", .cfg = dc, .B = 16 / N, .T = 256, .threads = 1, .allreduce = 1};
+    if (root) bench_steps(&one, 1, steps, 1.0); /* the peak is not measured here: MFU is left out */
+    dist_barrier_idle();
+    bench_steps(&dp, 1, steps, 1.0);
+    if (!root) return 0;
+    double all = dp.tokens_per_s * N;
+    printf("data parallel, default config, global batch 16 x 256 (load average %.2f on %d cores before)\n", load,
+           omp_get_num_procs());
+    printf("  1 rank x %d threads   %8.0f tokens/s   %6.1f ms per step   (CPU share %.2f)\n", N, one.tokens_per_s,
+           one.ms_step, one.cpu_share);
+    printf("  %d ranks x 1 thread   %8.0f tokens/s   %6.1f ms per step   = %.0f tokens/s per rank; all-reduce of "
+           "%zu gradients %.2f ms per step (%.1f%%) (CPU share of rank 0 %.2f)\n",
+           N, all, dp.ms_step, dp.tokens_per_s, dp.n_params, dp.ms_allreduce,
+           100 * dp.ms_allreduce / dp.ms_step, dp.cpu_share);
+    printf("  scaling efficiency   %.2f   (%d ranks' tokens/s / 1 rank's)\n", all / one.tokens_per_s, N);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    int steps = 5, quick = 0;
+    int steps = 5, quick = 0, data_parallel = 0;
     const char *out_path = "bench.json";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--data-parallel")) data_parallel = 1;
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -259,6 +309,12 @@ int main(int argc, char **argv) {
         else usage_error("unknown or incomplete argument ", argv[i]);
     }
     if (quick) steps = 2;
+    if (data_parallel) {
+        dist_init(&argc, &argv);
+        int code = bench_data_parallel(steps);
+        dist_finalize();
+        return code;
+    }
     /* the output goes to a temporary file renamed over out_path at the end: an unwritable path fails
      * now, not after the run, and an interrupted run leaves the previous file intact */
     StAtomic out;

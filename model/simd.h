@@ -14,29 +14,6 @@ typedef float v8 __attribute__((vector_size(32)));
 #define FMA8(a, b, c) _mm256_fmadd_ps((a), (b), (c)) /* a * b + c, fused */
 #else
 #define FMA8(a, b, c) ((a) * (b) + (c))
-typedef int v8i __attribute__((vector_size(32)));
-
-/* e^x of 8 floats, to about 2 ulp, for x in [-87, 88] (clamped there): e^x = 2^n e^r with n the
- * integer nearest x / ln 2 and |r| <= ln(2) / 2; e^r from its degree-6 Taylor-like polynomial (the
- * Cephes expf coefficients), 2^n built in the exponent bits. exp8(0) is exactly 1. */
-static inline v8 exp8(v8 x) {
-    const v8 lo = splat8(-87.0f), hi = splat8(88.0f), magic = splat8(12582912.0f); /* 1.5 * 2^23 */
-    v8i below = x < lo, above = x > hi;
-    x = (v8)(((v8i)x & ~below) | ((v8i)lo & below));
-    x = (v8)(((v8i)x & ~above) | ((v8i)hi & above));
-    v8 n = (x * splat8(1.44269504f) + magic) - magic; /* round to nearest: the magic add drops the fraction */
-    v8 r = x - n * splat8(0.693359375f) - n * splat8(-2.12194440e-4f); /* x - n ln 2, ln 2 in two parts */
-    v8 p = splat8(1.9875691500e-4f);
-    p = p * r + splat8(1.3981999507e-3f);
-    p = p * r + splat8(8.3334519073e-3f);
-    p = p * r + splat8(4.1665795894e-2f);
-    p = p * r + splat8(1.6666665459e-1f);
-    p = p * r + splat8(5.0000001201e-1f);
-    p = p * (r * r) + r + splat8(1.0f);
-    v8i pow2n = (__builtin_convertvector(n, v8i) + 127) << 23;
-    return p * (v8)pow2n;
-}
-
 #endif
 
 /* loads and stores at any alignment (memcpy compiles to one unaligned vector move) */

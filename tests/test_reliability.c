@@ -1,7 +1,7 @@
 /* tests/test_reliability.c: bin/train under the faults of docs/RELIABILITY.md, done for real on a tiny
  * model: kill -9 at random moments and during checkpoint writes (then --resume gives the losses of an
  * uninterrupted run), a full disk (RLIMIT_FSIZE) during a checkpoint or a log write, and two bin/train
- * on one run directory (the lock). Run from the repository root, after `make`. */
+ * on one run directory (the lock), and the loss-spike guard. Run from the repository root, after `make`. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,42 +19,13 @@
 #include <unistd.h>
 
 #include "../common/util.h"
-#include "../data/shard.h"
-#include "../data/tokenizer.h"
 #include "../train/checkpoint.h"
 #include "../train/rundir.h"
 #include "../train/trainer.h"
+#include "tiny_data.h"
 
 static char dir[64];       /* this test's temporary directory */
 static char data_dir[128]; /* a tiny prepared data directory inside it */
-
-/* a byte-tokenized random stream of a few words: enough for a 16-wide model to learn something */
-static int make_tiny_data(void) {
-    static const char *words[] = {"the", "whale", "sea", "ship", "and", "of", "a", "white"};
-    char err[ST_ERR_LEN], path[256];
-    StRng r;
-    st_rng_seed(&r, 9);
-    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
-    Tokenizer *tok = tokenizer_new_bytes();
-    snprintf(path, sizeof path, "%s/tokenizer.bin", data_dir);
-    int rc = rundir_create(data_dir, RUN_NEW, err) || tokenizer_save(tok, path, err);
-    const char *split[2] = {"train.bin", "val.bin"};
-    int n_tokens[2] = {8000, 2000};
-    for (int s = 0; s < 2 && rc == 0; s++) {
-        int *ids = st_malloc(sizeof(int) * (size_t)n_tokens[s]), n = 0;
-        ids[n++] = tokenizer_bos_id(tok);
-        while (n < n_tokens[s]) {
-            for (const char *p = words[st_rng_below(&r, 8)]; *p && n < n_tokens[s]; p++) ids[n++] = (unsigned char)*p;
-            if (n < n_tokens[s]) ids[n++] = ' ';
-        }
-        snprintf(path, sizeof path, "%s/%s", data_dir, split[s]);
-        rc = shard_write(path, ids, n, tokenizer_vocab_size(tok), tokenizer_bos_id(tok), err);
-        free(ids);
-    }
-    tokenizer_free(tok);
-    if (rc) fprintf(stderr, "making the test data: %s\n", err);
-    return rc;
-}
 
 /* writes <dir>/<name>.conf: a tiny MoE run named name, one thread (bit-identical across resumes),
  * probes every probe_every steps on the given schedule, and the lines of extra ("" for none) */
@@ -486,7 +457,7 @@ static void test_spike_guard_is_logged_and_resumes_exactly(void **state) {
 
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_rel_XXXXXX");
-    if (!mkdtemp(dir) || make_tiny_data()) return 1;
+    if (!mkdtemp(dir) || make_tiny_data(dir, data_dir, sizeof data_dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill9_then_resume_equals_uninterrupted),
         cmocka_unit_test(test_full_disk_during_checkpoint_keeps_the_previous),

@@ -1,13 +1,16 @@
 /* bin/train: trains a model from a config file and flags, in a run directory it owns.
  *   bin/train --config runs/NAME.conf [--key value ...] [--overwrite]
  *   bin/train --resume runs/NAME [--key value ...]
- *   bin/train --help */
+ *   bin/train --help
+ * Under mpirun (built with `make MPI=1`), every rank trains its slice of each batch (train/dist.h)
+ * and rank 0 alone prints and writes. */
 #include <stdio.h>
 #include <string.h>
 
 #include "../common/util.h"
 #include "../probes/report.h"
 #include "config.h"
+#include "dist.h"
 #include "trainer.h"
 
 static void usage(FILE *f) {
@@ -68,19 +71,27 @@ static int resolve_config(int argc, char **argv, const Args *a, TrainConfig *c, 
     return config_validate(c, err);
 }
 
-int main(int argc, char **argv) {
+/* an error line; under MPI a rank other than 0 names itself */
+static void print_error(const char *err) {
+    if (dist_is_root()) fprintf(stderr, "error: %s\n", err);
+    else fprintf(stderr, "error (MPI rank %d): %s\n", dist_rank(), err);
+}
+
+/* everything bin/train does, on every rank; returns the exit code */
+static int train_main(int argc, char **argv) {
+    int root = dist_is_root();
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            config_print_help(stdout);
+            if (root) usage(stdout), config_print_help(stdout);
             return 0;
         }
     char err[ST_ERR_LEN];
     Args a;
     TrainConfig cfg;
-    if (parse_run_flags(argc, argv, &a, err) || resolve_config(argc, argv, &a, &cfg, err)) {
-        fprintf(stderr, "error: %s\n", err);
-        if (!a.config_file && !a.resume_dir) usage(stderr);
+    if (parse_run_flags(argc, argv, &a, err) || resolve_config(argc, argv, &a, &cfg, err) ||
+        dist_check_batch(cfg.batch_size, dist_size(), err)) {
+        if (root) fprintf(stderr, "error: %s\n", err);
+        if (root && !a.config_file && !a.resume_dir) usage(stderr);
         return 2;
     }
     char run_dir[4096];
@@ -91,10 +102,27 @@ int main(int argc, char **argv) {
     Trainer t;
     trainer_install_signal_handlers();
     int rc = trainer_open(&t, &cfg, run_dir, mode, err);
-    if (rc == 0) {
-        printf("run %s: %zu parameters, %d threads, %d steps of %lld tokens\n", run_dir, t.model.n_params,
+    /* a rank whose own open succeeded still stops when another rank's failed (that one says why) */
+    if (dist_any(rc != 0)) {
+        if (rc != 0) print_error(err);
+        trainer_close(&t);
+        return 1;
+    }
+    if (root) {
+        char ranks[32] = "";
+        if (dist_size() > 1) snprintf(ranks, sizeof ranks, "%d MPI ranks x ", dist_size());
+        printf("run %s: %zu parameters, %s%d threads, %d steps of %lld tokens\n", run_dir, t.model.n_params, ranks,
                t.threads, cfg.steps, (long long)cfg.batch_size * cfg.model.seq_len * cfg.grad_accum);
-        rc = trainer_run(&t, cfg.steps, err);
+    }
+    rc = trainer_run(&t, cfg.steps, err);
+    if (rc < 0) { /* an error on one rank may leave the others waiting in a collective: end them all */
+        print_error(err);
+        trainer_close(&t);
+        dist_abort(1);
+    }
+    if (!root) { /* rank 0 says how it ended and writes the report */
+        trainer_close(&t);
+        return 0;
     }
     if (rc == 1)
         printf("stopped at step %lld with a checkpoint; continue with: bin/train --resume %s\n", (long long)t.step,
@@ -102,7 +130,6 @@ int main(int argc, char **argv) {
     else if (rc == 0)
         printf("done: %lld steps, validation loss %.4f; %s/train.jsonl has the curve\n", (long long)t.step,
                t.last_val_loss, run_dir);
-    else fprintf(stderr, "error: %s\n", err);
     trainer_close(&t);
     if (rc == 0) { /* the figures and report.md of the finished run */
         rc = report_run(run_dir, err);
@@ -110,4 +137,11 @@ int main(int argc, char **argv) {
         else fprintf(stderr, "error: report: %s\n", err);
     }
     return rc < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    dist_init(&argc, &argv);
+    int code = train_main(argc, argv);
+    dist_finalize();
+    return code;
 }

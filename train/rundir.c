@@ -39,26 +39,10 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
     return remove(path);
 }
 
-/* mkdir -p for one path */
-static int make_dirs(const char *path, char *err) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return st_errorf(err, "%s: cannot create directory: %s", buf, strerror(errno));
-            *p = c;
-            if (!c) return 0;
-        }
-    }
-}
-
 int rundir_create(const char *run_dir, RunMode mode, char *err) {
     if (mode == RUN_OVERWRITE && is_dir(run_dir) && nftw(run_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
         return st_errorf(err, "%s: --overwrite: cannot delete the old run: %s", run_dir, strerror(errno));
-    return make_dirs(run_dir, err);
+    return st_make_dirs(run_dir, err);
 }
 
 int rundir_lock(const char *run_dir, int *fd, char *err) {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../common/binfile.h"
 #include "../common/util.h"
 #include "checkpoint.h"
 #include "rundir.h"
@@ -205,7 +206,7 @@ SweepRunState sweep_run_state(const TrainConfig *cfg) {
 }
 
 int sweep_write_configs(const Sweep *s, char *err) {
-    if (mkdir(s->dir, 0777) != 0 && errno != EEXIST) return st_errorf(err, "%s: cannot create: %s", s->dir, strerror(errno));
+    if (st_make_dirs(s->dir, err)) return -1;
     for (int i = 0; i < s->n_runs; i++) {
         TrainConfig cfg;
         char name[256], path[1600];

@@ -9,6 +9,7 @@
 
 #include "../common/util.h"
 #include "checkpoint.h"
+#include "dist.h"
 #include "schedule.h"
 
 static volatile sig_atomic_t stop_requested = 0;
@@ -53,6 +54,7 @@ static int resume_from_latest(Trainer *t, char *err) {
     t->n_norms = s.n_norms;
     memcpy(t->norms, s.norms, sizeof t->norms);
     loader_set_state(&t->loader, s.loader_state);
+    if (!dist_is_root()) return 0;
     /* lines logged after that checkpoint will be logged again by this run */
     snprintf(log_path, sizeof log_path, "%s/train.jsonl", t->run_dir);
     if (jsonl_truncate_after_step(log_path, s.step, err)) return -1;
@@ -87,7 +89,9 @@ int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMod
     t->ckpt_step = -1;
     t->lock_fd = -1;
     snprintf(t->run_dir, sizeof t->run_dir, "%s", run_dir);
-    if (rundir_check(run_dir, mode, err)) return -1;
+    /* only rank 0 touches the run directory (the others read a resumed checkpoint) */
+    if (dist_check_batch(cfg->batch_size, dist_size(), err) || (dist_is_root() && rundir_check(run_dir, mode, err)))
+        return -1;
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     t->threads = omp_get_max_threads();
 
@@ -104,11 +108,13 @@ int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMod
     t->step_load = st_calloc((size_t)c->model.n_layer * c->model.n_expert, sizeof(float));
 
     if (mode == RUN_RESUME) {
-        if (rundir_lock(run_dir, &t->lock_fd, err) || resume_from_latest(t, err)) return -1;
-    } else if (overwrite_only_if_unlocked(run_dir, mode, err) || rundir_create(run_dir, mode, err) ||
-               rundir_lock(run_dir, &t->lock_fd, err) || rundir_write_config(run_dir, c, t->threads, err)) {
+        if ((dist_is_root() && rundir_lock(run_dir, &t->lock_fd, err)) || resume_from_latest(t, err)) return -1;
+    } else if (dist_is_root() &&
+               (overwrite_only_if_unlocked(run_dir, mode, err) || rundir_create(run_dir, mode, err) ||
+                rundir_lock(run_dir, &t->lock_fd, err) || rundir_write_config(run_dir, c, t->threads, err))) {
         return -1;
     }
+    if (!dist_is_root()) return 0;
     char log_path[4200];
     snprintf(log_path, sizeof log_path, "%s/train.jsonl", run_dir);
     t->log = fopen(log_path, "a");
@@ -146,25 +152,43 @@ static int report_bad_loss(const Trainer *t, float loss, char *err) {
                      (long long)t->step + 1, loss);
 }
 
+/* Every rank draws the whole global micro-batch (so the loader stays in step with a single process)
+ * and computes its own slice of it; the micro-batch losses and gradients are then averaged over the
+ * ranks. Each rank's slice is a micro-batch of its own, as under grad_accum: the ranks' slices have
+ * equal token counts, and (every target being valid, as the loaders make them) equal target counts,
+ * so the mean of their cross-entropy and z-loss means is the mean over the global batch; the
+ * load-balancing loss, a product of batch means, is the mean of the slices' values. */
 int trainer_compute_grads(Trainer *t, char *err) {
     const TrainConfig *c = &t->cfg;
     Moe *m = &t->model;
-    int B = c->batch_size, T = c->model.seq_len, A = c->grad_accum;
-    size_t n_load = (size_t)c->model.n_layer * c->model.n_expert;
-    double loss = 0, ce = 0, aux = 0, z = 0;
-    int n_targets = 0;
-    memset(t->step_load, 0, n_load * sizeof(float));
+    int B = c->batch_size, T = c->model.seq_len, A = c->grad_accum, first, count;
+    dist_slice(B, dist_rank(), dist_size(), &first, &count);
+    size_t n_load = (size_t)c->model.n_layer * c->model.n_expert, at = (size_t)first * T;
+    /* sums over this rank's micro-batches: loss, ce, aux, z, n_targets, then the expert load */
+    double *sum = st_calloc(5 + n_load, sizeof(double));
+    float bad_loss = 0;
     moe_zero_grad(m);
-    for (int a = 0; a < A; a++) {
+    for (int a = 0; a < A && isfinite(bad_loss); a++) {
         loader_train_batch(&t->loader, t->inputs, t->targets, B);
-        float l = moe_forward(m, t->inputs, t->targets, B, T, NULL);
-        if (!isfinite(l)) return report_bad_loss(t, l, err);
-        moe_backward(m, 1.0f / (float)A);
-        loss += m->loss.loss, ce += m->loss.ce, aux += m->loss.aux, z += m->loss.z;
-        n_targets += m->loss.n_targets;
-        for (size_t i = 0; i < n_load; i++) t->step_load[i] += m->expert_load[i] / (float)A;
+        float l = moe_forward(m, t->inputs + at, t->targets + at, count, T, NULL);
+        if (!isfinite(l)) bad_loss = l;
+        else moe_backward(m, 1.0f / (float)A);
+        MoeLoss *ml = &m->loss;
+        sum[0] += ml->loss, sum[1] += ml->ce, sum[2] += ml->aux, sum[3] += ml->z, sum[4] += ml->n_targets;
+        for (size_t i = 0; i < n_load; i++) sum[5 + i] += m->expert_load[i];
     }
-    t->step_loss = (MoeLoss){(float)(loss / A), (float)(ce / A), (float)(aux / A), (float)(z / A), n_targets};
+    /* every rank takes part in the same collectives, whichever rank saw the bad loss */
+    if (dist_any(!isfinite(bad_loss))) {
+        free(sum);
+        return report_bad_loss(t, isfinite(bad_loss) ? NAN : bad_loss, err);
+    }
+    dist_sum_doubles(sum, 5 + n_load);
+    dist_mean_floats(m->grads, m->n_params);
+    double n_micro = (double)A * dist_size();
+    t->step_loss = (MoeLoss){(float)(sum[0] / n_micro), (float)(sum[1] / n_micro), (float)(sum[2] / n_micro),
+                             (float)(sum[3] / n_micro), (int)sum[4]};
+    for (size_t i = 0; i < n_load; i++) t->step_load[i] = (float)(sum[5 + i] / n_micro);
+    free(sum);
     return 0;
 }
 
@@ -215,21 +239,38 @@ void trainer_apply_update(Trainer *t) {
 
 double trainer_evaluate(Trainer *t) {
     const TrainConfig *c = &t->cfg;
-    int B = c->batch_size, T = c->model.seq_len;
-    double sum = 0;
-    long n = 0;
-    /* cross-entropy weighted by target count, so the mean is per token over all batches */
+    int B = c->batch_size, T = c->model.seq_len, first, count;
+    dist_slice(B, dist_rank(), dist_size(), &first, &count);
+    double sum[2] = {0, 0}; /* cross-entropy summed over targets, target count */
+    /* cross-entropy weighted by target count, so the mean is per token over all batches (and ranks) */
     for (int i = 0; i < c->eval_batches; i++) {
-        loader_val_batch(&t->loader, i * B, t->inputs, t->targets, B);
-        moe_forward(&t->model, t->inputs, t->targets, B, T, NULL);
-        sum += (double)t->model.loss.ce * t->model.loss.n_targets;
-        n += t->model.loss.n_targets;
+        loader_val_batch(&t->loader, i * B + first, t->inputs, t->targets, count);
+        moe_forward(&t->model, t->inputs, t->targets, count, T, NULL);
+        sum[0] += (double)t->model.loss.ce * t->model.loss.n_targets;
+        sum[1] += t->model.loss.n_targets;
     }
-    return n ? sum / (double)n : NAN;
+    dist_sum_doubles(sum, 2);
+    return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
 
+/* a hash of everything that must be equal on every rank: parameters, AdamW moments, loader state */
+static uint64_t training_state_hash(const Trainer *t) {
+    size_t bytes = t->model.n_params * sizeof(float);
+    uint64_t h = dist_hash_bytes(t->model.params, bytes, DIST_HASH_INIT);
+    h = dist_hash_bytes(t->opt.m, bytes, h);
+    h = dist_hash_bytes(t->opt.v, bytes, h);
+    uint64_t loader_state = loader_get_state(&t->loader);
+    return dist_hash_bytes(&loader_state, sizeof loader_state, h);
+}
+
+/* every rank checks that the ranks still agree; rank 0 writes */
 int trainer_checkpoint(Trainer *t, char *err) {
     char path[4200];
+    if (dist_size() > 1 && dist_check_same(training_state_hash(t), "the model and optimizer state", err)) return -1;
+    if (!dist_is_root()) {
+        t->ckpt_step = t->step;
+        return 0;
+    }
     ckpt_path(path, sizeof path, t->run_dir, t->step);
     CkptState s = {t->step, t->tokens, loader_get_state(&t->loader), t->last_val_loss, t->n_norms, {0}};
     memcpy(s.norms, t->norms, sizeof s.norms);
@@ -240,7 +281,7 @@ int trainer_checkpoint(Trainer *t, char *err) {
 }
 
 int run_probes_if_due(Trainer *t, char *err) {
-    if (!probe_is_due(t->step, t->cfg.steps, &t->prober.cfg)) return 0;
+    if (!dist_is_root() || !probe_is_due(t->step, t->cfg.steps, &t->prober.cfg)) return 0;
     return prober_step(&t->prober, &t->model, t->step, t->cfg.steps, t->tokens, t->last_val_loss, err);
 }
 
@@ -291,6 +332,21 @@ static void explain_stop_on_error(Trainer *t, char *err) {
     st_errorf(err, "%s; stopped, the last good checkpoint is %s", cause, path);
 }
 
+/* rank 0's share of a step: the train.jsonl line when due, the progress line, the probes */
+static int record_step(Trainer *t, int eval, double step_seconds, char *err) {
+    const TrainConfig *c = &t->cfg;
+    int log = due(t->step, c->log_every) || eval || t->step == 1 || t->skipped;
+    if (log) {
+        if (write_log_line(t, eval, err)) return -1;
+        t->interval_seconds = 0;
+        t->interval_steps = 0;
+    }
+    ProgressInfo info = {t->step, c->steps, t->step_loss.loss, t->lr, t->last_val_loss,
+                         (double)tokens_per_step(c) / step_seconds};
+    progress_show(&t->progress, &info, log);
+    return run_probes_if_due(t, err);
+}
+
 /* one step, its evaluation, log line, progress and probes */
 static int train_step(Trainer *t, char *err) {
     const TrainConfig *c = &t->cfg;
@@ -305,16 +361,7 @@ static int train_step(Trainer *t, char *err) {
     int last = t->step == c->steps;
     int eval = due(t->step, c->eval_every) || last;
     if (eval) t->last_val_loss = trainer_evaluate(t);
-    int log = due(t->step, c->log_every) || eval || t->step == 1 || t->skipped;
-    if (log) {
-        if (write_log_line(t, eval, err)) return -1;
-        t->interval_seconds = 0;
-        t->interval_steps = 0;
-    }
-    ProgressInfo info = {t->step, c->steps, t->step_loss.loss, t->lr, t->last_val_loss,
-                         (double)tokens_per_step(c) / step_seconds};
-    progress_show(&t->progress, &info, log);
-    if (run_probes_if_due(t, err)) return -1;
+    if (dist_is_root() && record_step(t, eval, step_seconds, err)) return -1;
     if (due(t->step, c->ckpt_every) && !last) return trainer_checkpoint(t, err);
     return 0;
 }
@@ -322,7 +369,7 @@ static int train_step(Trainer *t, char *err) {
 int trainer_run(Trainer *t, int64_t until, char *err) {
     if (until > t->cfg.steps) until = t->cfg.steps;
     if (t->step == 0 && run_probes_if_due(t, err)) return -1;
-    while (t->step < until && !stop_requested) {
+    while (t->step < until && !dist_any(stop_requested)) {
         if (train_step(t, err)) {
             progress_break(&t->progress);
             explain_stop_on_error(t, err);

@@ -7,7 +7,10 @@
  * above spike_guard x the median of the last SPIKE_WINDOW steps': then the update is skipped (the
  * step still counts, its data is consumed) and logged with "skipped": 1. Around the steps: validation loss every eval_every steps and at the
  * end, a train.jsonl line every log_every steps, the probes when due, checkpoints every ckpt_every
- * steps and at the end, and a clean stop with a checkpoint on SIGINT/SIGTERM. */
+ * steps and at the end, and a clean stop with a checkpoint on SIGINT/SIGTERM.
+ *
+ * Under mpirun (train/dist.h) each rank computes its slice of every micro-batch, the gradients and
+ * losses are averaged over the ranks before the checks, and rank 0 alone writes the run directory. */
 #ifndef SINKTRACE_TRAINER_H
 #define SINKTRACE_TRAINER_H
 
