@@ -46,8 +46,13 @@ static int resolve_vocab(Trainer *t, char *err) {
 static int resume_from_latest(Trainer *t, char *err) {
     char path[4200], log_path[4200];
     CkptState s;
-    if (ckpt_latest(t->run_dir, path, sizeof path, err) || ckpt_load(path, &t->cfg, &t->model, &t->opt, &s, err))
-        return -1;
+    if (ckpt_latest(t->run_dir, path, sizeof path, err)) {
+        /* a run killed before its first checkpoint has nothing to continue */
+        char cause[ST_ERR_LEN];
+        memcpy(cause, err, ST_ERR_LEN);
+        return st_errorf(err, "%s; start it again with --config FILE --overwrite", cause);
+    }
+    if (ckpt_load(path, &t->cfg, &t->model, &t->opt, &s, err)) return -1;
     t->step = t->ckpt_step = s.step;
     t->tokens = s.tokens;
     t->last_val_loss = s.last_val_loss;
