@@ -123,13 +123,15 @@ static int check_ids(const char *path, const char *what, const int32_t *ids, siz
     return 0;
 }
 
-/* Before anything is allocated from it: n and T fit an int and the file holds exactly the
- * (PV_COUNT + 1) * n * T int32 ids they imply. */
+/* Before anything is allocated from it: the int fields (n, T, vocab, bos_id, shift) fit an int, and
+ * the file holds exactly the (PV_COUNT + 1) * n * T int32 ids they imply. */
 static int check_payload_size(const char *path, const StHeader *h, char *err) {
+    static const char *names[5] = {"n", "T", "vocab", "bos_id", "shift"};
+    for (int i = 0; i < 5; i++)
+        if (h->field[i] < -1 || h->field[i] > INT_MAX)
+            return st_errorf(err, "%s: %s: expected -1 to %d, found %lld", path, names[i], INT_MAX,
+                             (long long)h->field[i]);
     int64_t n = h->field[0], T = h->field[1], size;
-    if (n < 0 || n > INT_MAX || T < 0 || T > INT_MAX)
-        return st_errorf(err, "%s: n and T: expected 0 to %d, found %lld and %lld", path, INT_MAX, (long long)n,
-                         (long long)T);
     if (st_file_size(path, &size, err)) return -1;
     int64_t payload = size - st_header_bytes(h), per_window = (PV_COUNT + 1) * (int64_t)sizeof(int32_t);
     /* n * T * per_window == payload, in divisions so that no product overflows */
