@@ -892,33 +892,35 @@ void swiglu_backward(float *dg, float *du, const float *dh, const float *g, cons
     }
 }
 
-/* --- load-balancing loss: E * sum_i f_i P_i, f_i = share of the N*k routing slots sent to expert i,
- * P_i = mean router probability of expert i. f is a count (no gradient); dP_i/dp[n][i] = 1/N. --- */
-static void slot_shares(double *f, const int *idx, int N, int E, int k) {
-    for (int e = 0; e < E; e++) f[e] = 0.0;
-    for (size_t s = 0; s < (size_t)N * k; s++) f[idx[s]] += 1.0;
-    for (int e = 0; e < E; e++) f[e] /= (double)N * k;
+/* --- load-balancing loss: E * sum_i f_i P_i, f_i = share of the routing slots sent to expert i,
+ * P_i = mean router probability of expert i over these N rows. f comes from counts (no gradient):
+ * routing_shares normalises the counts, which data parallelism first sums over the replicas, so f
+ * is the whole batch's while P is each replica's mean; dP_i/dp[n][i] = 1/N. --- */
+void routing_counts(double *counts, const int *idx, int N, int E, int k) {
+    for (int e = 0; e < E; e++) counts[e] = 0.0;
+    for (size_t s = 0; s < (size_t)N * k; s++) counts[idx[s]] += 1.0;
 }
 
-float aux_loss_forward(const float *probs, const int *idx, int N, int E, int k) {
-    double *f = st_malloc(sizeof(double) * (size_t)E), loss = 0.0;
-    slot_shares(f, idx, N, E, k);
+void routing_shares(double *f, int E) {
+    double total = 0.0;
+    for (int e = 0; e < E; e++) total += f[e];
+    for (int e = 0; e < E; e++) f[e] /= total;
+}
+
+float aux_loss_forward(const float *probs, const double *f, int N, int E) {
+    double loss = 0.0;
     for (int e = 0; e < E; e++) {
         double P = 0.0;
         for (int n = 0; n < N; n++) P += probs[(size_t)n * E + e];
         loss += f[e] * P / N;
     }
-    free(f);
     return (float)(E * loss);
 }
 
-void aux_loss_backward(float *dprobs, float dloss, const int *idx, int N, int E, int k) {
-    double *f = st_malloc(sizeof(double) * (size_t)E);
-    slot_shares(f, idx, N, E, k);
+void aux_loss_backward(float *dprobs, float dloss, const double *f, int N, int E) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++)
         for (int e = 0; e < E; e++) dprobs[(size_t)n * E + e] += (float)(dloss * E * f[e] / N);
-    free(f);
 }
 
 /* --- router z-loss: mean_n lse(z_n)^2; d/dz[n][e] = 2 lse(z_n) softmax(z_n)_e / N --- */
@@ -1005,6 +1007,7 @@ typedef struct {
     float *g, *u, *h;            /* [N*k][F] gate, up, silu(gate)*up in expert order */
     float *eo;                   /* [N*k][C] expert outputs in expert order */
     float *mo;                   /* [N][C] MoE output m^l */
+    double *shares;              /* [E] routing slot shares f of the aux loss */
     float aux, z;                /* this block's aux and z losses */
 } BlockActs;
 
@@ -1035,6 +1038,7 @@ static void free_rows(Moe *m) {
         for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
         if (b->yg != b->y) free(b->yg);
         free(b->idx);
+        free(b->shares);
         free(b->expert_start);
         free(b->slot_row);
         free(b->row_token);
@@ -1073,6 +1077,7 @@ static void ensure_rows(Moe *m, int B, int T) {
         b->yg = b->y;
         if (c->attn_gate) b->gz = fbuf(N * HD), b->yg = fbuf(N * HD);
         b->xn2 = fbuf(N * C), b->rstd2 = fbuf(N), b->rlogits = fbuf(N * E), b->probs = fbuf(N * E);
+        b->shares = st_calloc(E, sizeof(double));
         b->idx = st_calloc(N * K, sizeof(int)), b->w = fbuf(N * K);
         b->expert_start = st_calloc(E + 1, sizeof(int));
         b->slot_row = st_calloc(N * K, sizeof(int)), b->row_token = st_calloc(N * K, sizeof(int));
@@ -1295,7 +1300,10 @@ static void moe_block_forward(Moe *m, int l) {
               matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E));
         TIMED(m, MOE_OP_ROUTING, softmax_forward(b->probs, b->rlogits, N, E));
         TIMED(m, MOE_OP_ROUTING, topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk));
-        TIMED(m, MOE_OP_ROUTING, b->aux = aux_loss_forward(b->probs, b->idx, N, E, K));
+        routing_counts(b->shares, b->idx, N, E, K);
+        if (m->sum_counts) m->sum_counts(b->shares, (size_t)E); /* the whole data-parallel batch's */
+        routing_shares(b->shares, E);
+        TIMED(m, MOE_OP_ROUTING, b->aux = aux_loss_forward(b->probs, b->shares, N, E));
         TIMED(m, MOE_OP_ROUTING, b->z = z_loss_forward(b->rlogits, N, E));
     }
     TIMED(m, MOE_OP_ROUTING, group_by_expert(b, N, E, K));
@@ -1482,7 +1490,7 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
     memset(a->dprobs, 0, sizeof(float) * (size_t)N * E);
     memset(a->drlogits, 0, sizeof(float) * (size_t)N * E);
     TIMED(m, MOE_OP_ROUTING, topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk));
-    TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->idx, N, E, K));
+    TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->shares, N, E));
     TIMED(m, MOE_OP_ROUTING, softmax_backward(a->drlogits, a->dprobs, b->probs, N, E));
     TIMED(m, MOE_OP_ROUTING, z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E));
     TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, block_tensor(m, m->grads, l, "moe.router"), a->drlogits, b->xn2,

@@ -123,6 +123,10 @@ typedef struct {
     MoeLoss loss;    /* of the last forward with targets */
     /* expert load of the last forward: [L][E] share of the k*B*T routing slots per expert */
     float *expert_load;
+    /* data parallelism (set by train/dist around training forwards, NULL otherwise): sums x[0..n) over
+     * the replicas sharing a batch, used for each MoE block's routing counts so that the load-balancing
+     * loss sees the whole batch's f_i, as one process would */
+    void (*sum_counts)(double *x, size_t n);
     /* wall-clock seconds per operation class, accumulated by every forward and backward (zero it to
      * start a measurement; it costs two clock reads per operation call) */
     double op_seconds[MOE_OP_CLASSES];
@@ -206,9 +210,13 @@ void topk_backward(float *dprobs, const float *dw, const float *probs, const int
 void swiglu_forward(float *h, const float *g, const float *u, size_t n);
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
 
-/* load balancing E * sum_i f_i P_i (f from idx, not differentiable; P = mean of probs) */
-float aux_loss_forward(const float *probs, const int *idx, int N, int E, int k);
-void aux_loss_backward(float *dprobs, float dloss, const int *idx, int N, int E, int k);
+/* load balancing E * sum_i f_i P_i. routing_counts counts the N*k slots per expert; routing_shares
+ * turns counts (summed over data-parallel replicas, if any) into shares f; P = mean of probs over the
+ * N rows given. f carries no gradient. */
+void routing_counts(double *counts, const int *idx, int N, int E, int k);
+void routing_shares(double *f, int E);
+float aux_loss_forward(const float *probs, const double *f, int N, int E);
+void aux_loss_backward(float *dprobs, float dloss, const double *f, int N, int E);
 /* router z-loss: mean over rows of logsumexp(logits)^2 */
 float z_loss_forward(const float *logits, int N, int E);
 void z_loss_backward(float *dlogits, float dloss, const float *logits, int N, int E);

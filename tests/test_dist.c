@@ -86,7 +86,7 @@ static void test_slices_are_the_single_process_micro_batches(void **state) {
     "-np 2 "
 
 /* a tiny MoE config file with gradient accumulation, evaluation, probes and checkpoints on */
-static void write_tiny_config(const char *path, const char *run_name, const char *aux_coef) {
+static void write_tiny_config(const char *path, const char *run_name) {
     char err[ST_ERR_LEN];
     TrainConfig c;
     config_defaults(&c);
@@ -96,7 +96,7 @@ static void write_tiny_config(const char *path, const char *run_name, const char
                            {"lr", "0.01"},     {"grad_clip", "0.5"},  {"eval_every", "3"},   {"eval_batches", "2"},
                            {"log_every", "1"}, {"ckpt_every", "3"},   {"threads", "1"},      {"out_dir", dir},
                            {"probe_n", "4"},   {"probe_len", "16"},   {"data_dir", data_dir}, {"run_name", run_name},
-                           {"aux_loss_coef", aux_coef}};
+                           {"aux_loss_coef", "0.01"}};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
         assert_int_equal(config_set(&c, kv[i][0], kv[i][1], "test", err), 0);
     assert_int_equal(config_validate(&c, err), 0);
@@ -191,18 +191,17 @@ static void assert_logs_close(const char *run_a, const char *run_b, double rel_t
  * A real error (a wrong slice, a missing 1/N) changes the losses by 1e-2 or more. */
 #define REL_TOL 1e-5
 
-/* np 2 with batch_size 4 x grad_accum 2 computes what one process computes with micro-batches of 2:
- * batch_size 2 x grad_accum 4 (the same 8 windows per step, in the same order; see the test above).
- * The load-balancing loss is on (0.01), so this also checks that it is the mean of the slices'. */
+/* np 2 computes what one process computes with the same global batch (batch_size 4 x grad_accum 2:
+ * the same 8 windows per step, in the same order). The load-balancing loss is on (0.01): the ranks sum
+ * their routing counts, so it is the whole micro-batch's, not a mean of the slices'. */
 static void test_np2_matches_one_process(void **state) {
     (void)state;
     char conf[256], cmd[1024];
     snprintf(conf, sizeof conf, "%s/tiny.conf", dir);
-    write_tiny_config(conf, "np2", "0.01");
+    write_tiny_config(conf, "np2");
     snprintf(cmd, sizeof cmd, MPIRUN "bin/train --config %s", conf);
     run_ok(cmd);
-    snprintf(cmd, sizeof cmd, "bin/train --config %s --run_name np1 --batch_size 2 --grad_accum 4 --eval_batches 4",
-             conf); /* the same 8 validation windows too */
+    snprintf(cmd, sizeof cmd, "bin/train --config %s --run_name np1", conf);
     run_ok(cmd);
     assert_logs_close("np2", "np1", REL_TOL, NULL);
     /* rank 0 alone wrote the run directory: one report, probes and the final checkpoint */
@@ -215,14 +214,14 @@ static void test_np2_matches_one_process(void **state) {
     assert_int_equal(access(ckpt, F_OK), 0);
 }
 
-/* With the load-balancing loss off, the loss is a mean over tokens, so any rank count computes the
- * same step for the same batch_size: 3 steps in one process, then 3 more under mpirun -np 2 from its
- * checkpoint, equal a whole run in one process. */
+/* Any rank count computes the same step for the same batch_size (load-balancing loss on): 3 steps
+ * in one process, then 3 more under mpirun -np 2 from its checkpoint, equal a whole run in one
+ * process. */
 static void test_resume_with_another_rank_count(void **state) {
     (void)state;
     char err[ST_ERR_LEN], conf[256], cmd[1024], run_dir[256];
-    snprintf(conf, sizeof conf, "%s/noaux.conf", dir);
-    write_tiny_config(conf, "whole", "0");
+    snprintf(conf, sizeof conf, "%s/resume.conf", dir);
+    write_tiny_config(conf, "whole");
     snprintf(cmd, sizeof cmd, "bin/train --config %s", conf);
     run_ok(cmd);
 
@@ -238,16 +237,14 @@ static void test_resume_with_another_rank_count(void **state) {
     trainer_close(&t);
     snprintf(cmd, sizeof cmd, MPIRUN "bin/train --resume %s", run_dir);
     run_ok(cmd);
-    /* aux is logged even when its coefficient is 0: a mean of the slices' values, not the batch's */
-    const char *skip[] = {"aux", NULL};
-    assert_logs_close("halves", "whole", REL_TOL, skip);
+    assert_logs_close("halves", "whole", REL_TOL, NULL);
 }
 
 static void test_bin_train_rejects_indivisible_batch(void **state) {
     (void)state;
     char conf[256], cmd[1024], path[300];
     snprintf(conf, sizeof conf, "%s/odd.conf", dir);
-    write_tiny_config(conf, "odd", "0.01");
+    write_tiny_config(conf, "odd");
     snprintf(cmd, sizeof cmd, MPIRUN "bin/train --config %s --batch_size 3", conf);
     assert_int_equal(run(cmd), 2);
     snprintf(path, sizeof path, "%s/stderr.txt", dir);

@@ -379,11 +379,12 @@ typedef struct {
     int N, E, k;
     float *p, *z;
     int *idx;
+    double f[4]; /* routing shares of idx */
 } AuxCtx;
 
 static double aux_loss(void *p) {
     AuxCtx *c = p;
-    return aux_loss_forward(c->p, c->idx, c->N, c->E, c->k);
+    return aux_loss_forward(c->p, c->f, c->N, c->E);
 }
 
 static double zl_loss(void *p) {
@@ -398,15 +399,30 @@ static void test_aux_and_z_loss(void **state) {
     float w[12];
     softmax_forward(c.p, c.z, c.N, c.E);
     topk_forward(c.idx, w, c.p, c.N, c.E, c.k, 1);
+    routing_counts(c.f, c.idx, c.N, c.E, c.k);
+    routing_shares(c.f, c.E);
+    double share_sum = 0;
+    for (int e = 0; e < c.E; e++) share_sum += c.f[e];
+    assert_true(fabs(share_sum - 1.0) < 1e-12);
     float *dp = calloc(24, sizeof(float)), *dz = calloc(24, sizeof(float));
-    aux_loss_backward(dp, 1.0f, c.idx, c.N, c.E, c.k);
+    aux_loss_backward(dp, 1.0f, c.f, c.N, c.E);
     check_grad("aux loss probs", c.p, 24, dp, aux_loss, &c, 1e-3f);
     z_loss_backward(dz, 1.0f, c.z, c.N, c.E);
     check_grad("z-loss logits", c.z, 24, dz, zl_loss, &c, 1e-3f);
     /* a perfectly balanced router scores exactly 1: uniform probabilities, every expert chosen equally */
     float pu[8] = {0.25f, 0.25f, 0.25f, 0.25f, 0.25f, 0.25f, 0.25f, 0.25f};
     int iu[4] = {0, 1, 2, 3};
-    assert_true(fabsf(aux_loss_forward(pu, iu, 2, 4, 2) - 1.0f) < 1e-6f);
+    double fu[4];
+    routing_counts(fu, iu, 2, 4, 2);
+    routing_shares(fu, 4);
+    assert_true(fabsf(aux_loss_forward(pu, fu, 2, 4) - 1.0f) < 1e-6f);
+    /* counts summed over two replicas (as data parallelism does) give the whole batch's shares */
+    int half_a[2] = {0, 0}, half_b[2] = {1, 2};
+    double ca[4], cb[4];
+    routing_counts(ca, half_a, 2, 4, 1), routing_counts(cb, half_b, 2, 4, 1);
+    for (int e = 0; e < 4; e++) ca[e] += cb[e];
+    routing_shares(ca, 4);
+    assert_true(ca[0] == 0.5 && ca[1] == 0.25 && ca[2] == 0.25 && ca[3] == 0.0);
     /* z-loss of equal logits 0: lse = log E */
     float z0[4] = {0, 0, 0, 0};
     assert_true(fabsf(z_loss_forward(z0, 1, 4) - logf(4.0f) * logf(4.0f)) < 1e-6f);

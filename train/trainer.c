@@ -159,10 +159,11 @@ static int report_bad_loss(const Trainer *t, float loss, char *err) {
 
 /* Every rank draws the whole global micro-batch (so the loader stays in step with a single process)
  * and computes its own slice of it; the micro-batch losses and gradients are then averaged over the
- * ranks. Each rank's slice is a micro-batch of its own, as under grad_accum: the ranks' slices have
- * equal token counts, and (every target being valid, as the loaders make them) equal target counts,
- * so the mean of their cross-entropy and z-loss means is the mean over the global batch; the
- * load-balancing loss, a product of batch means, is the mean of the slices' values. */
+ * ranks. The ranks' slices have equal token counts, and (every target being valid, as the loaders
+ * make them) equal target counts, so the mean of their cross-entropy and z-loss means is the mean
+ * over the global micro-batch. The load-balancing loss E sum_i f_i P_i is a product of two batch
+ * means: the model sums its routing counts over the ranks (m->sum_counts), so every rank uses the
+ * global f_i with its own P_i, and the mean over ranks is the global micro-batch's loss exactly. */
 int trainer_compute_grads(Trainer *t, char *err) {
     const TrainConfig *c = &t->cfg;
     Moe *m = &t->model;
@@ -173,6 +174,7 @@ int trainer_compute_grads(Trainer *t, char *err) {
     double *sum = st_calloc(5 + n_load, sizeof(double));
     float bad_loss = 0;
     moe_zero_grad(m);
+    m->sum_counts = dist_size() > 1 ? dist_sum_doubles : NULL; /* only here: every rank runs these forwards */
     for (int a = 0; a < A && isfinite(bad_loss); a++) {
         loader_train_batch(&t->loader, t->inputs, t->targets, B);
         float l = moe_forward(m, t->inputs + at, t->targets + at, count, T, NULL);
@@ -182,6 +184,7 @@ int trainer_compute_grads(Trainer *t, char *err) {
         sum[0] += ml->loss, sum[1] += ml->ce, sum[2] += ml->aux, sum[3] += ml->z, sum[4] += ml->n_targets;
         for (size_t i = 0; i < n_load; i++) sum[5 + i] += m->expert_load[i];
     }
+    m->sum_counts = NULL;
     /* every rank takes part in the same collectives, whichever rank saw the bad loss */
     if (dist_any(!isfinite(bad_loss))) {
         free(sum);
