@@ -15,8 +15,6 @@
 #include <unistd.h>
 
 #include "../common/util.h"
-#include "../data/shard.h"
-#include "../data/tokenizer.h"
 #include "../train/adamw.h"
 #include "../train/checkpoint.h"
 #include "../train/config.h"
@@ -24,6 +22,7 @@
 #include "../train/sample.h"
 #include "../train/schedule.h"
 #include "../train/trainer.h"
+#include "fixtures.h"
 
 static char dir[64];      /* this test's temporary directory */
 static char data_dir[128]; /* a tiny prepared data directory inside it */
@@ -210,35 +209,6 @@ static void test_sample_next(void **state) {
 
 /* ------------------------------------------------------------------------------------------------ */
 /* the loop on a tiny model */
-
-/* a prepared data directory of pseudo-English bytes: tokenizer.bin, train.bin, val.bin */
-static int make_tiny_data(void) {
-    static const char *words[] = {"the", "whale", "sea", "ship", "and", "of", "a", "white", "captain", "sailed"};
-    char err[ST_ERR_LEN], path[256];
-    StRng r;
-    st_rng_seed(&r, 3);
-    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
-    Tokenizer *tok = tokenizer_new_bytes();
-    snprintf(path, sizeof path, "%s/tokenizer.bin", data_dir);
-    int rc = rundir_create(data_dir, RUN_NEW, err) || tokenizer_save(tok, path, err);
-    const char *split[2] = {"train.bin", "val.bin"};
-    int n_tokens[2] = {20000, 3000};
-    for (int s = 0; s < 2 && rc == 0; s++) {
-        int *ids = st_malloc(sizeof(int) * (size_t)n_tokens[s]), n = 0;
-        ids[n++] = tokenizer_bos_id(tok); /* every document starts with BOS */
-        while (n < n_tokens[s]) {
-            const char *w = words[st_rng_below(&r, 10)];
-            for (const char *p = w; *p && n < n_tokens[s]; p++) ids[n++] = (unsigned char)*p;
-            if (n < n_tokens[s]) ids[n++] = st_rng_below(&r, 8) ? ' ' : '.';
-        }
-        snprintf(path, sizeof path, "%s/%s", data_dir, split[s]);
-        rc = shard_write(path, ids, n, tokenizer_vocab_size(tok), tokenizer_bos_id(tok), err);
-        free(ids);
-    }
-    tokenizer_free(tok);
-    if (rc) fprintf(stderr, "making the test data: %s\n", err);
-    return rc;
-}
 
 /* a tiny MoE with gradient accumulation, clipping and every loop feature switched on */
 static void tiny_config(TrainConfig *c, const char *run_name) {
@@ -544,7 +514,9 @@ static void test_nan_loss_stops_bin_train(void **state) {
 
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_train_XXXXXX");
-    if (!mkdtemp(dir) || make_tiny_data()) return 1;
+    if (!mkdtemp(dir)) return 1;
+    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
+    if (fixture_tiny_data(data_dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_file_then_flags),
         cmocka_unit_test(test_config_errors_name_the_key),

@@ -1,0 +1,37 @@
+/* tests/fixtures.c: see fixtures.h. */
+#include "fixtures.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "../common/util.h"
+#include "../data/shard.h"
+#include "../data/tokenizer.h"
+#include "../train/rundir.h"
+
+int fixture_tiny_data(const char *data_dir) {
+    static const char *words[] = {"the", "whale", "sea", "ship", "and", "of", "a", "white", "captain", "sailed"};
+    char err[ST_ERR_LEN], path[1024];
+    StRng r;
+    st_rng_seed(&r, 3);
+    Tokenizer *tok = tokenizer_new_bytes();
+    snprintf(path, sizeof path, "%s/tokenizer.bin", data_dir);
+    int rc = rundir_create(data_dir, RUN_NEW, err) || tokenizer_save(tok, path, err);
+    const char *split[2] = {"train.bin", "val.bin"};
+    int n_tokens[2] = {20000, 3000};
+    for (int s = 0; s < 2 && rc == 0; s++) {
+        int *ids = st_malloc(sizeof(int) * (size_t)n_tokens[s]), n = 0;
+        ids[n++] = tokenizer_bos_id(tok); /* every document starts with BOS */
+        while (n < n_tokens[s]) {
+            const char *w = words[st_rng_below(&r, 10)];
+            for (const char *p = w; *p && n < n_tokens[s]; p++) ids[n++] = (unsigned char)*p;
+            if (n < n_tokens[s]) ids[n++] = st_rng_below(&r, 8) ? ' ' : '.';
+        }
+        snprintf(path, sizeof path, "%s/%s", data_dir, split[s]);
+        rc = shard_write(path, ids, n, tokenizer_vocab_size(tok), tokenizer_bos_id(tok), err);
+        free(ids);
+    }
+    tokenizer_free(tok);
+    if (rc) fprintf(stderr, "making the test data in %s: %s\n", data_dir, err);
+    return rc;
+}
