@@ -268,6 +268,17 @@ static void test_skip_resume_restart(void **state) {
     fclose(f);
     assert_non_null(strstr(out, "resum"));
 
+    /* the comparison plots the headline numbers against the swept learning rate */
+    snprintf(want, sizeof want, "%s/states/compare.md", dir);
+    f = fopen(want, "r");
+    assert_non_null(f);
+    n = fread(out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    fclose(f);
+    assert_non_null(strstr(out, "![headline numbers against lr](versus_lr.png)"));
+    snprintf(want, sizeof want, "%s/states/versus_lr.png", dir);
+    assert_true(file_exists(want));
+
     /* once everything is done, nothing is left to emit */
     char *buf = NULL;
     size_t len = 0;
@@ -307,6 +318,8 @@ static void test_miniature_suite_end_to_end(void **state) {
     assert_non_null(strstr(out, "Settings that differ between the runs"));
     assert_non_null(strstr(out, "| bos |"));
     assert_non_null(strstr(out, "(compare_val_loss.png)"));
+    assert_non_null(strstr(out, "## Against each setting that differs"));
+    assert_non_null(strstr(out, "bos is not a number in every run: no figure against it."));
     snprintf(path, sizeof path, "%s/mini/compare_val_loss.png", dir);
     assert_true(file_exists(path));
 }
