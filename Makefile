@@ -5,6 +5,7 @@
 #   make data     fetch and prepare the default corpus (CORPUS=moby|sotu)
 #   make deps     install what is missing from Debian (as root), or print the command
 #   make bench    training speed against the machine's measured peak
+#   make experiments  the experiment suite runs/experiments/suite.sweep with bin/sweep (resumable)
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
 # of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
@@ -32,7 +33,7 @@ TESTS = $(patsubst tests/%.c,bin/%,$(TEST_SRC))
 CORPUS ?= moby
 CONFIG ?= runs/default.conf
 
-.PHONY: all test deps data run bench clean
+.PHONY: all test deps data run bench clean experiments
 all: $(PROGS)
 
 build/%.o: %.c
@@ -74,6 +75,12 @@ run: deps data $(PROGS)
 
 bench: $(PROGS)
 	bin/bench
+
+# every condition of the suite, JOBS runs at a time; a second call skips finished runs and resumes
+# interrupted ones; ends with runs/experiments/suite/compare.md
+JOBS ?= 2
+experiments: deps data $(PROGS)
+	bin/sweep runs/experiments/suite.sweep --jobs $(JOBS)
 
 clean:
 	rm -rf build bin
