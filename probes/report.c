@@ -18,9 +18,9 @@
 
 /* a number for prose: 3 significant digits, "n/a" for NaN (several may be used in one printf) */
 static const char *num(double v) {
-    static char buf[8][32];
+    static char buf[16][32]; /* a compare.md row uses 12 */
     static int k;
-    char *b = buf[k++ % 8];
+    char *b = buf[k++ % 16];
     if (!isfinite(v))
         snprintf(b, 32, "n/a");
     else if (fabs(v) < 1e15 && v == floor(v))
@@ -501,6 +501,9 @@ static int make_dir(const char *dir, char *err) {
 /* the headline numbers of one run: final values from train.jsonl, probes.jsonl and summary.json */
 typedef struct {
     double tokens, val_loss, a_p0_2plus, sink_rate, rho_max, C2;
+    double lift_2plus;      /* a_p0_2plus / chance(T) */
+    double rho2_jump;       /* rho at residual point 2 (after block 1) over its step-0 value */
+    double kappa2_p0, kappa2_mid; /* cross-input cosine at point 2, at P0 and at T/2 */
     double emergence; /* NaN without a sink at the end: a half-way crossing of a flat or falling metric
                          is not a sink's emergence */
 } Headline;
@@ -517,6 +520,18 @@ static Headline headline(const Run *r) {
         .C2 = fin ? jnum(fin, "C2") : NAN,
     };
     h.emergence = h.sink_rate > 0 ? sget(r, "sink_rate_2plus_30_emergence_step") : NAN;
+    h.lift_2plus = h.rho2_jump = h.kappa2_p0 = h.kappa2_mid = NAN;
+    if (fin) {
+        /* point 2 is index 4 of the 2L+1 residual points 0, 0.5, 1, ... */
+        double rho[5], rho0[5], kp[5], km[5];
+        const cJSON *first = r->probes.row[r->nat[0]];
+        h.lift_2plus = h.a_p0_2plus / jnum(fin, "chance");
+        if (jarr(fin, "rho", rho, 5) >= 5 && jarr(first, "rho", rho0, 5) >= 5) h.rho2_jump = rho[4] / rho0[4];
+        if (jarr(fin, "kappa_p0", kp, 5) >= 5 && jarr(fin, "kappa_mid", km, 5) >= 5) {
+            h.kappa2_p0 = kp[4];
+            h.kappa2_mid = km[4];
+        }
+    }
     free(val);
     free(tok);
     return h;
@@ -524,9 +539,9 @@ static Headline headline(const Run *r) {
 
 static void compare_row(FILE *f, const Run *r) {
     Headline h = headline(r);
-    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r->name, num(h.tokens), num(h.val_loss), num(h.a_p0_2plus),
-            num(h.sink_rate), num(h.rho_max), num(h.C2),
-            h.sink_rate > 0 ? num(h.emergence) : h.sink_rate == 0 ? "no sink" : "n/a");
+    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", r->name, num(h.tokens), num(h.val_loss),
+            num(h.a_p0_2plus), num(h.lift_2plus), num(h.sink_rate), num(h.rho_max), num(h.rho2_jump), num(h.C2),
+            num(h.kappa2_p0), num(h.kappa2_mid), h.sink_rate > 0 ? num(h.emergence) : h.sink_rate == 0 ? "no sink" : "n/a");
 }
 
 /* config keys whose values differ between runs (keys of the first run with a config.txt) */
@@ -623,8 +638,9 @@ int report_compare(const char *const *run_dirs, int n_runs, const char *out_dir,
         FILE *f = a.f;
         fprintf(f, "# Comparison of %d runs\n\nFinal values (last logged or probed step); \"n/a\" where a run lacks "
                    "the file or the number.\n\n", n_runs);
-        fprintf(f, "| run | tokens | final val loss | attention on P0, layers >= 2 | sink rate (0.3) | rho max | C2 "
-                   "| sink emergence step (sink rate >= 2, eps 0.3) |\n|---|---|---|---|---|---|---|---|\n");
+        fprintf(f, "| run | tokens | final val loss | attention on P0, layers >= 2 | lift, layers >= 2 | sink rate (0.3) "
+                   "| rho max | rho at point 2 / step 0 | C2 | kappa at point 2: P0 / T/2 "
+                   "| sink emergence step (sink rate >= 2, eps 0.3) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (int i = 0; i < n_runs; i++) compare_row(f, &runs[i]);
         fprintf(f, "\n");
         config_differences(f, runs, n_runs);
