@@ -7,6 +7,7 @@
 #   make bench    training speed against the machine's measured peak
 #   make sanitize every test and a 20-step run under ASan + UBSan (build-san/)
 #   make fuzz     each file parser under libFuzzer for FUZZ_SECONDS (build-fuzz/; needs clang)
+#   make experiments  the experiment suite runs/experiments/suite.sweep with bin/sweep (resumable)
 #   MPI=1         (with any of the above) build with mpicc for `mpirun -np N bin/train` (train/dist.h)
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
@@ -45,7 +46,7 @@ TESTS = $(patsubst tests/%.c,bin/%,$(TEST_SRC))
 CORPUS ?= moby
 CONFIG ?= runs/default.conf
 
-.PHONY: all test deps data run bench sanitize fuzz clean
+.PHONY: all test deps data run bench sanitize fuzz clean experiments
 all: $(PROGS)
 
 $(LIB_OBJ) $(TEST_HELP_OBJ) $(patsubst %.c,build/%.o,$(TEST_SRC)) $(patsubst %,build/%.o,$(basename $(notdir $(MAIN_SRC)))): build/kind
@@ -101,6 +102,12 @@ sanitize:
 FUZZ_SECONDS ?= 30
 fuzz:
 	@bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_ONLY)
+
+# every condition of the suite, JOBS runs at a time; a second call skips finished runs and resumes
+# interrupted ones; ends with runs/experiments/suite/compare.md
+JOBS ?= 2
+experiments: deps data $(PROGS)
+	bin/sweep runs/experiments/suite.sweep --jobs $(JOBS)
 
 clean:
 	rm -rf build bin build-san build-fuzz

@@ -767,3 +767,53 @@ int fig_compare(const Run *runs, int n_runs, const char *key, const char *title,
     snprintf(file, sizeof file, "compare_%s.png", key);
     return save_figure(&c, out_dir, file, err);
 }
+
+/* one panel of fig_versus_key: the runs' values of one headline number against the key's value */
+static void versus_panel(PlCanvas *c, int x0, int y0, int x1, int y1, const char *key, const double *x,
+                         const double *y, int n, const char *title) {
+    PlAxes a;
+    pl_axes_init(&a, c, x0, y0, x1, y1, 30);
+    double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
+    finite_range(x, n, &xlo, &xhi);
+    int shown = 0;
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i]) && isfinite(y[i])) {
+            if (y[i] < ylo) ylo = y[i];
+            if (y[i] > yhi) yhi = y[i];
+            shown++;
+        }
+    padded(&ylo, &yhi);
+    /* a key spanning a decade or more (learning rates) reads best on a log axis */
+    int xlog = xlo > 0 && xhi / xlo >= 10;
+    if (!(xhi > xlo)) { /* one value: a unit-wide range around it */
+        xlo = isfinite(xlo) ? xlo - 0.5 : 0;
+        xhi = xlo + 1;
+        xlog = 0;
+    } else if (!xlog) {
+        double pad = (xhi - xlo) * 0.08;
+        xlo -= pad;
+        xhi += pad;
+    } else {
+        xlo /= 1.25;
+        xhi *= 1.25;
+    }
+    pl_axes_range(&a, xlo, xhi, ylo, yhi, xlog, 0);
+    char full[160];
+    snprintf(full, sizeof full, "%s%s", title, shown < n ? " (missing points: none / n/a)" : "");
+    pl_axes_draw(&a, full, key, NULL);
+    for (int i = 0; i < n; i++)
+        if (isfinite(x[i]) && isfinite(y[i])) pl_disc(c, pl_x(&a, x[i]), pl_y(&a, y[i]), 5, pl_palette(i));
+}
+
+int fig_versus_key(const char *key, const double *x, const double *const *y, const char *const *titles, int n_runs,
+                   const char *out_dir, char *err) {
+    PlCanvas c;
+    pl_canvas_init(&c, 1100, 760);
+    for (int m = 0; m < 4; m++) {
+        int x0 = (m % 2) * 550, y0 = (m / 2) * 380;
+        versus_panel(&c, x0, y0, x0 + 550, y0 + 380, key, x, y[m], n_runs, titles[m]);
+    }
+    char file[128];
+    snprintf(file, sizeof file, "versus_%s.png", key);
+    return save_figure(&c, out_dir, file, err);
+}

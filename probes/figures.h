@@ -44,4 +44,10 @@ int *intervention_rows(const Run *r, int *n, double *step);
 int fig_compare(const Run *runs, int n_runs, const char *key, const char *title, const char *ylabel,
                 int from_train, const char *out_dir, char *err);
 
+/* four panels (y[0..3], titled titles[0..3]) of one headline number per run against x[i], the run's
+ * value of config key `key` (a sweep's axis), written as out_dir/versus_<key>.png; a NaN y (no sink,
+ * so no emergence step) is left out and the panel says so; returns 0 or -1 */
+int fig_versus_key(const char *key, const double *x, const double *const *y, const char *const *titles, int n_runs,
+                   const char *out_dir, char *err);
+
 #endif

@@ -18,9 +18,9 @@
 
 /* a number for prose: 3 significant digits, "n/a" for NaN (several may be used in one printf) */
 static const char *num(double v) {
-    static char buf[8][32];
+    static char buf[16][32]; /* a compare.md row uses 12 */
     static int k;
-    char *b = buf[k++ % 8];
+    char *b = buf[k++ % 16];
     if (!isfinite(v))
         snprintf(b, 32, "n/a");
     else if (fabs(v) < 1e15 && v == floor(v))
@@ -498,19 +498,50 @@ static int make_dir(const char *dir, char *err) {
     return 0;
 }
 
-/* the table row of one run: final numbers from train.jsonl, probes.jsonl and summary.json */
-static void compare_row(FILE *f, const Run *r) {
+/* the headline numbers of one run: final values from train.jsonl, probes.jsonl and summary.json */
+typedef struct {
+    double tokens, val_loss, a_p0_2plus, sink_rate, rho_max, C2;
+    double lift_2plus;      /* a_p0_2plus / chance(T) */
+    double rho2_jump;       /* rho at residual point 2 (after block 1) over its step-0 value */
+    double kappa2_p0, kappa2_mid; /* cross-input cosine at point 2, at P0 and at T/2 */
+    double emergence; /* NaN without a sink at the end: a half-way crossing of a flat or falling metric
+                         is not a sink's emergence */
+} Headline;
+
+static Headline headline(const Run *r) {
     double *val = run_train_col(r, "val_loss"), *tok = run_train_col(r, "tokens");
     const cJSON *fin = r->np ? r->probes.row[r->nat[r->np - 1]] : NULL;
-    /* an emergence step only for a run that ends with a sink: a half-way crossing of a flat or falling
-     * metric is not a sink's emergence */
-    double rate = fin ? jnum(fin, "sink_rate_30") : NAN;
-    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", r->name, num(last_finite(tok, r->train.n, NULL)),
-            num(last_finite(val, r->train.n, NULL)), num(fin ? jnum(fin, "a_p0_2plus") : NAN), num(rate),
-            num(fin ? jnum(fin, "rho_max") : NAN), num(fin ? jnum(fin, "C2") : NAN),
-            rate > 0 ? num(sget(r, "sink_rate_2plus_30_emergence_step")) : rate == 0 ? "no sink" : "n/a");
+    Headline h = {
+        .tokens = last_finite(tok, r->train.n, NULL),
+        .val_loss = last_finite(val, r->train.n, NULL),
+        .a_p0_2plus = fin ? jnum(fin, "a_p0_2plus") : NAN,
+        .sink_rate = fin ? jnum(fin, "sink_rate_30") : NAN,
+        .rho_max = fin ? jnum(fin, "rho_max") : NAN,
+        .C2 = fin ? jnum(fin, "C2") : NAN,
+    };
+    h.emergence = h.sink_rate > 0 ? sget(r, "sink_rate_2plus_30_emergence_step") : NAN;
+    h.lift_2plus = h.rho2_jump = h.kappa2_p0 = h.kappa2_mid = NAN;
+    if (fin) {
+        /* point 2 is index 4 of the 2L+1 residual points 0, 0.5, 1, ... */
+        double rho[5], rho0[5], kp[5], km[5];
+        const cJSON *first = r->probes.row[r->nat[0]];
+        h.lift_2plus = h.a_p0_2plus / jnum(fin, "chance");
+        if (jarr(fin, "rho", rho, 5) >= 5 && jarr(first, "rho", rho0, 5) >= 5) h.rho2_jump = rho[4] / rho0[4];
+        if (jarr(fin, "kappa_p0", kp, 5) >= 5 && jarr(fin, "kappa_mid", km, 5) >= 5) {
+            h.kappa2_p0 = kp[4];
+            h.kappa2_mid = km[4];
+        }
+    }
     free(val);
     free(tok);
+    return h;
+}
+
+static void compare_row(FILE *f, const Run *r) {
+    Headline h = headline(r);
+    fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", r->name, num(h.tokens), num(h.val_loss),
+            num(h.a_p0_2plus), num(h.lift_2plus), num(h.sink_rate), num(h.rho_max), num(h.rho2_jump), num(h.C2),
+            num(h.kappa2_p0), num(h.kappa2_mid), h.sink_rate > 0 ? num(h.emergence) : h.sink_rate == 0 ? "no sink" : "n/a");
 }
 
 /* config keys whose values differ between runs (keys of the first run with a config.txt) */
@@ -530,6 +561,41 @@ static int differing_keys(const Run *runs, int n_runs, const char **keys, int ma
         }
     }
     return n;
+}
+
+/* versus_<key>.png for every differing key whose values are all numbers; lists them (or why not) */
+static int versus_figures(FILE *f, const Run *runs, int n_runs, const char *out_dir, char *err) {
+    const char *keys[32];
+    int n = differing_keys(runs, n_runs, keys, 32);
+    double *x = st_malloc(sizeof(double) * n_runs), *y[4];
+    for (int m = 0; m < 4; m++) y[m] = st_malloc(sizeof(double) * n_runs);
+    for (int i = 0; i < n_runs; i++) {
+        Headline h = headline(&runs[i]);
+        y[0][i] = h.emergence;
+        y[1][i] = h.sink_rate;
+        y[2][i] = h.C2;
+        y[3][i] = h.val_loss;
+    }
+    static const char *titles[4] = {"sink emergence step", "final sink rate (eps 0.3)", "final C2", "final val loss"};
+    int rc = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        int numeric = 1;
+        for (int i = 0; i < n_runs && numeric; i++) {
+            const char *v = runconfig_get(&runs[i].cfg, keys[k]);
+            char *end;
+            x[i] = v ? strtod(v, &end) : NAN;
+            numeric = v && end != v && *end == 0;
+        }
+        if (!numeric) {
+            fprintf(f, "%s is not a number in every run: no figure against it.\n\n", keys[k]);
+            continue;
+        }
+        rc = fig_versus_key(keys[k], x, (const double *const *)y, titles, n_runs, out_dir, err);
+        if (!rc) fprintf(f, "![headline numbers against %s](versus_%s.png)\n\n", keys[k], keys[k]);
+    }
+    free(x);
+    for (int m = 0; m < 4; m++) free(y[m]);
+    return rc;
 }
 
 static void config_differences(FILE *f, const Run *runs, int n_runs) {
@@ -572,14 +638,20 @@ int report_compare(const char *const *run_dirs, int n_runs, const char *out_dir,
         FILE *f = a.f;
         fprintf(f, "# Comparison of %d runs\n\nFinal values (last logged or probed step); \"n/a\" where a run lacks "
                    "the file or the number.\n\n", n_runs);
-        fprintf(f, "| run | tokens | final val loss | attention on P0, layers >= 2 | sink rate (0.3) | rho max | C2 "
-                   "| sink emergence step (sink rate >= 2, eps 0.3) |\n|---|---|---|---|---|---|---|---|\n");
+        fprintf(f, "| run | tokens | final val loss | attention on P0, layers >= 2 | lift, layers >= 2 | sink rate (0.3) "
+                   "| rho max | rho at point 2 / step 0 | C2 | kappa at point 2: P0 / T/2 "
+                   "| sink emergence step (sink rate >= 2, eps 0.3) |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
         for (int i = 0; i < n_runs; i++) compare_row(f, &runs[i]);
         fprintf(f, "\n");
         config_differences(f, runs, n_runs);
         for (int m = 0; m < n_metrics; m++)
             fprintf(f, "![%s](compare_%s.png)\n\n", compare_metrics[m].title, compare_metrics[m].key);
-        if (ferror(f)) {
+        fprintf(f, "## Against each setting that differs\n\nEach run's sink emergence step (none without a final "
+                   "sink), final sink rate, final C2 and final validation loss against the setting's value.\n\n");
+        if (versus_figures(f, runs, n_runs, out_dir, err)) {
+            st_atomic_abort(&a);
+            rc = -1;
+        } else if (ferror(f)) {
             st_atomic_abort(&a);
             rc = st_errorf(err, "%s: write failed", path);
         } else {

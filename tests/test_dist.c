@@ -21,7 +21,7 @@
 #include "../train/config.h"
 #include "../train/dist.h"
 #include "../train/trainer.h"
-#include "tiny_data.h"
+#include "fixtures.h"
 
 static char dir[64];      /* this test's temporary directory */
 static char data_dir[128]; /* a tiny prepared data directory inside it */
@@ -261,7 +261,9 @@ static void test_bin_train_rejects_indivisible_batch(void **state) {
 
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_dist_XXXXXX");
-    if (!mkdtemp(dir) || make_tiny_data(dir, data_dir, sizeof data_dir)) return 1;
+    if (!mkdtemp(dir)) return 1;
+    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
+    if (fixture_tiny_data(data_dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_slices_are_disjoint_and_cover_the_batch),
         cmocka_unit_test(test_indivisible_batch_is_an_error),

@@ -22,7 +22,7 @@
 #include "../train/checkpoint.h"
 #include "../train/rundir.h"
 #include "../train/trainer.h"
-#include "tiny_data.h"
+#include "fixtures.h"
 
 static char dir[64];       /* this test's temporary directory */
 static char data_dir[128]; /* a tiny prepared data directory inside it */
@@ -458,7 +458,9 @@ static void test_spike_guard_is_logged_and_resumes_exactly(void **state) {
 
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_rel_XXXXXX");
-    if (!mkdtemp(dir) || make_tiny_data(dir, data_dir, sizeof data_dir)) return 1;
+    if (!mkdtemp(dir)) return 1;
+    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
+    if (fixture_tiny_data(data_dir)) return 1;
     /* bin/train of an MPI build would keep its runtime's job data in shared-memory files larger than
      * the full-disk tests' file size cap: keep it in memory (serial builds ignore this) */
     setenv("PMIX_MCA_gds", "hash", 1);

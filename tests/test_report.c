@@ -315,10 +315,10 @@ static void test_compare_overlays_runs(void **state) {
     assert_int_equal(report_compare(runs, 2, out, err), 0);
     const char *md = read_text("cmp_out", "compare.md");
     assert_non_null(md);
-    /* run, tokens, final val loss, attention on P0 >= 2, sink rate, rho max, C2, emergence */
-    assert_non_null(strstr(md, "| cmp_a | 400000 | 1.1 | 0.75 | 0.333 |"));
-    assert_non_null(strstr(md, "| cmp_b | 400000 | 1.1 | 0.125 | 0 | n/a | 0.3 | no sink |"));
-    assert_non_null(strstr(md, "| 0.9 | 300 |"));                        /* cmp_a: C2, sink emergence */
+    /* run, tokens, final val loss, attention on P0 >= 2, its lift (chance 0.125 at the fixture's T), sink
+     * rate, rho max, rho at point 2 over step 0, C2, kappa at point 2 (P0 / T/2), emergence */
+    assert_non_null(strstr(md, "| cmp_a | 400000 | 1.1 | 0.75 | 6 | 0.333 | n/a | 13 | 0.9 | 0.9 / 0.1 | 300 |"));
+    assert_non_null(strstr(md, "| cmp_b | 400000 | 1.1 | 0.125 | 1 | 0 | n/a | 1 | 0.3 | 0.1 / 0.1 | no sink |"));
     assert_non_null(strstr(md, "| run | n_expert |\n"));           /* only the key that differs */
     assert_non_null(strstr(md, "| cmp_b | 1 |"));
     assert_true(file_exists("cmp_out", "compare_val_loss.png"));

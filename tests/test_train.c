@@ -22,7 +22,7 @@
 #include "../train/sample.h"
 #include "../train/schedule.h"
 #include "../train/trainer.h"
-#include "tiny_data.h"
+#include "fixtures.h"
 
 static char dir[64];      /* this test's temporary directory */
 static char data_dir[128]; /* a tiny prepared data directory inside it */
@@ -514,7 +514,9 @@ static void test_nan_loss_stops_bin_train(void **state) {
 
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_train_XXXXXX");
-    if (!mkdtemp(dir) || make_tiny_data(dir, data_dir, sizeof data_dir)) return 1;
+    if (!mkdtemp(dir)) return 1;
+    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
+    if (fixture_tiny_data(data_dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_file_then_flags),
         cmocka_unit_test(test_config_errors_name_the_key),

@@ -18,7 +18,7 @@
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int sig) {
     (void)sig;
-    stop_requested = 1; /* the children got the signal too: they checkpoint and exit */
+    stop_requested = 1; /* the running children are passed SIGTERM: they checkpoint and exit */
 }
 
 static const char *STATE_NAME[] = {"new", "restart", "resume", "done"};
@@ -58,7 +58,7 @@ typedef struct {
 /* runs the unfinished runs J at a time; returns the number that failed */
 static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok) {
     Job *running = st_calloc((size_t)jobs, sizeof(Job));
-    int n_running = 0, failed = 0, next = 0;
+    int n_running = 0, failed = 0, next = 0, forwarded = 0;
     for (;;) {
         while (!stop_requested && n_running < jobs && next < s->n_runs) {
             TrainConfig cfg;
@@ -85,8 +85,13 @@ static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok) {
         int status;
         pid_t pid = wait(&status);
         if (pid < 0) {
-            if (errno == EINTR) continue;
-            break;
+            if (errno != EINTR) break;
+            /* a Ctrl-C reaches the children anyway; a `kill` of bin/sweep alone must be passed on */
+            if (stop_requested && !forwarded) {
+                for (int j = 0; j < n_running; j++) kill(running[j].pid, SIGTERM);
+                forwarded = 1;
+            }
+            continue;
         }
         for (int j = 0; j < n_running; j++) {
             if (running[j].pid != pid) continue;

@@ -226,7 +226,9 @@ void sweep_run_command(const Sweep *s, const TrainConfig *cfg, SweepRunState sta
                        size_t size) {
     char dir[2048];
     run_dir_of(cfg, dir, sizeof dir);
-    if (state == SWEEP_RUN_PARTIAL) snprintf(out, size, "%s --resume %s", train_exe, dir);
+    /* a resumed run reads the sweep's config, not its own config.txt, so a sweep file changed since
+     * is an error of bin/train's (naming the key) rather than a silent finish at the old settings */
+    if (state == SWEEP_RUN_PARTIAL) snprintf(out, size, "%s --resume %s --config %s/%s.conf", train_exe, dir, s->dir, cfg->run_name);
     else snprintf(out, size, "%s --config %s/%s.conf%s", train_exe, s->dir, cfg->run_name,
                   state == SWEEP_RUN_EMPTY ? " --overwrite" : "");
 }

@@ -69,7 +69,7 @@ SweepRunState sweep_run_state(const TrainConfig *cfg);
 /* writes <dir>/<run>.conf for every run (creating dir) */
 int sweep_write_configs(const Sweep *s, char *err);
 /* the command that (re)starts a run: `<train_exe> --config <dir>/<run>.conf [--overwrite]`, or
- * `<train_exe> --resume <dir>/<run>` for a PARTIAL one */
+ * `<train_exe> --resume <dir>/<run> --config <dir>/<run>.conf` for a PARTIAL one */
 void sweep_run_command(const Sweep *s, const TrainConfig *cfg, SweepRunState state, const char *train_exe, char *out,
                        size_t size);
 

@@ -1,4 +1,5 @@
-#include "tiny_data.h"
+/* tests/fixtures.c: see fixtures.h. */
+#include "fixtures.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,12 +9,11 @@
 #include "../data/tokenizer.h"
 #include "../train/rundir.h"
 
-int make_tiny_data(const char *dir, char *data_dir, size_t size) {
+int fixture_tiny_data(const char *data_dir) {
     static const char *words[] = {"the", "whale", "sea", "ship", "and", "of", "a", "white", "captain", "sailed"};
-    char err[ST_ERR_LEN], path[4200];
+    char err[ST_ERR_LEN], path[1024];
     StRng r;
     st_rng_seed(&r, 3);
-    snprintf(data_dir, size, "%s/data", dir);
     Tokenizer *tok = tokenizer_new_bytes();
     snprintf(path, sizeof path, "%s/tokenizer.bin", data_dir);
     int rc = rundir_create(data_dir, RUN_NEW, err) || tokenizer_save(tok, path, err);
@@ -32,6 +32,6 @@ int make_tiny_data(const char *dir, char *data_dir, size_t size) {
         free(ids);
     }
     tokenizer_free(tok);
-    if (rc) fprintf(stderr, "making the test data: %s\n", err);
+    if (rc) fprintf(stderr, "making the test data in %s: %s\n", data_dir, err);
     return rc;
 }
