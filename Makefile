@@ -101,6 +101,7 @@ sanitize:
 
 FUZZ_SECONDS ?= 30
 fuzz:
+	@FUZZ=1 bash .ci/deps.sh
 	@bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_ONLY)
 
 # every condition of the suite, JOBS runs at a time; a second call skips finished runs and resumes

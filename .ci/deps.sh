@@ -5,6 +5,8 @@ need=(gcc make pkg-config libcmocka-dev libstb-dev libcjson-dev)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # MPI=1 (make deps MPI=1): Open MPI for the data-parallel bin/train
 [ "${MPI:-}" = 1 ] && need+=(openmpi-bin libopenmpi-dev)
+# FUZZ=1 (make fuzz runs it): clang with libFuzzer and its sanitizer runtimes
+[ "${FUZZ:-}" = 1 ] && need+=(clang libclang-rt-14-dev)
 missing=()
 for p in "${need[@]}"; do
     case "$p" in
