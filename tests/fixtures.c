@@ -1,6 +1,11 @@
 /* tests/fixtures.c: see fixtures.h. */
 #include "fixtures.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -34,4 +39,22 @@ int fixture_tiny_data(const char *data_dir) {
     tokenizer_free(tok);
     if (rc) fprintf(stderr, "making the test data in %s: %s\n", data_dir, err);
     return rc;
+}
+
+int fixture_make_tmpdir(char *dir, size_t size, const char *prefix) {
+    snprintf(dir, size, "/tmp/%s_XXXXXX", prefix);
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+int fixture_remove_dir(const char *dir) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+void fixture_write_file(const char *path, const void *bytes, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(bytes, 1, n, f), n);
+    fclose(f);
 }

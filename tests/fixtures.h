@@ -1,10 +1,20 @@
-/* tests/fixtures.h: test data shared by the test programs that train. */
+/* tests/fixtures.h: what several test programs share: a temporary directory, files written into it,
+ * and a tiny prepared data directory for the tests that train. */
 #ifndef SINKTRACE_FIXTURES_H
 #define SINKTRACE_FIXTURES_H
+
+#include <stddef.h>
 
 /* writes a tiny prepared data directory (byte tokenizer, 20,000 train and 3,000 val tokens of random
  * sentences over ten words, one document per split starting with BOS) at data_dir, creating it.
  * Returns 0, or -1 after printing the error. */
 int fixture_tiny_data(const char *data_dir);
+
+/* a new directory /tmp/<prefix>_XXXXXX, its path in dir (>= 64 bytes); 0 or -1 */
+int fixture_make_tmpdir(char *dir, size_t size, const char *prefix);
+/* deletes dir and everything in it; 0 or -1 */
+int fixture_remove_dir(const char *dir);
+/* writes n bytes to path, failing the current test if it cannot */
+void fixture_write_file(const char *path, const void *bytes, size_t n);
 
 #endif

@@ -13,6 +13,7 @@
 #include "../common/binfile.h"
 #include "../common/jsonl.h"
 #include "../common/util.h"
+#include "fixtures.h"
 
 static char dir[64];
 
@@ -144,8 +145,6 @@ int main(void) {
         cmocka_unit_test(test_rng_deterministic_and_uniform),
     };
     int rc = cmocka_run_group_tests_name("common", tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    if (fixture_remove_dir(dir) != 0) return 1;
     return rc;
 }

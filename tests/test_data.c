@@ -18,17 +18,12 @@
 #include "../data/shard.h"
 #include "../data/synthetic.h"
 #include "../data/tokenizer.h"
+#include "fixtures.h"
 
 static char dir[64];
 
 static void path_in_dir(char *out, const char *name) { snprintf(out, 256, "%s/%s", dir, name); }
 
-static void write_file(const char *path, const void *bytes, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, n, f), n);
-    fclose(f);
-}
 
 /* words from a few syllables, with spaces, newlines, punctuation, digits and UTF-8 letters */
 static size_t make_text(uint8_t *out, size_t n, uint64_t seed) {
@@ -274,7 +269,7 @@ static void expect_tokenizer_error(const Tokenizer *tok, void (*corrupt)(uint8_t
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
     corrupt(buf, &n);
-    write_file(path, buf, n);
+    fixture_write_file(path, buf, n);
     Tokenizer *back = (Tokenizer *)1;
     if (tokenizer_load(&back, path, err) != -1) fail_msg("corrupt tokenizer loaded; expected an error with '%s'", message);
     assert_null(back);
@@ -347,7 +342,7 @@ static void expect_shard_error(void (*corrupt)(uint8_t *, size_t *), const char 
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
     corrupt(buf, &n);
-    write_file(path, buf, n);
+    fixture_write_file(path, buf, n);
     Shard s;
     if (shard_read(path, &s, err) != -1) fail_msg("corrupt shard loaded; expected an error with '%s'", message);
     assert_null(s.tokens);
@@ -384,9 +379,9 @@ static void test_corpus_reads_folders_in_order_and_rejects_empty_input(void **st
     path_in_dir(sub, "docs");
     mkdir(sub, 0755);
     snprintf(path, sizeof path, "%s/b.txt", sub);
-    write_file(path, "second\n", 7);
+    fixture_write_file(path, "second\n", 7);
     snprintf(path, sizeof path, "%s/a.txt", sub);
-    write_file(path, "\xff\xfe not utf-8\n", 13); /* any bytes are fine */
+    fixture_write_file(path, "\xff\xfe not utf-8\n", 13); /* any bytes are fine */
     Corpus c = {0};
     assert_int_equal(corpus_add_path(&c, sub, 0, err), 0);
     assert_int_equal(c.n, 2);
@@ -395,7 +390,7 @@ static void test_corpus_reads_folders_in_order_and_rejects_empty_input(void **st
     corpus_free(&c);
     /* --doc_bytes cuts a file at the last newline that fits, or at doc_bytes when none does */
     path_in_dir(path, "cut.txt");
-    write_file(path, "ab\ncdefgh\nijklmnopqr", 20);
+    fixture_write_file(path, "ab\ncdefgh\nijklmnopqr", 20);
     assert_int_equal(corpus_add_path(&c, path, 8, err), 0);
     assert_int_equal(c.n, 4);
     assert_int_equal(c.len[0], 3);
@@ -406,7 +401,7 @@ static void test_corpus_reads_folders_in_order_and_rejects_empty_input(void **st
     corpus_free(&c);
 
     snprintf(path, sizeof path, "%s/empty.txt", sub);
-    write_file(path, "", 0);
+    fixture_write_file(path, "", 0);
     assert_int_equal(corpus_add_path(&c, path, 0, err), -1);
     assert_non_null(strstr(err, "empty.txt: empty input: expected at least one byte of text, found 0 bytes"));
     corpus_free(&c);
@@ -450,7 +445,7 @@ static void test_split_streams_hold_each_document_once(void **state) {
         char file[300];
         snprintf(file, sizeof file, "%s/%02d.txt", path, d);
         int len = snprintf(text, sizeof text, "doc%02d ", d);
-        write_file(file, text, (size_t)len);
+        fixture_write_file(file, text, (size_t)len);
     }
     assert_int_equal(corpus_add_path(&c, path, 0, err), 0);
     uint8_t is_val[30];
@@ -541,8 +536,6 @@ int main(void) {
         cmocka_unit_test(test_bigram_backcopy_copies_after_every_trigger),
     };
     int rc = cmocka_run_group_tests_name("data", tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    if (fixture_remove_dir(dir) != 0) return 1;
     return rc;
 }

@@ -275,8 +275,6 @@ int main(void) {
 #endif
     };
     int rc = cmocka_run_group_tests_name("dist", tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    if (fixture_remove_dir(dir) != 0) return 1;
     return rc;
 }

@@ -17,6 +17,7 @@
 #include "../data/loader.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
+#include "fixtures.h"
 
 #define N_SYMBOLS 5000
 #define BOS N_SYMBOLS
@@ -286,8 +287,6 @@ int main(void) {
         cmocka_unit_test(test_bad_data_errors),
     };
     int rc = cmocka_run_group_tests_name("loader", tests, setup, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    if (fixture_remove_dir(dir) != 0) return 1;
     return rc;
 }

@@ -14,6 +14,7 @@
 
 #include "../common/util.h"
 #include "../probes/plot.h"
+#include "fixtures.h"
 
 static char dir[64];
 
@@ -225,15 +226,12 @@ static void test_save_failure_names_the_path(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/test_plot_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return fixture_make_tmpdir(dir, sizeof dir, "test_plot");
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return fixture_remove_dir(dir);
 }
 
 int main(void) {

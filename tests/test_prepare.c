@@ -15,17 +15,12 @@
 #include "../data/loader.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
+#include "fixtures.h"
 
 static char dir[64];
 
 static void path_in_dir(char *out, const char *name) { snprintf(out, 256, "%s/%s", dir, name); }
 
-static void write_file(const char *path, const void *bytes, size_t n) {
-    FILE *f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(bytes, 1, n, f), n);
-    fclose(f);
-}
 
 /* runs bin/prepare with args; returns its exit status and its stderr in err_text */
 static int run_prepare(const char *args, char *err_text, size_t cap) {
@@ -52,7 +47,7 @@ static void write_corpus(const char *folder, char docs[N_DOCS][600], size_t *len
         lens[d] = (size_t)n;
         char path[300];
         snprintf(path, sizeof path, "%s/%02d.txt", folder, d);
-        write_file(path, docs[d], lens[d]);
+        fixture_write_file(path, docs[d], lens[d]);
     }
 }
 
@@ -153,9 +148,9 @@ static void test_prepare_bad_input_errors(void **state) {
     (void)state;
     char empty[256], one[256], out[256], args[1024];
     path_in_dir(empty, "empty.txt");
-    write_file(empty, "", 0);
+    fixture_write_file(empty, "", 0);
     path_in_dir(one, "one.txt");
-    write_file(one, "just one document\n", 18);
+    fixture_write_file(one, "just one document\n", 18);
     path_in_dir(out, "never");
     snprintf(args, sizeof args, "--input %s --out %s", empty, out);
     expect_prepare_error(args, "empty.txt: empty input: expected at least one byte of text, found 0 bytes");
@@ -183,8 +178,6 @@ int main(void) {
         cmocka_unit_test(test_prepare_bad_input_errors),
     };
     int rc = cmocka_run_group_tests_name("prepare", tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    if (fixture_remove_dir(dir) != 0) return 1;
     return rc;
 }

@@ -26,6 +26,7 @@
 #include "../train/adamw.h"
 #include "../train/checkpoint.h"
 #include "../train/config.h"
+#include "fixtures.h"
 
 static char dir[64];
 
@@ -37,9 +38,7 @@ static int make_dir(void **state) {
 
 static int remove_dir(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd);
+    return fixture_remove_dir(dir);
 }
 
 /* ---- attention ------------------------------------------------------------------------------ */

@@ -473,8 +473,6 @@ int main(void) {
         cmocka_unit_test(test_spike_guard_is_logged_and_resumes_exactly),
     };
     int rc = cmocka_run_group_tests_name("reliability", tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (getenv("KEEP")==0 && system(cmd) != 0) return 1;
+    if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;
     return rc;
 }

@@ -18,6 +18,7 @@
 #include "../common/util.h"
 #include "../probes/figures.h"
 #include "../probes/report.h"
+#include "fixtures.h"
 
 static char dir[64];
 
@@ -327,15 +328,12 @@ static void test_compare_overlays_runs(void **state) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/test_report_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return fixture_make_tmpdir(dir, sizeof dir, "test_report");
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return fixture_remove_dir(dir);
 }
 
 int main(void) {

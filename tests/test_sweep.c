@@ -339,8 +339,6 @@ int main(void) {
         cmocka_unit_test(test_miniature_suite_end_to_end),
     };
     int rc = cmocka_run_group_tests_name("sweep", tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    if (fixture_remove_dir(dir) != 0) return 1;
     return rc;
 }

@@ -533,8 +533,6 @@ int main(void) {
         cmocka_unit_test(test_nan_loss_stops_bin_train),
     };
     int rc = cmocka_run_group_tests_name("train", tests, NULL, NULL);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0) return 1;
+    if (fixture_remove_dir(dir) != 0) return 1;
     return rc;
 }
