@@ -29,7 +29,7 @@ rm -rf san_data san_runs
 bin/prepare --synthetic bb --out san_data --tokens 60000 >/dev/null
 flags=(--data_dir san_data --out_dir san_runs --run_name default --seq_len 64 --batch_size 4
        --eval_batches 1 --probe_n 4 --probe_len 64 --probe_every 10 --ckpt_every 10 --threads 2)
-bin/train --config runs/default.conf "${flags[@]}" --steps 20 >/dev/null
+bin/train --config runs/default.conf "${flags[@]}" --steps 20 --warmup_steps 2 >/dev/null
 bin/probe san_runs/default --step 20 >/dev/null
 rm -rf san_data san_runs
 echo "sanitize: clean (build, $(ls bin/test_* | wc -l) test programs, a 20-step run) in $(( $(date +%s) - start )) s"
