@@ -52,6 +52,14 @@ int fixture_remove_dir(const char *dir) {
     return system(cmd) == 0 ? 0 : -1;
 }
 
+size_t fixture_read_text(const char *path, char *out, size_t size) {
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(out, 1, size - 1, f) : 0;
+    out[n] = 0;
+    if (f) fclose(f);
+    return n;
+}
+
 void fixture_write_file(const char *path, const void *bytes, size_t n) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);

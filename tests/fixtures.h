@@ -14,6 +14,8 @@ int fixture_tiny_data(const char *data_dir);
 int fixture_make_tmpdir(char *dir, size_t size, const char *prefix);
 /* deletes dir and everything in it; 0 or -1 */
 int fixture_remove_dir(const char *dir);
+/* reads at most size-1 bytes of path into out, NUL-terminated ("" if unreadable); returns the count */
+size_t fixture_read_text(const char *path, char *out, size_t size);
 /* writes n bytes to path, failing the current test if it cannot */
 void fixture_write_file(const char *path, const void *bytes, size_t n);
 

@@ -28,10 +28,7 @@ static int run_prepare(const char *args, char *err_text, size_t cap) {
     path_in_dir(log, "stderr.txt");
     snprintf(cmd, sizeof cmd, "bin/prepare %s >/dev/null 2>%s", args, log);
     int rc = system(cmd);
-    FILE *f = fopen(log, "r");
-    size_t n = f ? fread(err_text, 1, cap - 1, f) : 0;
-    err_text[n] = 0;
-    if (f) fclose(f);
+    fixture_read_text(log, err_text, cap);
     return rc;
 }
 

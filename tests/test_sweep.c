@@ -157,14 +157,11 @@ static void test_errors_name_file_and_line(void **state) {
 
 /* runs a shell command from the repository root, its output into <dir>/name.out; returns the status */
 static int shell(const char *cmd, const char *name, char *out, size_t size) {
-    char full[2048], log[256];
+    char full[4400], log[256];
     snprintf(log, sizeof log, "%s/%s.out", dir, name);
     snprintf(full, sizeof full, "%s > %s 2>&1", cmd, log);
     int rc = system(full);
-    FILE *f = fopen(log, "r");
-    size_t n = f ? fread(out, 1, size - 1, f) : 0;
-    out[n] = 0;
-    if (f) fclose(f);
+    fixture_read_text(log, out, size);
     return rc;
 }
 
