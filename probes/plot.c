@@ -361,23 +361,26 @@ static void draw_log_minor_ticks(PlAxes *a) {
         }
 }
 
+/* the ticks of one axis: the ones set by the caller (n_set > 0), else round ones, at most max_n */
+static int axis_ticks(const double *set_t, char set_lab[][24], int n_set, double lo, double hi, int log_axis,
+                      int max_n, double *t, char lab[][24]) {
+    if (n_set == 0) return auto_ticks(lo, hi, log_axis, max_n, t, lab);
+    memcpy(t, set_t, sizeof(double) * (size_t)n_set);
+    memcpy(lab, set_lab, sizeof(lab[0]) * (size_t)n_set);
+    return n_set;
+}
+
 static void draw_x_ticks(PlAxes *a) {
     PlCanvas *c = a->cv;
     double t[PL_MAX_TICKS];
     char lab[PL_MAX_TICKS][24];
-    int n = a->n_xt;
-    if (n > 0) {
-        memcpy(t, a->xt, sizeof t);
-        memcpy(lab, a->xtl, sizeof lab);
-    } else {
-        int first = a->xlog && a->zero_gap; /* step 0 gets the first label of a broken log axis */
-        if (first) {
-            t[0] = 0;
-            snprintf(lab[0], 24, "0");
-        }
-        int max_n = (a->right - a->left) / 90 + 2;
-        n = first + auto_ticks(a->xmin, a->xmax, a->xlog, max_n, t + first, lab + first);
+    int first = a->n_xt == 0 && a->xlog && a->zero_gap; /* step 0 gets the first label of a broken log axis */
+    if (first) {
+        t[0] = 0;
+        snprintf(lab[0], 24, "0");
     }
+    int n = first + axis_ticks(a->xt, a->xtl, a->n_xt, a->xmin, a->xmax, a->xlog, (a->right - a->left) / 90 + 2,
+                               t + first, lab + first);
     if (a->xlog) draw_log_minor_ticks(a);
     double last_end = -1e9; /* right edge of the last label drawn: a label that would touch it is skipped */
     for (int i = 0; i < n; i++) {
@@ -403,14 +406,7 @@ static void draw_y_ticks(PlAxes *a) {
     PlCanvas *c = a->cv;
     double t[PL_MAX_TICKS];
     char lab[PL_MAX_TICKS][24];
-    int n = a->n_yt;
-    if (n > 0) {
-        memcpy(t, a->yt, sizeof t);
-        memcpy(lab, a->ytl, sizeof lab);
-    } else {
-        int max_n = (a->bottom - a->top) / 45 + 2;
-        n = auto_ticks(a->ymin, a->ymax, a->ylog, max_n, t, lab);
-    }
+    int n = axis_ticks(a->yt, a->ytl, a->n_yt, a->ymin, a->ymax, a->ylog, (a->bottom - a->top) / 45 + 2, t, lab);
     for (int i = 0; i < n; i++) {
         double py = pl_y(a, t[i]);
         if (isnan(py) || py < a->top - 0.5 || py > a->bottom + 0.5) continue;
