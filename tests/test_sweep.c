@@ -258,20 +258,12 @@ static void test_skip_resume_restart(void **state) {
     assert_int_equal(sweep_run_state(&b), SWEEP_RUN_DONE);
     /* the resumed run logged the steps after its checkpoint, not from 0 */
     snprintf(want, sizeof want, "%s/states/lr0.01.log", dir);
-    FILE *f = fopen(want, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = 0;
-    fclose(f);
+    assert_true(fixture_read_text(want, out, sizeof out) > 0);
     assert_non_null(strstr(out, "resum"));
 
     /* the comparison plots the headline numbers against the swept learning rate */
     snprintf(want, sizeof want, "%s/states/compare.md", dir);
-    f = fopen(want, "r");
-    assert_non_null(f);
-    n = fread(out, 1, sizeof out - 1, f);
-    out[n] = 0;
-    fclose(f);
+    assert_true(fixture_read_text(want, out, sizeof out) > 0);
     assert_non_null(strstr(out, "![headline numbers against lr](versus_lr.png)"));
     snprintf(want, sizeof want, "%s/states/versus_lr.png", dir);
     assert_true(file_exists(want));
@@ -279,7 +271,7 @@ static void test_skip_resume_restart(void **state) {
     /* once everything is done, nothing is left to emit */
     char *buf = NULL;
     size_t len = 0;
-    f = open_memstream(&buf, &len);
+    FILE *f = open_memstream(&buf, &len);
     assert_int_equal(sweep_emit_parallel(s, f, err), 0);
     fclose(f);
     assert_string_equal(buf, "");
@@ -304,11 +296,7 @@ static void test_miniature_suite_end_to_end(void **state) {
         assert_true(file_exists(path));
     }
     snprintf(path, sizeof path, "%s/mini/compare.md", dir);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = 0;
-    fclose(f);
+    assert_true(fixture_read_text(path, out, sizeof out) > 0);
     assert_non_null(strstr(out, "# Comparison of 2 runs"));
     assert_non_null(strstr(out, "| moe_nobos |"));
     assert_non_null(strstr(out, "| moe_bos |"));
