@@ -337,6 +337,20 @@ double *run_probe_mat(const Run *r, const char *key, int width) {
     return v;
 }
 
+double run_training_seconds(const Run *r) {
+    double t = 0, prev = 0;
+    int any = 0;
+    for (int i = 0; i < r->train.n; i++) {
+        double s = jnum(r->train.row[i], "step"), ms = jnum(r->train.row[i], "ms_per_step");
+        if (isfinite(ms) && s > prev) {
+            t += ms * (s - prev) / 1000;
+            any = 1;
+        }
+        if (isfinite(s)) prev = s;
+    }
+    return any ? t : NAN;
+}
+
 double last_finite(const double *v, int n, int *at) {
     for (int i = n - 1; i >= 0; i--)
         if (isfinite(v[i])) {
