@@ -12,8 +12,7 @@
 #include "../common/util.h"
 #include "../train/config.h"
 
-/* what a JSON value is, for error messages */
-static const char *json_kind(const cJSON *v) {
+const char *json_kind(const cJSON *v) {
     if (!v) return "nothing";
     if (cJSON_IsNumber(v)) return "a number";
     if (cJSON_IsString(v)) return "a string";

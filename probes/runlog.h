@@ -20,6 +20,8 @@ typedef struct {
 int jsonl_read(const char *path, Jsonl *j, char *err);
 void jsonl_free(Jsonl *j);
 
+/* what a JSON value is, for error messages: "a number", "a string", "null", ..., "nothing" (NULL) */
+const char *json_kind(const cJSON *v);
 /* row r's key as a number: NaN when absent or null */
 double jnum(const cJSON *row, const char *key);
 /* row r's array key into out[0..n): NaN for absent entries; returns the array's length (0 if none) */

@@ -194,21 +194,17 @@ static int find_runs(Suite *s, char *err) {
     return rc;
 }
 
-/* summary.json's keys the suite reads: numbers, and (emergence) numbers or null */
+/* summary.json's keys the suite reads: total_steps a number, the rest numbers or null (a model of
+ * fewer than three layers has no sink rate over layers >= 2; a run without a sink no emergence) */
 static int check_summary(const Run *r, char *err) {
-    static const struct {
-        const char *key;
-        int nullable;
-    } keys[] = {{"total_steps", 0},
-                {"sink_rate_2plus_30_final", 0},
-                {"sink_rate_2plus_30_emergence_step", 1},
-                {"sink_rate_2plus_30_emergence_frac", 1},
-                {"sink_rate_2plus_30_emergence_loss", 1}};
+    static const char *const keys[] = {"total_steps", "sink_rate_2plus_30_final", "sink_rate_2plus_30_emergence_step",
+                                       "sink_rate_2plus_30_emergence_frac", "sink_rate_2plus_30_emergence_loss"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->summary, keys[k].key);
-        if (v && (cJSON_IsNumber(v) || (keys[k].nullable && cJSON_IsNull(v)))) continue;
-        return st_errorf(err, "%s/summary.json: key '%s': expected a number%s, found %s", r->dir, keys[k].key,
-                         keys[k].nullable ? " or null" : "", v ? "another JSON value" : "nothing (missing)");
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->summary, keys[k]);
+        int nullable = k > 0;
+        if (v && (cJSON_IsNumber(v) || (nullable && cJSON_IsNull(v)))) continue;
+        return st_errorf(err, "%s/summary.json: key '%s': expected a number%s, found %s", r->dir, keys[k],
+                         nullable ? " or null" : "", json_kind(v));
     }
     return 0;
 }

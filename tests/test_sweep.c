@@ -1,6 +1,7 @@
 /* tests/test_sweep.c: bin/sweep's runner (train/sweep.h): grid expansion (names, counts, seeds,
  * variants), errors naming file:line, the skip / resume / restart decision, the GNU parallel and Slurm
- * texts, and a miniature experiment suite (two tiny runs) run end to end by bin/sweep into a report. */
+ * texts, and a miniature experiment suite (two tiny runs) run end to end by bin/sweep into the comparison
+ * and the suite's claim-by-claim report. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -306,6 +307,23 @@ static void test_miniature_suite_end_to_end(void **state) {
     assert_non_null(strstr(out, "## Against each setting that differs"));
     assert_non_null(strstr(out, "bos is not a number in every run: no figure against it."));
     snprintf(path, sizeof path, "%s/mini/compare_val_loss.png", dir);
+    assert_true(file_exists(path));
+
+    /* the suite's claim-by-claim report, beside the suite directory: every claim has its section, and
+     * the conditions that did not run are named */
+    snprintf(cmd, sizeof cmd, "bin/report --suite %s/mini", dir);
+    if (shell(cmd, "mini_suite", out, sizeof out)) fail_msg("%s: %s", cmd, out);
+    static char md[1 << 16];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    assert_true(fixture_read_text(path, md, sizeof md) > 0);
+    static const char *const sections[] = {"## (a) The P0 sink emerges early", "## (b) It forms within the first two blocks",
+                                           "## (c) Over training it concentrates", "## (d) What removing BOS does",
+                                           "## (e) Dense versus MoE", "## (f) The controls", "## Rules", "## What ran"};
+    for (int i = 0; i < 8; i++)
+        if (!strstr(md, sections[i])) fail_msg("report.md lacks '%s'", sections[i]);
+    assert_non_null(strstr(md, "| moe_bos | moe_bos | finished | bos = prepend |"));
+    assert_non_null(strstr(md, "Conditions with no run at all: moe_nobos_long, dense_nobos"));
+    snprintf(path, sizeof path, "%s/suite_lift.png", dir);
     assert_true(file_exists(path));
 }
 
