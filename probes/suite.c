@@ -14,6 +14,8 @@
 
 #include "../common/binfile.h"
 #include "../common/util.h"
+#include "../model/moe.h"
+#include "../train/checkpoint.h"
 #include "figures.h"
 #include "plot.h"
 #include "report.h"
@@ -113,6 +115,11 @@ typedef struct {
     double variant_lift[N_VARIANTS];
     int L;
     double layer_lift[SUITE_MAX_LAYERS]; /* final attention on P0 per layer over chance */
+    /* a run with attn_sink_logit (has_sink_logit): its latest checkpoint's learned sink logits, per
+     * layer the mean and the largest over heads (n_sink_layers = 0 when it has no checkpoint) */
+    int has_sink_logit, n_sink_layers;
+    double sink_logit_mean[SUITE_MAX_LAYERS], sink_logit_max[SUITE_MAX_LAYERS];
+    char sink_ckpt[1400]; /* the checkpoint they were read from */
 } SuiteRun;
 
 typedef struct {
@@ -266,6 +273,39 @@ static void read_numbers(SuiteRun *s) {
     for (int l = 0; l < s->L; l++) s->layer_lift[l] = jat(last, "a_p0_layer", l) / jnum(last, "chance");
 }
 
+/* the learned per-head sink logits (tensors blocks.<l>.attn.sink [H]) of the run's latest checkpoint;
+ * a run without a checkpoint (deleted to save space) has none to read, which is not an error */
+static int read_sink_logits(SuiteRun *s, char *err) {
+    TrainConfig cfg;
+    CkptState st;
+    Moe m;
+    memset(&m, 0, sizeof m);
+    char none[ST_ERR_LEN];
+    if (ckpt_latest(s->run.dir, s->sink_ckpt, sizeof s->sink_ckpt, none)) {
+        s->sink_ckpt[0] = 0;
+        return 0;
+    }
+    int rc = ckpt_read_config(s->sink_ckpt, &cfg, err) || moe_init(&m, &cfg.model, err) ||
+             ckpt_load(s->sink_ckpt, NULL, &m, NULL, &st, err) ? -1 : 0;
+    for (int l = 0; !rc && l < cfg.model.n_layer && l < SUITE_MAX_LAYERS; l++) {
+        char name[64];
+        snprintf(name, sizeof name, "blocks.%d.attn.sink", l);
+        const MoeTensor *t = moe_find(&m, name);
+        if (!t) break;
+        const float *logit = m.params + t->offset;
+        double sum = 0, top = -INFINITY;
+        for (size_t h = 0; h < t->size; h++) {
+            sum += logit[h];
+            if (logit[h] > top) top = logit[h];
+        }
+        s->sink_logit_mean[l] = sum / (double)t->size;
+        s->sink_logit_max[l] = top;
+        s->n_sink_layers = l + 1;
+    }
+    if (m.params) moe_free(&m);
+    return rc;
+}
+
 static void clear_numbers(SuiteRun *s) {
     s->steps = s->tokens = s->train_seconds = s->wall_seconds = s->val_loss = NAN;
     s->emerge_step = s->emerge_frac = s->emerge_loss = s->sink_rate_2plus = NAN;
@@ -306,7 +346,9 @@ static int load_run(const Suite *suite, SuiteRun *s, char *err) {
     s->wall_seconds = jnum(r->summary, "run_seconds");
     s->state = RUN_DONE;
     read_numbers(s);
-    return 0;
+    const char *sink_logit = s->has_conf ? runconfig_get(&s->conf, "attn_sink_logit") : NULL;
+    s->has_sink_logit = sink_logit && atoi(sink_logit);
+    return s->has_sink_logit ? read_sink_logits(s, err) : 0;
 }
 
 static int load_suite(Suite *s, char *err) {
@@ -795,6 +837,23 @@ static Verdict claim_e(FILE *f, const Suite *s) {
     return v;
 }
 
+/* the learned sink logits of the sinklogit runs: a large one means the extra key took the sink's role */
+static void sink_logit_lines(FILE *f, const Condition *c) {
+    for (int i = 0; i < c->n; i++) {
+        const SuiteRun *r = c->run[i];
+        if (!r->has_sink_logit || r->state != RUN_DONE) continue;
+        if (r->n_sink_layers == 0) {
+            fprintf(f, "%s has no checkpoint, so its learned sink logits cannot be read.\n\n", r->name);
+            continue;
+        }
+        fprintf(f, "Learned sink logits of %s (%s), per layer mean / largest over heads:", r->name, r->sink_ckpt);
+        for (int l = 0; l < r->n_sink_layers; l++)
+            fprintf(f, " layer %d: %s / %s%s", l, num(r->sink_logit_mean[l]), num(r->sink_logit_max[l]),
+                    l + 1 < r->n_sink_layers ? ";" : ".");
+        fprintf(f, " They start at 0 (the extra key then gets the weight of one key of score 0).\n\n");
+    }
+}
+
 /* (f) the controls against the moe_nobos baseline */
 static Verdict claim_f(FILE *f, const Suite *s) {
     fprintf(f, "## (f) The controls\n\n");
@@ -828,7 +887,9 @@ static Verdict claim_f(FILE *f, const Suite *s) {
                 cond_text(c, FIELD(lift2)), cond_text(c, FIELD(sink_rate_2plus)), cond_text(c, FIELD(sink_k1)),
                 cond_text(c, FIELD(sink_mid)), cond_text(c, FIELD(rho2)), outcome);
     }
-    fprintf(f, "\nA sink rate on key 1 or T/2 above 0 would mean a control moved the sink rather than removed it. With "
+    fprintf(f, "\n");
+    sink_logit_lines(f, &s->cond[C_SINKLOGIT]);
+    fprintf(f, "A sink rate on key 1 or T/2 above 0 would mean a control moved the sink rather than removed it. With "
                "a sliding window, queries past the window cannot see P0 at all, so its attention on P0 is low by "
                "construction.\n\n![final attention on P0 per layer](suite_layers.png)\n\n");
     fprintf(f, "Toy scale versus the paper: Gu et al. and Qiu et al. show these controls removing sinks in models "

@@ -212,6 +212,7 @@ static void test_all_early_sinks_reproduce_every_claim(void **state) {
     assert_non_null(strstr(md, "| moe_nobos-seed1 | yes | 1.5 | 7.5 | 5 | 0.9 | 0.1 | 5.8 | 5.8 | 5.8 | rho yes, kappa yes, inputs yes |"));
     assert_non_null(strstr(md, "| moe_nobos_long | yes | 0.9 | 1.5 | 0.75 | 0.9 | 0.15 | C2 yes, d* yes, rising yes |"));
     assert_non_null(strstr(md, "| window_nobos | no | 1 | 0 | 0 | 0 | 1.5 | as predicted |"));
+    assert_non_null(strstr(md, "sinklogit_nobos has no checkpoint, so its learned sink logits cannot be read."));
     /* what ran: the settings that differ from moe_nobos, and the suite's total time */
     assert_non_null(strstr(md, "| dense_bos | dense_bos | finished | n_expert = 1, bos = prepend | 400 | 400000 | 40 | 50 | 2 |"));
     assert_non_null(strstr(md, "10 of 10 runs finished. Suite total: 500 s"));
