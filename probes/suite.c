@@ -177,7 +177,14 @@ static int add_name(Suite *s, const char *name, char *err) {
     return 0;
 }
 
-static int by_name(const void *a, const void *b) { return strcmp(((const SuiteRun *)a)->name, ((const SuiteRun *)b)->name); }
+/* runs in the order of the conditions table (runs of no condition last), then by name */
+static int by_condition(const void *a, const void *b) {
+    const char *x = ((const SuiteRun *)a)->name, *y = ((const SuiteRun *)b)->name;
+    int cx = condition_of(x), cy = condition_of(y);
+    cx = cx < 0 ? N_COND : cx;
+    cy = cy < 0 ? N_COND : cy;
+    return cx != cy ? cx - cy : strcmp(x, y);
+}
 
 /* every run the directory names: a planned run's <run>.conf, or a run directory */
 static int find_runs(Suite *s, char *err) {
@@ -197,7 +204,7 @@ static int find_runs(Suite *s, char *err) {
         }
     }
     closedir(d);
-    qsort(s->runs, s->n_runs, sizeof s->runs[0], by_name);
+    qsort(s->runs, s->n_runs, sizeof s->runs[0], by_condition);
     return rc;
 }
 
@@ -568,12 +575,23 @@ static void config_differences(FILE *f, const SuiteRun *r, const RunConfig *ref)
     if (!n) fprintf(f, "none");
 }
 
-/* the reference config: moe_nobos's first run (seed order by name) */
+/* the reference config: the moe_nobos run whose seed the most runs of the suite share (the default
+ * run, whose seed the other conditions keep), so only the other seeds list their seed as a difference */
 static const RunConfig *reference_config(const Suite *s) {
     const Condition *c = &s->cond[C_MOE_NOBOS];
-    for (int i = 0; i < c->n; i++)
-        if (c->run[i]->has_conf) return &c->run[i]->conf;
-    return NULL;
+    const RunConfig *best = NULL;
+    int best_n = -1;
+    for (int i = 0; i < c->n; i++) {
+        if (!c->run[i]->has_conf) continue;
+        const char *seed = runconfig_get(&c->run[i]->conf, "seed");
+        int n = 0;
+        for (int j = 0; j < s->n_runs && seed; j++) {
+            const char *other = s->runs[j].has_conf ? runconfig_get(&s->runs[j].conf, "seed") : NULL;
+            n += other && !strcmp(other, seed);
+        }
+        if (n > best_n) best = &c->run[i]->conf, best_n = n;
+    }
+    return best;
 }
 
 static void section_what_ran(FILE *f, const Suite *s) {
