@@ -17,6 +17,7 @@
 #include "../model/moe.h"
 #include "../train/checkpoint.h"
 #include "figures.h"
+#include "metrics.h"
 #include "plot.h"
 #include "report.h"
 #include "runlog.h"
@@ -26,15 +27,24 @@
 /* Fixed before any suite result was seen; never tune them to an outcome. Metric names are
  * docs/SCIENCE.md's; the thresholds are ours (the paper gives no numbers for "early" or
  * "concentrated"). */
-enum { R_SINK_FINAL, R_EARLY_FRAC, R_RHO_JUMP, R_KAPPA_GAP, R_VARIANT_LIFT, R_C2_FINAL, R_DSTAR_MAX, R_C2_RISE, N_RULES };
+enum { R_SINK_FINAL, R_SINK_BOS, R_EARLY_FRAC, R_RHO_JUMP, R_KAPPA_GAP, R_VARIANT_LIFT, R_C2_FINAL, R_DSTAR_MAX, R_C2_RISE, N_RULES };
 static const struct {
     const char *name;
     double value;
     const char *meaning;
 } rules[N_RULES] = {
     [R_SINK_FINAL] = {"sink", 0,
-                      "a run HAS A P0 SINK when summary.json gives an emergence step for sink_rate_2plus_30 (share of "
-                      "heads in layers >= 2 with a_p0 > 0.3) and its final value is above this"},
+                      "a run trained without BOS HAS A P0 SINK when summary.json (the natural probe variant) gives an "
+                      "emergence step for sink_rate_2plus_30 (share of heads in layers >= 2 with a_p0 > 0.3) and its "
+                      "final value is above this"},
+    [R_SINK_BOS] = {"sink_bos", 0,
+                    "a run TRAINED WITH BOS (config bos not none: moe_bos, dense_bos) is judged on the bos probe "
+                    "variant (the held-out windows with BOS in front), where a BOS model's sink sits (on BOS, at "
+                    "position 0); the natural variant is out of distribution for it. It HAS A SINK (on BOS) when "
+                    "sink_rate_2plus_30 of its final bos-variant probe is above this. Its lift, rho_2 and emergence "
+                    "step are the bos variant's too; the emergence step (summary.json's definition, applied to the "
+                    "bos rows) and rho_2's step-0 ratio only when the bos variant was probed at every scheduled "
+                    "step (bin/train does so for a BOS-trained run)"},
     [R_EARLY_FRAC] = {"early", 0.25, "(a) the sink emerged EARLY when its emergence step is at most this share of the run"},
     [R_RHO_JUMP] = {"rho_jump", 2,
                     "(b) a rho jump within the first two blocks: rho at residual point 2 (after block 1) at the final "
@@ -63,10 +73,10 @@ static const char *const combine_rules[] = {
     "(c) on moe_nobos_long: reproduced if it passes all three (c) tests, not reproduced if it passes none, mixed "
     "otherwise; not testable when it has no sink.",
     "(d) per model (MoE, dense): the BOS pair agrees with the paper when the no-BOS condition has a sink, "
-    "disagrees when only the BOS condition has one, is not testable when neither has; reproduced if every testable "
-    "pair agrees, not reproduced if every one disagrees, mixed otherwise.",
-    "(e) per BOS setting: dense and MoE agree when both have a sink, disagree when only one has; not testable when "
-    "neither has; reproduced / not reproduced / mixed as in (d).",
+    "disagrees when only the BOS condition has one (on BOS, rule sink_bos), is not testable when neither has; "
+    "reproduced if every testable pair agrees, not reproduced if every one disagrees, mixed otherwise.",
+    "(e) per BOS setting: dense and MoE agree when both have a sink (the BOS conditions on BOS, rule sink_bos), "
+    "disagree when only one has; not testable when neither has; reproduced / not reproduced / mixed as in (d).",
     "(f) each control (window_nobos, sinklogit_nobos, gate_nobos) behaves as predicted when it has no P0 sink "
     "while moe_nobos has one; reproduced if every finished control does, not reproduced if none does, mixed "
     "otherwise; not testable when moe_nobos has no sink.",
@@ -108,6 +118,12 @@ typedef struct {
     RunConfig conf; /* <suite>/<run>.conf, else the run's config.txt */
     int has_conf;
     double steps, tokens, train_seconds, wall_seconds, val_loss;
+    /* a run trained with BOS is judged on the bos probe variant (rule sink_bos): has_sink and the
+     * numbers after it down to rho2_jump, and layer_lift, are then the bos variant's, and nat_* keep
+     * its natural-variant ones; bos_probes counts its bos rows, bos_every_step says whether every
+     * natural probe step has one */
+    int bos_trained, bos_probes, bos_every_step, nat_has_sink;
+    double nat_sink_rate_2plus, nat_lift2;
     int has_sink;
     double emerge_step, emerge_frac, emerge_loss, sink_rate_2plus;
     double lift2, rho2, rho2_0, rho2_jump, kappa2_p0, kappa2_mid, C2, dstar, c2_q3, c2_q4;
@@ -253,8 +269,8 @@ static double c2_mean_between(const Run *r, double lo, double hi) {
     return n ? sum / n : NAN;
 }
 
-/* the numbers of a finished run: emergence from summary.json, the rest from the final natural probe
- * (the compare table's headline numbers, and more) */
+/* the numbers of a finished run on the natural variant: emergence from summary.json, the rest from the
+ * final natural probe (the compare table's headline numbers, and more) */
 static void read_numbers(SuiteRun *s) {
     const Run *r = &s->run;
     Headline h = report_headline(r);
@@ -281,6 +297,72 @@ static void read_numbers(SuiteRun *s) {
     for (int v = 0; v < N_VARIANTS; v++) s->variant_lift[v] = lift_2plus(last_variant_row(r, cue_free_variants[v]));
     s->L = r->L < SUITE_MAX_LAYERS ? r->L : SUITE_MAX_LAYERS;
     for (int l = 0; l < s->L; l++) s->layer_lift[l] = jat(last, "a_p0_layer", l) / jnum(last, "chance");
+}
+
+static int by_row_step(const void *a, const void *b) {
+    double x = jnum(*(const cJSON *const *)a, "step"), y = jnum(*(const cJSON *const *)b, "step");
+    return (x > y) - (x < y);
+}
+
+/* the bos-variant rows of probes.jsonl into rows[] (room for probes.n), one per step in step order (a
+ * step probed twice, by a resumed run, keeps its last row, as summary.json does); returns their count */
+static int bos_rows(const Run *r, const cJSON **rows) {
+    int n = 0;
+    for (int i = 0; i < r->probes.n; i++) {
+        const cJSON *row = r->probes.row[i], *v = cJSON_GetObjectItemCaseSensitive(row, "variant");
+        if (!cJSON_IsString(v) || strcmp(v->valuestring, "bos")) continue;
+        int at = n;
+        for (int k = 0; k < n; k++)
+            if (jnum(rows[k], "step") == jnum(row, "step")) at = k;
+        rows[at] = row;
+        n += at == n;
+    }
+    qsort(rows, (size_t)n, sizeof *rows, by_row_step);
+    return n;
+}
+
+/* whether every natural probe step has a bos row among rows[0..n) */
+static int bos_at_every_step(const Run *r, const cJSON **rows, int n) {
+    for (int j = 0; j < r->np; j++) {
+        double step = jnum(r->probes.row[r->nat[j]], "step");
+        int found = 0;
+        for (int k = 0; k < n && !found; k++) found = jnum(rows[k], "step") == step;
+        if (!found) return 0;
+    }
+    return n > 0;
+}
+
+/* a BOS-trained run's numbers on the bos variant (rule sink_bos), its natural ones kept in nat_*; the
+ * emergence step is metrics.h's emergence_index (summary.json's) over the bos rows' sink_rate_2plus_30 */
+static void read_bos_numbers(SuiteRun *s) {
+    const Run *r = &s->run;
+    const cJSON **rows = st_malloc(sizeof *rows * (size_t)(r->probes.n + 1));
+    int n = bos_rows(r, rows);
+    s->nat_has_sink = s->has_sink;
+    s->nat_sink_rate_2plus = s->sink_rate_2plus;
+    s->nat_lift2 = s->lift2;
+    s->bos_probes = n;
+    s->bos_every_step = bos_at_every_step(r, rows, n);
+    const cJSON *last = n ? rows[n - 1] : NULL;
+    s->sink_rate_2plus = jnum(last, "sink_rate_2plus_30");
+    s->has_sink = s->sink_rate_2plus > rules[R_SINK_BOS].value;
+    s->lift2 = lift_2plus(last);
+    s->rho2 = jat(last, "rho", 4);
+    s->rho2_0 = s->bos_every_step ? jat(rows[0], "rho", 4) : NAN;
+    s->rho2_jump = s->rho2 / s->rho2_0;
+    s->emerge_step = s->emerge_frac = s->emerge_loss = NAN;
+    if (s->bos_every_step) {
+        double *rate = st_malloc(sizeof(double) * (size_t)n);
+        for (int k = 0; k < n; k++) rate[k] = jnum(rows[k], "sink_rate_2plus_30");
+        int k = emergence_index(rate, n);
+        if (k >= 0) {
+            s->emerge_step = jnum(rows[k], "step");
+            s->emerge_frac = s->emerge_step / jnum(r->summary, "total_steps");
+        }
+        free(rate);
+    }
+    for (int l = 0; l < s->L; l++) s->layer_lift[l] = jat(last, "a_p0_layer", l) / jnum(last, "chance");
+    free(rows);
 }
 
 /* the learned per-head sink logits (tensors blocks.<l>.attn.sink [H]) of the run's latest checkpoint;
@@ -320,7 +402,7 @@ static void clear_numbers(SuiteRun *s) {
     s->steps = s->tokens = s->train_seconds = s->wall_seconds = s->val_loss = NAN;
     s->emerge_step = s->emerge_frac = s->emerge_loss = s->sink_rate_2plus = NAN;
     s->lift2 = s->rho2 = s->rho2_0 = s->rho2_jump = s->kappa2_p0 = s->kappa2_mid = s->C2 = s->dstar = s->c2_q3 = s->c2_q4 = NAN;
-    s->sink_k1 = s->sink_mid = NAN;
+    s->sink_k1 = s->sink_mid = s->nat_sink_rate_2plus = s->nat_lift2 = NAN;
     for (int v = 0; v < N_VARIANTS; v++) s->variant_lift[v] = NAN;
 }
 
@@ -355,6 +437,9 @@ static int load_run(const Suite *suite, SuiteRun *s, char *err) {
     s->wall_seconds = jnum(r->summary, "run_seconds");
     s->state = RUN_DONE;
     read_numbers(s);
+    const char *bos = s->has_conf ? runconfig_get(&s->conf, "bos") : NULL;
+    s->bos_trained = bos && strcmp(bos, "none");
+    if (s->bos_trained) read_bos_numbers(s);
     const char *sink_logit = s->has_conf ? runconfig_get(&s->conf, "attn_sink_logit") : NULL;
     s->has_sink_logit = sink_logit && atoi(sink_logit);
     return s->has_sink_logit ? read_sink_logits(s, err) : 0;
@@ -411,26 +496,45 @@ static const char *cond_text(const Condition *c, size_t off) {
     return b;
 }
 
-static int cond_sinks(const Condition *c) {
+/* how many finished runs of a condition have a sink: has_sink (as judged), or nat_has_sink (a BOS-trained
+ * run's sink on the natural variant), given by offset */
+static int cond_sinks_at(const Condition *c, size_t flag) {
     int n = 0;
-    for (int i = 0; i < c->n; i++) n += c->run[i]->state == RUN_DONE && c->run[i]->has_sink;
+    for (int i = 0; i < c->n; i++) n += c->run[i]->state == RUN_DONE && *(const int *)((const char *)c->run[i] + flag);
     return n;
 }
+static int cond_sinks(const Condition *c) { return cond_sinks_at(c, offsetof(SuiteRun, has_sink)); }
 
 /* a condition has a sink when more than half of its finished runs have one */
 static int cond_has_sink(const Condition *c) { return c->n_done > 0 && 2 * cond_sinks(c) > c->n_done; }
 
-static const char *sink_text(const Condition *c) {
+static const char *sink_text_at(const Condition *c, size_t flag) {
     static char buf[4][64];
     static int k;
     char *b = buf[k++ % 4];
     if (c->n_done == 0)
         snprintf(b, 64, "%s", c->n ? "not finished" : "missing");
     else if (c->n_done == 1)
-        snprintf(b, 64, "%s", cond_sinks(c) ? "yes" : "no");
+        snprintf(b, 64, "%s", cond_sinks_at(c, flag) ? "yes" : "no");
     else
-        snprintf(b, 64, "%d of %d runs", cond_sinks(c), c->n_done);
+        snprintf(b, 64, "%d of %d runs", cond_sinks_at(c, flag), c->n_done);
     return b;
+}
+static const char *sink_text(const Condition *c) { return sink_text_at(c, offsetof(SuiteRun, has_sink)); }
+
+/* the first finished run of a condition (NULL if none) */
+static const SuiteRun *first_done(const Condition *c) {
+    for (int i = 0; i < c->n; i++)
+        if (c->run[i]->state == RUN_DONE) return c->run[i];
+    return NULL;
+}
+
+/* the probe variant a condition's numbers are on (that of its first finished run) */
+static const char *variant_text(const Condition *c) {
+    const SuiteRun *r = first_done(c);
+    if (!r) return "";
+    if (!r->bos_trained) return "natural";
+    return r->bos_every_step ? "bos (every probe)" : r->bos_probes ? "bos (final probe only)" : "bos (not recorded)";
 }
 
 /* ---------------------------------------------------------------- figures */
@@ -515,6 +619,7 @@ static int fig_concentration_suite(const Suite *s, char *err) {
 static int fig_layers(const Suite *s, char *err) {
     FigCurve curves[N_COND];
     double x[N_COND][SUITE_MAX_LAYERS], y[N_COND][SUITE_MAX_LAYERS];
+    char label[N_COND][96];
     int n = 0;
     for (int k = 0; k < N_COND; k++) {
         const Condition *c = &s->cond[k];
@@ -527,12 +632,14 @@ static int fig_layers(const Suite *s, char *err) {
             x[n][l] = l;
             cond_mean(c, FIELD(layer_lift) + sizeof(double) * l, &y[n][l], &sd);
         }
-        curves[n] = (FigCurve){conditions[k].name, x[n], y[n], L, pl_palette(k), 2.5, 4};
+        const SuiteRun *r = first_done(c);
+        snprintf(label[n], sizeof label[n], "%s%s", conditions[k].name, r->bos_trained ? " (bos)" : "");
+        curves[n] = (FigCurve){label[n], x[n], y[n], L, pl_palette(k), 2.5, 4};
         n++;
     }
     PlCanvas c;
     pl_canvas_init(&c, 1100, 520);
-    FigPanel p = {"Final attention on P0 per layer (mean over seeds)", "layer", "attention on P0 / chance", 1, "chance", 1};
+    FigPanel p = {"Final attention on P0 per layer, mean over seeds (BOS runs: bos variant)", "layer", "attention on P0 / chance", 1, "chance", 1};
     fig_curves_panel(&c, 0, 0, 1100, 520, 250, curves, n, &p);
     return save(&c, s, "suite_layers.png", err);
 }
@@ -797,15 +904,25 @@ static Verdict claim_c(FILE *f, const Suite *s, int have_long) {
 static const int quad_2x2[4] = {C_MOE_NOBOS, C_MOE_BOS, C_DENSE_NOBOS, C_DENSE_BOS};
 static void table_2x2(FILE *f, const Suite *s) {
     const int *conds = quad_2x2;
-    fprintf(f, "| condition | model | BOS | sink | final lift, layers >= 2 | final sink_rate_2plus_30 | final rho_2 | "
-               "rho_2 / step 0 | emergence step |\n|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(f, "| condition | model | BOS | probe variant | sink | final lift, layers >= 2 | final sink_rate_2plus_30 | "
+               "final rho_2 | rho_2 / step 0 | emergence step | natural variant: sink, lift, sink_rate_2plus_30 |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < 4; k++) {
         const Condition *c = &s->cond[conds[k]];
-        fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", conditions[conds[k]].name, k < 2 ? "MoE" : "dense",
-                k % 2 ? "prepended" : "none", sink_text(c), cond_text(c, FIELD(lift2)), cond_text(c, FIELD(sink_rate_2plus)),
-                cond_text(c, FIELD(rho2)), cond_text(c, FIELD(rho2_jump)), cond_text(c, FIELD(emerge_step)));
+        const SuiteRun *r = first_done(c);
+        fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | ", conditions[conds[k]].name,
+                k < 2 ? "MoE" : "dense", k % 2 ? "prepended" : "none", variant_text(c), sink_text(c),
+                cond_text(c, FIELD(lift2)), cond_text(c, FIELD(sink_rate_2plus)), cond_text(c, FIELD(rho2)),
+                cond_text(c, FIELD(rho2_jump)), cond_text(c, FIELD(emerge_step)));
+        if (r && r->bos_trained)
+            fprintf(f, "%s, %s, %s |\n", sink_text_at(c, offsetof(SuiteRun, nat_has_sink)), cond_text(c, FIELD(nat_lift2)),
+                    cond_text(c, FIELD(nat_sink_rate_2plus)));
+        else
+            fprintf(f, "as left |\n");
     }
-    fprintf(f, "\n");
+    fprintf(f, "\nThe BOS-trained conditions are judged on the bos probe variant (rule sink_bos: the held-out windows "
+               "with BOS in front, P0 = BOS), where a BOS model's sink sits; the last column gives their numbers on "
+               "the natural variant (no BOS, out of distribution for them) for the record.\n\n");
 }
 
 /* one pair's outcome: -1 missing, 0 not testable, 1 agrees with the paper, 2 disagrees */

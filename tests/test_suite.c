@@ -1,6 +1,6 @@
 /* tests/test_suite.c: bin/report --suite (probes/suite.h) on hand-built suite directories: known
  * verdicts for known runs (all seeds with an early sink, none, one of three, late sinks, a dense model
- * without a sink), missing and unfinished runs reported as such, malformed files named in one line. */
+ * without a sink), BOS-trained runs judged on the bos variant, missing and unfinished runs reported as such, malformed files named in one line. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -102,7 +102,11 @@ static void probe_row(StJson *j, int step, const char *variant, Kind kind) {
     sj_num(j, "d_star", g ? 1.5 : 0.5);
 }
 
-static void write_probes(const char *suite, const char *run, Kind kind) {
+/* which bos-variant rows a fixture run's probes.jsonl holds: none (a run trained without BOS), one at
+ * every probe step (as bin/train writes for a BOS-trained run), or only the final step's */
+typedef enum { BOS_ROWS_NONE, BOS_ROWS_EVERY, BOS_ROWS_FINAL } BosRows;
+
+static void write_probes(const char *suite, const char *run, Kind kind, Kind bos_kind, BosRows bos_rows) {
     char path[512], err[ST_ERR_LEN], file[300];
     snprintf(file, sizeof file, "%s/probes.jsonl", run);
     suite_path(path, suite, file);
@@ -112,6 +116,10 @@ static void write_probes(const char *suite, const char *run, Kind kind) {
     for (int s = 0; s <= STEPS; s += EVERY) {
         probe_row(&j, s, "natural", kind);
         assert_int_equal(sj_write_line(&j, f, path, err), 0);
+        if (bos_rows == BOS_ROWS_EVERY || (bos_rows == BOS_ROWS_FINAL && s == STEPS)) {
+            probe_row(&j, s, "bos", bos_kind);
+            assert_int_equal(sj_write_line(&j, f, path, err), 0);
+        }
     }
     static const char *const variants[] = {"random", "shuffled", "random_first", "repeated"};
     for (int v = 0; v < 4; v++) {
@@ -146,13 +154,19 @@ static void write_configs(const char *suite, const char *run, const char *settin
     write_text(suite, file, settings);
 }
 
-/* a finished fixture run of a kind */
-static void make_run(const char *suite, const char *run, Kind kind, const char *settings) {
+/* a finished fixture run whose natural variant (and summary.json) is of one kind and bos variant of another */
+static void make_bos_run(const char *suite, const char *run, Kind kind, Kind bos_kind, BosRows bos_rows,
+                         const char *settings) {
     make_dir(suite, run);
     write_configs(suite, run, settings);
     write_train(suite, run);
-    write_probes(suite, run, kind);
+    write_probes(suite, run, kind, bos_kind, bos_rows);
     write_summary(suite, run, kind);
+}
+
+/* a finished fixture run of a kind; trained with BOS, its bos variant is probed at every step alike */
+static void make_run(const char *suite, const char *run, Kind kind, const char *settings) {
+    make_bos_run(suite, run, kind, kind, strstr(settings, "bos = prepend") ? BOS_ROWS_EVERY : BOS_ROWS_NONE, settings);
 }
 
 static void new_suite(const char *suite) {
@@ -310,7 +324,49 @@ static void test_contradicting_runs_are_not_reproduced(void **state) {
     assert_verdict(md, "(d) removing BOS", "not reproduced");
     assert_non_null(strstr(md, "- MoE (moe_nobos vs moe_bos): disagrees with the paper\n"));
     assert_non_null(strstr(md, "- dense (dense_nobos vs dense_bos): runs missing\n"));
-    assert_non_null(strstr(md, "| moe_nobos | MoE | none | 1 of 3 runs |"));
+    assert_non_null(strstr(md, "| moe_nobos | MoE | none | natural | 1 of 3 runs |"));
+}
+
+/* BOS-trained runs are judged on the bos variant: a sink on BOS with none on the natural variant counts
+ * as a sink, so with no no-BOS sink both (d) pairs disagree with the paper */
+static void test_bos_runs_with_a_sink_on_bos_only_have_a_sink(void **state) {
+    (void)state;
+    new_suite("onbos");
+    make_seeds("onbos", NO_SINK, NO_SINK, NO_SINK);
+    make_bos_run("onbos", "suite/moe_bos", NO_SINK, EARLY, BOS_ROWS_EVERY, "n_layer = 4\nbos = prepend\n");
+    make_run("onbos", "suite/dense_nobos", NO_SINK, "n_layer = 4\nn_expert = 1\n");
+    /* the bos variant of the final probe only: a sink, but no emergence step or step-0 ratio */
+    make_bos_run("onbos", "suite/dense_bos", NO_SINK, LATE, BOS_ROWS_FINAL, "n_layer = 4\nn_expert = 1\nbos = prepend\n");
+    const char *md = report("onbos");
+    assert_verdict(md, "(d) removing BOS", "not reproduced");
+    assert_non_null(strstr(md, "- MoE (moe_nobos vs moe_bos): disagrees with the paper\n"));
+    assert_non_null(strstr(md, "- dense (dense_nobos vs dense_bos): disagrees with the paper\n"));
+    /* on bos: lift 5.8, rho_2 from 1.5 to 7.5, emergence at step 100 (summary.json's rule on the bos
+     * rows); on natural: no sink, lift 1, rate 0 */
+    assert_non_null(strstr(md, "| moe_bos | MoE | prepended | bos (every probe) | yes | 5.8 | 1 | 7.5 | 5 | 100 | no, 1, 0 |"));
+    assert_non_null(strstr(md, "| dense_bos | dense | prepended | bos (final probe only) | yes | 5.8 | 1 | 7.5 | n/a | n/a | "
+                               "no, 1, 0 |"));
+    assert_non_null(strstr(md, "| moe_nobos | MoE | none | natural | 0 of 3 runs |"));
+    /* (e): the BOS pair both sink on BOS, the no-BOS pair neither */
+    assert_verdict(md, "(e) dense versus MoE", "reproduced");
+    assert_non_null(strstr(md, "- BOS (moe_bos vs dense_bos): agrees with the paper\n"));
+    assert_non_null(strstr(md, "| sink_bos | 0 | a run TRAINED WITH BOS"));
+}
+
+/* the reverse: a sink on the natural variant of a BOS-trained run, none on BOS, is no sink; with no no-BOS
+ * sink either, (d) cannot be tested (on the natural variant it would have read "not reproduced") */
+static void test_bos_runs_with_a_sink_on_natural_only_have_none(void **state) {
+    (void)state;
+    new_suite("onnat");
+    make_seeds("onnat", NO_SINK, NO_SINK, NO_SINK);
+    make_bos_run("onnat", "suite/moe_bos", EARLY, NO_SINK, BOS_ROWS_EVERY, "n_layer = 4\nbos = prepend\n");
+    make_run("onnat", "suite/dense_nobos", NO_SINK, "n_layer = 4\nn_expert = 1\n");
+    make_bos_run("onnat", "suite/dense_bos", EARLY, NO_SINK, BOS_ROWS_EVERY, "n_layer = 4\nn_expert = 1\nbos = prepend\n");
+    const char *md = report("onnat");
+    assert_verdict(md, "(d) removing BOS", "not testable");
+    assert_non_null(strstr(md, "- MoE (moe_nobos vs moe_bos): not testable (neither has a sink)\n"));
+    assert_non_null(strstr(md, "| moe_bos | MoE | prepended | bos (every probe) | no | 1 | 0 | 1.5 | 1 | n/a | yes, 5.8, 1 |"));
+    assert_verdict(md, "(e) dense versus MoE", "not testable");
 }
 
 /* planned runs that never started and a run still training are reported, and mark verdicts provisional */
@@ -365,6 +421,8 @@ int main(void) {
         cmocka_unit_test(test_one_seed_of_three_or_late_sinks_are_mixed),
         cmocka_unit_test(test_dense_without_a_sink_makes_d_and_e_mixed),
         cmocka_unit_test(test_contradicting_runs_are_not_reproduced),
+        cmocka_unit_test(test_bos_runs_with_a_sink_on_bos_only_have_a_sink),
+        cmocka_unit_test(test_bos_runs_with_a_sink_on_natural_only_have_none),
         cmocka_unit_test(test_missing_and_unfinished_runs_are_reported),
         cmocka_unit_test(test_malformed_summary_is_one_line_naming_the_file),
     };
