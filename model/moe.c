@@ -984,6 +984,74 @@ void cross_entropy_backward(float *dlogits, float dloss, const float *logits, co
     }
 }
 
+/* --- LM head + cross-entropy, chunked over rows ---
+ * logits = x w^T ([N][V], x the final norm's output, w [V][C]) exist only `chunk` rows at a time, in
+ * scratch [chunk][V]. The forward computes a chunk's logits, each row's lse = logsumexp(logits) and
+ * loss lse - logits[target], and keeps only lse [N]. The backward recomputes a chunk's logits, turns
+ * them in place into dlogits = g (exp(logits - lse) - onehot(target)), g = dloss / n_valid, and runs
+ * both products of the chunk: dx += dlogits w, dw += dlogits^T x (chunks added in order). */
+
+/* rows of logits per chunk in training: 512 x 257 floats (the default vocab) is half a megabyte */
+enum { LOSS_CHUNK = 512 };
+
+/* lse of one row of n logits: the max, then exp(z - max) summed in 8 lanes, the tail scalar */
+static float row_logsumexp(const float *z, int n) {
+    float mx = z[0];
+    for (int i = 1; i < n; i++) mx = z[i] > mx ? z[i] : mx;
+    v8 acc = splat8(0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc += exp8(load8(z + i) - splat8(mx));
+    float s = hsum8(acc);
+    for (; i < n; i++) s += expf(z[i] - mx);
+    return mx + logf(s);
+}
+
+float lm_head_loss_forward(float *lse, float *scratch, const float *x, const float *w, const int *targets, int N,
+                           int C, int V, int chunk, int *n_valid) {
+    double total = 0.0; /* summed in row order, whatever the thread count */
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        int rows = N - r0 < chunk ? N - r0 : chunk;
+        Gemm g = linear_forward(scratch, x + (size_t)r0 * C, w, rows, C, V);
+        gemm_batch(&g, 1);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++)
+            lse[r0 + r] = targets[r0 + r] < 0 ? 0.0f : row_logsumexp(scratch + (size_t)r * V, V);
+        for (int r = 0; r < rows; r++)
+            if (targets[r0 + r] >= 0) total += (double)lse[r0 + r] - scratch[(size_t)r * V + targets[r0 + r]];
+    }
+    *n_valid = count_targets(targets, N);
+    return *n_valid ? (float)(total / *n_valid) : 0.0f;
+}
+
+void lm_head_loss_backward(float *dx, float *dw, float *scratch, float dloss, const float *x, const float *w,
+                           const float *lse, const int *targets, int N, int C, int V, int chunk) {
+    int count = count_targets(targets, N);
+    if (!count) return;
+    float g = dloss / (float)count;
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        int rows = N - r0 < chunk ? N - r0 : chunk;
+        Gemm fwd = linear_forward(scratch, x + (size_t)r0 * C, w, rows, C, V);
+        gemm_batch(&fwd, 1);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            float *dz = scratch + (size_t)r * V;
+            int t = targets[r0 + r];
+            if (t < 0) { /* an ignored row sends no gradient */
+                memset(dz, 0, sizeof(float) * (size_t)V);
+                continue;
+            }
+            v8 shift = splat8(lse[r0 + r]), vg = splat8(g);
+            int v = 0;
+            for (; v + 8 <= V; v += 8) store8(dz + v, vg * exp8(load8(dz + v) - shift));
+            for (; v < V; v++) dz[v] = g * expf(dz[v] - lse[r0 + r]);
+            dz[t] -= g;
+        }
+        Gemm bwd[2] = {linear_dw(dw, scratch, x + (size_t)r0 * C, rows, C, V),
+                       linear_din(dx + (size_t)r0 * C, scratch, w, rows, C, V)};
+        gemm_batch(bwd, 2);
+    }
+}
+
 /* ================================================================================================ */
 /* 4. Activations: what one forward keeps for its backward, per block */
 
@@ -1019,9 +1087,11 @@ struct MoeActs {
     float *resid;                /* [2L+1][N][C] residual stream at every point */
     BlockActs *blk;              /* [L] */
     float *xnf, *rstdf;          /* final RMSNorm */
+    float *head_lse;             /* [N] logsumexp of each row's logits (0 for rows without a target) */
+    float *head_chunk;           /* [LOSS_CHUNK][V] one chunk of logits, then of their gradient */
     float *rope_cos, *rope_sin;  /* [seq_len][D/2] for the last forward's positions */
     /* backward scratch */
-    float *dresid, *dxn, *dq, *dk, *dv, *dq_pre, *dk_pre, *dy, *dyg, *dgz, *dlogits;
+    float *dresid, *dxn, *dq, *dk, *dv, *dq_pre, *dk_pre, *dy, *dyg, *dgz;
     float *dprobs, *drlogits, *dw, *dxg, *dg, *du, *dh, *deo;
 };
 
@@ -1045,9 +1115,10 @@ static void free_rows(Moe *m) {
     }
     free(a->blk);
     float *fl[] = {a->resid, a->xnf, a->rstdf, a->dresid, a->dxn, a->dq, a->dk, a->dv, a->dq_pre, a->dk_pre,
-                   a->dy, a->dyg, a->dgz, a->dlogits, a->dprobs, a->drlogits, a->dw, a->dxg, a->dg, a->du, a->dh, a->deo,
+                   a->dy, a->dyg, a->dgz, a->head_lse, a->head_chunk, a->dprobs, a->drlogits, a->dw, a->dxg, a->dg, a->du, a->dh, a->deo,
                    m->logits};
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
+    m->logits = NULL;
     free(a->tokens);
     free(a->targets);
     a->blk = NULL;
@@ -1087,12 +1158,12 @@ static void ensure_rows(Moe *m, int B, int T) {
     a->tokens = st_calloc(N, sizeof(int)), a->targets = st_calloc(N, sizeof(int));
     a->resid = fbuf((2 * L + 1) * N * C);
     a->xnf = fbuf(N * C), a->rstdf = fbuf(N);
-    m->logits = fbuf(N * V);
+    a->head_lse = fbuf(N), a->head_chunk = fbuf((size_t)LOSS_CHUNK * V); /* m->logits: on demand */
     a->dresid = fbuf(N * C), a->dxn = fbuf(N * C);
     a->dq = fbuf(N * HD), a->dk = fbuf(N * KVD), a->dv = fbuf(N * KVD), a->dy = fbuf(N * HD);
     if (c->attn_gate) a->dyg = fbuf(N * HD), a->dgz = fbuf(N * HD);
     a->dq_pre = fbuf(N * HD), a->dk_pre = fbuf(N * KVD);
-    a->dlogits = fbuf(N * V), a->dprobs = fbuf(N * E), a->drlogits = fbuf(N * E), a->dw = fbuf(N * K);
+    a->dprobs = fbuf(N * E), a->drlogits = fbuf(N * E), a->dw = fbuf(N * K);
     a->dxg = fbuf(N * K * C), a->dg = fbuf(N * K * F), a->du = fbuf(N * K * F), a->dh = fbuf(N * K * F);
     a->deo = fbuf(N * K * C);
 }
@@ -1395,13 +1466,17 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
           rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C,
                           c->rms_eps));
     const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
-    TIMED(m, MOE_OP_MATMUL, matmul_forward(m->logits, a->xnf, head, N, C, V));
-
     a->backward_ready = 0;
-    if (!targets) return 0.0f;
+    if (!targets) { /* inference: every row's logits, into the [N][V] buffer allocated on first use */
+        if (!m->logits) m->logits = fbuf((size_t)a->N_cap * V);
+        TIMED(m, MOE_OP_MATMUL, matmul_forward(m->logits, a->xnf, head, N, C, V));
+        return 0.0f;
+    }
     memcpy(a->targets, targets, sizeof(int) * (size_t)N);
     MoeLoss *loss = &m->loss;
-    TIMED(m, MOE_OP_LOSS, loss->ce = cross_entropy_forward(m->logits, targets, N, V, &loss->n_targets));
+    TIMED(m, MOE_OP_LOSS,
+          loss->ce = lm_head_loss_forward(a->head_lse, a->head_chunk, a->xnf, head, targets, N, C, V, LOSS_CHUNK,
+                                          &loss->n_targets));
     double aux = 0.0, z = 0.0;
     for (int l = 0; l < L; l++) aux += a->blk[l].aux, z += a->blk[l].z;
     loss->aux = (float)(aux / L);
@@ -1562,12 +1637,11 @@ void moe_backward(Moe *m, float scale) {
     int N = a->B * a->T, C = c->d_model, V = c->vocab_size, L = c->n_layer;
     float *P = m->params, *G = m->grads;
     /* loss -> logits -> final norm */
-    memset(a->dlogits, 0, sizeof(float) * (size_t)N * V);
-    TIMED(m, MOE_OP_LOSS, cross_entropy_backward(a->dlogits, scale, m->logits, a->targets, N, V));
     const char *head = c->tie_embeddings ? "wte" : "lm_head";
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-    TIMED(m, MOE_OP_MATMUL,
-          matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V));
+    TIMED(m, MOE_OP_LOSS,
+          lm_head_loss_backward(a->dxn, tensor_in(m, G, head), a->head_chunk, scale, a->xnf, tensor_in(m, P, head),
+                                a->head_lse, a->targets, N, C, V, LOSS_CHUNK));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
                      tensor_in(m, P, "final_norm"), a->rstdf, N, C));

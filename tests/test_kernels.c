@@ -103,6 +103,61 @@ static void test_matmul_rows_and_threads_independent(void **state) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* the chunked LM head + cross-entropy against the full logits buffer: matmul_forward, then
+ * cross_entropy_forward / cross_entropy_backward and matmul_backward */
+
+static void lm_head_loss_case(int N, int C, int V, int chunk, int ignore_every) {
+    float *x = randn((size_t)N * C), *w = randn((size_t)V * C), *scratch = st_malloc(sizeof(float) * chunk * V);
+    for (size_t i = 0; i < (size_t)V * C; i++) w[i] *= 0.5f;
+    int *targets = st_malloc(sizeof(int) * N);
+    for (int n = 0; n < N; n++) targets[n] = ignore_every && n % ignore_every == 1 ? -1 : (n * 7 + 3) % V;
+    float *logits = st_malloc(sizeof(float) * N * V), *lse = st_malloc(sizeof(float) * N);
+    int n_valid, n_valid_ref;
+    float loss = lm_head_loss_forward(lse, scratch, x, w, targets, N, C, V, chunk, &n_valid);
+    matmul_forward(logits, x, w, N, C, V);
+    float loss_ref = cross_entropy_forward(logits, targets, N, V, &n_valid_ref);
+    assert_int_equal(n_valid, n_valid_ref);
+    assert_true(fabsf(loss - loss_ref) <= 1e-5f * fabsf(loss_ref));
+    float *dx = randn((size_t)N * C), *dw = randn((size_t)V * C);
+    float *dx_ref = copy_of(dx, (size_t)N * C), *dw_ref = copy_of(dw, (size_t)V * C);
+    float *dlogits = st_calloc((size_t)N * V, sizeof(float));
+    lm_head_loss_backward(dx, dw, scratch, 0.7f, x, w, lse, targets, N, C, V, chunk);
+    cross_entropy_backward(dlogits, 0.7f, logits, targets, N, V);
+    matmul_backward(dx_ref, dw_ref, dlogits, x, w, N, C, V);
+    assert_close("lm head dx", dx, dx_ref, (size_t)N * C, 1e-5);
+    assert_close("lm head dw", dw, dw_ref, (size_t)V * C, 1e-5);
+    for (int n = 0; n < N; n++) /* an ignored row's dx is left as it was */
+        if (targets[n] < 0) assert_memory_equal(dx + (size_t)n * C, dx_ref + (size_t)n * C, sizeof(float) * C);
+    free(x), free(w), free(scratch), free(targets), free(logits), free(lse), free(dx), free(dw), free(dx_ref);
+    free(dw_ref), free(dlogits);
+}
+
+static void test_lm_head_loss_matches_full_logits(void **state) {
+    (void)state;
+    lm_head_loss_case(37, 20, 19, 8, 0);    /* rows and vocab not multiples of the chunk or of 8 */
+    lm_head_loss_case(37, 20, 19, 8, 5);    /* some rows ignored */
+    lm_head_loss_case(1, 16, 257, 512, 0);  /* one row (T = 1), the default vocab */
+    lm_head_loss_case(600, 33, 257, 512, 3); /* a full chunk and a partial one */
+    lm_head_loss_case(50, 24, 7, 50, 0);    /* exactly one chunk, vocab below one vector */
+}
+
+/* no row with a target: zero loss, no gradient */
+static void test_lm_head_loss_without_targets(void **state) {
+    (void)state;
+    int N = 9, C = 8, V = 11, targets[9];
+    for (int n = 0; n < N; n++) targets[n] = -1;
+    float *x = randn((size_t)N * C), *w = randn((size_t)V * C), *scratch = st_malloc(sizeof(float) * 4 * V);
+    float lse[9], *dx = st_calloc((size_t)N * C, sizeof(float)), *dw = st_calloc((size_t)V * C, sizeof(float));
+    int n_valid = -1;
+    assert_true(lm_head_loss_forward(lse, scratch, x, w, targets, N, C, V, 4, &n_valid) == 0.0f);
+    assert_int_equal(n_valid, 0);
+    lm_head_loss_backward(dx, dw, scratch, 1.0f, x, w, lse, targets, N, C, V, 4);
+    for (int i = 0; i < N * C; i++) assert_true(dx[i] == 0.0f);
+    for (int i = 0; i < V * C; i++) assert_true(dw[i] == 0.0f);
+    free(x), free(w), free(scratch), free(dx), free(dw);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* attention: output, probabilities and the three gradients against the materialised reference */
 
 static void attention_case(int B, int T, int H, int KV, int D, int window, int with_sink) {
@@ -243,6 +298,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_matches_reference),
         cmocka_unit_test(test_matmul_rows_and_threads_independent),
+        cmocka_unit_test(test_lm_head_loss_matches_full_logits),
+        cmocka_unit_test(test_lm_head_loss_without_targets),
         cmocka_unit_test(test_attention_matches_reference),
         cmocka_unit_test(test_moe_block_matches_per_token_experts),
         cmocka_unit_test(test_step_bit_identical_across_threads),
