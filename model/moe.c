@@ -336,7 +336,10 @@ static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
         if (g->sak == 1) /* row-major A: each row is contiguous in k */
             for (int r = 0; r < rows; r++)
                 for (int k = 0; k < kc; k++) dst[k * MR + r] = src[r * g->sam + k];
-        else if (g->sam == 1) /* transposed A: each k holds the rows contiguously */
+        else if (g->sam == 1 && rows == MR) /* transposed A: each k holds the rows contiguously */
+            for (int k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * g->sak, sizeof(float) * MR);
+        else if (g->sam == 1) /* the same for the last panel's rows (a separate loop: the full panels'
+                                 copy has a constant size, which the compiler inlines) */
             for (int k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * g->sak, sizeof(float) * rows);
         else
             for (int k = 0; k < kc; k++)
@@ -344,16 +347,18 @@ static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
     }
 }
 
-/* one tile: c[r][j] (+)= sum_{k < kc} a[k][r] b[k][j] over packed panels, r < rows, j < cols */
-static void micro_kernel(int kc, const float *a, const float *b, float *c, size_t ldc, int rows, int cols,
-                         int accumulate) {
+/* one tile: c[r][j] (+)= sum_{k < kc} A(r, k) b[k][j], r < rows, j < cols, b a packed panel and
+ * A(r, k) = a[r * rs + k * ks]: a packed panel (rs 1, ks MR) or MR rows of a row-major A read in
+ * place (rs = its row stride, ks 1) */
+static void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, float *c, size_t ldc,
+                         int rows, int cols, int accumulate) {
     v8 acc[MR][2];
     for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = splat8(0.0f);
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
+    for (int k = 0; k < kc; k++, a += ks, b += NR) {
         v8 b0 = load8(b), b1 = load8(b + 8);
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
-            v8 ar = splat8(a[r]);
+            v8 ar = splat8(a[r * rs]);
             acc[r][0] = FMA8(ar, b0, acc[r][0]);
             acc[r][1] = FMA8(ar, b1, acc[r][1]);
         }
@@ -373,18 +378,26 @@ static void micro_kernel(int kc, const float *a, const float *b, float *c, size_
         for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
 }
 
-/* macro tile (mt, nt) of g, whose B panels start at bp */
+/* macro tile (mt, nt) of g, whose B panels start at bp. A row-major A (the forward's input, din's
+ * dout) is read in place, MR rows at a time, its rows short enough to stay in L1 across the tile's
+ * B panels; only a last panel of fewer than MR rows is packed (zero-padded). A transposed A (dw's
+ * dout^T) is packed, since its rows are strided in memory. */
 static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
     _Alignas(32) float ap[MC * KC];
     int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < g->M ? m0 + MC : g->M, n1 = n0 + NC < g->N ? n0 + NC : g->N;
+    int in_place = g->sak == 1, m_full = m0 + (m1 - m0) / MR * MR; /* rows m_full.. are the last panel's */
     for (int k0 = 0; k0 < g->K; k0 += KC) {
         int kc = g->K - k0 < KC ? g->K - k0 : KC;
-        pack_a(ap, g, m0, m1, k0, kc);
+        int m_pack = in_place ? m_full : m0; /* the rows that go through the packed panels */
+        if (m_pack < m1) pack_a(ap, g, m_pack, m1, k0, kc);
         for (int n = n0; n < n1; n += NR)
-            for (int m = m0; m < m1; m += MR)
-                micro_kernel(kc, ap + (size_t)(m - m0) / MR * kc * MR, bp + (size_t)n * g->K + (size_t)k0 * NR,
-                             g->c + m * g->ldc + n, g->ldc, m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR,
-                             g->accumulate || k0 > 0);
+            for (int m = m0; m < m1; m += MR) {
+                const float *a = g->a + (size_t)m * g->sam + k0;
+                size_t rs = g->sam, ks = 1;
+                if (m >= m_pack) a = ap + (size_t)(m - m_pack) / MR * kc * MR, rs = 1, ks = MR;
+                micro_kernel(kc, a, rs, ks, bp + (size_t)n * g->K + (size_t)k0 * NR, g->c + m * g->ldc + n, g->ldc,
+                             m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0);
+            }
     }
 }
 
