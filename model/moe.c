@@ -921,12 +921,16 @@ void routing_shares(double *f, int E) {
 }
 
 float aux_loss_forward(const float *probs, const double *f, int N, int E) {
-    double loss = 0.0;
+    double *P = st_malloc(sizeof(double) * (size_t)E); /* each expert's sum over rows in row order */
+#pragma omp parallel for schedule(static)
     for (int e = 0; e < E; e++) {
-        double P = 0.0;
-        for (int n = 0; n < N; n++) P += probs[(size_t)n * E + e];
-        loss += f[e] * P / N;
+        double sum = 0.0;
+        for (int n = 0; n < N; n++) sum += probs[(size_t)n * E + e];
+        P[e] = sum;
     }
+    double loss = 0.0;
+    for (int e = 0; e < E; e++) loss += f[e] * P[e] / N;
+    free(P);
     return (float)(E * loss);
 }
 
@@ -946,11 +950,15 @@ static float logsumexp(const float *z, int E) {
 }
 
 float z_loss_forward(const float *logits, int N, int E) {
-    double s = 0.0;
+    double *sq = st_malloc(sizeof(double) * (size_t)N);
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         double lse = logsumexp(logits + (size_t)n * E, E);
-        s += lse * lse;
+        sq[n] = lse * lse;
     }
+    double s = 0.0; /* summed in row order, whatever the thread count */
+    for (int n = 0; n < N; n++) s += sq[n];
+    free(sq);
     return (float)(s / N);
 }
 
