@@ -543,11 +543,18 @@ static float dot_f(const float *x, const float *y, int n) {
     return s;
 }
 
+/* the row stride of a transposed head: T rounded up to 8, plus 8 so that the D rows of xt, which a
+ * score reads together, do not all fall into the same few cache sets (as a power-of-two stride does) */
+static int padded_keys(int T) { return (T + 7) / 8 * 8 + 8; }
+
 /* xt[d][j] = x[j][d] of one (sequence, K/V head): rows j < T of x are KV*D floats apart; the row
- * stride of xt, Tp, is T rounded up to 8 and the padding columns are zero */
+ * stride of xt is Tp = padded_keys(T) and the padding columns are zero. Row j of x is read once,
+ * whole (reading a column at a time would walk T lines a power of two apart, D times over). */
 static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int D) {
+    for (int j = 0; j < T; j++)
+        for (int d = 0; d < D; d++) xt[(size_t)d * Tp + j] = x[(size_t)j * KV * D + d];
     for (int d = 0; d < D; d++)
-        for (int j = 0; j < Tp; j++) xt[(size_t)d * Tp + j] = j < T ? x[(size_t)j * KV * D + d] : 0.0f;
+        for (int j = T; j < Tp; j++) xt[(size_t)d * Tp + j] = 0.0f;
 }
 
 /* xc[j][d] = x[j][d] of one (sequence, K/V head) as a contiguous [T][D] block (rows KV*D floats
@@ -598,26 +605,40 @@ static void attention_row(float *out_i, float *lse_i, const float *q_i, const fl
     memset(acc, 0, sizeof(float) * D);
     for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= i; jb += ATT_BLOCK) {
         int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= i + 1 ? jb + ATT_BLOCK : i + 1;
+        int n8 = (hi - jb + 7) / 8 * 8; /* the block's scores in whole vectors */
         row_dots(s, q_i, kt, Tp, jb, hi, D, scale);
-        float bmx = mx;
-        for (int j = lo; j < hi; j++) bmx = s[j - jb] > bmx ? s[j - jb] : bmx;
+        for (int j = jb; j < lo; j++) s[j - jb] = -INFINITY; /* keys before the window */
+        for (int j = hi; j < jb + n8; j++) s[j - jb] = -INFINITY; /* keys after i (causal) */
+        v8 vmx = splat8(mx);
+        for (int c = 0; c < n8; c += 8) vmx = max8(vmx, load8(s + c));
+        float bmx = hmax8(vmx);
         if (bmx > mx) { /* the running max grew: rescale what was summed under the old one */
             float alpha = expf(mx - bmx);
             l *= alpha;
             for (int d = 0; d < D; d++) acc[d] *= alpha;
             mx = bmx;
         }
-        exp_shifted(p, s, mx, hi - jb);
-        for (int j = lo; j < hi; j++) l += p[j - jb];
+        v8 vl = splat8(0.0f);
+        for (int c = 0; c < n8; c += 8) { /* p = exp(s - mx), exactly 0 where masked */
+            v8 sc = load8(s + c);
+            v8 pc = (v8)((v8i)exp8(sc - splat8(mx)) & (v8i)(sc > splat8(-INFINITY)));
+            store8(p + c, pc);
+            vl += pc;
+        }
+        l += hsum8(vl);
         add_weighted_rows(acc, p + (lo - jb), vc + (size_t)lo * D, (size_t)D, hi - lo, D);
     }
-    for (int d = 0; d < D; d++) out_i[d] = acc[d] / l;
+    v8 inv_l = splat8(1.0f / l); /* one division per row, not per channel */
+    for (int d = 0; d < D; d += 8) {
+        size_t m = D - d < 8 ? (size_t)(D - d) : 8;
+        store_part(out_i + d, load_part(acc + d, m) * inv_l, m);
+    }
     *lse_i = mx + logf(l);
 }
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
                        int B, int T, int H, int KV, int D, int window) {
-    int group = H / KV, Tp = (T + 7) / 8 * 8;
+    int group = H / KV, Tp = padded_keys(T);
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel
     {
@@ -641,7 +662,7 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 
 void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
                      int D, int window) {
-    int group = H / KV, Tp = (T + 7) / 8 * 8;
+    int group = H / KV, Tp = padded_keys(T);
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel
     {
@@ -722,10 +743,13 @@ static float attention_row_backward(float *p, float *ds, float *dq_i, float *s, 
     float delta = dot_f(do_i, out_i, D);
     int lo = first_key(i, window);
     exp_shifted(s, s, lse_i, i + 1 - jb); /* s <- p */
-    for (int j = j0; j < j1; j++) {
-        int seen = j >= lo && j <= i;
-        p[j - j0] = seen ? s[j - jb] : 0.0f;
-        ds[j - j0] = seen ? s[j - jb] * (dp[j - jb] - delta) * scale : 0.0f;
+    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int j = j0; j < j1; j += 8) { /* 8 keys at a time; lanes of keys row i does not see are 0 */
+        size_t m = j1 - j < 8 ? (size_t)(j1 - j) : 8;
+        v8i key = lane + j, seen = (key >= lo) & (key <= i);
+        v8 pj = load_part(s + (j - jb), m), dsj = pj * (load_part(dp + (j - jb), m) - splat8(delta)) * splat8(scale);
+        store_part(p + (j - j0), (v8)((v8i)pj & seen), m);
+        store_part(ds + (j - j0), (v8)((v8i)dsj & seen), m);
     }
     add_weighted_rows(dq_i, ds + (lo - j0), kc + (size_t)lo * D, (size_t)D, i + 1 - lo, D);
     return delta;
@@ -741,7 +765,7 @@ static float attention_row_backward(float *p, float *ds, float *dq_i, float *s, 
 void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
                         const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
                         int T, int H, int KV, int D, int window) {
-    int group = H / KV, Tp = (T + 7) / 8 * 8;
+    int group = H / KV, Tp = padded_keys(T);
     float scale = 1.0f / sqrtf((float)D);
     float *dsink_bh = sink && dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
 #pragma omp parallel

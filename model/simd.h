@@ -60,6 +60,18 @@ static inline float hsum8(v8 x) {
 
 typedef int v8i __attribute__((vector_size(32)));
 
+/* lane-wise a > b ? a : b (comparisons give lanes of all ones or zeros, used as a bit mask) */
+static inline v8 max8(v8 a, v8 b) {
+    v8i gt = a > b;
+    return (v8)(((v8i)a & gt) | ((v8i)b & ~gt));
+}
+
+static inline float hmax8(v8 x) {
+    float m = x[0];
+    for (int l = 1; l < 8; l++) m = x[l] > m ? x[l] : m;
+    return m;
+}
+
 /* e^x of 8 floats, to about 2 ulp, for x in [-87, 88] (clamped there): e^x = 2^n e^r with n the
  * integer nearest x / ln 2 and |r| <= ln(2) / 2; e^r from its degree-6 Taylor-like polynomial (the
  * Cephes expf coefficients), 2^n built in the exponent bits. exp8(0) is exactly 1. */
