@@ -403,7 +403,7 @@ static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
 
 /* runs n products, no two of which write the same C, in one parallel region: first every B panel
  * is packed, then every macro tile of every product is computed */
-static void gemm_batch(const Gemm *g, int n) {
+static void gemm_tiles(const Gemm *g, int n) {
     size_t boff[n + 1];            /* product i's packed panels start at packed_b + boff[i] */
     int pstart[n + 1], tstart[n + 1]; /* its first panel and first macro tile in the batch's numbering */
     boff[0] = 0, pstart[0] = 0, tstart[0] = 0;
@@ -436,6 +436,78 @@ static void gemm_batch(const Gemm *g, int n) {
             while (t >= tstart[i + 1]) i++;
             int ntiles = (g[i].N + NC - 1) / NC, local = t - tstart[i];
             gemm_macro_tile(&g[i], packed_b + boff[i], local / ntiles, local % ntiles);
+        }
+    }
+}
+
+/* A weight gradient dw = dout^T in has few macro tiles (OUT x IN) and a long sum over the N rows:
+ * on many cores its tiles alone would leave most threads idle. Such a product is split along k into
+ * chunks of KSPLIT: chunk 0 sums into C as usual, every later chunk into its own partial buffer (all
+ * of them tiles of one parallel pass), then the partials are added to C in chunk order. The chunks
+ * are fixed by the shape, not by the thread count, so results stay bit-identical on any thread count. */
+enum { KSPLIT = 1024, SPLIT_MAX_TILES = 16 };
+
+static float *partial; /* the partial sums of the split products of a batch, grown on demand */
+static size_t partial_cap;
+
+static int k_chunks(const Gemm *g) {
+    int tiles = (g->M + MC - 1) / MC * ((g->N + NC - 1) / NC);
+    return g->K >= 2 * KSPLIT && tiles < SPLIT_MAX_TILES ? (g->K + KSPLIT - 1) / KSPLIT : 1;
+}
+
+/* chunk j of g's sum over k, into c with row stride ldc */
+static Gemm k_chunk(const Gemm *g, int j, float *c, size_t ldc) {
+    Gemm s = *g;
+    int k0 = j * KSPLIT;
+    s.a += (size_t)k0 * g->sak, s.b += (size_t)k0 * g->sbk;
+    s.K = g->K - k0 < KSPLIT ? g->K - k0 : KSPLIT;
+    s.c = c, s.ldc = ldc;
+    s.accumulate = j == 0 ? g->accumulate : 0;
+    return s;
+}
+
+/* runs n products, no two of which write the same C: long weight-gradient sums split into chunks
+ * (above), everything in one parallel pass of tiles, then the partial sums added in order */
+static void gemm_batch(const Gemm *g, int n) {
+    int total = 0;
+    size_t floats = 0;
+    for (int i = 0; i < n; i++) {
+        int nk = k_chunks(&g[i]);
+        total += nk;
+        floats += (size_t)(nk - 1) * g[i].M * g[i].N;
+    }
+    if (total == n) {
+        gemm_tiles(g, n);
+        return;
+    }
+    if (floats > partial_cap) {
+        free(partial);
+        partial = st_malloc(sizeof(float) * floats);
+        partial_cap = floats;
+    }
+    Gemm sub[total];
+    float *dst[n]; /* product i's partial sums, when it is split */
+    int m = 0;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        int nk = k_chunks(&g[i]);
+        dst[i] = partial + off;
+        sub[m++] = k_chunk(&g[i], 0, g[i].c, g[i].ldc);
+        for (int j = 1; j < nk; j++, off += (size_t)g[i].M * g[i].N)
+            sub[m++] = k_chunk(&g[i], j, partial + off, (size_t)g[i].N);
+    }
+    gemm_tiles(sub, total);
+    for (int i = 0; i < n; i++) {
+        int nk = k_chunks(&g[i]), M = g[i].M, N = g[i].N;
+        if (nk == 1) continue;
+        size_t chunk = (size_t)M * N;
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < M; r++) {
+            float *c = g[i].c + r * g[i].ldc;
+            for (int j = 1; j < nk; j++) { /* chunk by chunk, in order */
+                const float *p = dst[i] + (size_t)(j - 1) * chunk + (size_t)r * N;
+                for (int col = 0; col < N; col++) c[col] += p[col];
+            }
         }
     }
 }

@@ -74,6 +74,7 @@ static void test_matmul_matches_reference(void **state) {
         {1, 1, 1},      {5, 7, 3},     {6, 16, 16},   {7, 17, 15},  {13, 9, 33},  /* below, at, around a tile */
         {48, 64, 64},   {49, 65, 65},  {97, 128, 257},               /* one macro tile, just past it, lm head */
         {300, 5, 64},   {70, 300, 40}, {513, 40, 48},                /* N and IN past the 256-long k block */
+        {2100, 20, 13}, {4096, 7, 70},                               /* dw's rows split into 1024-row chunks */
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) matmul_case(shapes[s][0], shapes[s][1], shapes[s][2]);
 }
@@ -81,7 +82,7 @@ static void test_matmul_matches_reference(void **state) {
 /* each output row depends on its input row only (bit for bit), and on no thread count */
 static void test_matmul_rows_and_threads_independent(void **state) {
     (void)state;
-    int N = 100, IN = 300, OUT = 70;
+    int N = 2100, IN = 300, OUT = 70; /* dw's sum over N rows is split into chunks */
     float *in = randn((size_t)N * IN), *w = randn((size_t)OUT * IN), *dout = randn((size_t)N * OUT);
     float *full = st_malloc(sizeof(float) * N * OUT), *part = st_malloc(sizeof(float) * N * OUT);
     matmul_forward(full, in, w, N, IN, OUT);
