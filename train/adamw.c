@@ -62,8 +62,9 @@ void adamw_step(AdamW *o, float *params, const float *grads, const MoeTensor *te
     }
 }
 
-/* sums of squares of fixed blocks of NORM_BLOCK gradients (each in double, in index order), then the
- * blocks' sums in block order: the same result whatever the thread count */
+/* sums of squares of fixed blocks of NORM_BLOCK gradients (each in double, in four interleaved chains
+ * added in a fixed order), then the blocks' sums in block order: the same result whatever the thread
+ * count */
 enum { NORM_BLOCK = 16384 };
 
 double grad_global_norm(const float *grads, size_t n) {
@@ -72,9 +73,12 @@ double grad_global_norm(const float *grads, size_t n) {
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < nb; b++) {
         size_t end = (b + 1) * NORM_BLOCK < n ? (b + 1) * NORM_BLOCK : n;
-        double s = 0.0;
-        for (size_t i = b * NORM_BLOCK; i < end; i++) s += (double)grads[i] * grads[i];
-        block[b] = s;
+        double s[4] = {0.0, 0.0, 0.0, 0.0}; /* four independent chains: one would wait on each add */
+        size_t i = b * NORM_BLOCK;
+        for (; i + 4 <= end; i += 4)
+            for (int l = 0; l < 4; l++) s[l] += (double)grads[i + l] * grads[i + l];
+        for (; i < end; i++) s[0] += (double)grads[i] * grads[i];
+        block[b] = (s[0] + s[1]) + (s[2] + s[3]);
     }
     double sum = 0.0;
     for (size_t b = 0; b < nb; b++) sum += block[b];
