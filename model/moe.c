@@ -757,24 +757,28 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
     }
 }
 
-/* rows[j] += w0[j] x0 + w1[j] x1 for j < n (rows [n][D] contiguous), in that order: the 8-channel
- * chunks of x0 and x1 stay in registers and each row chunk is loaded and stored once for both */
-static void add_scaled_to_rows2(float *rows, const float *w0, const float *x0, const float *w1, const float *x1,
-                                int n, int D) {
+/* query rows handled together by the attention backward */
+enum { ATT_ROWS = 4 };
+
+/* rows[j] += w[0][j] x[0] + w[1][j] x[1] + ... + w[ATT_ROWS-1][j] x[ATT_ROWS-1] for j < n (rows [n][D]
+ * contiguous), in that order: the 8-channel chunks of the x's stay in registers and each row chunk is
+ * loaded and stored once for all of them (the dk and dv updates are bound by those loads and stores) */
+static void add_scaled_to_rows(float *rows, float *const w[ATT_ROWS], const float *const x[ATT_ROWS], int n, int D) {
     int d = 0;
     for (; d + 8 <= D; d += 8) {
-        v8 a = load8(x0 + d), b = load8(x1 + d);
+        v8 xr[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) xr[r] = load8(x[r] + d);
         for (int j = 0; j < n; j++) {
-            float *r = rows + (size_t)j * D + d;
-            store8(r, FMA8(splat8(w1[j]), b, FMA8(splat8(w0[j]), a, load8(r))));
+            float *row = rows + (size_t)j * D + d;
+            v8 acc = load8(row);
+#pragma GCC unroll 4
+            for (int r = 0; r < ATT_ROWS; r++) acc = FMA8(splat8(w[r][j]), xr[r], acc);
+            store8(row, acc);
         }
     }
     for (; d < D; d++)
-        for (int j = 0; j < n; j++) {
-            float *r = rows + (size_t)j * D + d;
-            *r += w0[j] * x0[d];
-            *r += w1[j] * x1[d];
-        }
+        for (int j = 0; j < n; j++)
+            for (int r = 0; r < ATT_ROWS; r++) rows[(size_t)j * D + d] += w[r][j] * x[r][d];
 }
 
 /* row_dots for two rows x0, x1 over the same keys: each load of yt feeds both rows (the lane values
@@ -832,8 +836,9 @@ static float attention_row_backward(float *p, float *ds, float *dq_i, float *s, 
  * dk_j += dscore_j q_i / sqrt(D). The sink key has value 0, so dp_sink = 0 and
  * dsink_h += -p_sink delta_i with p_sink = exp(s_h - lse_i). Split over (b, kv head): every query head
  * sharing a K/V head is handled by one iteration, so dk and dv are never written by two threads; the
- * sink gradients are summed per (b, h) and then over b in order. Query rows go in pairs (i, i+1), whose
- * dk and dv contributions are added to each key's row in one pass, row i's before row i+1's. */
+ * sink gradients are summed per (b, h) and then over b in order. Query rows go in groups of ATT_ROWS
+ * (their scores computed in pairs), whose dk and dv contributions are added to each key's row in one
+ * pass, row i's before row i+1's. */
 void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
                         const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
                         int T, int H, int KV, int D, int window) {
@@ -845,9 +850,11 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
         float *kc = st_malloc(sizeof(float) * (size_t)T * D);
         float *dkc = st_malloc(sizeof(float) * (size_t)T * D), *dvc = st_malloc(sizeof(float) * (size_t)T * D);
-        float *pw = st_malloc(sizeof(float) * 8 * (size_t)Tp); /* per row of a pair: s, dp, p, ds */
-        float *s[2] = {pw, pw + Tp}, *dp[2] = {pw + 2 * Tp, pw + 3 * Tp}, *p[2] = {pw + 4 * Tp, pw + 5 * Tp};
-        float *ds[2] = {pw + 6 * Tp, pw + 7 * Tp};
+        float *pw = st_malloc(sizeof(float) * 4 * ATT_ROWS * (size_t)Tp); /* per row of a group: s, dp, p, ds */
+        float *s[ATT_ROWS], *dp[ATT_ROWS], *p[ATT_ROWS], *ds[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++)
+            s[r] = pw + (size_t)r * Tp, dp[r] = s[r] + ATT_ROWS * Tp, p[r] = dp[r] + ATT_ROWS * Tp,
+            ds[r] = p[r] + ATT_ROWS * Tp;
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
@@ -858,12 +865,19 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
                 memset(dkc, 0, sizeof(float) * (size_t)T * D); /* this head's dk, dv, contiguous [T][D] */
                 memset(dvc, 0, sizeof(float) * (size_t)T * D);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                    for (int i = 0; i < T; i += 2) {
-                        int rows = i + 1 < T ? 2 : 1, j0 = first_key(i, window), j1 = i + rows, jb = j0 / 8 * 8;
-                        size_t row[2]; /* the pair's rows of q, dout, out, dq; a lone last row twice */
-                        for (int r = 0; r < 2; r++) row[r] = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
-                        row_dots2(s[0], s[1], q + row[0], q + row[1], kt, Tp, jb, j1, D, scale);
-                        row_dots2(dp[0], dp[1], dout + row[0], dout + row[1], vt, Tp, jb, j1, D, 1.0f);
+                    for (int i = 0; i < T; i += ATT_ROWS) {
+                        int rows = T - i < ATT_ROWS ? T - i : ATT_ROWS;
+                        int j0 = first_key(i, window), j1 = i + rows, jb = j0 / 8 * 8;
+                        size_t row[ATT_ROWS]; /* the group's rows of q, dout, out, dq; past T, row i again */
+                        const float *qr[ATT_ROWS], *dor[ATT_ROWS];
+                        for (int r = 0; r < ATT_ROWS; r++) {
+                            row[r] = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
+                            qr[r] = q + row[r], dor[r] = dout + row[r];
+                        }
+                        for (int r = 0; r < rows; r += 2) {
+                            row_dots2(s[r], s[r + 1], qr[r], qr[r + 1], kt, Tp, jb, j1, D, scale);
+                            row_dots2(dp[r], dp[r + 1], dor[r], dor[r + 1], vt, Tp, jb, j1, D, 1.0f);
+                        }
                         for (int r = 0; r < rows; r++) {
                             float l = lse[((size_t)b * H + h) * T + i + r];
                             float delta = attention_row_backward(p[r], ds[r], dq + row[r], s[r], dp[r], dout + row[r],
@@ -871,12 +885,12 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
                                                                  scale);
                             if (dsink_bh) dsink_bh[b * H + h] -= expf(sink[h] - l) * delta;
                         }
-                        if (rows == 1) { /* the last row of an odd T: a second row of zero weights */
-                            memset(p[1], 0, sizeof(float) * (size_t)(j1 - j0));
-                            memset(ds[1], 0, sizeof(float) * (size_t)(j1 - j0));
+                        for (int r = rows; r < ATT_ROWS; r++) { /* a last group past T: rows of zero weight */
+                            memset(p[r], 0, sizeof(float) * (size_t)(j1 - j0));
+                            memset(ds[r], 0, sizeof(float) * (size_t)(j1 - j0));
                         }
-                        add_scaled_to_rows2(dkc + (size_t)j0 * D, ds[0], q + row[0], ds[1], q + row[1], j1 - j0, D);
-                        add_scaled_to_rows2(dvc + (size_t)j0 * D, p[0], dout + row[0], p[1], dout + row[1], j1 - j0, D);
+                        add_scaled_to_rows(dkc + (size_t)j0 * D, ds, qr, j1 - j0, D);
+                        add_scaled_to_rows(dvc + (size_t)j0 * D, p, dor, j1 - j0, D);
                     }
                 for (int j = 0; j < T; j++) {
                     axpy(dk + kv_off + j * stride, 1.0f, dkc + (size_t)j * D, D);
