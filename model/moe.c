@@ -658,6 +658,35 @@ static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, 
     }
 }
 
+/* row_dots for two rows x0, x1 over the same keys: each load of yt feeds both rows (the lane values
+ * are the same as row_dots's) */
+static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, const float *yt, int Tp, int j0,
+                      int j1, int D, float scale) {
+    int j = j0;
+    for (; j + 24 < j1; j += 32) { /* 32 keys x 2 rows: 8 independent chains */
+        v8 a[4], b[4];
+        for (int c = 0; c < 4; c++) a[c] = b[c] = splat8(0.0f);
+        for (int d = 0; d < D; d++) {
+            const float *y = yt + (size_t)d * Tp + j;
+            v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                v8 yc = load8(y + 8 * c);
+                a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
+            }
+        }
+        for (int c = 0; c < 4; c++) store8(s0 + (j - j0) + 8 * c, a[c]), store8(s1 + (j - j0) + 8 * c, b[c]);
+    }
+    for (; j < j1; j += 8) {
+        v8 a = splat8(0.0f), b = a;
+        for (int d = 0; d < D; d++) {
+            v8 yc = load8(yt + (size_t)d * Tp + j);
+            a = FMA8(splat8(x0[d] * scale), yc, a), b = FMA8(splat8(x1[d] * scale), yc, b);
+        }
+        store8(s0 + (j - j0), a), store8(s1 + (j - j0), b);
+    }
+}
+
 /* p[j] = exp(s[j] - shift) for j < n rounded up to 8 (the lanes past n are computed, not used) */
 static void exp_shifted(float *p, const float *s, float shift, int n) {
     for (int j = 0; j < n; j += 8) store8(p + j, exp8(load8(s + j) - splat8(shift)));
@@ -666,46 +695,91 @@ static void exp_shifted(float *p, const float *s, float shift, int n) {
 /* the first visible key of query i */
 static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
 
-/* out_i and lse_i of one query row (online softmax over key blocks, starting from the sink key when
- * there is one: max sink, sum exp(0) = 1); kt is this head's transposed keys, vc its values [T][D],
- * acc, s and p scratch of D, ATT_BLOCK, ATT_BLOCK floats */
-static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *vc,
-                          const float *sink_h, int i, int Tp, int D, int window, float scale, float *acc, float *s,
-                          float *p) {
-    int j0 = first_key(i, window);
-    float mx = sink_h ? *sink_h : -INFINITY, l = sink_h ? 1.0f : 0.0f;
-    memset(acc, 0, sizeof(float) * D);
-    for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= i; jb += ATT_BLOCK) {
-        int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= i + 1 ? jb + ATT_BLOCK : i + 1;
+/* The online softmax's step over one key block for one query row: s [n8] holds the block's scores
+ * from key jb; keys outside [lo, hi) are masked; the running max mx and sum l are updated (acc, the
+ * unnormalised output [D], rescaled when the max grows) and p [n8] receives exp(s - mx), exactly 0
+ * where masked. */
+static void softmax_block(float *p, float *s, int jb, int lo, int hi, int n8, float *mx, float *l, float *acc,
+                          int D) {
+    for (int j = jb; j < lo && j < jb + n8; j++) s[j - jb] = -INFINITY; /* keys before the window */
+    for (int j = hi > jb ? hi : jb; j < jb + n8; j++) s[j - jb] = -INFINITY; /* keys after the row (causal) */
+    v8 vmx = splat8(*mx);
+    for (int c = 0; c < n8; c += 8) vmx = max8(vmx, load8(s + c));
+    float bmx = hmax8(vmx);
+    if (bmx > *mx) { /* the running max grew: rescale what was summed under the old one */
+        float alpha = expf(*mx - bmx);
+        *l *= alpha;
+        for (int d = 0; d < D; d++) acc[d] *= alpha;
+        *mx = bmx;
+    }
+    v8 vl = splat8(0.0f);
+    for (int c = 0; c < n8; c += 8) {
+        v8 sc = load8(s + c);
+        v8 pc = (v8)((v8i)exp8(sc - splat8(*mx)) & (v8i)(sc > splat8(-INFINITY)));
+        store8(p + c, pc);
+        vl += pc;
+    }
+    *l += hsum8(vl);
+}
+
+/* acc0[0..D) += sum_{j < n} w0[j] x[j * stride + (0..D)] and the same for acc1 with w1: each load of a
+ * row of x feeds both (a query row pair shares its keys' values); each sum runs over j in order */
+static void add_weighted_rows2(float *acc0, float *acc1, const float *w0, const float *w1, const float *x,
+                               size_t stride, int n, int D) {
+    int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        v8 a[4], b[4];
+        for (int c = 0; c < 4; c++) a[c] = load8(acc0 + d + 8 * c), b[c] = load8(acc1 + d + 8 * c);
+        for (int j = 0; j < n; j++) {
+            const float *xj = x + j * stride + d;
+            v8 u = splat8(w0[j]), w = splat8(w1[j]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                v8 xc = load8(xj + 8 * c);
+                a[c] = FMA8(u, xc, a[c]), b[c] = FMA8(w, xc, b[c]);
+            }
+        }
+        for (int c = 0; c < 4; c++) store8(acc0 + d + 8 * c, a[c]), store8(acc1 + d + 8 * c, b[c]);
+    }
+    if (d < D) { /* the channels past the last 32: one row at a time */
+        add_weighted_rows(acc0 + d, w0, x + d, stride, n, D - d);
+        add_weighted_rows(acc1 + d, w1, x + d, stride, n, D - d);
+    }
+}
+
+/* out and lse of the query rows i and i+1 (rows = 2), or of row i alone (rows = 1: the second row's
+ * work is done on row i again and dropped), by an online softmax over key blocks that starts from the
+ * sink key when there is one (max sink, sum exp(0) = 1). Both rows' scores come from one pass over the
+ * keys and their weighted sums from one pass over the values. kt is this head's transposed keys, vc its
+ * values [T][D]; acc[r], s[r], p[r] scratch of D, ATT_BLOCK, ATT_BLOCK floats. */
+static void attention_row_pair(float *out[2], float *lse[2], const float *q[2], int rows, const float *kt,
+                               const float *vc, const float *sink_h, int i, int Tp, int D, int window, float scale,
+                               float *acc[2], float *s[2], float *p[2]) {
+    float mx[2], l[2];
+    for (int r = 0; r < 2; r++) {
+        mx[r] = sink_h ? *sink_h : -INFINITY, l[r] = sink_h ? 1.0f : 0.0f;
+        memset(acc[r], 0, sizeof(float) * D);
+    }
+    int j0 = first_key(i, window), last = i + rows - 1;
+    for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= last; jb += ATT_BLOCK) {
+        int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= last + 1 ? jb + ATT_BLOCK : last + 1;
         int n8 = (hi - jb + 7) / 8 * 8; /* the block's scores in whole vectors */
-        row_dots(s, q_i, kt, Tp, jb, hi, D, scale);
-        for (int j = jb; j < lo; j++) s[j - jb] = -INFINITY; /* keys before the window */
-        for (int j = hi; j < jb + n8; j++) s[j - jb] = -INFINITY; /* keys after i (causal) */
-        v8 vmx = splat8(mx);
-        for (int c = 0; c < n8; c += 8) vmx = max8(vmx, load8(s + c));
-        float bmx = hmax8(vmx);
-        if (bmx > mx) { /* the running max grew: rescale what was summed under the old one */
-            float alpha = expf(mx - bmx);
-            l *= alpha;
-            for (int d = 0; d < D; d++) acc[d] *= alpha;
-            mx = bmx;
+        row_dots2(s[0], s[1], q[0], q[1], kt, Tp, jb, hi, D, scale);
+        for (int r = 0; r < 2; r++) { /* row i + r sees keys first_key(i + r) .. i + r */
+            int lo_r = first_key(i + r, window) > jb ? first_key(i + r, window) : jb;
+            softmax_block(p[r], s[r], jb, lo_r, hi < i + r + 1 ? hi : i + r + 1, n8, &mx[r], &l[r], acc[r], D);
         }
-        v8 vl = splat8(0.0f);
-        for (int c = 0; c < n8; c += 8) { /* p = exp(s - mx), exactly 0 where masked */
-            v8 sc = load8(s + c);
-            v8 pc = (v8)((v8i)exp8(sc - splat8(mx)) & (v8i)(sc > splat8(-INFINITY)));
-            store8(p + c, pc);
-            vl += pc;
+        add_weighted_rows2(acc[0], acc[1], p[0] + (lo - jb), p[1] + (lo - jb), vc + (size_t)lo * D, (size_t)D,
+                           hi - lo, D);
+    }
+    for (int r = 0; r < rows; r++) {
+        v8 inv_l = splat8(1.0f / l[r]); /* one division per row, not per channel */
+        for (int d = 0; d < D; d += 8) {
+            size_t m = D - d < 8 ? (size_t)(D - d) : 8;
+            store_part(out[r] + d, load_part(acc[r] + d, m) * inv_l, m);
         }
-        l += hsum8(vl);
-        add_weighted_rows(acc, p + (lo - jb), vc + (size_t)lo * D, (size_t)D, hi - lo, D);
+        *lse[r] = mx[r] + logf(l[r]);
     }
-    v8 inv_l = splat8(1.0f / l); /* one division per row, not per channel */
-    for (int d = 0; d < D; d += 8) {
-        size_t m = D - d < 8 ? (size_t)(D - d) : 8;
-        store_part(out_i + d, load_part(acc + d, m) * inv_l, m);
-    }
-    *lse_i = mx + logf(l);
 }
 
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
@@ -715,20 +789,28 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 #pragma omp parallel
     {
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vc = st_malloc(sizeof(float) * (size_t)T * D);
-        float *acc = st_malloc(sizeof(float) * (size_t)D), s[ATT_BLOCK], p[ATT_BLOCK];
+        float *work = st_malloc(sizeof(float) * 2 * ((size_t)D + 2 * ATT_BLOCK)); /* per row: acc, s, p */
+        float *acc[2] = {work, work + D}, *s[2] = {work + 2 * D, work + 2 * D + ATT_BLOCK};
+        float *p[2] = {s[1] + ATT_BLOCK, s[1] + 2 * ATT_BLOCK};
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 size_t kv_off = (size_t)b * T * KV * D + (size_t)(h / group) * D;
                 transpose_head(kt, k + kv_off, T, Tp, KV, D);
                 copy_head(vc, v + kv_off, T, KV, D);
-                for (int i = 0; i < T; i++) {
-                    size_t row = (((size_t)b * T + i) * H + h) * D;
-                    attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, vc,
-                                  sink ? sink + h : NULL, i, Tp, D, window, scale, acc, s, p);
+                for (int i = 0; i < T; i += 2) { /* query rows in pairs; a last odd row alone */
+                    int rows = i + 1 < T ? 2 : 1;
+                    float *o[2], *ls[2];
+                    const float *qr[2];
+                    for (int r = 0; r < 2; r++) {
+                        size_t row = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
+                        o[r] = out + row, qr[r] = q + row, ls[r] = lse + ((size_t)b * H + h) * T + i + r;
+                    }
+                    attention_row_pair(o, ls, qr, rows, kt, vc, sink ? sink + h : NULL, i, Tp, D, window, scale,
+                                       acc, s, p);
                 }
             }
-        free(kt), free(vc), free(acc);
+        free(kt), free(vc), free(work);
     }
 }
 
@@ -779,35 +861,6 @@ static void add_scaled_to_rows(float *rows, float *const w[ATT_ROWS], const floa
     for (; d < D; d++)
         for (int j = 0; j < n; j++)
             for (int r = 0; r < ATT_ROWS; r++) rows[(size_t)j * D + d] += w[r][j] * x[r][d];
-}
-
-/* row_dots for two rows x0, x1 over the same keys: each load of yt feeds both rows (the lane values
- * are the same as row_dots's) */
-static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, const float *yt, int Tp, int j0,
-                      int j1, int D, float scale) {
-    int j = j0;
-    for (; j + 24 < j1; j += 32) { /* 32 keys x 2 rows: 8 independent chains */
-        v8 a[4], b[4];
-        for (int c = 0; c < 4; c++) a[c] = b[c] = splat8(0.0f);
-        for (int d = 0; d < D; d++) {
-            const float *y = yt + (size_t)d * Tp + j;
-            v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                v8 yc = load8(y + 8 * c);
-                a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
-            }
-        }
-        for (int c = 0; c < 4; c++) store8(s0 + (j - j0) + 8 * c, a[c]), store8(s1 + (j - j0) + 8 * c, b[c]);
-    }
-    for (; j < j1; j += 8) {
-        v8 a = splat8(0.0f), b = a;
-        for (int d = 0; d < D; d++) {
-            v8 yc = load8(yt + (size_t)d * Tp + j);
-            a = FMA8(splat8(x0[d] * scale), yc, a), b = FMA8(splat8(x1[d] * scale), yc, b);
-        }
-        store8(s0 + (j - j0), a), store8(s1 + (j - j0), b);
-    }
 }
 
 /* the rest of query row i's backward, from its scores s and dp_j = dout_i . v_j (both indexed from key
