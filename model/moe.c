@@ -270,17 +270,23 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
  *   forward   out  = in w^T      A = in [N][IN]                    B(k, n) = w[n][k]
  *   backward  din += dout w      A = dout [N][OUT]                 B = w [OUT][IN]
  *             dw  += dout^T in   A(m, k) = dout[k][m]              B = in [N][IN]
- * C is cut into MR x NR = 6 x 16 tiles; the micro-kernel keeps a tile's 12 accumulators (8 floats
- * each) in registers for up to KC = 256 steps of k, each step 2 vector loads of B, 6 broadcasts of A
- * and 12 FMAs. Both operands are first copied into panels the micro-kernel reads contiguously
- * (strided rows would fight over the same cache sets): B once per call as [K][NR] column panels, A
- * per macro tile as [KC][MR] row panels. Macro tiles of MC x NC elements of C are the unit of
+ * C is cut into MR x NR tiles, 6 x 16 with AVX2's 16 vector registers (6 x 32 where AVX-512 gives
+ * 32 of them); the micro-kernel keeps a tile's MR x NR/8 accumulators (8 floats each) in registers
+ * for up to KC = 256 steps of k, each step NR/8 vector loads of B, 6 broadcasts of A and 6 NR/8 FMAs.
+ * B is first copied into panels the micro-kernel reads contiguously (strided rows would fight over
+ * the same cache sets), once per call as [K][NR] column panels; A is read in place when it is
+ * row-major, else packed per macro tile as [KC][MR] row panels. Macro tiles of MC x NC elements of C are the unit of
  * parallel work, and several independent products (both backward products; all experts of a MoE
  * block) share one parallel pass, so threads meet at a barrier once per batch, not once per product.
  * Every element of C is computed by one thread, summing over k in the same order whatever the
  * thread count or the tile it falls in, so results are bit-identical across runs and thread counts,
  * and a row's result does not depend on the other rows. */
-enum { MR = 6, NR = 16, KC = 256, MC = 48, NC = 128 };
+#if defined(__AVX512VL__) /* 32 vector registers: 24 accumulators, 4 loads of B and a broadcast fit */
+enum { NR = 32 };
+#else
+enum { NR = 16 };
+#endif
+enum { MR = 6, KC = 256, MC = 48, NC = 128, NV = NR / 8 /* vectors per tile row */ };
 
 /* one product C [M][N] (row stride ldc) = A B, or += A B when accumulate, with
  * A(m, k) = a[m * sam + k * sak] and B(k, n) = b[k * sbk + n * sbn] */
@@ -318,7 +324,7 @@ static void pack_b_panel(float *dst, const Gemm *g, int q) {
     size_t n0 = (size_t)q * NR;
     for (int k = 0; k < g->K; k++) {
         const float *row = g->b + k * g->sbk;
-        if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one 64-byte copy */
+        if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one copy */
             memcpy(dst + (size_t)k * NR, row + n0, sizeof(float) * NR);
             continue;
         }
@@ -352,28 +358,31 @@ static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
  * place (rs = its row stride, ks 1) */
 static void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, float *c, size_t ldc,
                          int rows, int cols, int accumulate) {
-    v8 acc[MR][2];
-    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = splat8(0.0f);
+    v8 acc[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = splat8(0.0f);
     for (int k = 0; k < kc; k++, a += ks, b += NR) {
-        v8 b0 = load8(b), b1 = load8(b + 8);
+        v8 bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = load8(b + 8 * v);
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
             v8 ar = splat8(a[r * rs]);
-            acc[r][0] = FMA8(ar, b0, acc[r][0]);
-            acc[r][1] = FMA8(ar, b1, acc[r][1]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = FMA8(ar, bv[v], acc[r][v]);
         }
     }
     if (rows == MR && cols == NR) {
-        for (int r = 0; r < MR; r++) {
-            float *cr = c + r * ldc;
-            if (accumulate) acc[r][0] += load8(cr), acc[r][1] += load8(cr + 8);
-            store8(cr, acc[r][0]);
-            store8(cr + 8, acc[r][1]);
-        }
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++) {
+                float *cv = c + r * ldc + 8 * v;
+                store8(cv, accumulate ? acc[r][v] + load8(cv) : acc[r][v]);
+            }
         return;
     }
     float tile[MR][NR]; /* an edge tile: only its valid part is written */
-    for (int r = 0; r < MR; r++) store8(tile[r], acc[r][0]), store8(tile[r] + 8, acc[r][1]);
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) store8(tile[r] + 8 * v, acc[r][v]);
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
 }

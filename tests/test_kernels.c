@@ -1,8 +1,8 @@
 /* tests/test_kernels.c: every fast kernel of model/moe.c against its plain reference in
  * tests/ref_kernels.c, on shapes that hit every edge of the tiling (sizes below, at and past the
- * 6 x 16 register tile and the 256-long k block; T = 1; keys past one 64-key attention block;
- * windows that start mid-block; head sizes not a multiple of 8), and the MoE block on batches that
- * leave experts with no token and with exactly one. Also: results do not depend on the thread count,
+ * 6 x 16 register tile (6 x 32 with AVX-512) and the 256-long k block; T = 1; keys past one 64-key
+ * attention block; windows that start mid-block; head sizes not a multiple of 8), and the MoE block
+ * on batches that leave experts with no token and with exactly one. Also: results do not depend on the thread count,
  * and a row's result does not depend on the other rows. Comparisons are on whole arrays:
  * ||fast - ref|| <= 1e-5 ||ref|| (a wrong index or a missing term is off by O(1) of the norm). */
 #include <setjmp.h>
@@ -72,6 +72,7 @@ static void test_matmul_matches_reference(void **state) {
     (void)state;
     const int shapes[][3] = {
         {1, 1, 1},      {5, 7, 3},     {6, 16, 16},   {7, 17, 15},  {13, 9, 33},  /* below, at, around a tile */
+        {12, 32, 32},   {7, 31, 31},                                 /* at and below a 32-wide tile */
         {48, 64, 64},   {49, 65, 65},  {97, 128, 257},               /* one macro tile, just past it, lm head */
         {300, 5, 64},   {70, 300, 40}, {513, 40, 48},                /* N and IN past the 256-long k block */
         {2100, 20, 13}, {4096, 7, 70},                               /* dw's rows split into 1024-row chunks */
