@@ -2,8 +2,8 @@
  * tests/ref_kernels.c, on shapes that hit every edge of the tiling (sizes below, at and past the
  * 6 x 16 register tile (6 x 32 with AVX-512) and the 256-long k block; T = 1; keys past one 64-key
  * attention block; windows that start mid-block; head sizes not a multiple of 8), and the MoE block
- * on batches that leave experts with no token and with exactly one. Also: results do not depend on the thread count,
- * and a row's result does not depend on the other rows. Comparisons are on whole arrays:
+ * on batches that leave experts with no token and with exactly one. Also: results do not depend on
+ * the thread count, and a row's result does not depend on the other rows. Comparisons are on whole arrays:
  * ||fast - ref|| <= 1e-5 ||ref|| (a wrong index or a missing term is off by O(1) of the norm). */
 #include <setjmp.h>
 #include <stdarg.h>
