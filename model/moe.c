@@ -231,14 +231,26 @@ static float sum_of_products(const float *x, const float *y, const float *z, int
 }
 
 /* --- RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps); rstd = 1/rms saved --- */
+/* one row: y = x / rms(x) * gain; returns 1/rms */
+static float rmsnorm_row(float *y, const float *x, const float *gain, int C, float eps) {
+    float r = 1.0f / sqrtf(sum_of_products(x, x, NULL, C) / (float)C + eps);
+    for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
+    return r;
+}
+
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) rstd[n] = rmsnorm_row(out + (size_t)n * C, in + (size_t)n * C, gain, C, eps);
+}
+
+/* each row is added and normalised while it is in cache: one pass instead of two */
+void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
+                              const float *gain, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * C;
-        float *y = out + (size_t)n * C;
-        float r = 1.0f / sqrtf(sum_of_products(x, x, NULL, C) / (float)C + eps);
-        rstd[n] = r;
-        for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
+        float *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = x[(size_t)n * C + c] + branch[(size_t)n * C + c];
+        rstd[n] = rmsnorm_row(xn + (size_t)n * C, o, gain, C, eps);
     }
 }
 
@@ -1432,9 +1444,12 @@ static float *resid_at(const Moe *m, int p) {
     return m->acts->resid + (size_t)p * m->acts->N_cap * m->cfg.d_model;
 }
 
+/* the capture overwrites the residual at point p */
+static int patches(const MoeCapture *cap, int p) { return cap && cap->patch_vec && cap->patch_point == p; }
+
 /* overwrite the residual at (point p, position t) of every sequence, when the capture asks */
 static void apply_patch(Moe *m, const MoeCapture *cap, int p) {
-    if (!cap || !cap->patch_vec || cap->patch_point != p) return;
+    if (!patches(cap, p)) return;
     int C = m->cfg.d_model, T = m->acts->T;
     for (int b = 0; b < m->acts->B; b++)
         memcpy(resid_at(m, p) + ((size_t)b * T + cap->patch_pos) * C, cap->patch_vec + (size_t)b * C,
@@ -1451,10 +1466,17 @@ static void ablate_positions(float *out, const unsigned char *flags, const float
         }
 }
 
-/* the residual add out = x + branch, over n floats */
-static void add_rows(float *out, const float *x, const float *branch, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = x[i] + branch[i];
+/* residual point p = x + branch and the RMSNorm of it that the next sublayer reads (xn, rstd, with
+ * gain), in one pass. A capture's patch at p overwrites the residual after the add, so then the norm
+ * is taken again over the patched stream. */
+static void residual_and_norm(Moe *m, const MoeCapture *cap, int p, const float *x, const float *branch,
+                              const float *gain, float *xn, float *rstd) {
+    int N = m->acts->B * m->acts->T, C = m->cfg.d_model;
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          residual_rmsnorm_forward(resid_at(m, p), xn, rstd, x, branch, gain, N, C, m->cfg.rms_eps));
+    if (!patches(cap, p)) return;
+    apply_patch(m, cap, p);
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(xn, rstd, resid_at(m, p), gain, N, C, m->cfg.rms_eps));
 }
 
 /* the attention window of a forward: the capture's when it sets one, else the config's (0 = none) */
@@ -1462,17 +1484,15 @@ static int attention_window(const Moe *m, const MoeCapture *cap) {
     return cap && cap->window > 0 ? cap->window : m->cfg.attn_window;
 }
 
-/* x_mid = x + Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), xn = RMSNorm(x),
- * gate = sigmoid(Wgate xn) when attn_gate */
+/* o = Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), gate = sigmoid(Wgate xn)
+ * when attn_gate, from xn = RMSNorm(x) (b->xn1, computed with the residual add that produced x); the
+ * caller adds o to the residual */
 static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     const MoeConfig *c = &m->cfg;
     MoeActs *a = m->acts;
     BlockActs *b = &a->blk[l];
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params;
-    const float *x = resid_at(m, 2 * l);
-    TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps));
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
     Gemm proj[4] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
                     linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
@@ -1499,7 +1519,6 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     if (cap && cap->ablate_attn)
         ablate_positions(b->o, cap->ablate_attn + (size_t)l * T, cap->attn_repl ? cap->attn_repl + (size_t)l * C : NULL,
                          B, T, C);
-    TIMED(m, MOE_OP_ELEMENTWISE, add_rows(resid_at(m, 2 * l + 1), x, b->o, (size_t)N * C));
 }
 
 /* counting sort of the N*k routing slots by expert; within an expert, slots stay in token order */
@@ -1636,28 +1655,29 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
 
     TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->params, N, C)); /* wte: the first tensor */
     apply_patch(m, cap, 0);
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->blk[0].xn1, a->blk[0].rstd1, resid_at(m, 0),
+                                                 block_tensor(m, m->params, 0, "attn_norm"), N, C, c->rms_eps));
     for (int l = 0; l < L; l++) {
-        attention_block_forward(m, l, cap);
-        apply_patch(m, cap, 2 * l + 1);
         BlockActs *b = &a->blk[l];
-        const float *x_mid = resid_at(m, 2 * l + 1);
-        TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps));
+        attention_block_forward(m, l, cap);
+        residual_and_norm(m, cap, 2 * l + 1, resid_at(m, 2 * l), b->o, block_tensor(m, m->params, l, "moe_norm"),
+                          b->xn2, b->rstd2);
         moe_block_forward(m, l);
         if (cap && cap->ablate_moe)
             ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
                              B, T, C);
-        TIMED(m, MOE_OP_ELEMENTWISE, add_rows(resid_at(m, 2 * l + 2), x_mid, b->mo, (size_t)N * C));
-        apply_patch(m, cap, 2 * l + 2);
+        if (l + 1 < L) /* the residual after block l, normalised for block l+1's attention */
+            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo,
+                              block_tensor(m, m->params, l + 1, "attn_norm"), a->blk[l + 1].xn1, a->blk[l + 1].rstd1);
+        else /* or for the LM head */
+            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, tensor_in(m, m->params, "final_norm"),
+                              a->xnf, a->rstdf);
         if (cap) capture_block(m, l, cap);
     }
     if (cap && cap->resid)
         for (int p = 0; p <= 2 * L; p++)
             memcpy(cap->resid + (size_t)p * N * C, resid_at(m, p), sizeof(float) * (size_t)N * C);
 
-    TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C,
-                          c->rms_eps));
     const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
     a->backward_ready = 0;
     if (!targets) { /* inference: every row's logits, into the [N][V] buffer allocated on first use */

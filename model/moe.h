@@ -167,6 +167,11 @@ void embed_backward(float *dwte, const float *dout, const int *tokens, int N, in
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps);
 void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
                       const float *rstd, int N, int C);
+/* the residual add and the RMSNorm after it, fused (one pass over each row): out = x + branch, then
+ * xn, rstd = rmsnorm_forward of out; the same values as the two steps apart. Its backward is
+ * rmsnorm_backward adding into the residual's gradient. */
+void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
+                              const float *gain, int N, int C, float eps);
 
 /* out[n][o] = sum_i in[n][i] * w[o][i] */
 void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT);

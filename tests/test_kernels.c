@@ -105,6 +105,28 @@ static void test_matmul_rows_and_threads_independent(void **state) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* the residual add fused with RMSNorm: the same bits as the add, then rmsnorm_forward */
+
+static void test_residual_rmsnorm_matches_add_then_norm(void **state) {
+    (void)state;
+    const int shapes[][2] = {{1, 1}, {7, 13}, {33, 128}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int N = shapes[i][0], C = shapes[i][1];
+        size_t n = (size_t)N * C;
+        float *x = randn(n), *branch = randn(n), *gain = randn(C), *out = randn(n), *xn = randn(n);
+        float *sum = st_malloc(sizeof(float) * n), *xn_ref = st_malloc(sizeof(float) * n);
+        float *rstd = st_malloc(sizeof(float) * N), *rstd_ref = st_malloc(sizeof(float) * N);
+        residual_rmsnorm_forward(out, xn, rstd, x, branch, gain, N, C, 1e-6f);
+        for (size_t j = 0; j < n; j++) sum[j] = x[j] + branch[j];
+        rmsnorm_forward(xn_ref, rstd_ref, sum, gain, N, C, 1e-6f);
+        assert_memory_equal(out, sum, sizeof(float) * n);
+        assert_memory_equal(xn, xn_ref, sizeof(float) * n);
+        assert_memory_equal(rstd, rstd_ref, sizeof(float) * N);
+        free(x), free(branch), free(gain), free(out), free(xn), free(sum), free(xn_ref), free(rstd), free(rstd_ref);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
 /* the chunked LM head + cross-entropy against the full logits buffer: matmul_forward, then
  * cross_entropy_forward / cross_entropy_backward and matmul_backward */
 
@@ -300,6 +322,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_matches_reference),
         cmocka_unit_test(test_matmul_rows_and_threads_independent),
+        cmocka_unit_test(test_residual_rmsnorm_matches_add_then_norm),
         cmocka_unit_test(test_lm_head_loss_matches_full_logits),
         cmocka_unit_test(test_lm_head_loss_without_targets),
         cmocka_unit_test(test_attention_matches_reference),
