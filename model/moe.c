@@ -557,22 +557,24 @@ void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_o
         }
 }
 
-/* rotates (a, b) = (x[i], x[i+D/2]) by +angle (sign = +1) or -angle (sign = -1) */
+/* rotates the pairs (a, b) = (v[i], v[i+half]) of one head by +angle (sign = +1) or -angle (sign = -1),
+ * cs and sn the cos and sin of this position's angles */
+static void rope_head(float *v, const float *cs, const float *sn, int half, float sign) {
+    for (int i = 0; i < half; i++) {
+        float a = v[i], b = v[i + half], s = sign * sn[i];
+        v[i] = a * cs[i] - b * s;
+        v[i + half] = a * s + b * cs[i];
+    }
+}
+
 static void rope_rotate(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D,
                         float sign) {
     int half = D / 2;
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *cs = cos_t + (size_t)(n % T) * half, *sn = sin_t + (size_t)(n % T) * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((size_t)n * n_heads + h) * D;
-            for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half], s = sign * sn[i];
-                v[i] = a * cs[i] - b * s;
-                v[i + half] = a * s + b * cs[i];
-            }
-        }
-    }
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < n_heads; h++)
+            rope_head(x + ((size_t)n * n_heads + h) * D, cos_t + (size_t)(n % T) * half,
+                      sin_t + (size_t)(n % T) * half, half, sign);
 }
 
 /* at position 0 (no offset) the angle is 0: cos 1, sin 0, so P0's q and k pass unrotated */
@@ -583,6 +585,19 @@ void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T
 /* the Jacobian of a rotation is the rotation; its transpose rotates back */
 void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D) {
     rope_rotate(dx, cos_t, sin_t, N, T, n_heads, D, -1.0f);
+}
+
+/* each head is normalised and rotated while it is in cache: one pass instead of two */
+void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float *gain, const float *cos_t,
+                          const float *sin_t, int N, int T, int n_heads, int D, float eps) {
+    int half = D / 2;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < n_heads; h++) {
+            size_t row = (size_t)n * n_heads + h;
+            rstd[row] = rmsnorm_row(out + row * D, in + row * D, gain, D, eps);
+            rope_head(out + row * D, cos_t + (size_t)(n % T) * half, sin_t + (size_t)(n % T) * half, half, 1.0f);
+        }
 }
 
 /* --- causal attention, fused ---
@@ -1499,14 +1514,17 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
                     linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D),
                     linear_forward(b->gz, b->xn1, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
     TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
-    if (c->qk_norm) { /* each head's q and k normalised over its D channels, one gain shared by heads */
+    if (c->qk_norm) { /* each head's q and k normalised over its D channels (one gain shared by heads), then rotated */
         TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps));
+              qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), a->rope_cos,
+                                   a->rope_sin, N, T, H, D, c->rms_eps));
         TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps));
+              qk_norm_rope_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), a->rope_cos,
+                                   a->rope_sin, N, T, KV, D, c->rms_eps));
+    } else {
+        TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
+        TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
     }
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
     TIMED(m, MOE_OP_ATTENTION,
           attention_forward(b->y, b->lse, b->q, b->k, b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D,
                             attention_window(m, cap)));

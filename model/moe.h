@@ -184,6 +184,10 @@ void matmul_backward(float *din, float *dw, const float *dout, const float *in, 
 void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_offset);
 void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
+/* QK-norm and RoPE fused (one pass over each head): out = rope_forward of rmsnorm_forward(in) over the
+ * N * n_heads rows of D channels, rstd [N * n_heads]; the same values as the two steps apart */
+void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float *gain, const float *cos_t,
+                          const float *sin_t, int N, int T, int n_heads, int D, float eps);
 
 /* causal softmax attention, fused: q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
  * lse [B][H][T] receives each query row's log softmax denominator, which is all the backward needs

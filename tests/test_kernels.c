@@ -105,7 +105,7 @@ static void test_matmul_rows_and_threads_independent(void **state) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* the residual add fused with RMSNorm: the same bits as the add, then rmsnorm_forward */
+/* the residual add fused with RMSNorm, and QK-norm fused with RoPE: the same bits as the steps apart */
 
 static void test_residual_rmsnorm_matches_add_then_norm(void **state) {
     (void)state;
@@ -124,6 +124,23 @@ static void test_residual_rmsnorm_matches_add_then_norm(void **state) {
         assert_memory_equal(rstd, rstd_ref, sizeof(float) * N);
         free(x), free(branch), free(gain), free(out), free(xn), free(sum), free(xn_ref), free(rstd), free(rstd_ref);
     }
+}
+
+/* QK-norm fused with RoPE: the same bits as rmsnorm_forward, then rope_forward */
+static void test_qk_norm_rope_matches_norm_then_rope(void **state) {
+    (void)state;
+    int T = 5, N = 2 * T, heads = 3, D = 6;
+    size_t n = (size_t)N * heads * D;
+    float *in = randn(n), *gain = randn(D), *out = randn(n), *ref = st_malloc(sizeof(float) * n);
+    float *rstd = st_malloc(sizeof(float) * N * heads), *rstd_ref = st_malloc(sizeof(float) * N * heads);
+    float cos_t[5 * 3], sin_t[5 * 3];
+    rope_table(cos_t, sin_t, T, D, 100.0f, 2);
+    qk_norm_rope_forward(out, rstd, in, gain, cos_t, sin_t, N, T, heads, D, 1e-6f);
+    rmsnorm_forward(ref, rstd_ref, in, gain, N * heads, D, 1e-6f);
+    rope_forward(ref, cos_t, sin_t, N, T, heads, D);
+    assert_memory_equal(out, ref, sizeof(float) * n);
+    assert_memory_equal(rstd, rstd_ref, sizeof(float) * N * heads);
+    free(in), free(gain), free(out), free(ref), free(rstd), free(rstd_ref);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -323,6 +340,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_matches_reference),
         cmocka_unit_test(test_matmul_rows_and_threads_independent),
         cmocka_unit_test(test_residual_rmsnorm_matches_add_then_norm),
+        cmocka_unit_test(test_qk_norm_rope_matches_norm_then_rope),
         cmocka_unit_test(test_lm_head_loss_matches_full_logits),
         cmocka_unit_test(test_lm_head_loss_without_targets),
         cmocka_unit_test(test_attention_matches_reference),
