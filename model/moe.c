@@ -256,24 +256,32 @@ void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x
 
 /* with xhat = x * r and dxhat = dout * gain:  dx = r * (dxhat - xhat * mean(dxhat * xhat));
  * dgain[c] = sum_n dout[n][c] * xhat[n][c] */
+/* rows per partial sum of the gain's gradient: each block of rows is one parallel work item that
+ * computes its rows' dx and its own partial dgain in the same pass; the partials are then added in
+ * block order (fixed by N, not by the thread count) */
+enum { NORM_ROWS = 256 };
+
 void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
                       const float *rstd, int N, int C) {
+    int nb = (N + NORM_ROWS - 1) / NORM_ROWS;
+    float *part = st_calloc((size_t)nb * C, sizeof(float)); /* [nb][C] */
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
-        float r = rstd[n], dot = r * sum_of_products(dy, gain, x, C) / (float)C;
-        float *dx = din + (size_t)n * C;
-        for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
+    for (int blk = 0; blk < nb; blk++) {
+        float *pg = part + (size_t)blk * C;
+        int n1 = (blk + 1) * NORM_ROWS < N ? (blk + 1) * NORM_ROWS : N;
+        for (int n = blk * NORM_ROWS; n < n1; n++) {
+            const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float r = rstd[n], dot = r * sum_of_products(dy, gain, x, C) / (float)C;
+            float *dx = din + (size_t)n * C;
+            for (int c = 0; c < C; c++) {
+                dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
+                pg[c] += dy[c] * x[c] * r;
+            }
+        }
     }
-    /* 8 channels at a time; each lane sums over n in order */
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c += 8) {
-        size_t m = C - c < 8 ? (size_t)(C - c) : 8;
-        v8 s = splat8(0.0f);
-        for (int n = 0; n < N; n++)
-            s += load_part(dout + (size_t)n * C + c, m) * load_part(in + (size_t)n * C + c, m) * splat8(rstd[n]);
-        store_part(dgain + c, load_part(dgain + c, m) + s, m);
-    }
+    for (int blk = 0; blk < nb; blk++)
+        for (int c = 0; c < C; c++) dgain[c] += part[(size_t)blk * C + c];
+    free(part);
 }
 
 /* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i]  (in [N][IN], w [OUT][IN], out [N][OUT]) ---
