@@ -105,10 +105,12 @@ fuzz:
 	@bash fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_ONLY)
 
 # every condition of the suite, JOBS runs at a time; a second call skips finished runs and resumes
-# interrupted ones; ends with runs/experiments/suite/compare.md
+# interrupted ones; ends with runs/experiments/suite/compare.md and the claim-by-claim
+# runs/experiments/report.md (+ suite_*.png), written even when a run failed (it is reported missing)
 JOBS ?= 2
 experiments: deps data $(PROGS)
-	bin/sweep runs/experiments/suite.sweep --jobs $(JOBS)
+	bin/sweep runs/experiments/suite.sweep --jobs $(JOBS); status=$$?; \
+	bin/report --suite runs/experiments/suite && exit $$status
 
 clean:
 	rm -rf build bin build-san build-fuzz

@@ -723,46 +723,78 @@ int fig_interventions(const Run *r, char *why, char *err) {
 
 /* ---------------------------------------------------------------- --compare */
 
+void fig_curves_panel(PlCanvas *c, int x0, int y0, int x1, int y1, int legend_width, const FigCurve *curves, int n,
+                      const FigPanel *p) {
+    PlAxes a;
+    pl_axes_init(&a, c, x0, y0, x1, y1, legend_width);
+    double lo = INFINITY, hi = -INFINITY, xlo = INFINITY, xhi = -INFINITY;
+    int total = 0;
+    for (int i = 0; i < n; i++) {
+        total += curves[i].n;
+        finite_range(curves[i].y, curves[i].n, &lo, &hi);
+        finite_range(curves[i].x, curves[i].n, &xlo, &xhi);
+    }
+    if (isfinite(p->ref)) finite_range(&p->ref, 1, &lo, &hi);
+    padded(&lo, &hi);
+    if (p->integer_x) {
+        /* categories 0, 1, 2, ... (layers): half a unit of air on both sides, a tick at each */
+        pl_axes_range(&a, (isfinite(xlo) ? xlo : 0) - 0.5, (isfinite(xhi) ? xhi : 0) + 0.5, lo, hi, 0, 0);
+        for (int v = (int)ceil(a.xmin); v <= a.xmax && a.n_xt < PL_MAX_TICKS; v++) {
+            char lab[24];
+            snprintf(lab, sizeof lab, "%d", v);
+            pl_axes_xtick(&a, v, lab);
+        }
+    } else {
+        double *all = st_malloc(sizeof(double) * (total + 1));
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < curves[i].n; j++) all[k++] = curves[i].x[j];
+        step_range(&a, all, total, lo, hi);
+        free(all);
+    }
+    pl_axes_draw(&a, p->title, p->xlabel, p->ylabel);
+    if (isfinite(p->ref)) pl_hline(&a, p->ref, PL_BLACK, 1);
+    const char *names[65];
+    PlColor cols[65];
+    int shown = 0;
+    for (int i = 0; i < n; i++) {
+        pl_series(&a, curves[i].x, curves[i].y, curves[i].n, curves[i].col, curves[i].width, curves[i].marker);
+        if (curves[i].name && shown < 64) {
+            names[shown] = curves[i].name;
+            cols[shown++] = curves[i].col;
+        }
+    }
+    if (isfinite(p->ref) && p->ref_name && shown < 65) {
+        names[shown] = p->ref_name;
+        cols[shown++] = PL_BLACK;
+    }
+    if (legend_width > 0) pl_legend_right(&a, names, cols, shown < 20 ? shown : 20);
+}
+
 int fig_compare(const Run *runs, int n_runs, const char *key, const char *title, const char *ylabel,
                 int from_train, const char *out_dir, char *err) {
-    PlCanvas c;
-    pl_canvas_init(&c, 1100, 580);
-    PlAxes a;
-    pl_axes_init(&a, &c, 0, 0, 1100, 580, 260);
-    double lo = INFINITY, hi = -INFINITY, *x[64] = {0}, *y[64] = {0};
-    int n[64] = {0}, total = 0;
-    for (int i = 0; i < n_runs && i < 64; i++) {
+    if (n_runs > 64) n_runs = 64;
+    FigCurve curves[64] = {{0}};
+    double *x[64], *y[64];
+    for (int i = 0; i < n_runs; i++) {
         const Run *r = &runs[i];
         double *tok = from_train ? run_train_col(r, "tokens") : run_probe_col(r, "tokens");
         double *v = from_train ? run_train_col(r, key) : run_probe_col(r, key);
         int rows = from_train ? r->train.n : r->np;
         x[i] = st_malloc(sizeof(double) * (rows + 1));
         y[i] = st_malloc(sizeof(double) * (rows + 1));
-        n[i] = compact(tok, v, rows, x[i], y[i]);
-        finite_range(y[i], n[i], &lo, &hi);
-        total += n[i];
+        curves[i] = (FigCurve){r->name, x[i], y[i], compact(tok, v, rows, x[i], y[i]), pl_palette(i), 2, 2.5};
         free(tok);
         free(v);
     }
-    if (total == 0) lo = 0, hi = 1;
-    padded(&lo, &hi);
-    double *all = st_malloc(sizeof(double) * (total + 1));
-    int k = 0;
-    for (int i = 0; i < n_runs && i < 64; i++)
-        for (int j = 0; j < n[i]; j++) all[k++] = x[i][j];
-    step_range(&a, all, total, lo, hi);
-    pl_axes_draw(&a, title, "training tokens", ylabel);
-    const char *names[64];
-    PlColor cols[64];
-    for (int i = 0; i < n_runs && i < 64; i++) {
-        pl_series(&a, x[i], y[i], n[i], pl_palette(i), 2, 2.5);
-        names[i] = runs[i].name;
-        cols[i] = pl_palette(i);
+    PlCanvas c;
+    pl_canvas_init(&c, 1100, 580);
+    FigPanel panel = {title, "training tokens", ylabel, NAN, NULL, 0};
+    fig_curves_panel(&c, 0, 0, 1100, 580, 260, curves, n_runs, &panel);
+    for (int i = 0; i < n_runs; i++) {
         free(x[i]);
         free(y[i]);
     }
-    pl_legend_right(&a, names, cols, n_runs < 20 ? n_runs : 20);
-    free(all);
     char file[128];
     snprintf(file, sizeof file, "compare_%s.png", key);
     return save_figure(&c, out_dir, file, err);

@@ -4,6 +4,7 @@
 #ifndef SINKTRACE_FIGURES_H
 #define SINKTRACE_FIGURES_H
 
+#include "plot.h"
 #include "runlog.h"
 
 #define FIG_WHY_LEN 256
@@ -38,6 +39,29 @@ int profile_rows(const Run *r, int out[3]);
  * frees), with the lines of one intervention next to each other (P0, then its T/2 control) in the order
  * the interventions first appear; *step receives that step. */
 int *intervention_rows(const Run *r, int *n, double *step);
+
+/* One curve of a panel: n points (x, y) (a NaN y breaks the line), its legend entry (NULL: none, e.g.
+ * a further seed of a condition already named), colour, line width and marker radius (0: none). */
+typedef struct {
+    const char *name;
+    const double *x, *y;
+    int n;
+    PlColor col;
+    double width, marker;
+} FigCurve;
+/* a panel's labels, an optional dashed reference line at y = ref (NaN: none) named ref_name in the
+ * legend, and its x axis: training steps/tokens (log when they span decades, see step_range) or
+ * integer categories such as layers (integer_x) */
+typedef struct {
+    const char *title, *xlabel, *ylabel;
+    double ref;
+    const char *ref_name;
+    int integer_x;
+} FigPanel;
+/* draws the curves into the canvas rectangle [x0, x1) x [y0, y1), a legend in its right legend_width
+ * pixels (none when 0) */
+void fig_curves_panel(PlCanvas *c, int x0, int y0, int x1, int y1, int legend_width, const FigCurve *curves, int n,
+                      const FigPanel *p);
 
 /* one figure of metric `key` with every run's curve against training tokens (from probes.jsonl, or
  * from train.jsonl when from_train), written as out_dir/compare_<key>.png; returns 0 or -1 */

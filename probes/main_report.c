@@ -1,17 +1,37 @@
 /* probes/main_report.c: bin/report, the figures and report.md of a run, or a comparison of runs.
  *   bin/report runs/<name>                                  figures + report.md in runs/<name>/
  *   bin/report --compare runs/a runs/b ... [--out DIR]      compare_*.png + compare.md in DIR
- *                                                           (default runs/compare) */
+ *                                                           (default runs/compare)
+ *   bin/report --suite SUITE_DIR [--out FILE]               the suite's claim-by-claim report.md and
+ *                                                           suite_*.png beside it (default FILE =
+ *                                                           SUITE_DIR/../report.md) */
 #include <stdio.h>
 #include <string.h>
 
 #include "../common/util.h"
 #include "report.h"
+#include "suite.h"
 
 static int usage(void) {
     fprintf(stderr, "usage: bin/report RUN_DIR\n"
-                    "       bin/report --compare RUN_DIR RUN_DIR ... [--out DIR]\n");
+                    "       bin/report --compare RUN_DIR RUN_DIR ... [--out DIR]\n"
+                    "       bin/report --suite SUITE_DIR [--out FILE]\n");
     return 2;
+}
+
+/* bin/report --suite SUITE_DIR [--out FILE] */
+static int suite_main(int argc, char **argv) {
+    char err[ST_ERR_LEN];
+    const char *out = NULL;
+    if (argc == 5 && !strcmp(argv[3], "--out")) out = argv[4];
+    else if (argc != 3) return usage();
+    if (report_suite(argv[2], out, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        return 1;
+    }
+    if (out) printf("wrote %s and the suite figures beside it\n", out);
+    else printf("wrote %s/../report.md and the suite figures beside it\n", argv[2]);
+    return 0;
 }
 
 int main(int argc, char **argv) {
@@ -24,6 +44,7 @@ int main(int argc, char **argv) {
         printf("wrote %s/report.md and its figures\n", argv[1]);
         return 0;
     }
+    if (argc >= 3 && !strcmp(argv[1], "--suite")) return suite_main(argc, argv);
     if (argc < 3 || strcmp(argv[1], "--compare")) return usage();
     const char *out = "runs/compare";
     const char *dirs[64];

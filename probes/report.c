@@ -30,6 +30,8 @@ static const char *num(double v) {
     return b;
 }
 
+const char *report_num(double v) { return num(v); }
+
 static double sget(const Run *r, const char *key) { return r->summary ? jnum(r->summary, key) : NAN; }
 
 /* residual point p as the paper writes it (p/2) */
@@ -75,21 +77,6 @@ static void section_config(FILE *f, const Run *r) {
     fprintf(f, "\n");
 }
 
-/* the training time: logged ms_per_step times the steps each logged interval covers */
-static double training_seconds(const Run *r) {
-    double t = 0, prev = 0;
-    int any = 0;
-    for (int i = 0; i < r->train.n; i++) {
-        double s = jnum(r->train.row[i], "step"), ms = jnum(r->train.row[i], "ms_per_step");
-        if (isfinite(ms) && s > prev) {
-            t += ms * (s - prev) / 1000;
-            any = 1;
-        }
-        if (isfinite(s)) prev = s;
-    }
-    return any ? t : NAN;
-}
-
 static void section_training(FILE *f, const Run *r, const char *const *why) {
     int n = r->train.n, at_val = -1, at_best = -1;
     double *step = run_train_col(r, "step"), *ce = run_train_col(r, "ce"), *val = run_train_col(r, "val_loss");
@@ -97,7 +84,7 @@ static void section_training(FILE *f, const Run *r, const char *const *why) {
     double best = INFINITY;
     for (int i = 0; i < n; i++)
         if (isfinite(val[i]) && val[i] < best) best = val[i], at_best = i;
-    double last_val = last_finite(val, n, &at_val), secs = training_seconds(r), tokens = last_finite(tok, n, NULL);
+    double last_val = last_finite(val, n, &at_val), secs = run_training_seconds(r), tokens = last_finite(tok, n, NULL);
     const char *planned = r->has_cfg ? runconfig_get(&r->cfg, "steps") : NULL;
     fprintf(f, "## Training\n\n| quantity | value |\n|---|---|\n");
     fprintf(f, "| last logged step | %s%s%s |\n", num(step[n - 1]), planned ? " of " : "", planned ? planned : "");
@@ -498,17 +485,7 @@ static int make_dir(const char *dir, char *err) {
     return 0;
 }
 
-/* the headline numbers of one run: final values from train.jsonl, probes.jsonl and summary.json */
-typedef struct {
-    double tokens, val_loss, a_p0_2plus, sink_rate, rho_max, C2;
-    double lift_2plus;      /* a_p0_2plus / chance(T) */
-    double rho2_jump;       /* rho at residual point 2 (after block 1) over its step-0 value */
-    double kappa2_p0, kappa2_mid; /* cross-input cosine at point 2, at P0 and at T/2 */
-    double emergence; /* NaN without a sink at the end: a half-way crossing of a flat or falling metric
-                         is not a sink's emergence */
-} Headline;
-
-static Headline headline(const Run *r) {
+Headline report_headline(const Run *r) {
     double *val = run_train_col(r, "val_loss"), *tok = run_train_col(r, "tokens");
     const cJSON *fin = r->np ? r->probes.row[r->nat[r->np - 1]] : NULL;
     Headline h = {
@@ -538,7 +515,7 @@ static Headline headline(const Run *r) {
 }
 
 static void compare_row(FILE *f, const Run *r) {
-    Headline h = headline(r);
+    Headline h = report_headline(r);
     fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s |\n", r->name, num(h.tokens), num(h.val_loss),
             num(h.a_p0_2plus), num(h.lift_2plus), num(h.sink_rate), num(h.rho_max), num(h.rho2_jump), num(h.C2),
             num(h.kappa2_p0), num(h.kappa2_mid), h.sink_rate > 0 ? num(h.emergence) : h.sink_rate == 0 ? "no sink" : "n/a");
@@ -570,7 +547,7 @@ static int versus_figures(FILE *f, const Run *runs, int n_runs, const char *out_
     double *x = st_malloc(sizeof(double) * n_runs), *y[4];
     for (int m = 0; m < 4; m++) y[m] = st_malloc(sizeof(double) * n_runs);
     for (int i = 0; i < n_runs; i++) {
-        Headline h = headline(&runs[i]);
+        Headline h = report_headline(&runs[i]);
         y[0][i] = h.emergence;
         y[1][i] = h.sink_rate;
         y[2][i] = h.C2;

@@ -12,8 +12,7 @@
 #include "../common/util.h"
 #include "../train/config.h"
 
-/* what a JSON value is, for error messages */
-static const char *json_kind(const cJSON *v) {
+const char *json_kind(const cJSON *v) {
     if (!v) return "nothing";
     if (cJSON_IsNumber(v)) return "a number";
     if (cJSON_IsString(v)) return "a string";
@@ -335,6 +334,20 @@ double *run_probe_mat(const Run *r, const char *key, int width) {
     double *v = st_malloc(sizeof(double) * ((size_t)r->np * width + 1));
     for (int i = 0; i < r->np; i++) jarr(r->probes.row[r->nat[i]], key, v + (size_t)i * width, width);
     return v;
+}
+
+double run_training_seconds(const Run *r) {
+    double t = 0, prev = 0;
+    int any = 0;
+    for (int i = 0; i < r->train.n; i++) {
+        double s = jnum(r->train.row[i], "step"), ms = jnum(r->train.row[i], "ms_per_step");
+        if (isfinite(ms) && s > prev) {
+            t += ms * (s - prev) / 1000;
+            any = 1;
+        }
+        if (isfinite(s)) prev = s;
+    }
+    return any ? t : NAN;
 }
 
 double last_finite(const double *v, int n, int *at) {

@@ -20,6 +20,8 @@ typedef struct {
 int jsonl_read(const char *path, Jsonl *j, char *err);
 void jsonl_free(Jsonl *j);
 
+/* what a JSON value is, for error messages: "a number", "a string", "null", ..., "nothing" (NULL) */
+const char *json_kind(const cJSON *v);
 /* row r's key as a number: NaN when absent or null */
 double jnum(const cJSON *row, const char *key);
 /* row r's array key into out[0..n): NaN for absent entries; returns the array's length (0 if none) */
@@ -61,6 +63,9 @@ void run_free(Run *r);
 double *run_train_col(const Run *r, const char *key);
 double *run_probe_col(const Run *r, const char *key);
 double *run_probe_mat(const Run *r, const char *key, int width);
+/* the training time in seconds: each logged ms_per_step times the steps its interval covers (NaN
+ * when none is logged); a resumed run's log holds both processes' steps */
+double run_training_seconds(const Run *r);
 /* 1 when config.txt says n_expert = 1 (a dense model, no routing) */
 int run_is_dense(const Run *r);
 /* the last finite value of v[0..n) (NaN if none) and, when at is not NULL, its index */

@@ -1,6 +1,7 @@
 /* tests/test_sweep.c: bin/sweep's runner (train/sweep.h): grid expansion (names, counts, seeds,
  * variants), errors naming file:line, the skip / resume / restart decision, the GNU parallel and Slurm
- * texts, and a miniature experiment suite (two tiny runs) run end to end by bin/sweep into a report. */
+ * texts, and a miniature experiment suite (three tiny runs) run end to end by bin/sweep into the comparison
+ * and the suite's claim-by-claim report. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -279,17 +280,19 @@ static void test_skip_resume_restart(void **state) {
     free(s);
 }
 
-/* a miniature experiment suite, a no-BOS and a BOS run, through bin/sweep into a comparison report */
+/* a miniature experiment suite, a no-BOS, a BOS and a sink-logit run, through bin/sweep into a comparison
+ * report and the suite report */
 static void test_miniature_suite_end_to_end(void **state) {
     (void)state;
     char text[1024], cmd[1024], out[8192], path[512];
-    tiny_sweep_text(text, sizeof text, "steps = 6\nckpt_every = 3\nlr = 0.01\n[moe_nobos]\n[moe_bos]\nbos = prepend\n");
+    tiny_sweep_text(text, sizeof text, "steps = 6\nckpt_every = 3\nlr = 0.01\n[moe_nobos]\n[moe_bos]\nbos = prepend\n"
+                                       "[sinklogit_nobos]\nattn_sink_logit = 1\n");
     const char *sweep = write_file("mini.sweep", text);
     snprintf(cmd, sizeof cmd, "bin/sweep %s --jobs 2", sweep);
     assert_int_equal(shell(cmd, "mini", out, sizeof out), 0);
-    assert_non_null(strstr(out, "2 of 2 runs finished, 0 failed"));
-    const char *runs[2] = {"moe_nobos", "moe_bos"};
-    for (int i = 0; i < 2; i++) {
+    assert_non_null(strstr(out, "3 of 3 runs finished, 0 failed"));
+    const char *runs[3] = {"moe_nobos", "moe_bos", "sinklogit_nobos"};
+    for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/mini/%s/report.md", dir, runs[i]);
         assert_true(file_exists(path));
         snprintf(path, sizeof path, "%s/mini/%s/summary.json", dir, runs[i]);
@@ -297,7 +300,7 @@ static void test_miniature_suite_end_to_end(void **state) {
     }
     snprintf(path, sizeof path, "%s/mini/compare.md", dir);
     assert_true(fixture_read_text(path, out, sizeof out) > 0);
-    assert_non_null(strstr(out, "# Comparison of 2 runs"));
+    assert_non_null(strstr(out, "# Comparison of 3 runs"));
     assert_non_null(strstr(out, "| moe_nobos |"));
     assert_non_null(strstr(out, "| moe_bos |"));
     assert_non_null(strstr(out, "Settings that differ between the runs"));
@@ -306,6 +309,28 @@ static void test_miniature_suite_end_to_end(void **state) {
     assert_non_null(strstr(out, "## Against each setting that differs"));
     assert_non_null(strstr(out, "bos is not a number in every run: no figure against it."));
     snprintf(path, sizeof path, "%s/mini/compare_val_loss.png", dir);
+    assert_true(file_exists(path));
+
+    /* the suite's claim-by-claim report, beside the suite directory: every claim has its section, and
+     * the conditions that did not run are named */
+    snprintf(cmd, sizeof cmd, "bin/report --suite %s/mini", dir);
+    if (shell(cmd, "mini_suite", out, sizeof out)) fail_msg("%s: %s", cmd, out);
+    static char md[1 << 16];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    assert_true(fixture_read_text(path, md, sizeof md) > 0);
+    static const char *const sections[] = {"## (a) The P0 sink emerges early", "## (b) It forms within the first two blocks",
+                                           "## (c) Over training it concentrates", "## (d) What removing BOS does",
+                                           "## (e) Dense versus MoE", "## (f) The controls", "## Rules", "## What ran"};
+    for (int i = 0; i < 8; i++)
+        if (!strstr(md, sections[i])) fail_msg("report.md lacks '%s'", sections[i]);
+    assert_non_null(strstr(md, "| moe_bos | moe_bos | finished | bos = prepend |"));
+    assert_non_null(strstr(md, "Conditions with no run at all: moe_nobos_long, dense_nobos"));
+    /* the BOS-trained run is judged on the bos variant, which bin/train probed at every scheduled step */
+    assert_non_null(strstr(md, "| moe_bos | MoE | prepended | bos (every probe) |"));
+    /* the sink-logit control's learned logits, read from its last checkpoint (step 6) */
+    assert_non_null(strstr(md, "Learned sink logits of sinklogit_nobos ("));
+    assert_non_null(strstr(md, "sinklogit_nobos/ckpt_00000006.bin), per layer mean / largest over heads: layer 0: "));
+    snprintf(path, sizeof path, "%s/suite_lift.png", dir);
     assert_true(file_exists(path));
 }
 
