@@ -231,37 +231,57 @@ static float sum_of_products(const float *x, const float *y, const float *z, int
 }
 
 /* --- RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps); rstd = 1/rms saved --- */
+/* one row: y = x / rms(x) * gain; returns 1/rms */
+static float rmsnorm_row(float *y, const float *x, const float *gain, int C, float eps) {
+    float r = 1.0f / sqrtf(sum_of_products(x, x, NULL, C) / (float)C + eps);
+    for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
+    return r;
+}
+
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) rstd[n] = rmsnorm_row(out + (size_t)n * C, in + (size_t)n * C, gain, C, eps);
+}
+
+/* each row is added and normalised while it is in cache: one pass instead of two */
+void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
+                              const float *gain, int N, int C, float eps) {
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * C;
-        float *y = out + (size_t)n * C;
-        float r = 1.0f / sqrtf(sum_of_products(x, x, NULL, C) / (float)C + eps);
-        rstd[n] = r;
-        for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
+        float *o = out + (size_t)n * C;
+        for (int c = 0; c < C; c++) o[c] = x[(size_t)n * C + c] + branch[(size_t)n * C + c];
+        rstd[n] = rmsnorm_row(xn + (size_t)n * C, o, gain, C, eps);
     }
 }
 
 /* with xhat = x * r and dxhat = dout * gain:  dx = r * (dxhat - xhat * mean(dxhat * xhat));
  * dgain[c] = sum_n dout[n][c] * xhat[n][c] */
+/* rows per partial sum of the gain's gradient: each block of rows is one parallel work item that
+ * computes its rows' dx and its own partial dgain in the same pass; the partials are then added in
+ * block order (fixed by N, not by the thread count) */
+enum { NORM_ROWS = 256 };
+
 void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
                       const float *rstd, int N, int C) {
+    int nb = (N + NORM_ROWS - 1) / NORM_ROWS;
+    float *part = st_calloc((size_t)nb * C, sizeof(float)); /* [nb][C] */
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
-        float r = rstd[n], dot = r * sum_of_products(dy, gain, x, C) / (float)C;
-        float *dx = din + (size_t)n * C;
-        for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
+    for (int blk = 0; blk < nb; blk++) {
+        float *pg = part + (size_t)blk * C;
+        int n1 = (blk + 1) * NORM_ROWS < N ? (blk + 1) * NORM_ROWS : N;
+        for (int n = blk * NORM_ROWS; n < n1; n++) {
+            const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
+            float r = rstd[n], dot = r * sum_of_products(dy, gain, x, C) / (float)C;
+            float *dx = din + (size_t)n * C;
+            for (int c = 0; c < C; c++) {
+                dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
+                pg[c] += dy[c] * x[c] * r;
+            }
+        }
     }
-    /* 8 channels at a time; each lane sums over n in order */
-#pragma omp parallel for schedule(static)
-    for (int c = 0; c < C; c += 8) {
-        size_t m = C - c < 8 ? (size_t)(C - c) : 8;
-        v8 s = splat8(0.0f);
-        for (int n = 0; n < N; n++)
-            s += load_part(dout + (size_t)n * C + c, m) * load_part(in + (size_t)n * C + c, m) * splat8(rstd[n]);
-        store_part(dgain + c, load_part(dgain + c, m) + s, m);
-    }
+    for (int blk = 0; blk < nb; blk++)
+        for (int c = 0; c < C; c++) dgain[c] += part[(size_t)blk * C + c];
+    free(part);
 }
 
 /* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i]  (in [N][IN], w [OUT][IN], out [N][OUT]) ---
@@ -270,17 +290,23 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
  *   forward   out  = in w^T      A = in [N][IN]                    B(k, n) = w[n][k]
  *   backward  din += dout w      A = dout [N][OUT]                 B = w [OUT][IN]
  *             dw  += dout^T in   A(m, k) = dout[k][m]              B = in [N][IN]
- * C is cut into MR x NR = 6 x 16 tiles; the micro-kernel keeps a tile's 12 accumulators (8 floats
- * each) in registers for up to KC = 256 steps of k, each step 2 vector loads of B, 6 broadcasts of A
- * and 12 FMAs. Both operands are first copied into panels the micro-kernel reads contiguously
- * (strided rows would fight over the same cache sets): B once per call as [K][NR] column panels, A
- * per macro tile as [KC][MR] row panels. Macro tiles of MC x NC elements of C are the unit of
+ * C is cut into MR x NR tiles, 6 x 16 with AVX2's 16 vector registers (6 x 32 where AVX-512 gives
+ * 32 of them); the micro-kernel keeps a tile's MR x NR/8 accumulators (8 floats each) in registers
+ * for up to KC = 256 steps of k, each step NR/8 vector loads of B, 6 broadcasts of A and 6 NR/8 FMAs.
+ * B is first copied into panels the micro-kernel reads contiguously (strided rows would fight over
+ * the same cache sets), once per call as [K][NR] column panels; A is read in place when it is
+ * row-major, else packed per macro tile as [KC][MR] row panels. Macro tiles of MC x NC elements of C are the unit of
  * parallel work, and several independent products (both backward products; all experts of a MoE
  * block) share one parallel pass, so threads meet at a barrier once per batch, not once per product.
  * Every element of C is computed by one thread, summing over k in the same order whatever the
  * thread count or the tile it falls in, so results are bit-identical across runs and thread counts,
  * and a row's result does not depend on the other rows. */
-enum { MR = 6, NR = 16, KC = 256, MC = 48, NC = 128 };
+#if defined(__AVX512VL__) /* 32 vector registers: 24 accumulators, 4 loads of B and a broadcast fit */
+enum { NR = 32 };
+#else
+enum { NR = 16 };
+#endif
+enum { MR = 6, KC = 256, MC = 48, NC = 128, NV = NR / 8 /* vectors per tile row */ };
 
 /* one product C [M][N] (row stride ldc) = A B, or += A B when accumulate, with
  * A(m, k) = a[m * sam + k * sak] and B(k, n) = b[k * sbk + n * sbn] */
@@ -318,7 +344,7 @@ static void pack_b_panel(float *dst, const Gemm *g, int q) {
     size_t n0 = (size_t)q * NR;
     for (int k = 0; k < g->K; k++) {
         const float *row = g->b + k * g->sbk;
-        if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one 64-byte copy */
+        if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one copy */
             memcpy(dst + (size_t)k * NR, row + n0, sizeof(float) * NR);
             continue;
         }
@@ -336,7 +362,10 @@ static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
         if (g->sak == 1) /* row-major A: each row is contiguous in k */
             for (int r = 0; r < rows; r++)
                 for (int k = 0; k < kc; k++) dst[k * MR + r] = src[r * g->sam + k];
-        else if (g->sam == 1) /* transposed A: each k holds the rows contiguously */
+        else if (g->sam == 1 && rows == MR) /* transposed A: each k holds the rows contiguously */
+            for (int k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * g->sak, sizeof(float) * MR);
+        else if (g->sam == 1) /* the same for the last panel's rows (a separate loop: the full panels'
+                                 copy has a constant size, which the compiler inlines) */
             for (int k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * g->sak, sizeof(float) * rows);
         else
             for (int k = 0; k < kc; k++)
@@ -344,53 +373,66 @@ static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
     }
 }
 
-/* one tile: c[r][j] (+)= sum_{k < kc} a[k][r] b[k][j] over packed panels, r < rows, j < cols */
-static void micro_kernel(int kc, const float *a, const float *b, float *c, size_t ldc, int rows, int cols,
-                         int accumulate) {
-    v8 acc[MR][2];
-    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = splat8(0.0f);
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
-        v8 b0 = load8(b), b1 = load8(b + 8);
+/* one tile: c[r][j] (+)= sum_{k < kc} A(r, k) b[k][j], r < rows, j < cols, b a packed panel and
+ * A(r, k) = a[r * rs + k * ks]: a packed panel (rs 1, ks MR) or MR rows of a row-major A read in
+ * place (rs = its row stride, ks 1) */
+static void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, float *c, size_t ldc,
+                         int rows, int cols, int accumulate) {
+    v8 acc[MR][NV];
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = splat8(0.0f);
+    for (int k = 0; k < kc; k++, a += ks, b += NR) {
+        v8 bv[NV];
+#pragma GCC unroll 4
+        for (int v = 0; v < NV; v++) bv[v] = load8(b + 8 * v);
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
-            v8 ar = splat8(a[r]);
-            acc[r][0] = FMA8(ar, b0, acc[r][0]);
-            acc[r][1] = FMA8(ar, b1, acc[r][1]);
+            v8 ar = splat8(a[r * rs]);
+#pragma GCC unroll 4
+            for (int v = 0; v < NV; v++) acc[r][v] = FMA8(ar, bv[v], acc[r][v]);
         }
     }
     if (rows == MR && cols == NR) {
-        for (int r = 0; r < MR; r++) {
-            float *cr = c + r * ldc;
-            if (accumulate) acc[r][0] += load8(cr), acc[r][1] += load8(cr + 8);
-            store8(cr, acc[r][0]);
-            store8(cr + 8, acc[r][1]);
-        }
+        for (int r = 0; r < MR; r++)
+            for (int v = 0; v < NV; v++) {
+                float *cv = c + r * ldc + 8 * v;
+                store8(cv, accumulate ? acc[r][v] + load8(cv) : acc[r][v]);
+            }
         return;
     }
     float tile[MR][NR]; /* an edge tile: only its valid part is written */
-    for (int r = 0; r < MR; r++) store8(tile[r], acc[r][0]), store8(tile[r] + 8, acc[r][1]);
+    for (int r = 0; r < MR; r++)
+        for (int v = 0; v < NV; v++) store8(tile[r] + 8 * v, acc[r][v]);
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
 }
 
-/* macro tile (mt, nt) of g, whose B panels start at bp */
+/* macro tile (mt, nt) of g, whose B panels start at bp. A row-major A (the forward's input, din's
+ * dout) is read in place, MR rows at a time, its rows short enough to stay in L1 across the tile's
+ * B panels; only a last panel of fewer than MR rows is packed (zero-padded). A transposed A (dw's
+ * dout^T) is packed, since its rows are strided in memory. */
 static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
     _Alignas(32) float ap[MC * KC];
     int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < g->M ? m0 + MC : g->M, n1 = n0 + NC < g->N ? n0 + NC : g->N;
+    int in_place = g->sak == 1, m_full = m0 + (m1 - m0) / MR * MR; /* rows m_full.. are the last panel's */
     for (int k0 = 0; k0 < g->K; k0 += KC) {
         int kc = g->K - k0 < KC ? g->K - k0 : KC;
-        pack_a(ap, g, m0, m1, k0, kc);
+        int m_pack = in_place ? m_full : m0; /* the rows that go through the packed panels */
+        if (m_pack < m1) pack_a(ap, g, m_pack, m1, k0, kc);
         for (int n = n0; n < n1; n += NR)
-            for (int m = m0; m < m1; m += MR)
-                micro_kernel(kc, ap + (size_t)(m - m0) / MR * kc * MR, bp + (size_t)n * g->K + (size_t)k0 * NR,
-                             g->c + m * g->ldc + n, g->ldc, m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR,
-                             g->accumulate || k0 > 0);
+            for (int m = m0; m < m1; m += MR) {
+                const float *a = g->a + (size_t)m * g->sam + k0;
+                size_t rs = g->sam, ks = 1;
+                if (m >= m_pack) a = ap + (size_t)(m - m_pack) / MR * kc * MR, rs = 1, ks = MR;
+                micro_kernel(kc, a, rs, ks, bp + (size_t)n * g->K + (size_t)k0 * NR, g->c + m * g->ldc + n, g->ldc,
+                             m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0);
+            }
     }
 }
 
 /* runs n products, no two of which write the same C, in one parallel region: first every B panel
  * is packed, then every macro tile of every product is computed */
-static void gemm_batch(const Gemm *g, int n) {
+static void gemm_tiles(const Gemm *g, int n) {
     size_t boff[n + 1];            /* product i's packed panels start at packed_b + boff[i] */
     int pstart[n + 1], tstart[n + 1]; /* its first panel and first macro tile in the batch's numbering */
     boff[0] = 0, pstart[0] = 0, tstart[0] = 0;
@@ -427,6 +469,78 @@ static void gemm_batch(const Gemm *g, int n) {
     }
 }
 
+/* A weight gradient dw = dout^T in has few macro tiles (OUT x IN) and a long sum over the N rows:
+ * on many cores its tiles alone would leave most threads idle. Such a product is split along k into
+ * chunks of KSPLIT: chunk 0 sums into C as usual, every later chunk into its own partial buffer (all
+ * of them tiles of one parallel pass), then the partials are added to C in chunk order. The chunks
+ * are fixed by the shape, not by the thread count, so results stay bit-identical on any thread count. */
+enum { KSPLIT = 1024, SPLIT_MAX_TILES = 16 };
+
+static float *partial; /* the partial sums of the split products of a batch, grown on demand */
+static size_t partial_cap;
+
+static int k_chunks(const Gemm *g) {
+    int tiles = (g->M + MC - 1) / MC * ((g->N + NC - 1) / NC);
+    return g->K >= 2 * KSPLIT && tiles < SPLIT_MAX_TILES ? (g->K + KSPLIT - 1) / KSPLIT : 1;
+}
+
+/* chunk j of g's sum over k, into c with row stride ldc */
+static Gemm k_chunk(const Gemm *g, int j, float *c, size_t ldc) {
+    Gemm s = *g;
+    int k0 = j * KSPLIT;
+    s.a += (size_t)k0 * g->sak, s.b += (size_t)k0 * g->sbk;
+    s.K = g->K - k0 < KSPLIT ? g->K - k0 : KSPLIT;
+    s.c = c, s.ldc = ldc;
+    s.accumulate = j == 0 ? g->accumulate : 0;
+    return s;
+}
+
+/* runs n products, no two of which write the same C: long weight-gradient sums split into chunks
+ * (above), everything in one parallel pass of tiles, then the partial sums added in order */
+static void gemm_batch(const Gemm *g, int n) {
+    int total = 0;
+    size_t floats = 0;
+    for (int i = 0; i < n; i++) {
+        int nk = k_chunks(&g[i]);
+        total += nk;
+        floats += (size_t)(nk - 1) * g[i].M * g[i].N;
+    }
+    if (total == n) {
+        gemm_tiles(g, n);
+        return;
+    }
+    if (floats > partial_cap) {
+        free(partial);
+        partial = st_malloc(sizeof(float) * floats);
+        partial_cap = floats;
+    }
+    Gemm sub[total];
+    float *dst[n]; /* product i's partial sums, when it is split */
+    int m = 0;
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        int nk = k_chunks(&g[i]);
+        dst[i] = partial + off;
+        sub[m++] = k_chunk(&g[i], 0, g[i].c, g[i].ldc);
+        for (int j = 1; j < nk; j++, off += (size_t)g[i].M * g[i].N)
+            sub[m++] = k_chunk(&g[i], j, partial + off, (size_t)g[i].N);
+    }
+    gemm_tiles(sub, total);
+    for (int i = 0; i < n; i++) {
+        int nk = k_chunks(&g[i]), M = g[i].M, N = g[i].N;
+        if (nk == 1) continue;
+        size_t chunk = (size_t)M * N;
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < M; r++) {
+            float *c = g[i].c + r * g[i].ldc;
+            for (int j = 1; j < nk; j++) { /* chunk by chunk, in order */
+                const float *p = dst[i] + (size_t)(j - 1) * chunk + (size_t)r * N;
+                for (int col = 0; col < N; col++) c[col] += p[col];
+            }
+        }
+    }
+}
+
 void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
     Gemm g = linear_forward(out, in, w, N, IN, OUT);
     gemm_batch(&g, 1);
@@ -451,22 +565,24 @@ void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_o
         }
 }
 
-/* rotates (a, b) = (x[i], x[i+D/2]) by +angle (sign = +1) or -angle (sign = -1) */
+/* rotates the pairs (a, b) = (v[i], v[i+half]) of one head by +angle (sign = +1) or -angle (sign = -1),
+ * cs and sn the cos and sin of this position's angles */
+static void rope_head(float *v, const float *cs, const float *sn, int half, float sign) {
+    for (int i = 0; i < half; i++) {
+        float a = v[i], b = v[i + half], s = sign * sn[i];
+        v[i] = a * cs[i] - b * s;
+        v[i + half] = a * s + b * cs[i];
+    }
+}
+
 static void rope_rotate(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D,
                         float sign) {
     int half = D / 2;
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *cs = cos_t + (size_t)(n % T) * half, *sn = sin_t + (size_t)(n % T) * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + ((size_t)n * n_heads + h) * D;
-            for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half], s = sign * sn[i];
-                v[i] = a * cs[i] - b * s;
-                v[i + half] = a * s + b * cs[i];
-            }
-        }
-    }
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < n_heads; h++)
+            rope_head(x + ((size_t)n * n_heads + h) * D, cos_t + (size_t)(n % T) * half,
+                      sin_t + (size_t)(n % T) * half, half, sign);
 }
 
 /* at position 0 (no offset) the angle is 0: cos 1, sin 0, so P0's q and k pass unrotated */
@@ -477,6 +593,19 @@ void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T
 /* the Jacobian of a rotation is the rotation; its transpose rotates back */
 void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D) {
     rope_rotate(dx, cos_t, sin_t, N, T, n_heads, D, -1.0f);
+}
+
+/* each head is normalised and rotated while it is in cache: one pass instead of two */
+void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float *gain, const float *cos_t,
+                          const float *sin_t, int N, int T, int n_heads, int D, float eps) {
+    int half = D / 2;
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < n_heads; h++) {
+            size_t row = (size_t)n * n_heads + h;
+            rstd[row] = rmsnorm_row(out + row * D, in + row * D, gain, D, eps);
+            rope_head(out + row * D, cos_t + (size_t)(n % T) * half, sin_t + (size_t)(n % T) * half, half, 1.0f);
+        }
 }
 
 /* --- causal attention, fused ---
@@ -530,11 +659,18 @@ static float dot_f(const float *x, const float *y, int n) {
     return s;
 }
 
+/* the row stride of a transposed head: T rounded up to 8, plus 8 so that the D rows of xt, which a
+ * score reads together, do not all fall into the same few cache sets (as a power-of-two stride does) */
+static int padded_keys(int T) { return (T + 7) / 8 * 8 + 8; }
+
 /* xt[d][j] = x[j][d] of one (sequence, K/V head): rows j < T of x are KV*D floats apart; the row
- * stride of xt, Tp, is T rounded up to 8 and the padding columns are zero */
+ * stride of xt is Tp = padded_keys(T) and the padding columns are zero. Row j of x is read once,
+ * whole (reading a column at a time would walk T lines a power of two apart, D times over). */
 static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int D) {
+    for (int j = 0; j < T; j++)
+        for (int d = 0; d < D; d++) xt[(size_t)d * Tp + j] = x[(size_t)j * KV * D + d];
     for (int d = 0; d < D; d++)
-        for (int j = 0; j < Tp; j++) xt[(size_t)d * Tp + j] = j < T ? x[(size_t)j * KV * D + d] : 0.0f;
+        for (int j = T; j < Tp; j++) xt[(size_t)d * Tp + j] = 0.0f;
 }
 
 /* xc[j][d] = x[j][d] of one (sequence, K/V head) as a contiguous [T][D] block (rows KV*D floats
@@ -566,111 +702,6 @@ static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, 
     }
 }
 
-/* p[j] = exp(s[j] - shift) for j < n rounded up to 8 (the lanes past n are computed, not used) */
-static void exp_shifted(float *p, const float *s, float shift, int n) {
-    for (int j = 0; j < n; j += 8) store8(p + j, exp8(load8(s + j) - splat8(shift)));
-}
-
-/* the first visible key of query i */
-static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
-
-/* out_i and lse_i of one query row (online softmax over key blocks, starting from the sink key when
- * there is one: max sink, sum exp(0) = 1); kt is this head's transposed keys, vc its values [T][D],
- * acc, s and p scratch of D, ATT_BLOCK, ATT_BLOCK floats */
-static void attention_row(float *out_i, float *lse_i, const float *q_i, const float *kt, const float *vc,
-                          const float *sink_h, int i, int Tp, int D, int window, float scale, float *acc, float *s,
-                          float *p) {
-    int j0 = first_key(i, window);
-    float mx = sink_h ? *sink_h : -INFINITY, l = sink_h ? 1.0f : 0.0f;
-    memset(acc, 0, sizeof(float) * D);
-    for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= i; jb += ATT_BLOCK) {
-        int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= i + 1 ? jb + ATT_BLOCK : i + 1;
-        row_dots(s, q_i, kt, Tp, jb, hi, D, scale);
-        float bmx = mx;
-        for (int j = lo; j < hi; j++) bmx = s[j - jb] > bmx ? s[j - jb] : bmx;
-        if (bmx > mx) { /* the running max grew: rescale what was summed under the old one */
-            float alpha = expf(mx - bmx);
-            l *= alpha;
-            for (int d = 0; d < D; d++) acc[d] *= alpha;
-            mx = bmx;
-        }
-        exp_shifted(p, s, mx, hi - jb);
-        for (int j = lo; j < hi; j++) l += p[j - jb];
-        add_weighted_rows(acc, p + (lo - jb), vc + (size_t)lo * D, (size_t)D, hi - lo, D);
-    }
-    for (int d = 0; d < D; d++) out_i[d] = acc[d] / l;
-    *lse_i = mx + logf(l);
-}
-
-void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
-                       int B, int T, int H, int KV, int D, int window) {
-    int group = H / KV, Tp = (T + 7) / 8 * 8;
-    float scale = 1.0f / sqrtf((float)D);
-#pragma omp parallel
-    {
-        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vc = st_malloc(sizeof(float) * (size_t)T * D);
-        float *acc = st_malloc(sizeof(float) * (size_t)D), s[ATT_BLOCK], p[ATT_BLOCK];
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                size_t kv_off = (size_t)b * T * KV * D + (size_t)(h / group) * D;
-                transpose_head(kt, k + kv_off, T, Tp, KV, D);
-                copy_head(vc, v + kv_off, T, KV, D);
-                for (int i = 0; i < T; i++) {
-                    size_t row = (((size_t)b * T + i) * H + h) * D;
-                    attention_row(out + row, lse + ((size_t)b * H + h) * T + i, q + row, kt, vc,
-                                  sink ? sink + h : NULL, i, Tp, D, window, scale, acc, s, p);
-                }
-            }
-        free(kt), free(vc), free(acc);
-    }
-}
-
-void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
-                     int D, int window) {
-    int group = H / KV, Tp = (T + 7) / 8 * 8;
-    float scale = 1.0f / sqrtf((float)D);
-#pragma omp parallel
-    {
-        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *s = st_malloc(sizeof(float) * (size_t)Tp);
-        float *p = st_malloc(sizeof(float) * (size_t)Tp);
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                transpose_head(kt, k + (size_t)b * T * KV * D + (size_t)(h / group) * D, T, Tp, KV, D);
-                for (int i = 0; i < T; i++) {
-                    float *a = att + (((size_t)b * H + h) * T + i) * T, l = lse[((size_t)b * H + h) * T + i];
-                    int j0 = first_key(i, window), jb = j0 / 8 * 8;
-                    memset(a, 0, sizeof(float) * T);
-                    row_dots(s, q + (((size_t)b * T + i) * H + h) * D, kt, Tp, jb, i + 1, D, scale);
-                    exp_shifted(p, s, l, i + 1 - jb);
-                    memcpy(a + j0, p + (j0 - jb), sizeof(float) * (size_t)(i + 1 - j0));
-                }
-            }
-        free(kt), free(s), free(p);
-    }
-}
-
-/* rows[j] += w0[j] x0 + w1[j] x1 for j < n (rows [n][D] contiguous), in that order: the 8-channel
- * chunks of x0 and x1 stay in registers and each row chunk is loaded and stored once for both */
-static void add_scaled_to_rows2(float *rows, const float *w0, const float *x0, const float *w1, const float *x1,
-                                int n, int D) {
-    int d = 0;
-    for (; d + 8 <= D; d += 8) {
-        v8 a = load8(x0 + d), b = load8(x1 + d);
-        for (int j = 0; j < n; j++) {
-            float *r = rows + (size_t)j * D + d;
-            store8(r, FMA8(splat8(w1[j]), b, FMA8(splat8(w0[j]), a, load8(r))));
-        }
-    }
-    for (; d < D; d++)
-        for (int j = 0; j < n; j++) {
-            float *r = rows + (size_t)j * D + d;
-            *r += w0[j] * x0[d];
-            *r += w1[j] * x1[d];
-        }
-}
-
 /* row_dots for two rows x0, x1 over the same keys: each load of yt feeds both rows (the lane values
  * are the same as row_dots's) */
 static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, const float *yt, int Tp, int j0,
@@ -700,6 +731,182 @@ static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, co
     }
 }
 
+/* p[j] = exp(s[j] - shift) for j < n rounded up to 8 (the lanes past n are computed, not used) */
+static void exp_shifted(float *p, const float *s, float shift, int n) {
+    for (int j = 0; j < n; j += 8) store8(p + j, exp8(load8(s + j) - splat8(shift)));
+}
+
+/* the first visible key of query i */
+static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
+
+/* The online softmax's step over one key block for one query row: s [n8] holds the block's scores
+ * from key jb; keys outside [lo, hi) are masked; the running max mx and sum l are updated (acc, the
+ * unnormalised output [D], rescaled when the max grows) and p [n8] receives exp(s - mx), exactly 0
+ * where masked. */
+static void softmax_block(float *p, float *s, int jb, int lo, int hi, int n8, float *mx, float *l, float *acc,
+                          int D) {
+    for (int j = jb; j < lo && j < jb + n8; j++) s[j - jb] = -INFINITY; /* keys before the window */
+    for (int j = hi > jb ? hi : jb; j < jb + n8; j++) s[j - jb] = -INFINITY; /* keys after the row (causal) */
+    v8 vmx = splat8(*mx);
+    for (int c = 0; c < n8; c += 8) vmx = max8(vmx, load8(s + c));
+    float bmx = hmax8(vmx);
+    if (bmx > *mx) { /* the running max grew: rescale what was summed under the old one */
+        float alpha = expf(*mx - bmx);
+        *l *= alpha;
+        for (int d = 0; d < D; d++) acc[d] *= alpha;
+        *mx = bmx;
+    }
+    v8 vl = splat8(0.0f);
+    for (int c = 0; c < n8; c += 8) {
+        v8 sc = load8(s + c);
+        v8 pc = (v8)((v8i)exp8(sc - splat8(*mx)) & (v8i)(sc > splat8(-INFINITY)));
+        store8(p + c, pc);
+        vl += pc;
+    }
+    *l += hsum8(vl);
+}
+
+/* acc0[0..D) += sum_{j < n} w0[j] x[j * stride + (0..D)] and the same for acc1 with w1: each load of a
+ * row of x feeds both (a query row pair shares its keys' values); each sum runs over j in order */
+static void add_weighted_rows2(float *acc0, float *acc1, const float *w0, const float *w1, const float *x,
+                               size_t stride, int n, int D) {
+    int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        v8 a[4], b[4];
+        for (int c = 0; c < 4; c++) a[c] = load8(acc0 + d + 8 * c), b[c] = load8(acc1 + d + 8 * c);
+        for (int j = 0; j < n; j++) {
+            const float *xj = x + j * stride + d;
+            v8 u = splat8(w0[j]), w = splat8(w1[j]);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) {
+                v8 xc = load8(xj + 8 * c);
+                a[c] = FMA8(u, xc, a[c]), b[c] = FMA8(w, xc, b[c]);
+            }
+        }
+        for (int c = 0; c < 4; c++) store8(acc0 + d + 8 * c, a[c]), store8(acc1 + d + 8 * c, b[c]);
+    }
+    if (d < D) { /* the channels past the last 32: one row at a time */
+        add_weighted_rows(acc0 + d, w0, x + d, stride, n, D - d);
+        add_weighted_rows(acc1 + d, w1, x + d, stride, n, D - d);
+    }
+}
+
+/* out and lse of the query rows i and i+1 (rows = 2), or of row i alone (rows = 1: the second row's
+ * work is done on row i again and dropped), by an online softmax over key blocks that starts from the
+ * sink key when there is one (max sink, sum exp(0) = 1). Both rows' scores come from one pass over the
+ * keys and their weighted sums from one pass over the values. kt is this head's transposed keys, vc its
+ * values [T][D]; acc[r], s[r], p[r] scratch of D, ATT_BLOCK, ATT_BLOCK floats. */
+static void attention_row_pair(float *out[2], float *lse[2], const float *q[2], int rows, const float *kt,
+                               const float *vc, const float *sink_h, int i, int Tp, int D, int window, float scale,
+                               float *acc[2], float *s[2], float *p[2]) {
+    float mx[2], l[2];
+    for (int r = 0; r < 2; r++) {
+        mx[r] = sink_h ? *sink_h : -INFINITY, l[r] = sink_h ? 1.0f : 0.0f;
+        memset(acc[r], 0, sizeof(float) * D);
+    }
+    int j0 = first_key(i, window), last = i + rows - 1;
+    for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= last; jb += ATT_BLOCK) {
+        int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= last + 1 ? jb + ATT_BLOCK : last + 1;
+        int n8 = (hi - jb + 7) / 8 * 8; /* the block's scores in whole vectors */
+        row_dots2(s[0], s[1], q[0], q[1], kt, Tp, jb, hi, D, scale);
+        for (int r = 0; r < 2; r++) { /* row i + r sees keys first_key(i + r) .. i + r */
+            int lo_r = first_key(i + r, window) > jb ? first_key(i + r, window) : jb;
+            softmax_block(p[r], s[r], jb, lo_r, hi < i + r + 1 ? hi : i + r + 1, n8, &mx[r], &l[r], acc[r], D);
+        }
+        add_weighted_rows2(acc[0], acc[1], p[0] + (lo - jb), p[1] + (lo - jb), vc + (size_t)lo * D, (size_t)D,
+                           hi - lo, D);
+    }
+    for (int r = 0; r < rows; r++) {
+        v8 inv_l = splat8(1.0f / l[r]); /* one division per row, not per channel */
+        for (int d = 0; d < D; d += 8) {
+            size_t m = D - d < 8 ? (size_t)(D - d) : 8;
+            store_part(out[r] + d, load_part(acc[r] + d, m) * inv_l, m);
+        }
+        *lse[r] = mx[r] + logf(l[r]);
+    }
+}
+
+void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
+                       int B, int T, int H, int KV, int D, int window) {
+    int group = H / KV, Tp = padded_keys(T);
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel
+    {
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vc = st_malloc(sizeof(float) * (size_t)T * D);
+        float *work = st_malloc(sizeof(float) * 2 * ((size_t)D + 2 * ATT_BLOCK)); /* per row: acc, s, p */
+        float *acc[2] = {work, work + D}, *s[2] = {work + 2 * D, work + 2 * D + ATT_BLOCK};
+        float *p[2] = {s[1] + ATT_BLOCK, s[1] + 2 * ATT_BLOCK};
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                size_t kv_off = (size_t)b * T * KV * D + (size_t)(h / group) * D;
+                transpose_head(kt, k + kv_off, T, Tp, KV, D);
+                copy_head(vc, v + kv_off, T, KV, D);
+                for (int i = 0; i < T; i += 2) { /* query rows in pairs; a last odd row alone */
+                    int rows = i + 1 < T ? 2 : 1;
+                    float *o[2], *ls[2];
+                    const float *qr[2];
+                    for (int r = 0; r < 2; r++) {
+                        size_t row = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
+                        o[r] = out + row, qr[r] = q + row, ls[r] = lse + ((size_t)b * H + h) * T + i + r;
+                    }
+                    attention_row_pair(o, ls, qr, rows, kt, vc, sink ? sink + h : NULL, i, Tp, D, window, scale,
+                                       acc, s, p);
+                }
+            }
+        free(kt), free(vc), free(work);
+    }
+}
+
+void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
+                     int D, int window) {
+    int group = H / KV, Tp = padded_keys(T);
+    float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel
+    {
+        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *s = st_malloc(sizeof(float) * (size_t)Tp);
+        float *p = st_malloc(sizeof(float) * (size_t)Tp);
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++) {
+                transpose_head(kt, k + (size_t)b * T * KV * D + (size_t)(h / group) * D, T, Tp, KV, D);
+                for (int i = 0; i < T; i++) {
+                    float *a = att + (((size_t)b * H + h) * T + i) * T, l = lse[((size_t)b * H + h) * T + i];
+                    int j0 = first_key(i, window), jb = j0 / 8 * 8;
+                    memset(a, 0, sizeof(float) * T);
+                    row_dots(s, q + (((size_t)b * T + i) * H + h) * D, kt, Tp, jb, i + 1, D, scale);
+                    exp_shifted(p, s, l, i + 1 - jb);
+                    memcpy(a + j0, p + (j0 - jb), sizeof(float) * (size_t)(i + 1 - j0));
+                }
+            }
+        free(kt), free(s), free(p);
+    }
+}
+
+/* query rows handled together by the attention backward */
+enum { ATT_ROWS = 4 };
+
+/* rows[j] += w[0][j] x[0] + w[1][j] x[1] + ... + w[ATT_ROWS-1][j] x[ATT_ROWS-1] for j < n (rows [n][D]
+ * contiguous), in that order: the 8-channel chunks of the x's stay in registers and each row chunk is
+ * loaded and stored once for all of them (the dk and dv updates are bound by those loads and stores) */
+static void add_scaled_to_rows(float *rows, float *const w[ATT_ROWS], const float *const x[ATT_ROWS], int n, int D) {
+    int d = 0;
+    for (; d + 8 <= D; d += 8) {
+        v8 xr[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) xr[r] = load8(x[r] + d);
+        for (int j = 0; j < n; j++) {
+            float *row = rows + (size_t)j * D + d;
+            v8 acc = load8(row);
+#pragma GCC unroll 4
+            for (int r = 0; r < ATT_ROWS; r++) acc = FMA8(splat8(w[r][j]), xr[r], acc);
+            store8(row, acc);
+        }
+    }
+    for (; d < D; d++)
+        for (int j = 0; j < n; j++)
+            for (int r = 0; r < ATT_ROWS; r++) rows[(size_t)j * D + d] += w[r][j] * x[r][d];
+}
+
 /* the rest of query row i's backward, from its scores s and dp_j = dout_i . v_j (both indexed from key
  * jb, a multiple of 8): p[j - j0] and ds[j - j0] = p (dp - delta) / sqrt(D) for j in [j0, j1), zero where
  * row i does not see key j; adds row i's dq; returns delta. kc is the head's keys [T][D]. */
@@ -709,10 +916,13 @@ static float attention_row_backward(float *p, float *ds, float *dq_i, float *s, 
     float delta = dot_f(do_i, out_i, D);
     int lo = first_key(i, window);
     exp_shifted(s, s, lse_i, i + 1 - jb); /* s <- p */
-    for (int j = j0; j < j1; j++) {
-        int seen = j >= lo && j <= i;
-        p[j - j0] = seen ? s[j - jb] : 0.0f;
-        ds[j - j0] = seen ? s[j - jb] * (dp[j - jb] - delta) * scale : 0.0f;
+    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    for (int j = j0; j < j1; j += 8) { /* 8 keys at a time; lanes of keys row i does not see are 0 */
+        size_t m = j1 - j < 8 ? (size_t)(j1 - j) : 8;
+        v8i key = lane + j, seen = (key >= lo) & (key <= i);
+        v8 pj = load_part(s + (j - jb), m), dsj = pj * (load_part(dp + (j - jb), m) - splat8(delta)) * splat8(scale);
+        store_part(p + (j - j0), (v8)((v8i)pj & seen), m);
+        store_part(ds + (j - j0), (v8)((v8i)dsj & seen), m);
     }
     add_weighted_rows(dq_i, ds + (lo - j0), kc + (size_t)lo * D, (size_t)D, i + 1 - lo, D);
     return delta;
@@ -723,12 +933,13 @@ static float attention_row_backward(float *p, float *ds, float *dq_i, float *s, 
  * dk_j += dscore_j q_i / sqrt(D). The sink key has value 0, so dp_sink = 0 and
  * dsink_h += -p_sink delta_i with p_sink = exp(s_h - lse_i). Split over (b, kv head): every query head
  * sharing a K/V head is handled by one iteration, so dk and dv are never written by two threads; the
- * sink gradients are summed per (b, h) and then over b in order. Query rows go in pairs (i, i+1), whose
- * dk and dv contributions are added to each key's row in one pass, row i's before row i+1's. */
+ * sink gradients are summed per (b, h) and then over b in order. Query rows go in groups of ATT_ROWS
+ * (their scores computed in pairs), whose dk and dv contributions are added to each key's row in one
+ * pass, row i's before row i+1's. */
 void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
                         const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
                         int T, int H, int KV, int D, int window) {
-    int group = H / KV, Tp = (T + 7) / 8 * 8;
+    int group = H / KV, Tp = padded_keys(T);
     float scale = 1.0f / sqrtf((float)D);
     float *dsink_bh = sink && dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
 #pragma omp parallel
@@ -736,9 +947,11 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
         float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
         float *kc = st_malloc(sizeof(float) * (size_t)T * D);
         float *dkc = st_malloc(sizeof(float) * (size_t)T * D), *dvc = st_malloc(sizeof(float) * (size_t)T * D);
-        float *pw = st_malloc(sizeof(float) * 8 * (size_t)Tp); /* per row of a pair: s, dp, p, ds */
-        float *s[2] = {pw, pw + Tp}, *dp[2] = {pw + 2 * Tp, pw + 3 * Tp}, *p[2] = {pw + 4 * Tp, pw + 5 * Tp};
-        float *ds[2] = {pw + 6 * Tp, pw + 7 * Tp};
+        float *pw = st_malloc(sizeof(float) * 4 * ATT_ROWS * (size_t)Tp); /* per row of a group: s, dp, p, ds */
+        float *s[ATT_ROWS], *dp[ATT_ROWS], *p[ATT_ROWS], *ds[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++)
+            s[r] = pw + (size_t)r * Tp, dp[r] = s[r] + ATT_ROWS * Tp, p[r] = dp[r] + ATT_ROWS * Tp,
+            ds[r] = p[r] + ATT_ROWS * Tp;
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
@@ -749,12 +962,19 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
                 memset(dkc, 0, sizeof(float) * (size_t)T * D); /* this head's dk, dv, contiguous [T][D] */
                 memset(dvc, 0, sizeof(float) * (size_t)T * D);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                    for (int i = 0; i < T; i += 2) {
-                        int rows = i + 1 < T ? 2 : 1, j0 = first_key(i, window), j1 = i + rows, jb = j0 / 8 * 8;
-                        size_t row[2]; /* the pair's rows of q, dout, out, dq; a lone last row twice */
-                        for (int r = 0; r < 2; r++) row[r] = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
-                        row_dots2(s[0], s[1], q + row[0], q + row[1], kt, Tp, jb, j1, D, scale);
-                        row_dots2(dp[0], dp[1], dout + row[0], dout + row[1], vt, Tp, jb, j1, D, 1.0f);
+                    for (int i = 0; i < T; i += ATT_ROWS) {
+                        int rows = T - i < ATT_ROWS ? T - i : ATT_ROWS;
+                        int j0 = first_key(i, window), j1 = i + rows, jb = j0 / 8 * 8;
+                        size_t row[ATT_ROWS]; /* the group's rows of q, dout, out, dq; past T, row i again */
+                        const float *qr[ATT_ROWS], *dor[ATT_ROWS];
+                        for (int r = 0; r < ATT_ROWS; r++) {
+                            row[r] = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
+                            qr[r] = q + row[r], dor[r] = dout + row[r];
+                        }
+                        for (int r = 0; r < rows; r += 2) {
+                            row_dots2(s[r], s[r + 1], qr[r], qr[r + 1], kt, Tp, jb, j1, D, scale);
+                            row_dots2(dp[r], dp[r + 1], dor[r], dor[r + 1], vt, Tp, jb, j1, D, 1.0f);
+                        }
                         for (int r = 0; r < rows; r++) {
                             float l = lse[((size_t)b * H + h) * T + i + r];
                             float delta = attention_row_backward(p[r], ds[r], dq + row[r], s[r], dp[r], dout + row[r],
@@ -762,12 +982,12 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
                                                                  scale);
                             if (dsink_bh) dsink_bh[b * H + h] -= expf(sink[h] - l) * delta;
                         }
-                        if (rows == 1) { /* the last row of an odd T: a second row of zero weights */
-                            memset(p[1], 0, sizeof(float) * (size_t)(j1 - j0));
-                            memset(ds[1], 0, sizeof(float) * (size_t)(j1 - j0));
+                        for (int r = rows; r < ATT_ROWS; r++) { /* a last group past T: rows of zero weight */
+                            memset(p[r], 0, sizeof(float) * (size_t)(j1 - j0));
+                            memset(ds[r], 0, sizeof(float) * (size_t)(j1 - j0));
                         }
-                        add_scaled_to_rows2(dkc + (size_t)j0 * D, ds[0], q + row[0], ds[1], q + row[1], j1 - j0, D);
-                        add_scaled_to_rows2(dvc + (size_t)j0 * D, p[0], dout + row[0], p[1], dout + row[1], j1 - j0, D);
+                        add_scaled_to_rows(dkc + (size_t)j0 * D, ds, qr, j1 - j0, D);
+                        add_scaled_to_rows(dvc + (size_t)j0 * D, p, dor, j1 - j0, D);
                     }
                 for (int j = 0; j < T; j++) {
                     axpy(dk + kv_off + j * stride, 1.0f, dkc + (size_t)j * D, D);
@@ -908,12 +1128,16 @@ void routing_shares(double *f, int E) {
 }
 
 float aux_loss_forward(const float *probs, const double *f, int N, int E) {
-    double loss = 0.0;
+    double *P = st_malloc(sizeof(double) * (size_t)E); /* each expert's sum over rows in row order */
+#pragma omp parallel for schedule(static)
     for (int e = 0; e < E; e++) {
-        double P = 0.0;
-        for (int n = 0; n < N; n++) P += probs[(size_t)n * E + e];
-        loss += f[e] * P / N;
+        double sum = 0.0;
+        for (int n = 0; n < N; n++) sum += probs[(size_t)n * E + e];
+        P[e] = sum;
     }
+    double loss = 0.0;
+    for (int e = 0; e < E; e++) loss += f[e] * P[e] / N;
+    free(P);
     return (float)(E * loss);
 }
 
@@ -933,11 +1157,15 @@ static float logsumexp(const float *z, int E) {
 }
 
 float z_loss_forward(const float *logits, int N, int E) {
-    double s = 0.0;
+    double *sq = st_malloc(sizeof(double) * (size_t)N);
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         double lse = logsumexp(logits + (size_t)n * E, E);
-        s += lse * lse;
+        sq[n] = lse * lse;
     }
+    double s = 0.0; /* summed in row order, whatever the thread count */
+    for (int n = 0; n < N; n++) s += sq[n];
+    free(sq);
     return (float)(s / N);
 }
 
@@ -984,6 +1212,74 @@ void cross_entropy_backward(float *dlogits, float dloss, const float *logits, co
     }
 }
 
+/* --- LM head + cross-entropy, chunked over rows ---
+ * logits = x w^T ([N][V], x the final norm's output, w [V][C]) exist only `chunk` rows at a time, in
+ * scratch [chunk][V]. The forward computes a chunk's logits, each row's lse = logsumexp(logits) and
+ * loss lse - logits[target], and keeps only lse [N]. The backward recomputes a chunk's logits, turns
+ * them in place into dlogits = g (exp(logits - lse) - onehot(target)), g = dloss / n_valid, and runs
+ * both products of the chunk: dx += dlogits w, dw += dlogits^T x (chunks added in order). */
+
+/* rows of logits per chunk in training: 512 x 257 floats (the default vocab) is half a megabyte */
+enum { LOSS_CHUNK = 512 };
+
+/* lse of one row of n logits: the max, then exp(z - max) summed in 8 lanes, the tail scalar */
+static float row_logsumexp(const float *z, int n) {
+    float mx = z[0];
+    for (int i = 1; i < n; i++) mx = z[i] > mx ? z[i] : mx;
+    v8 acc = splat8(0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc += exp8(load8(z + i) - splat8(mx));
+    float s = hsum8(acc);
+    for (; i < n; i++) s += expf(z[i] - mx);
+    return mx + logf(s);
+}
+
+float lm_head_loss_forward(float *lse, float *scratch, const float *x, const float *w, const int *targets, int N,
+                           int C, int V, int chunk, int *n_valid) {
+    double total = 0.0; /* summed in row order, whatever the thread count */
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        int rows = N - r0 < chunk ? N - r0 : chunk;
+        Gemm g = linear_forward(scratch, x + (size_t)r0 * C, w, rows, C, V);
+        gemm_batch(&g, 1);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++)
+            lse[r0 + r] = targets[r0 + r] < 0 ? 0.0f : row_logsumexp(scratch + (size_t)r * V, V);
+        for (int r = 0; r < rows; r++)
+            if (targets[r0 + r] >= 0) total += (double)lse[r0 + r] - scratch[(size_t)r * V + targets[r0 + r]];
+    }
+    *n_valid = count_targets(targets, N);
+    return *n_valid ? (float)(total / *n_valid) : 0.0f;
+}
+
+void lm_head_loss_backward(float *dx, float *dw, float *scratch, float dloss, const float *x, const float *w,
+                           const float *lse, const int *targets, int N, int C, int V, int chunk) {
+    int count = count_targets(targets, N);
+    if (!count) return;
+    float g = dloss / (float)count;
+    for (int r0 = 0; r0 < N; r0 += chunk) {
+        int rows = N - r0 < chunk ? N - r0 : chunk;
+        Gemm fwd = linear_forward(scratch, x + (size_t)r0 * C, w, rows, C, V);
+        gemm_batch(&fwd, 1);
+#pragma omp parallel for schedule(static)
+        for (int r = 0; r < rows; r++) {
+            float *dz = scratch + (size_t)r * V;
+            int t = targets[r0 + r];
+            if (t < 0) { /* an ignored row sends no gradient */
+                memset(dz, 0, sizeof(float) * (size_t)V);
+                continue;
+            }
+            v8 shift = splat8(lse[r0 + r]), vg = splat8(g);
+            int v = 0;
+            for (; v + 8 <= V; v += 8) store8(dz + v, vg * exp8(load8(dz + v) - shift));
+            for (; v < V; v++) dz[v] = g * expf(dz[v] - lse[r0 + r]);
+            dz[t] -= g;
+        }
+        Gemm bwd[2] = {linear_dw(dw, scratch, x + (size_t)r0 * C, rows, C, V),
+                       linear_din(dx + (size_t)r0 * C, scratch, w, rows, C, V)};
+        gemm_batch(bwd, 2);
+    }
+}
+
 /* ================================================================================================ */
 /* 4. Activations: what one forward keeps for its backward, per block */
 
@@ -1019,9 +1315,11 @@ struct MoeActs {
     float *resid;                /* [2L+1][N][C] residual stream at every point */
     BlockActs *blk;              /* [L] */
     float *xnf, *rstdf;          /* final RMSNorm */
+    float *head_lse;             /* [N] logsumexp of each row's logits (0 for rows without a target) */
+    float *head_chunk;           /* [LOSS_CHUNK][V] one chunk of logits, then of their gradient */
     float *rope_cos, *rope_sin;  /* [seq_len][D/2] for the last forward's positions */
     /* backward scratch */
-    float *dresid, *dxn, *dq, *dk, *dv, *dq_pre, *dk_pre, *dy, *dyg, *dgz, *dlogits;
+    float *dresid, *dxn, *dq, *dk, *dv, *dq_pre, *dk_pre, *dy, *dyg, *dgz;
     float *dprobs, *drlogits, *dw, *dxg, *dg, *du, *dh, *deo;
 };
 
@@ -1045,9 +1343,10 @@ static void free_rows(Moe *m) {
     }
     free(a->blk);
     float *fl[] = {a->resid, a->xnf, a->rstdf, a->dresid, a->dxn, a->dq, a->dk, a->dv, a->dq_pre, a->dk_pre,
-                   a->dy, a->dyg, a->dgz, a->dlogits, a->dprobs, a->drlogits, a->dw, a->dxg, a->dg, a->du, a->dh, a->deo,
+                   a->dy, a->dyg, a->dgz, a->head_lse, a->head_chunk, a->dprobs, a->drlogits, a->dw, a->dxg, a->dg, a->du, a->dh, a->deo,
                    m->logits};
     for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) free(fl[i]);
+    m->logits = NULL;
     free(a->tokens);
     free(a->targets);
     a->blk = NULL;
@@ -1087,12 +1386,12 @@ static void ensure_rows(Moe *m, int B, int T) {
     a->tokens = st_calloc(N, sizeof(int)), a->targets = st_calloc(N, sizeof(int));
     a->resid = fbuf((2 * L + 1) * N * C);
     a->xnf = fbuf(N * C), a->rstdf = fbuf(N);
-    m->logits = fbuf(N * V);
+    a->head_lse = fbuf(N), a->head_chunk = fbuf((size_t)LOSS_CHUNK * V); /* m->logits: on demand */
     a->dresid = fbuf(N * C), a->dxn = fbuf(N * C);
     a->dq = fbuf(N * HD), a->dk = fbuf(N * KVD), a->dv = fbuf(N * KVD), a->dy = fbuf(N * HD);
     if (c->attn_gate) a->dyg = fbuf(N * HD), a->dgz = fbuf(N * HD);
     a->dq_pre = fbuf(N * HD), a->dk_pre = fbuf(N * KVD);
-    a->dlogits = fbuf(N * V), a->dprobs = fbuf(N * E), a->drlogits = fbuf(N * E), a->dw = fbuf(N * K);
+    a->dprobs = fbuf(N * E), a->drlogits = fbuf(N * E), a->dw = fbuf(N * K);
     a->dxg = fbuf(N * K * C), a->dg = fbuf(N * K * F), a->du = fbuf(N * K * F), a->dh = fbuf(N * K * F);
     a->deo = fbuf(N * K * C);
 }
@@ -1168,9 +1467,12 @@ static float *resid_at(const Moe *m, int p) {
     return m->acts->resid + (size_t)p * m->acts->N_cap * m->cfg.d_model;
 }
 
+/* the capture overwrites the residual at point p */
+static int patches(const MoeCapture *cap, int p) { return cap && cap->patch_vec && cap->patch_point == p; }
+
 /* overwrite the residual at (point p, position t) of every sequence, when the capture asks */
 static void apply_patch(Moe *m, const MoeCapture *cap, int p) {
-    if (!cap || !cap->patch_vec || cap->patch_point != p) return;
+    if (!patches(cap, p)) return;
     int C = m->cfg.d_model, T = m->acts->T;
     for (int b = 0; b < m->acts->B; b++)
         memcpy(resid_at(m, p) + ((size_t)b * T + cap->patch_pos) * C, cap->patch_vec + (size_t)b * C,
@@ -1187,10 +1489,17 @@ static void ablate_positions(float *out, const unsigned char *flags, const float
         }
 }
 
-/* the residual add out = x + branch, over n floats */
-static void add_rows(float *out, const float *x, const float *branch, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) out[i] = x[i] + branch[i];
+/* residual point p = x + branch and the RMSNorm of it that the next sublayer reads (xn, rstd, with
+ * gain), in one pass. A capture's patch at p overwrites the residual after the add, so then the norm
+ * is taken again over the patched stream. */
+static void residual_and_norm(Moe *m, const MoeCapture *cap, int p, const float *x, const float *branch,
+                              const float *gain, float *xn, float *rstd) {
+    int N = m->acts->B * m->acts->T, C = m->cfg.d_model;
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          residual_rmsnorm_forward(resid_at(m, p), xn, rstd, x, branch, gain, N, C, m->cfg.rms_eps));
+    if (!patches(cap, p)) return;
+    apply_patch(m, cap, p);
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(xn, rstd, resid_at(m, p), gain, N, C, m->cfg.rms_eps));
 }
 
 /* the attention window of a forward: the capture's when it sets one, else the config's (0 = none) */
@@ -1198,31 +1507,32 @@ static int attention_window(const Moe *m, const MoeCapture *cap) {
     return cap && cap->window > 0 ? cap->window : m->cfg.attn_window;
 }
 
-/* x_mid = x + Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), xn = RMSNorm(x),
- * gate = sigmoid(Wgate xn) when attn_gate */
+/* o = Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), gate = sigmoid(Wgate xn)
+ * when attn_gate, from xn = RMSNorm(x) (b->xn1, computed with the residual add that produced x); the
+ * caller adds o to the residual */
 static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     const MoeConfig *c = &m->cfg;
     MoeActs *a = m->acts;
     BlockActs *b = &a->blk[l];
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params;
-    const float *x = resid_at(m, 2 * l);
-    TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_forward(b->xn1, b->rstd1, x, block_tensor(m, P, l, "attn_norm"), N, C, c->rms_eps));
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
     Gemm proj[4] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
                     linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
                     linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D),
                     linear_forward(b->gz, b->xn1, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
     TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
-    if (c->qk_norm) { /* each head's q and k normalised over its D channels, one gain shared by heads */
+    if (c->qk_norm) { /* each head's q and k normalised over its D channels (one gain for all heads), rotated */
         TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), N * H, D, c->rms_eps));
+              qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), a->rope_cos,
+                                   a->rope_sin, N, T, H, D, c->rms_eps));
         TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), N * KV, D, c->rms_eps));
+              qk_norm_rope_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), a->rope_cos,
+                                   a->rope_sin, N, T, KV, D, c->rms_eps));
+    } else {
+        TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
+        TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
     }
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
     TIMED(m, MOE_OP_ATTENTION,
           attention_forward(b->y, b->lse, b->q, b->k, b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D,
                             attention_window(m, cap)));
@@ -1235,7 +1545,6 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     if (cap && cap->ablate_attn)
         ablate_positions(b->o, cap->ablate_attn + (size_t)l * T, cap->attn_repl ? cap->attn_repl + (size_t)l * C : NULL,
                          B, T, C);
-    TIMED(m, MOE_OP_ELEMENTWISE, add_rows(resid_at(m, 2 * l + 1), x, b->o, (size_t)N * C));
 }
 
 /* counting sort of the N*k routing slots by expert; within an expert, slots stay in token order */
@@ -1372,36 +1681,41 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
 
     TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->params, N, C)); /* wte: the first tensor */
     apply_patch(m, cap, 0);
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->blk[0].xn1, a->blk[0].rstd1, resid_at(m, 0),
+                                                 block_tensor(m, m->params, 0, "attn_norm"), N, C, c->rms_eps));
     for (int l = 0; l < L; l++) {
-        attention_block_forward(m, l, cap);
-        apply_patch(m, cap, 2 * l + 1);
         BlockActs *b = &a->blk[l];
-        const float *x_mid = resid_at(m, 2 * l + 1);
-        TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_forward(b->xn2, b->rstd2, x_mid, block_tensor(m, m->params, l, "moe_norm"), N, C, c->rms_eps));
+        attention_block_forward(m, l, cap);
+        residual_and_norm(m, cap, 2 * l + 1, resid_at(m, 2 * l), b->o, block_tensor(m, m->params, l, "moe_norm"),
+                          b->xn2, b->rstd2);
         moe_block_forward(m, l);
         if (cap && cap->ablate_moe)
             ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
                              B, T, C);
-        TIMED(m, MOE_OP_ELEMENTWISE, add_rows(resid_at(m, 2 * l + 2), x_mid, b->mo, (size_t)N * C));
-        apply_patch(m, cap, 2 * l + 2);
+        if (l + 1 < L) /* the residual after block l, normalised for block l+1's attention */
+            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo,
+                              block_tensor(m, m->params, l + 1, "attn_norm"), a->blk[l + 1].xn1, a->blk[l + 1].rstd1);
+        else /* or for the LM head */
+            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, tensor_in(m, m->params, "final_norm"),
+                              a->xnf, a->rstdf);
         if (cap) capture_block(m, l, cap);
     }
     if (cap && cap->resid)
         for (int p = 0; p <= 2 * L; p++)
             memcpy(cap->resid + (size_t)p * N * C, resid_at(m, p), sizeof(float) * (size_t)N * C);
 
-    TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_forward(a->xnf, a->rstdf, resid_at(m, 2 * L), tensor_in(m, m->params, "final_norm"), N, C,
-                          c->rms_eps));
     const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
-    TIMED(m, MOE_OP_MATMUL, matmul_forward(m->logits, a->xnf, head, N, C, V));
-
     a->backward_ready = 0;
-    if (!targets) return 0.0f;
+    if (!targets) { /* inference: every row's logits, into the [N][V] buffer allocated on first use */
+        if (!m->logits) m->logits = fbuf((size_t)a->N_cap * V);
+        TIMED(m, MOE_OP_MATMUL, matmul_forward(m->logits, a->xnf, head, N, C, V));
+        return 0.0f;
+    }
     memcpy(a->targets, targets, sizeof(int) * (size_t)N);
     MoeLoss *loss = &m->loss;
-    TIMED(m, MOE_OP_LOSS, loss->ce = cross_entropy_forward(m->logits, targets, N, V, &loss->n_targets));
+    TIMED(m, MOE_OP_LOSS,
+          loss->ce = lm_head_loss_forward(a->head_lse, a->head_chunk, a->xnf, head, targets, N, C, V, LOSS_CHUNK,
+                                          &loss->n_targets));
     double aux = 0.0, z = 0.0;
     for (int l = 0; l < L; l++) aux += a->blk[l].aux, z += a->blk[l].z;
     loss->aux = (float)(aux / L);
@@ -1562,12 +1876,11 @@ void moe_backward(Moe *m, float scale) {
     int N = a->B * a->T, C = c->d_model, V = c->vocab_size, L = c->n_layer;
     float *P = m->params, *G = m->grads;
     /* loss -> logits -> final norm */
-    memset(a->dlogits, 0, sizeof(float) * (size_t)N * V);
-    TIMED(m, MOE_OP_LOSS, cross_entropy_backward(a->dlogits, scale, m->logits, a->targets, N, V));
     const char *head = c->tie_embeddings ? "wte" : "lm_head";
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-    TIMED(m, MOE_OP_MATMUL,
-          matmul_backward(a->dxn, tensor_in(m, G, head), a->dlogits, a->xnf, tensor_in(m, P, head), N, C, V));
+    TIMED(m, MOE_OP_LOSS,
+          lm_head_loss_backward(a->dxn, tensor_in(m, G, head), a->head_chunk, scale, a->xnf, tensor_in(m, P, head),
+                                a->head_lse, a->targets, N, C, V, LOSS_CHUNK));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
                      tensor_in(m, P, "final_norm"), a->rstdf, N, C));

@@ -107,7 +107,8 @@ typedef struct MoeActs MoeActs; /* activation buffers, private to moe.c */
 
 /* Where the time of forward and backward goes, by class of operation (bin/bench reports it).
  * MOE_OP_ROUTING is the router's softmax, top-k, aux and z losses and the token permutation to and
- * from expert order; MOE_OP_ELEMENTWISE is RMSNorm, RoPE, SwiGLU, embedding and residual adds. */
+ * from expert order; MOE_OP_ELEMENTWISE is RMSNorm, RoPE, SwiGLU, embedding and residual adds;
+ * MOE_OP_LOSS is the LM head's products and the cross-entropy, one chunked kernel in training. */
 enum { MOE_OP_MATMUL, MOE_OP_ATTENTION, MOE_OP_ROUTING, MOE_OP_ELEMENTWISE, MOE_OP_LOSS, MOE_OP_CLASSES };
 extern const char *const moe_op_class_names[MOE_OP_CLASSES]; /* "matmul", "attention", ... */
 
@@ -119,7 +120,10 @@ typedef struct {
     int n_tensors;
     MoeTensor *tensors;
     MoeActs *acts;   /* grown on demand to the largest B*T seen */
-    float *logits;   /* [B][T][V] after the last forward */
+    /* [B][T][V] logits of the last forward WITHOUT targets (inference: sampling, tests), allocated by
+     * the first such forward (NULL before). A forward with targets (training, probes) computes the LM
+     * head and the loss in chunks of rows (lm_head_loss_forward) and neither allocates nor updates it. */
+    float *logits;
     MoeLoss loss;    /* of the last forward with targets */
     /* expert load of the last forward: [L][E] share of the k*B*T routing slots per expert */
     float *expert_load;
@@ -144,7 +148,7 @@ const MoeTensor *moe_find(const Moe *m, const char *name); /* NULL if absent */
 void moe_init_params(Moe *m);
 
 /* Forward for tokens [B][T] (ids < V, T <= seq_len). targets [B][T] (-1 = ignored) may be NULL: then
- * only logits are computed. Returns the total loss (0 without targets). cap may be NULL.
+ * only the logits are computed, into m->logits. Returns the total loss (0 without targets). cap may be NULL.
  * Forwards and backwards run in parallel inside (OpenMP) and share one packing buffer per process:
  * call them from one thread at a time, not from inside a parallel region. */
 float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, MoeCapture *cap);
@@ -163,6 +167,11 @@ void embed_backward(float *dwte, const float *dout, const int *tokens, int N, in
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps);
 void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
                       const float *rstd, int N, int C);
+/* the residual add and the RMSNorm after it, fused (one pass over each row): out = x + branch, then
+ * xn, rstd = rmsnorm_forward of out; the same values as the two steps apart. Its backward is
+ * rmsnorm_backward adding into the residual's gradient. */
+void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
+                              const float *gain, int N, int C, float eps);
 
 /* out[n][o] = sum_i in[n][i] * w[o][i] */
 void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT);
@@ -175,6 +184,10 @@ void matmul_backward(float *din, float *dw, const float *dout, const float *in, 
 void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_offset);
 void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
+/* QK-norm and RoPE fused (one pass over each head): out = rope_forward of rmsnorm_forward(in) over the
+ * N * n_heads rows of D channels, rstd [N * n_heads]; the same values as the two steps apart */
+void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float *gain, const float *cos_t,
+                          const float *sin_t, int N, int T, int n_heads, int D, float eps);
 
 /* causal softmax attention, fused: q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
  * lse [B][H][T] receives each query row's log softmax denominator, which is all the backward needs
@@ -224,5 +237,16 @@ void z_loss_backward(float *dlogits, float dloss, const float *logits, int N, in
 /* mean cross-entropy over rows with target >= 0; returns it and the count of such rows */
 float cross_entropy_forward(const float *logits, const int *targets, int N, int V, int *n_valid);
 void cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int *targets, int N, int V);
+
+/* The LM head and cross-entropy fused, over rows in chunks of `chunk`: logits = x w^T (x [N][C], w
+ * [V][C]) exist only one chunk at a time, in scratch [chunk][V]. The forward returns the mean
+ * cross-entropy over rows with target >= 0 (their count in n_valid) and keeps each row's logsumexp in
+ * lse [N] (0 for ignored rows); the backward recomputes each chunk's logits and adds dx += dlogits w
+ * and dw += dlogits^T x, dlogits = dloss (softmax - onehot(target)) / n_valid. Same results as
+ * matmul_forward + cross_entropy_forward and their backwards, without the N x V buffers. */
+float lm_head_loss_forward(float *lse, float *scratch, const float *x, const float *w, const int *targets, int N,
+                           int C, int V, int chunk, int *n_valid);
+void lm_head_loss_backward(float *dx, float *dw, float *scratch, float dloss, const float *x, const float *w,
+                           const float *lse, const int *targets, int N, int C, int V, int chunk);
 
 #endif

@@ -9,8 +9,10 @@
 
 typedef float v8 __attribute__((vector_size(32)));
 
-#if defined(__FMA__)
+#if defined(__AVX__)
 #include <immintrin.h>
+#endif
+#if defined(__FMA__)
 #define FMA8(a, b, c) _mm256_fmadd_ps((a), (b), (c)) /* a * b + c, fused */
 #else
 #define FMA8(a, b, c) ((a) * (b) + (c))
@@ -41,11 +43,34 @@ static inline void store_part(float *x, v8 v, size_t m) {
 
 static inline v8 splat8(float s) { return (v8){s, s, s, s, s, s, s, s}; }
 
+/* square roots of 8 floats, correctly rounded either way (IEEE sqrt is exact-rounded) */
+static inline v8 sqrt8(v8 x) {
+#if defined(__AVX__)
+    return _mm256_sqrt_ps(x);
+#else
+    v8 r;
+    for (int l = 0; l < 8; l++) r[l] = __builtin_sqrtf(x[l]);
+    return r;
+#endif
+}
+
 static inline float hsum8(v8 x) {
     return ((x[0] + x[4]) + (x[1] + x[5])) + ((x[2] + x[6]) + (x[3] + x[7]));
 }
 
 typedef int v8i __attribute__((vector_size(32)));
+
+/* lane-wise a > b ? a : b (comparisons give lanes of all ones or zeros, used as a bit mask) */
+static inline v8 max8(v8 a, v8 b) {
+    v8i gt = a > b;
+    return (v8)(((v8i)a & gt) | ((v8i)b & ~gt));
+}
+
+static inline float hmax8(v8 x) {
+    float m = x[0];
+    for (int l = 1; l < 8; l++) m = x[l] > m ? x[l] : m;
+    return m;
+}
 
 /* e^x of 8 floats, to about 2 ulp, for x in [-87, 88] (clamped there): e^x = 2^n e^r with n the
  * integer nearest x / ln 2 and |r| <= ln(2) / 2; e^r from its degree-6 Taylor-like polynomial (the

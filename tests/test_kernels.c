@@ -1,9 +1,9 @@
 /* tests/test_kernels.c: every fast kernel of model/moe.c against its plain reference in
  * tests/ref_kernels.c, on shapes that hit every edge of the tiling (sizes below, at and past the
- * 6 x 16 register tile and the 256-long k block; T = 1; keys past one 64-key attention block;
- * windows that start mid-block; head sizes not a multiple of 8), and the MoE block on batches that
- * leave experts with no token and with exactly one. Also: results do not depend on the thread count,
- * and a row's result does not depend on the other rows. Comparisons are on whole arrays:
+ * 6 x 16 register tile (6 x 32 with AVX-512) and the 256-long k block; T = 1; keys past one 64-key
+ * attention block; windows that start mid-block; head sizes not a multiple of 8), and the MoE block
+ * on batches that leave experts with no token and with exactly one. Also: results do not depend on
+ * the thread count, and a row's result does not depend on the other rows. Comparisons are on whole arrays:
  * ||fast - ref|| <= 1e-5 ||ref|| (a wrong index or a missing term is off by O(1) of the norm). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -72,8 +72,10 @@ static void test_matmul_matches_reference(void **state) {
     (void)state;
     const int shapes[][3] = {
         {1, 1, 1},      {5, 7, 3},     {6, 16, 16},   {7, 17, 15},  {13, 9, 33},  /* below, at, around a tile */
+        {12, 32, 32},   {7, 31, 31},                                 /* at and below a 32-wide tile */
         {48, 64, 64},   {49, 65, 65},  {97, 128, 257},               /* one macro tile, just past it, lm head */
         {300, 5, 64},   {70, 300, 40}, {513, 40, 48},                /* N and IN past the 256-long k block */
+        {2100, 20, 13}, {4096, 7, 70},                               /* dw's rows split into 1024-row chunks */
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) matmul_case(shapes[s][0], shapes[s][1], shapes[s][2]);
 }
@@ -81,7 +83,7 @@ static void test_matmul_matches_reference(void **state) {
 /* each output row depends on its input row only (bit for bit), and on no thread count */
 static void test_matmul_rows_and_threads_independent(void **state) {
     (void)state;
-    int N = 100, IN = 300, OUT = 70;
+    int N = 2100, IN = 300, OUT = 70; /* dw's sum over N rows is split into chunks */
     float *in = randn((size_t)N * IN), *w = randn((size_t)OUT * IN), *dout = randn((size_t)N * OUT);
     float *full = st_malloc(sizeof(float) * N * OUT), *part = st_malloc(sizeof(float) * N * OUT);
     matmul_forward(full, in, w, N, IN, OUT);
@@ -100,6 +102,100 @@ static void test_matmul_rows_and_threads_independent(void **state) {
     assert_memory_equal(din1, din3, sizeof(float) * N * IN);
     assert_memory_equal(dw1, dw3, sizeof(float) * OUT * IN);
     free(in), free(w), free(dout), free(full), free(part), free(dw1), free(dw3), free(din1), free(din3);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the residual add fused with RMSNorm, and QK-norm fused with RoPE: the same bits as the steps apart */
+
+static void test_residual_rmsnorm_matches_add_then_norm(void **state) {
+    (void)state;
+    const int shapes[][2] = {{1, 1}, {7, 13}, {33, 128}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        int N = shapes[i][0], C = shapes[i][1];
+        size_t n = (size_t)N * C;
+        float *x = randn(n), *branch = randn(n), *gain = randn(C), *out = randn(n), *xn = randn(n);
+        float *sum = st_malloc(sizeof(float) * n), *xn_ref = st_malloc(sizeof(float) * n);
+        float *rstd = st_malloc(sizeof(float) * N), *rstd_ref = st_malloc(sizeof(float) * N);
+        residual_rmsnorm_forward(out, xn, rstd, x, branch, gain, N, C, 1e-6f);
+        for (size_t j = 0; j < n; j++) sum[j] = x[j] + branch[j];
+        rmsnorm_forward(xn_ref, rstd_ref, sum, gain, N, C, 1e-6f);
+        assert_memory_equal(out, sum, sizeof(float) * n);
+        assert_memory_equal(xn, xn_ref, sizeof(float) * n);
+        assert_memory_equal(rstd, rstd_ref, sizeof(float) * N);
+        free(x), free(branch), free(gain), free(out), free(xn), free(sum), free(xn_ref), free(rstd), free(rstd_ref);
+    }
+}
+
+/* QK-norm fused with RoPE: the same bits as rmsnorm_forward, then rope_forward */
+static void test_qk_norm_rope_matches_norm_then_rope(void **state) {
+    (void)state;
+    int T = 5, N = 2 * T, heads = 3, D = 6;
+    size_t n = (size_t)N * heads * D;
+    float *in = randn(n), *gain = randn(D), *out = randn(n), *ref = st_malloc(sizeof(float) * n);
+    float *rstd = st_malloc(sizeof(float) * N * heads), *rstd_ref = st_malloc(sizeof(float) * N * heads);
+    float cos_t[5 * 3], sin_t[5 * 3];
+    rope_table(cos_t, sin_t, T, D, 100.0f, 2);
+    qk_norm_rope_forward(out, rstd, in, gain, cos_t, sin_t, N, T, heads, D, 1e-6f);
+    rmsnorm_forward(ref, rstd_ref, in, gain, N * heads, D, 1e-6f);
+    rope_forward(ref, cos_t, sin_t, N, T, heads, D);
+    assert_memory_equal(out, ref, sizeof(float) * n);
+    assert_memory_equal(rstd, rstd_ref, sizeof(float) * N * heads);
+    free(in), free(gain), free(out), free(ref), free(rstd), free(rstd_ref);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* the chunked LM head + cross-entropy against the full logits buffer: matmul_forward, then
+ * cross_entropy_forward / cross_entropy_backward and matmul_backward */
+
+static void lm_head_loss_case(int N, int C, int V, int chunk, int ignore_every) {
+    float *x = randn((size_t)N * C), *w = randn((size_t)V * C), *scratch = st_malloc(sizeof(float) * chunk * V);
+    for (size_t i = 0; i < (size_t)V * C; i++) w[i] *= 0.5f;
+    int *targets = st_malloc(sizeof(int) * N);
+    for (int n = 0; n < N; n++) targets[n] = ignore_every && n % ignore_every == 1 ? -1 : (n * 7 + 3) % V;
+    float *logits = st_malloc(sizeof(float) * N * V), *lse = st_malloc(sizeof(float) * N);
+    int n_valid, n_valid_ref;
+    float loss = lm_head_loss_forward(lse, scratch, x, w, targets, N, C, V, chunk, &n_valid);
+    matmul_forward(logits, x, w, N, C, V);
+    float loss_ref = cross_entropy_forward(logits, targets, N, V, &n_valid_ref);
+    assert_int_equal(n_valid, n_valid_ref);
+    assert_true(fabsf(loss - loss_ref) <= 1e-5f * fabsf(loss_ref));
+    float *dx = randn((size_t)N * C), *dw = randn((size_t)V * C);
+    float *dx_ref = copy_of(dx, (size_t)N * C), *dw_ref = copy_of(dw, (size_t)V * C);
+    float *dlogits = st_calloc((size_t)N * V, sizeof(float));
+    lm_head_loss_backward(dx, dw, scratch, 0.7f, x, w, lse, targets, N, C, V, chunk);
+    cross_entropy_backward(dlogits, 0.7f, logits, targets, N, V);
+    matmul_backward(dx_ref, dw_ref, dlogits, x, w, N, C, V);
+    assert_close("lm head dx", dx, dx_ref, (size_t)N * C, 1e-5);
+    assert_close("lm head dw", dw, dw_ref, (size_t)V * C, 1e-5);
+    for (int n = 0; n < N; n++) /* an ignored row's dx is left as it was */
+        if (targets[n] < 0) assert_memory_equal(dx + (size_t)n * C, dx_ref + (size_t)n * C, sizeof(float) * C);
+    free(x), free(w), free(scratch), free(targets), free(logits), free(lse), free(dx), free(dw), free(dx_ref);
+    free(dw_ref), free(dlogits);
+}
+
+static void test_lm_head_loss_matches_full_logits(void **state) {
+    (void)state;
+    lm_head_loss_case(37, 20, 19, 8, 0);    /* rows and vocab not multiples of the chunk or of 8 */
+    lm_head_loss_case(37, 20, 19, 8, 5);    /* some rows ignored */
+    lm_head_loss_case(1, 16, 257, 512, 0);  /* one row (T = 1), the default vocab */
+    lm_head_loss_case(600, 33, 257, 512, 3); /* a full chunk and a partial one */
+    lm_head_loss_case(50, 24, 7, 50, 0);    /* exactly one chunk, vocab below one vector */
+}
+
+/* no row with a target: zero loss, no gradient */
+static void test_lm_head_loss_without_targets(void **state) {
+    (void)state;
+    int N = 9, C = 8, V = 11, targets[9];
+    for (int n = 0; n < N; n++) targets[n] = -1;
+    float *x = randn((size_t)N * C), *w = randn((size_t)V * C), *scratch = st_malloc(sizeof(float) * 4 * V);
+    float lse[9], *dx = st_calloc((size_t)N * C, sizeof(float)), *dw = st_calloc((size_t)V * C, sizeof(float));
+    int n_valid = -1;
+    assert_true(lm_head_loss_forward(lse, scratch, x, w, targets, N, C, V, 4, &n_valid) == 0.0f);
+    assert_int_equal(n_valid, 0);
+    lm_head_loss_backward(dx, dw, scratch, 1.0f, x, w, lse, targets, N, C, V, 4);
+    for (int i = 0; i < N * C; i++) assert_true(dx[i] == 0.0f);
+    for (int i = 0; i < V * C; i++) assert_true(dw[i] == 0.0f);
+    free(x), free(w), free(scratch), free(dx), free(dw);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -243,6 +339,10 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_matches_reference),
         cmocka_unit_test(test_matmul_rows_and_threads_independent),
+        cmocka_unit_test(test_residual_rmsnorm_matches_add_then_norm),
+        cmocka_unit_test(test_qk_norm_rope_matches_norm_then_rope),
+        cmocka_unit_test(test_lm_head_loss_matches_full_logits),
+        cmocka_unit_test(test_lm_head_loss_without_targets),
         cmocka_unit_test(test_attention_matches_reference),
         cmocka_unit_test(test_moe_block_matches_per_token_experts),
         cmocka_unit_test(test_step_bit_identical_across_threads),

@@ -326,6 +326,37 @@ static void test_interventions(void **state) {
     moe_free(&m);
 }
 
+/* a patch feeds everything after it, including the norm that is fused with the residual add at its
+ * point: sequences A and B differ only in their last token, which no other position sees, so patching
+ * B's residual at the last position with A's makes every later residual point and the logits A's */
+static void test_patch_feeds_the_next_norm(void **state) {
+    (void)state;
+    MoeConfig c = tiny_config();
+    Moe m = make_model(&c);
+    int tok_a[B * T], tok_b[B * T], tgt[B * T];
+    random_batch(tok_a, tgt, c.vocab_size, 9);
+    memcpy(tok_b, tok_a, sizeof tok_a);
+    for (int b = 0; b < B; b++) tok_b[b * T + T - 1] = (tok_a[b * T + T - 1] + 1) % c.vocab_size;
+    size_t N = B * T, C = c.d_model, V = c.vocab_size, P = 2 * c.n_layer + 1;
+    MoeCapture ca, cb;
+    moe_capture_init(&ca);
+    moe_capture_init(&cb);
+    ca.resid = calloc(P * N * C, sizeof(float)), cb.resid = calloc(P * N * C, sizeof(float));
+    float *logits_a = malloc(sizeof(float) * N * V), *vec = malloc(sizeof(float) * B * C);
+    moe_forward(&m, tok_a, NULL, B, T, &ca);
+    memcpy(logits_a, m.logits, sizeof(float) * N * V);
+    for (int p = 1; p < (int)P; p++) { /* every point after an add (each fused with the next norm) */
+        for (size_t b = 0; b < B; b++)
+            memcpy(vec + b * C, ca.resid + (p * N + b * T + T - 1) * C, sizeof(float) * C);
+        cb.patch_point = p, cb.patch_pos = T - 1, cb.patch_vec = vec;
+        moe_forward(&m, tok_b, NULL, B, T, &cb);
+        assert_memory_equal(cb.resid + p * N * C, ca.resid + p * N * C, sizeof(float) * (P - p) * N * C);
+        assert_memory_equal(m.logits, logits_a, sizeof(float) * N * V);
+    }
+    free(ca.resid), free(cb.resid), free(logits_a), free(vec);
+    moe_free(&m);
+}
+
 static void test_same_seed_bit_identical(void **state) {
     (void)state;
     MoeConfig c = tiny_config();
@@ -450,6 +481,7 @@ int main(void) {
         cmocka_unit_test(test_zero_all_heads_equals_removing_attention),
         cmocka_unit_test(test_dense_block_is_swiglu),
         cmocka_unit_test(test_interventions),
+        cmocka_unit_test(test_patch_feeds_the_next_norm),
         cmocka_unit_test(test_same_seed_bit_identical),
         cmocka_unit_test(test_overfits_one_batch),
         cmocka_unit_test(test_invalid_configs_name_the_field),

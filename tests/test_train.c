@@ -7,6 +7,7 @@
 #include <cmocka.h>
 #include <cJSON.h>
 #include <math.h>
+#include <omp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,6 +162,59 @@ static void test_schedules(void **state) {
     c.schedule = SCHEDULE_CONSTANT;
     assert_float_equal(lr_at(&c, 0), 0.1, 1e-6);
     assert_float_equal(lr_at(&c, 99), 1.0, 1e-6);
+}
+
+/* the vectorised, parallel AdamW against the update written one parameter at a time, on tensors whose
+ * sizes are not multiples of the vector width or of the parallel chunk; and the same bits on 1 and 3
+ * threads, for the update and for the global norm */
+static void adamw_steps(float *p, const float *g, const MoeTensor *tensors, int n_tensors, size_t n, int threads) {
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    AdamW o;
+    adamw_init(&o, n);
+    AdamWHyper h = {0.01f, 0.9f, 0.95f, 1e-8f, 0.1f};
+    for (int t = 1; t <= 3; t++) adamw_step(&o, p, g, tensors, n_tensors, &h, t, 0.5f);
+    adamw_free(&o);
+    omp_set_num_threads(saved);
+}
+
+static void test_adamw_vectorised_matches_scalar(void **state) {
+    (void)state;
+    MoeTensor tensors[3] = {{.name = "a", .offset = 0, .size = 13, .decay = 1},
+                            {.name = "b", .offset = 13, .size = 9001, .decay = 0},
+                            {.name = "c", .offset = 9014, .size = 1, .decay = 1}};
+    size_t n = 9015;
+    float *p1 = malloc(sizeof(float) * n), *p3 = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
+    float *g = malloc(sizeof(float) * n), *m = calloc(n, sizeof(float)), *v = calloc(n, sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+        p1[i] = p3[i] = ref[i] = sinf((float)i);
+        g[i] = cosf(0.37f * (float)i) * (i % 7 == 0 ? 0.0f : 1.0f);
+    }
+    adamw_steps(p1, g, tensors, 3, n, 1);
+    adamw_steps(p3, g, tensors, 3, n, 3);
+    assert_memory_equal(p1, p3, sizeof(float) * n);
+    for (int t = 1; t <= 3; t++) /* the update of train/adamw.h's comment, one parameter at a time */
+        for (int k = 0; k < 3; k++)
+            for (size_t i = tensors[k].offset; i < tensors[k].offset + tensors[k].size; i++) {
+                float gi = g[i] * 0.5f;
+                m[i] = 0.9f * m[i] + (1.0f - 0.9f) * gi;
+                v[i] = 0.95f * v[i] + (1.0f - 0.95f) * gi * gi;
+                float m_hat = m[i] / (float)(1.0 - pow(0.9, t)), v_hat = v[i] / (float)(1.0 - pow(0.95, t));
+                ref[i] -= (tensors[k].decay ? 0.01f * 0.1f : 0.0f) * ref[i];
+                ref[i] -= 0.01f * m_hat / (sqrtf(v_hat) + 1e-8f);
+            }
+    for (size_t i = 0; i < n; i++) assert_float_equal(p1[i], ref[i], 1e-6);
+    double norm_ref = 0.0;
+    for (size_t i = 0; i < n; i++) norm_ref += (double)g[i] * g[i];
+    int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    double norm1 = grad_global_norm(g, n);
+    omp_set_num_threads(3);
+    double norm3 = grad_global_norm(g, n);
+    omp_set_num_threads(saved);
+    assert_memory_equal(&norm1, &norm3, sizeof(double));
+    assert_float_equal(norm1, sqrt(norm_ref), 1e-9 * sqrt(norm_ref));
+    free(p1), free(p3), free(ref), free(g), free(m), free(v);
 }
 
 static void test_adamw_two_steps_by_hand(void **state) {
@@ -523,6 +577,7 @@ int main(void) {
         cmocka_unit_test(test_config_text_round_trip_and_compare),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_adamw_two_steps_by_hand),
+        cmocka_unit_test(test_adamw_vectorised_matches_scalar),
         cmocka_unit_test(test_sample_next),
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_checkpoints_every_n_steps_keep_the_latest),

@@ -29,7 +29,8 @@ void adamw_free(AdamW *o);
 void adamw_step(AdamW *o, float *params, const float *grads, const MoeTensor *tensors, int n_tensors,
                 const AdamWHyper *h, int64_t t, float clip_scale);
 
-/* sqrt(sum of g^2) over all n gradients, summed in double in index order (deterministic) */
+/* sqrt(sum of g^2) over all n gradients, in double: fixed blocks summed in parallel, then added in
+ * block order (deterministic, and the same on any thread count) */
 double grad_global_norm(const float *grads, size_t n);
 /* what multiplies the gradients so their norm is at most max_norm (1 if max_norm is 0 = off) */
 float grad_clip_scale(double norm, float max_norm);
