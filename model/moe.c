@@ -663,12 +663,37 @@ static float dot_f(const float *x, const float *y, int n) {
  * score reads together, do not all fall into the same few cache sets (as a power-of-two stride does) */
 static int padded_keys(int T) { return (T + 7) / 8 * 8 + 8; }
 
+/* y[c][i] = x[i][c] for an 8 x 8 block: rows of x are xs floats apart, rows of y ys apart. Three rounds
+ * of shuffles: interleave pairs of rows, then pairs of pairs, then the two halves. */
+static void transpose8x8(float *y, size_t ys, const float *x, size_t xs) {
+    v8 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = load8(x + i * xs);
+    for (int i = 0; i < 8; i += 2) { /* t[i] = r_i[0] r_i+1[0] r_i[1] r_i+1[1] | same for 4, 5; t[i+1]: 2, 3 | 6, 7 */
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) /* u[i + c] = rows i..i+3 of channel c | of channel c + 4, c < 4 */
+        for (int h = 0; h < 2; h++) {
+            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int c = 0; c < 4; c++) { /* rows 0-3 from u[c], rows 4-7 from u[4 + c] */
+        store8(y + c * ys, __builtin_shufflevector(u[c], u[4 + c], 0, 1, 2, 3, 8, 9, 10, 11));
+        store8(y + (c + 4) * ys, __builtin_shufflevector(u[c], u[4 + c], 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+}
+
 /* xt[d][j] = x[j][d] of one (sequence, K/V head): rows j < T of x are KV*D floats apart; the row
- * stride of xt is Tp = padded_keys(T) and the padding columns are zero. Row j of x is read once,
- * whole (reading a column at a time would walk T lines a power of two apart, D times over). */
+ * stride of xt is Tp = padded_keys(T) and the padding columns are zero. 8 x 8 blocks go through
+ * registers; the channels past the last multiple of 8 and the keys past the last multiple of 8 one
+ * float at a time. */
 static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int D) {
+    size_t xs = (size_t)KV * D;
+    int T8 = T / 8 * 8, D8 = D / 8 * 8;
+    for (int j = 0; j < T8; j += 8)
+        for (int d = 0; d < D8; d += 8) transpose8x8(xt + (size_t)d * Tp + j, (size_t)Tp, x + j * xs + d, xs);
     for (int j = 0; j < T; j++)
-        for (int d = 0; d < D; d++) xt[(size_t)d * Tp + j] = x[(size_t)j * KV * D + d];
+        for (int d = j < T8 ? D8 : 0; d < D; d++) xt[(size_t)d * Tp + j] = x[j * xs + d];
     for (int d = 0; d < D; d++)
         for (int j = T; j < Tp; j++) xt[(size_t)d * Tp + j] = 0.0f;
 }
