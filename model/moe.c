@@ -727,32 +727,37 @@ static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, 
     }
 }
 
-/* row_dots for two rows x0, x1 over the same keys: each load of yt feeds both rows (the lane values
- * are the same as row_dots's) */
+/* s0[0 .. 8 nc) = scale * (x0 . yt[.][0 .. 8 nc)) and the same for s1 with x1, nc <= 4 vectors of keys: each
+ * load of yt feeds both rows, and the 2 nc accumulators are independent chains over d (inlined with a
+ * constant nc, they stay in registers) */
+static inline __attribute__((always_inline)) void dots2_keys(float *s0, float *s1, const float *x0, const float *x1,
+                                                             const float *yt, int Tp, int D, float scale, int nc) {
+    v8 a[4], b[4];
+    for (int c = 0; c < nc; c++) a[c] = b[c] = splat8(0.0f);
+    for (int d = 0; d < D; d++) {
+        const float *y = yt + (size_t)d * Tp;
+        v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++) {
+            v8 yc = load8(y + 8 * c);
+            a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) store8(s0 + 8 * c, a[c]), store8(s1 + 8 * c, b[c]);
+}
+
+/* row_dots for two rows x0, x1 over the same keys (the lane values are the same as row_dots's): 32 keys
+ * at a time, then the last 8, 16 or 24 together (one chain per vector and row: a tail done 8 keys at a
+ * time would wait on the FMA latency) */
 static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, const float *yt, int Tp, int j0,
                       int j1, int D, float scale) {
     int j = j0;
-    for (; j + 24 < j1; j += 32) { /* 32 keys x 2 rows: 8 independent chains */
-        v8 a[4], b[4];
-        for (int c = 0; c < 4; c++) a[c] = b[c] = splat8(0.0f);
-        for (int d = 0; d < D; d++) {
-            const float *y = yt + (size_t)d * Tp + j;
-            v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                v8 yc = load8(y + 8 * c);
-                a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
-            }
-        }
-        for (int c = 0; c < 4; c++) store8(s0 + (j - j0) + 8 * c, a[c]), store8(s1 + (j - j0) + 8 * c, b[c]);
-    }
-    for (; j < j1; j += 8) {
-        v8 a = splat8(0.0f), b = a;
-        for (int d = 0; d < D; d++) {
-            v8 yc = load8(yt + (size_t)d * Tp + j);
-            a = FMA8(splat8(x0[d] * scale), yc, a), b = FMA8(splat8(x1[d] * scale), yc, b);
-        }
-        store8(s0 + (j - j0), a), store8(s1 + (j - j0), b);
+    for (; j + 24 < j1; j += 32) dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 4);
+    switch ((j1 - j + 7) / 8) { /* 0 to 3 vectors of keys left */
+    case 3: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 3); break;
+    case 2: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 2); break;
+    case 1: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 1); break;
+    default: break;
     }
 }
 
