@@ -663,12 +663,37 @@ static float dot_f(const float *x, const float *y, int n) {
  * score reads together, do not all fall into the same few cache sets (as a power-of-two stride does) */
 static int padded_keys(int T) { return (T + 7) / 8 * 8 + 8; }
 
+/* y[c][i] = x[i][c] for an 8 x 8 block: rows of x are xs floats apart, rows of y ys apart. Three rounds
+ * of shuffles: interleave pairs of rows, then pairs of pairs, then the two halves. */
+static void transpose8x8(float *y, size_t ys, const float *x, size_t xs) {
+    v8 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = load8(x + i * xs);
+    for (int i = 0; i < 8; i += 2) { /* t[i] = r_i[0] r_i+1[0] r_i[1] r_i+1[1] | same for 4, 5; t[i+1]: 2, 3 | 6, 7 */
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) /* u[i + c] = rows i..i+3 of channel c | of channel c + 4, c < 4 */
+        for (int h = 0; h < 2; h++) {
+            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int c = 0; c < 4; c++) { /* rows 0-3 from u[c], rows 4-7 from u[4 + c] */
+        store8(y + c * ys, __builtin_shufflevector(u[c], u[4 + c], 0, 1, 2, 3, 8, 9, 10, 11));
+        store8(y + (c + 4) * ys, __builtin_shufflevector(u[c], u[4 + c], 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+}
+
 /* xt[d][j] = x[j][d] of one (sequence, K/V head): rows j < T of x are KV*D floats apart; the row
- * stride of xt is Tp = padded_keys(T) and the padding columns are zero. Row j of x is read once,
- * whole (reading a column at a time would walk T lines a power of two apart, D times over). */
+ * stride of xt is Tp = padded_keys(T) and the padding columns are zero. 8 x 8 blocks go through
+ * registers; the channels past the last multiple of 8 and the keys past the last multiple of 8 one
+ * float at a time. */
 static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int D) {
+    size_t xs = (size_t)KV * D;
+    int T8 = T / 8 * 8, D8 = D / 8 * 8;
+    for (int j = 0; j < T8; j += 8)
+        for (int d = 0; d < D8; d += 8) transpose8x8(xt + (size_t)d * Tp + j, (size_t)Tp, x + j * xs + d, xs);
     for (int j = 0; j < T; j++)
-        for (int d = 0; d < D; d++) xt[(size_t)d * Tp + j] = x[(size_t)j * KV * D + d];
+        for (int d = j < T8 ? D8 : 0; d < D; d++) xt[(size_t)d * Tp + j] = x[j * xs + d];
     for (int d = 0; d < D; d++)
         for (int j = T; j < Tp; j++) xt[(size_t)d * Tp + j] = 0.0f;
 }
@@ -702,32 +727,37 @@ static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, 
     }
 }
 
-/* row_dots for two rows x0, x1 over the same keys: each load of yt feeds both rows (the lane values
- * are the same as row_dots's) */
+/* s0[0 .. 8 nc) = scale * (x0 . yt[.][0 .. 8 nc)) and the same for s1 with x1, nc <= 4 vectors of keys: each
+ * load of yt feeds both rows, and the 2 nc accumulators are independent chains over d (inlined with a
+ * constant nc, they stay in registers) */
+static inline __attribute__((always_inline)) void dots2_keys(float *s0, float *s1, const float *x0, const float *x1,
+                                                             const float *yt, int Tp, int D, float scale, int nc) {
+    v8 a[4], b[4];
+    for (int c = 0; c < nc; c++) a[c] = b[c] = splat8(0.0f);
+    for (int d = 0; d < D; d++) {
+        const float *y = yt + (size_t)d * Tp;
+        v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
+#pragma GCC unroll 4
+        for (int c = 0; c < nc; c++) {
+            v8 yc = load8(y + 8 * c);
+            a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
+        }
+    }
+    for (int c = 0; c < nc; c++) store8(s0 + 8 * c, a[c]), store8(s1 + 8 * c, b[c]);
+}
+
+/* row_dots for two rows x0, x1 over the same keys (the lane values are the same as row_dots's): 32 keys
+ * at a time, then the last 8, 16 or 24 together (one chain per vector and row: a tail done 8 keys at a
+ * time would wait on the FMA latency) */
 static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, const float *yt, int Tp, int j0,
                       int j1, int D, float scale) {
     int j = j0;
-    for (; j + 24 < j1; j += 32) { /* 32 keys x 2 rows: 8 independent chains */
-        v8 a[4], b[4];
-        for (int c = 0; c < 4; c++) a[c] = b[c] = splat8(0.0f);
-        for (int d = 0; d < D; d++) {
-            const float *y = yt + (size_t)d * Tp + j;
-            v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                v8 yc = load8(y + 8 * c);
-                a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
-            }
-        }
-        for (int c = 0; c < 4; c++) store8(s0 + (j - j0) + 8 * c, a[c]), store8(s1 + (j - j0) + 8 * c, b[c]);
-    }
-    for (; j < j1; j += 8) {
-        v8 a = splat8(0.0f), b = a;
-        for (int d = 0; d < D; d++) {
-            v8 yc = load8(yt + (size_t)d * Tp + j);
-            a = FMA8(splat8(x0[d] * scale), yc, a), b = FMA8(splat8(x1[d] * scale), yc, b);
-        }
-        store8(s0 + (j - j0), a), store8(s1 + (j - j0), b);
+    for (; j + 24 < j1; j += 32) dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 4);
+    switch ((j1 - j + 7) / 8) { /* 0 to 3 vectors of keys left */
+    case 3: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 3); break;
+    case 2: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 2); break;
+    case 1: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 1); break;
+    default: break;
     }
 }
 
