@@ -1177,15 +1177,20 @@ void aux_loss_backward(float *dprobs, float dloss, const double *f, int N, int E
         for (int e = 0; e < E; e++) dprobs[(size_t)n * E + e] += (float)(dloss * E * f[e] / N);
 }
 
-/* --- router z-loss: mean_n lse(z_n)^2; d/dz[n][e] = 2 lse(z_n) softmax(z_n)_e / N --- */
-static float logsumexp(const float *z, int E) {
+/* lse of one row of n logits (the router's, or the LM head's): the max, then exp(z - max) summed in 8
+ * lanes, the tail scalar */
+static float logsumexp(const float *z, int n) {
     float mx = z[0];
-    for (int e = 1; e < E; e++) mx = z[e] > mx ? z[e] : mx;
-    double s = 0.0;
-    for (int e = 0; e < E; e++) s += exp((double)(z[e] - mx));
-    return mx + (float)log(s);
+    for (int i = 1; i < n; i++) mx = z[i] > mx ? z[i] : mx;
+    v8 acc = splat8(0.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) acc += exp8(load8(z + i) - splat8(mx));
+    float s = hsum8(acc);
+    for (; i < n; i++) s += expf(z[i] - mx);
+    return mx + logf(s);
 }
 
+/* --- router z-loss: mean_n lse(z_n)^2; d/dz[n][e] = 2 lse(z_n) softmax(z_n)_e / N --- */
 float z_loss_forward(const float *logits, int N, int E) {
     double *sq = st_malloc(sizeof(double) * (size_t)N);
 #pragma omp parallel for schedule(static)
@@ -1252,18 +1257,6 @@ void cross_entropy_backward(float *dlogits, float dloss, const float *logits, co
 /* rows of logits per chunk in training: 512 x 257 floats (the default vocab) is half a megabyte */
 enum { LOSS_CHUNK = 512 };
 
-/* lse of one row of n logits: the max, then exp(z - max) summed in 8 lanes, the tail scalar */
-static float row_logsumexp(const float *z, int n) {
-    float mx = z[0];
-    for (int i = 1; i < n; i++) mx = z[i] > mx ? z[i] : mx;
-    v8 acc = splat8(0.0f);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) acc += exp8(load8(z + i) - splat8(mx));
-    float s = hsum8(acc);
-    for (; i < n; i++) s += expf(z[i] - mx);
-    return mx + logf(s);
-}
-
 float lm_head_loss_forward(float *lse, float *scratch, const float *x, const float *w, const int *targets, int N,
                            int C, int V, int chunk, int *n_valid) {
     double total = 0.0; /* summed in row order, whatever the thread count */
@@ -1273,7 +1266,7 @@ float lm_head_loss_forward(float *lse, float *scratch, const float *x, const flo
         gemm_batch(&g, 1);
 #pragma omp parallel for schedule(static)
         for (int r = 0; r < rows; r++)
-            lse[r0 + r] = targets[r0 + r] < 0 ? 0.0f : row_logsumexp(scratch + (size_t)r * V, V);
+            lse[r0 + r] = targets[r0 + r] < 0 ? 0.0f : logsumexp(scratch + (size_t)r * V, V);
         for (int r = 0; r < rows; r++)
             if (targets[r0 + r] >= 0) total += (double)lse[r0 + r] - scratch[(size_t)r * V + targets[r0 + r]];
     }
