@@ -373,28 +373,32 @@ static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
     }
 }
 
-/* one tile: c[r][j] (+)= sum_{k < kc} A(r, k) b[k][j], r < rows, j < cols, b a packed panel and
- * A(r, k) = a[r * rs + k * ks]: a packed panel (rs 1, ks MR) or MR rows of a row-major A read in
- * place (rs = its row stride, ks 1) */
-static void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, float *c, size_t ldc,
-                         int rows, int cols, int accumulate) {
+/* one tile: c[r][j] (+)= sum_{k < kc} A(r, k) B(k, j), r < rows, j < cols, with A(r, k) = a[r * rs + k * ks]
+ * (a packed panel: rs 1, ks MR; or MR rows of a row-major A read in place: rs its row stride, ks 1) and
+ * B(k, j) = b[k * ldb + j] (a packed panel: ldb NR). Only nv = ceil(cols / 8) vectors of B are read
+ * per k, so a narrow last panel costs nv / NV of a full one; inlined with a constant nv, the
+ * accumulators stay in registers. All MR rows of A are read (the caller pads them); rows past
+ * `rows` are computed and dropped. */
+static inline __attribute__((always_inline)) void tile_kernel(int nv, int kc, const float *a, size_t rs, size_t ks,
+                                                              const float *b, size_t ldb, float *c, size_t ldc,
+                                                              int rows, int cols, int accumulate) {
     v8 acc[MR][NV];
     for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) acc[r][v] = splat8(0.0f);
-    for (int k = 0; k < kc; k++, a += ks, b += NR) {
+        for (int v = 0; v < nv; v++) acc[r][v] = splat8(0.0f);
+    for (int k = 0; k < kc; k++, a += ks, b += ldb) {
         v8 bv[NV];
 #pragma GCC unroll 4
-        for (int v = 0; v < NV; v++) bv[v] = load8(b + 8 * v);
+        for (int v = 0; v < nv; v++) bv[v] = load8(b + 8 * v);
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
             v8 ar = splat8(a[r * rs]);
 #pragma GCC unroll 4
-            for (int v = 0; v < NV; v++) acc[r][v] = FMA8(ar, bv[v], acc[r][v]);
+            for (int v = 0; v < nv; v++) acc[r][v] = FMA8(ar, bv[v], acc[r][v]);
         }
     }
-    if (rows == MR && cols == NR) {
+    if (rows == MR && cols == 8 * nv) {
         for (int r = 0; r < MR; r++)
-            for (int v = 0; v < NV; v++) {
+            for (int v = 0; v < nv; v++) {
                 float *cv = c + r * ldc + 8 * v;
                 store8(cv, accumulate ? acc[r][v] + load8(cv) : acc[r][v]);
             }
@@ -402,9 +406,19 @@ static void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const flo
     }
     float tile[MR][NR]; /* an edge tile: only its valid part is written */
     for (int r = 0; r < MR; r++)
-        for (int v = 0; v < NV; v++) store8(tile[r] + 8 * v, acc[r][v]);
+        for (int v = 0; v < nv; v++) store8(tile[r] + 8 * v, acc[r][v]);
     for (int r = 0; r < rows; r++)
         for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+}
+
+/* tile_kernel with as many vectors of B as cols needs (1 .. NV) */
+static void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, size_t ldb, float *c,
+                         size_t ldc, int rows, int cols, int accumulate) {
+    int nv = (cols + 7) / 8;
+    if (nv == 1) tile_kernel(1, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
+    else if (nv == 2 && NV > 2) tile_kernel(2, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
+    else if (nv == 3 && NV > 3) tile_kernel(3, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
+    else tile_kernel(NV, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
 }
 
 /* macro tile (mt, nt) of g, whose B panels start at bp. A row-major A (the forward's input, din's
@@ -424,7 +438,7 @@ static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
                 const float *a = g->a + (size_t)m * g->sam + k0;
                 size_t rs = g->sam, ks = 1;
                 if (m >= m_pack) a = ap + (size_t)(m - m_pack) / MR * kc * MR, rs = 1, ks = MR;
-                micro_kernel(kc, a, rs, ks, bp + (size_t)n * g->K + (size_t)k0 * NR, g->c + m * g->ldc + n, g->ldc,
+                micro_kernel(kc, a, rs, ks, bp + (size_t)n * g->K + (size_t)k0 * NR, NR, g->c + m * g->ldc + n, g->ldc,
                              m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0);
             }
     }
@@ -613,45 +627,17 @@ void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float 
  * p[i][.] = softmax of row i's scores over the visible keys; out_i = sum_j p[i][j] v_j.
  * Query head h reads K/V head h / (H / KV) (grouped-query attention). With a sink logit s_h the
  * softmax also covers one extra key with score s_h and value zero: it takes attention, adds nothing.
- * No T x T matrix is ever held: a query row walks its keys in blocks of ATT_BLOCK with an online
- * softmax (a running max mx and sum l; the unnormalised output is rescaled by exp(mx_old - mx_new)
- * whenever the max grows) and saves lse_i = mx + log l, the log of its softmax denominator, from
- * which the backward (and the probes' attention_probs) recompute p[i][j] = exp(score[i][j] - lse_i). */
-enum { ATT_BLOCK = 64 };
+ * The products run on the GEMM's register tiles (micro_kernel), a strip of MR query rows at a time:
+ * its scores against every key it sees (MR x T floats; no T x T matrix is ever held), their softmax,
+ * then its output P V. The forward saves lse_i = log of row i's softmax denominator, from which the
+ * backward (and the probes' attention_probs) recompute p[i][j] = exp(score[i][j] - lse_i). A score
+ * sums over d in the same order wherever its strip and key panel fall, so the forward, the probes and
+ * the backward see bit-identical scores. Each head is first copied into contiguous zero-padded
+ * blocks: rows of Dp = D rounded up to 8 floats (q and, for dq, k pre-scaled by 1/sqrt(D)), and k and
+ * v transposed as [D][Tp] (the B operand of the score products). */
 
-/* y[0..n) += a x[0..n) */
-static inline void axpy(float *y, float a, const float *x, int n) {
-    int i = 0;
-    v8 va = splat8(a);
-    for (; i + 8 <= n; i += 8) store8(y + i, FMA8(va, load8(x + i), load8(y + i)));
-    for (; i < n; i++) y[i] += a * x[i];
-}
-
-/* acc[0..D) += sum_{j < n} w[j] x[j * stride + (0..D)]: 32 channels at a time stay in 4 registers
- * over j (4 independent chains hide the FMA latency); each sum runs over j in order */
-static inline void add_weighted_rows(float *acc, const float *w, const float *x, size_t stride, int n, int D) {
-    int d = 0;
-    for (; d + 32 <= D; d += 32) {
-        v8 a0 = load8(acc + d), a1 = load8(acc + d + 8), a2 = load8(acc + d + 16), a3 = load8(acc + d + 24);
-        for (int j = 0; j < n; j++) {
-            const float *xj = x + j * stride + d;
-            v8 wj = splat8(w[j]);
-            a0 = FMA8(wj, load8(xj), a0), a1 = FMA8(wj, load8(xj + 8), a1);
-            a2 = FMA8(wj, load8(xj + 16), a2), a3 = FMA8(wj, load8(xj + 24), a3);
-        }
-        store8(acc + d, a0), store8(acc + d + 8, a1), store8(acc + d + 16, a2), store8(acc + d + 24, a3);
-    }
-    for (; d + 8 <= D; d += 8) {
-        v8 a = load8(acc + d);
-        for (int j = 0; j < n; j++) a = FMA8(splat8(w[j]), load8(x + j * stride + d), a);
-        store8(acc + d, a);
-    }
-    for (; d < D; d++) {
-        float a = acc[d];
-        for (int j = 0; j < n; j++) a += w[j] * x[j * stride + d];
-        acc[d] = a;
-    }
-}
+/* the backward's block of query rows: its p and dscore rows are kept for the dk and dv products */
+enum { ATT_QB = 8 * MR };
 
 static float dot_f(const float *x, const float *y, int n) {
     float s = 0.0f;
@@ -659,9 +645,11 @@ static float dot_f(const float *x, const float *y, int n) {
     return s;
 }
 
+static int round8(int n) { return (n + 7) / 8 * 8; }
+
 /* the row stride of a transposed head: T rounded up to 8, plus 8 so that the D rows of xt, which a
  * score reads together, do not all fall into the same few cache sets (as a power-of-two stride does) */
-static int padded_keys(int T) { return (T + 7) / 8 * 8 + 8; }
+static int padded_keys(int T) { return round8(T) + 8; }
 
 /* y[c][i] = x[i][c] for an 8 x 8 block: rows of x are xs floats apart, rows of y ys apart. Three rounds
  * of shuffles: interleave pairs of rows, then pairs of pairs, then the two halves. */
@@ -698,333 +686,274 @@ static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int
         for (int j = T; j < Tp; j++) xt[(size_t)d * Tp + j] = 0.0f;
 }
 
-/* xc[j][d] = x[j][d] of one (sequence, K/V head) as a contiguous [T][D] block (rows KV*D floats
- * apart in x share cache sets when KV*D is a power of two) */
-static void copy_head(float *xc, const float *x, int T, int KV, int D) {
-    for (int j = 0; j < T; j++) memcpy(xc + (size_t)j * D, x + (size_t)j * KV * D, sizeof(float) * D);
-}
-
-/* s[j - j0] = scale * (x . yt[.][j]) for j in [j0, j1), j0 a multiple of 8, in 8-wide blocks (so up to
- * 7 lanes past j1 are computed too: yt is padded). Each lane sums over d in the same order whatever
- * j0 is, so the forward, the probes' probabilities and the backward get bit-identical scores. */
-static void row_dots(float *s, const float *x, const float *yt, int Tp, int j0, int j1, int D, float scale) {
-    int j = j0;
-    for (; j + 24 < j1; j += 32) { /* 32 keys at a time: 4 independent chains share each broadcast */
-        v8 a0 = splat8(0.0f), a1 = a0, a2 = a0, a3 = a0;
-        for (int d = 0; d < D; d++) {
-            const float *y = yt + (size_t)d * Tp + j;
-            v8 xd = splat8(x[d] * scale);
-            a0 = FMA8(xd, load8(y), a0), a1 = FMA8(xd, load8(y + 8), a1);
-            a2 = FMA8(xd, load8(y + 16), a2), a3 = FMA8(xd, load8(y + 24), a3);
+/* xc[j][0..D) = scale * x[j][0..D) for j < T (rows of x xs floats apart), xc's rows Dp floats apart.
+ * Its padding columns and the MR rows past T (which a last strip reads as its spare rows) are never
+ * written: they keep the zeros of head_bufs_init. */
+static void copy_head(float *xc, const float *x, size_t xs, int T, int D, int Dp, float scale) {
+    v8 sc = splat8(scale);
+    for (int j = 0; j < T; j++)
+        for (int d = 0; d < D; d += 8) {
+            size_t m = D - d < 8 ? (size_t)(D - d) : 8;
+            store_part(xc + (size_t)j * Dp + d, load_part(x + j * xs + d, m) * sc, m);
         }
-        store8(s + (j - j0), a0), store8(s + (j - j0) + 8, a1), store8(s + (j - j0) + 16, a2);
-        store8(s + (j - j0) + 24, a3);
-    }
-    for (; j < j1; j += 8) {
-        v8 acc = splat8(0.0f);
-        for (int d = 0; d < D; d++) acc = FMA8(splat8(x[d] * scale), load8(yt + (size_t)d * Tp + j), acc);
-        store8(s + (j - j0), acc);
-    }
 }
 
-/* s0[0 .. 8 nc) = scale * (x0 . yt[.][0 .. 8 nc)) and the same for s1 with x1, nc <= 4 vectors of keys: each
- * load of yt feeds both rows, and the 2 nc accumulators are independent chains over d (inlined with a
- * constant nc, they stay in registers) */
-static inline __attribute__((always_inline)) void dots2_keys(float *s0, float *s1, const float *x0, const float *x1,
-                                                             const float *yt, int Tp, int D, float scale, int nc) {
-    v8 a[4], b[4];
-    for (int c = 0; c < nc; c++) a[c] = b[c] = splat8(0.0f);
-    for (int d = 0; d < D; d++) {
-        const float *y = yt + (size_t)d * Tp;
-        v8 u = splat8(x0[d] * scale), w = splat8(x1[d] * scale);
-#pragma GCC unroll 4
-        for (int c = 0; c < nc; c++) {
-            v8 yc = load8(y + 8 * c);
-            a[c] = FMA8(u, yc, a[c]), b[c] = FMA8(w, yc, b[c]);
-        }
-    }
-    for (int c = 0; c < nc; c++) store8(s0 + 8 * c, a[c]), store8(s1 + 8 * c, b[c]);
+/* a zeroed buffer of n floats */
+static float *fbuf(size_t n) { return st_calloc(n, sizeof(float)); }
+
+/* one thread's copies of a head and its scratch; every size is linear in T */
+typedef struct {
+    int T, D, Dp, Tp;
+    float *qs, *dos;  /* a query head's q / sqrt(D) and its dout, [T + MR][Dp] */
+    float *kt, *vt;   /* its K/V head's k and v transposed, [D][Tp] */
+    float *ks, *vc;   /* k / sqrt(D) and v, [T + MR][Dp] */
+    float *s, *dp;    /* a strip's scores and dout . v, [MR][Tp] */
+    float *p, *ds;    /* probabilities and score gradients of up to ATT_QB rows, [ATT_QB][Tp] */
+    float *o;         /* a strip's unnormalised output, [MR][Dp] */
+    float *dk, *dv;   /* the K/V head's gradients, [T][Dp] */
+} HeadBufs;
+
+static void head_bufs_init(HeadBufs *hb, int T, int D) {
+    int Dp = round8(D), Tp = padded_keys(T);
+    size_t rows = (size_t)(T + MR) * Dp, trans = (size_t)D * Tp, strip = (size_t)MR * Tp, block = (size_t)ATT_QB * Tp;
+    *hb = (HeadBufs){.T = T, .D = D, .Dp = Dp, .Tp = Tp};
+    /* zeroed: spare rows and lanes past the keys are read (and dropped) before anything is written there */
+    hb->qs = fbuf(rows), hb->dos = fbuf(rows), hb->ks = fbuf(rows), hb->vc = fbuf(rows);
+    hb->kt = fbuf(trans), hb->vt = fbuf(trans);
+    hb->s = fbuf(strip), hb->dp = fbuf(strip), hb->p = fbuf(block), hb->ds = fbuf(block);
+    hb->o = fbuf((size_t)MR * Dp), hb->dk = fbuf((size_t)T * Dp), hb->dv = fbuf((size_t)T * Dp);
 }
 
-/* row_dots for two rows x0, x1 over the same keys (the lane values are the same as row_dots's): 32 keys
- * at a time, then the last 8, 16 or 24 together (one chain per vector and row: a tail done 8 keys at a
- * time would wait on the FMA latency) */
-static void row_dots2(float *s0, float *s1, const float *x0, const float *x1, const float *yt, int Tp, int j0,
-                      int j1, int D, float scale) {
-    int j = j0;
-    for (; j + 24 < j1; j += 32) dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 4);
-    switch ((j1 - j + 7) / 8) { /* 0 to 3 vectors of keys left */
-    case 3: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 3); break;
-    case 2: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 2); break;
-    case 1: dots2_keys(s0 + (j - j0), s1 + (j - j0), x0, x1, yt + j, Tp, D, scale, 1); break;
-    default: break;
-    }
-}
-
-/* p[j] = exp(s[j] - shift) for j < n rounded up to 8 (the lanes past n are computed, not used) */
-static void exp_shifted(float *p, const float *s, float shift, int n) {
-    for (int j = 0; j < n; j += 8) store8(p + j, exp8(load8(s + j) - splat8(shift)));
+static void head_bufs_free(HeadBufs *hb) {
+    float *all[] = {hb->qs, hb->dos, hb->kt, hb->vt, hb->ks, hb->vc, hb->s, hb->dp, hb->p, hb->ds, hb->o, hb->dk, hb->dv};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
 }
 
 /* the first visible key of query i */
 static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
 
-/* The online softmax's step over one key block for one query row: s [n8] holds the block's scores
- * from key jb; keys outside [lo, hi) are masked; the running max mx and sum l are updated (acc, the
- * unnormalised output [D], rescaled when the max grows) and p [n8] receives exp(s - mx), exactly 0
- * where masked. */
-static void softmax_block(float *p, float *s, int jb, int lo, int hi, int n8, float *mx, float *l, float *acc,
-                          int D) {
-    for (int j = jb; j < lo && j < jb + n8; j++) s[j - jb] = -INFINITY; /* keys before the window */
-    for (int j = hi > jb ? hi : jb; j < jb + n8; j++) s[j - jb] = -INFINITY; /* keys after the row (causal) */
-    v8 vmx = splat8(*mx);
-    for (int c = 0; c < n8; c += 8) vmx = max8(vmx, load8(s + c));
-    float bmx = hmax8(vmx);
-    if (bmx > *mx) { /* the running max grew: rescale what was summed under the old one */
-        float alpha = expf(*mx - bmx);
-        *l *= alpha;
-        for (int d = 0; d < D; d++) acc[d] *= alpha;
-        *mx = bmx;
-    }
-    v8 vl = splat8(0.0f);
-    for (int c = 0; c < n8; c += 8) {
-        v8 sc = load8(s + c);
-        v8 pc = (v8)((v8i)exp8(sc - splat8(*mx)) & (v8i)(sc > splat8(-INFINITY)));
-        store8(p + c, pc);
-        vl += pc;
-    }
-    *l += hsum8(vl);
-}
-
-/* acc0[0..D) += sum_{j < n} w0[j] x[j * stride + (0..D)] and the same for acc1 with w1: each load of a
- * row of x feeds both (a query row pair shares its keys' values); each sum runs over j in order */
-static void add_weighted_rows2(float *acc0, float *acc1, const float *w0, const float *w1, const float *x,
-                               size_t stride, int n, int D) {
-    int d = 0;
-    for (; d + 32 <= D; d += 32) {
-        v8 a[4], b[4];
-        for (int c = 0; c < 4; c++) a[c] = load8(acc0 + d + 8 * c), b[c] = load8(acc1 + d + 8 * c);
-        for (int j = 0; j < n; j++) {
-            const float *xj = x + j * stride + d;
-            v8 u = splat8(w0[j]), w = splat8(w1[j]);
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) {
-                v8 xc = load8(xj + 8 * c);
-                a[c] = FMA8(u, xc, a[c]), b[c] = FMA8(w, xc, b[c]);
-            }
-        }
-        for (int c = 0; c < 4; c++) store8(acc0 + d + 8 * c, a[c]), store8(acc1 + d + 8 * c, b[c]);
-    }
-    if (d < D) { /* the channels past the last 32: one row at a time */
-        add_weighted_rows(acc0 + d, w0, x + d, stride, n, D - d);
-        add_weighted_rows(acc1 + d, w1, x + d, stride, n, D - d);
+/* s[r][j - jb] = x_r . yt[.][j] (sum over d < D) for the MR rows x_r of x (Dp floats apart) and keys
+ * j in [jb, j1) rounded up to 8 (the zero padding of yt gives the lanes past j1); s rows Tp apart */
+static void strip_scores(float *s, const float *x, int Dp, const float *yt, int Tp, int jb, int j1, int D) {
+    for (int j = jb; j < j1; j += NR) {
+        int cols = round8(j1 - j) < NR ? round8(j1 - j) : NR;
+        micro_kernel(D, x, (size_t)Dp, 1, yt + j, (size_t)Tp, s + (j - jb), (size_t)Tp, MR, cols, 0);
     }
 }
 
-/* out and lse of the query rows i and i+1 (rows = 2), or of row i alone (rows = 1: the second row's
- * work is done on row i again and dropped), by an online softmax over key blocks that starts from the
- * sink key when there is one (max sink, sum exp(0) = 1). Both rows' scores come from one pass over the
- * keys and their weighted sums from one pass over the values. kt is this head's transposed keys, vc its
- * values [T][D]; acc[r], s[r], p[r] scratch of D, ATT_BLOCK, ATT_BLOCK floats. */
-static void attention_row_pair(float *out[2], float *lse[2], const float *q[2], int rows, const float *kt,
-                               const float *vc, const float *sink_h, int i, int Tp, int D, int window, float scale,
-                               float *acc[2], float *s[2], float *p[2]) {
-    float mx[2], l[2];
-    for (int r = 0; r < 2; r++) {
-        mx[r] = sink_h ? *sink_h : -INFINITY, l[r] = sink_h ? 1.0f : 0.0f;
-        memset(acc[r], 0, sizeof(float) * D);
+/* keys jb + (0..7) that a row seeing keys [lo, hi) sees, as lanes of all ones */
+static v8i seen_keys(int jb, int lo, int hi) {
+    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    v8i key = lane + jb;
+    return (key >= lo) & (key < hi);
+}
+
+/* the largest score s[j - jb] over the keys lo <= j < hi */
+static float masked_max(const float *s, int jb, int lo, int hi) {
+    v8 mx = splat8(-INFINITY);
+    for (int j = jb; j < hi; j += 8) {
+        v8i seen = seen_keys(j, lo, hi);
+        mx = max8(mx, (v8)(((v8i)load8(s + (j - jb)) & seen) | ((v8i)splat8(-INFINITY) & ~seen)));
     }
-    int j0 = first_key(i, window), last = i + rows - 1;
-    for (int jb = j0 / ATT_BLOCK * ATT_BLOCK; jb <= last; jb += ATT_BLOCK) {
-        int lo = jb > j0 ? jb : j0, hi = jb + ATT_BLOCK <= last + 1 ? jb + ATT_BLOCK : last + 1;
-        int n8 = (hi - jb + 7) / 8 * 8; /* the block's scores in whole vectors */
-        row_dots2(s[0], s[1], q[0], q[1], kt, Tp, jb, hi, D, scale);
-        for (int r = 0; r < 2; r++) { /* row i + r sees keys first_key(i + r) .. i + r */
-            int lo_r = first_key(i + r, window) > jb ? first_key(i + r, window) : jb;
-            softmax_block(p[r], s[r], jb, lo_r, hi < i + r + 1 ? hi : i + r + 1, n8, &mx[r], &l[r], acc[r], D);
-        }
-        add_weighted_rows2(acc[0], acc[1], p[0] + (lo - jb), p[1] + (lo - jb), vc + (size_t)lo * D, (size_t)D,
-                           hi - lo, D);
+    return hmax8(mx);
+}
+
+/* p[j - jb] = exp(s[j - jb] - shift) for the keys lo <= j < hi and exactly 0 for the other keys of
+ * [jb, end), end - jb a multiple of 8 (s is read only below hi rounded up to 8); returns sum_j p */
+static float masked_exp(float *p, const float *s, float shift, int jb, int lo, int hi, int end) {
+    v8 sum = splat8(0.0f);
+    for (int j = jb; j < end; j += 8) {
+        v8 pj = j < hi ? (v8)((v8i)exp8(load8(s + (j - jb)) - splat8(shift)) & seen_keys(j, lo, hi)) : splat8(0.0f);
+        store8(p + (j - jb), pj);
+        sum += pj;
     }
+    return hsum8(sum);
+}
+
+/* out and lse of the query rows i0 .. i0 + rows - 1 (rows <= MR) of the head in hb (qs, kt, vc),
+ * out's rows ldo floats apart: scores, a max-subtracted softmax per row (the sink logit, if any,
+ * is one more score), then the strip's P V in registers and a division by each row's sum */
+static void attention_strip_forward(HeadBufs *hb, float *out, size_t ldo, float *lse, int i0, int rows,
+                                    const float *sink_h, int window) {
+    int Dp = hb->Dp, Tp = hb->Tp, D = hb->D, jb = first_key(i0, window) / 8 * 8, j1 = i0 + rows;
+    float mx[MR], l[MR];
+    strip_scores(hb->s, hb->qs + (size_t)i0 * Dp, Dp, hb->kt, Tp, jb, j1, D);
+    for (int r = 0; r < rows; r++) {
+        int i = i0 + r, lo = first_key(i, window);
+        const float *s = hb->s + (size_t)r * Tp;
+        mx[r] = masked_max(s, jb, lo, i + 1);
+        if (sink_h && *sink_h > mx[r]) mx[r] = *sink_h;
+        l[r] = masked_exp(hb->p + (size_t)r * Tp, s, mx[r], jb, lo, i + 1, round8(j1));
+        if (sink_h) l[r] += expf(*sink_h - mx[r]);
+    }
+    for (int n = 0; n < D; n += NR) /* o = p v over keys jb .. j1 - 1 */
+        micro_kernel(j1 - jb, hb->p, (size_t)Tp, 1, hb->vc + (size_t)jb * Dp + n, (size_t)Dp, hb->o + n, (size_t)Dp,
+                     MR, D - n < NR ? D - n : NR, 0);
     for (int r = 0; r < rows; r++) {
         v8 inv_l = splat8(1.0f / l[r]); /* one division per row, not per channel */
         for (int d = 0; d < D; d += 8) {
             size_t m = D - d < 8 ? (size_t)(D - d) : 8;
-            store_part(out[r] + d, load_part(acc[r] + d, m) * inv_l, m);
+            store_part(out + r * ldo + d, load_part(hb->o + (size_t)r * Dp + d, m) * inv_l, m);
         }
-        *lse[r] = mx[r] + logf(l[r]);
+        lse[r] = mx[r] + logf(l[r]);
     }
 }
 
+/* the offset of head h's first row (sequence b, position 0) in a [B][T][n_heads][D] tensor */
+static size_t head_offset(int b, int T, int n_heads, int h, int D) { return ((size_t)b * T * n_heads + h) * D; }
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
                        int B, int T, int H, int KV, int D, int window) {
-    int group = H / KV, Tp = padded_keys(T);
+    int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel
     {
-        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vc = st_malloc(sizeof(float) * (size_t)T * D);
-        float *work = st_malloc(sizeof(float) * 2 * ((size_t)D + 2 * ATT_BLOCK)); /* per row: acc, s, p */
-        float *acc[2] = {work, work + D}, *s[2] = {work + 2 * D, work + 2 * D + ATT_BLOCK};
-        float *p[2] = {s[1] + ATT_BLOCK, s[1] + 2 * ATT_BLOCK};
+        HeadBufs hb;
+        head_bufs_init(&hb, T, D);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                size_t kv_off = (size_t)b * T * KV * D + (size_t)(h / group) * D;
-                transpose_head(kt, k + kv_off, T, Tp, KV, D);
-                copy_head(vc, v + kv_off, T, KV, D);
-                for (int i = 0; i < T; i += 2) { /* query rows in pairs; a last odd row alone */
-                    int rows = i + 1 < T ? 2 : 1;
-                    float *o[2], *ls[2];
-                    const float *qr[2];
-                    for (int r = 0; r < 2; r++) {
-                        size_t row = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
-                        o[r] = out + row, qr[r] = q + row, ls[r] = lse + ((size_t)b * H + h) * T + i + r;
-                    }
-                    attention_row_pair(o, ls, qr, rows, kt, vc, sink ? sink + h : NULL, i, Tp, D, window, scale,
-                                       acc, s, p);
-                }
+                size_t q_off = head_offset(b, T, H, h, D), kv_off = head_offset(b, T, KV, h / group, D);
+                copy_head(hb.qs, q + q_off, (size_t)H * D, T, D, hb.Dp, scale);
+                transpose_head(hb.kt, k + kv_off, T, hb.Tp, KV, D);
+                copy_head(hb.vc, v + kv_off, (size_t)KV * D, T, D, hb.Dp, 1.0f);
+                for (int i = 0; i < T; i += MR)
+                    attention_strip_forward(&hb, out + q_off + (size_t)i * H * D, (size_t)H * D,
+                                            lse + ((size_t)b * H + h) * T + i, i, T - i < MR ? T - i : MR,
+                                            sink ? sink + h : NULL, window);
             }
-        free(kt), free(vc), free(work);
+        head_bufs_free(&hb);
     }
 }
 
 void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
                      int D, int window) {
-    int group = H / KV, Tp = padded_keys(T);
+    int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
 #pragma omp parallel
     {
-        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *s = st_malloc(sizeof(float) * (size_t)Tp);
-        float *p = st_malloc(sizeof(float) * (size_t)Tp);
+        HeadBufs hb;
+        head_bufs_init(&hb, T, D);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                transpose_head(kt, k + (size_t)b * T * KV * D + (size_t)(h / group) * D, T, Tp, KV, D);
-                for (int i = 0; i < T; i++) {
-                    float *a = att + (((size_t)b * H + h) * T + i) * T, l = lse[((size_t)b * H + h) * T + i];
-                    int j0 = first_key(i, window), jb = j0 / 8 * 8;
-                    memset(a, 0, sizeof(float) * T);
-                    row_dots(s, q + (((size_t)b * T + i) * H + h) * D, kt, Tp, jb, i + 1, D, scale);
-                    exp_shifted(p, s, l, i + 1 - jb);
-                    memcpy(a + j0, p + (j0 - jb), sizeof(float) * (size_t)(i + 1 - j0));
+                copy_head(hb.qs, q + head_offset(b, T, H, h, D), (size_t)H * D, T, D, hb.Dp, scale);
+                transpose_head(hb.kt, k + head_offset(b, T, KV, h / group, D), T, hb.Tp, KV, D);
+                for (int i0 = 0; i0 < T; i0 += MR) {
+                    int rows = T - i0 < MR ? T - i0 : MR, jb = first_key(i0, window) / 8 * 8;
+                    strip_scores(hb.s, hb.qs + (size_t)i0 * hb.Dp, hb.Dp, hb.kt, hb.Tp, jb, i0 + rows, D);
+                    for (int i = i0; i < i0 + rows; i++) { /* p over [jb, i], then row i of att over [0, T) */
+                        float *a = att + (((size_t)b * H + h) * T + i) * T, *p = hb.p;
+                        masked_exp(p, hb.s + (size_t)(i - i0) * hb.Tp, lse[((size_t)b * H + h) * T + i], jb,
+                                   first_key(i, window), i + 1, round8(i + 1));
+                        memset(a, 0, sizeof(float) * (size_t)jb);
+                        memcpy(a + jb, p, sizeof(float) * (size_t)(i + 1 - jb));
+                        memset(a + i + 1, 0, sizeof(float) * (size_t)(T - i - 1));
+                    }
                 }
             }
-        free(kt), free(s), free(p);
+        head_bufs_free(&hb);
     }
 }
 
-/* query rows handled together by the attention backward */
-enum { ATT_ROWS = 4 };
+/* The backward, with p = p[i][.] recomputed from lse_i, dp_j = dout_i . v_j and delta_i = sum_j p_j dp_j =
+ * dout_i . out_i:  dv_j += p_j dout_i;  dscore_j = p_j (dp_j - delta_i);  dq_i += dscore_j k_j / sqrt(D);
+ * dk_j += dscore_j q_i / sqrt(D). The sink key has value 0, so dp_sink = 0 and dsink_h += -p_sink delta_i
+ * with p_sink = exp(s_h - lse_i). */
 
-/* rows[j] += w[0][j] x[0] + w[1][j] x[1] + ... + w[ATT_ROWS-1][j] x[ATT_ROWS-1] for j < n (rows [n][D]
- * contiguous), in that order: the 8-channel chunks of the x's stay in registers and each row chunk is
- * loaded and stored once for all of them (the dk and dv updates are bound by those loads and stores) */
-static void add_scaled_to_rows(float *rows, float *const w[ATT_ROWS], const float *const x[ATT_ROWS], int n, int D) {
-    int d = 0;
-    for (; d + 8 <= D; d += 8) {
-        v8 xr[ATT_ROWS];
-        for (int r = 0; r < ATT_ROWS; r++) xr[r] = load8(x[r] + d);
-        for (int j = 0; j < n; j++) {
-            float *row = rows + (size_t)j * D + d;
-            v8 acc = load8(row);
-#pragma GCC unroll 4
-            for (int r = 0; r < ATT_ROWS; r++) acc = FMA8(splat8(w[r][j]), xr[r], acc);
-            store8(row, acc);
+/* strip i0 .. i0 + rows - 1 (rows <= MR) of a block whose keys start at jb: its scores and dp, then
+ * rows `at` .. of the block's p and ds (dscore without the 1/sqrt(D), zero for the keys a row does
+ * not see up to key `end`), then its dq (rows ld floats apart) += ds k / sqrt(D); returns its rows'
+ * sum of -p_sink delta_i */
+static float attention_strip_backward(HeadBufs *hb, float *dq, const float *dout, const float *out, size_t ld,
+                                      const float *lse, int i0, int rows, int at, int jb, int end,
+                                      const float *sink_h, int window) {
+    int Dp = hb->Dp, Tp = hb->Tp, D = hb->D, j1 = i0 + rows;
+    float dsink = 0.0f;
+    strip_scores(hb->s, hb->qs + (size_t)i0 * Dp, Dp, hb->kt, Tp, jb, j1, D);
+    strip_scores(hb->dp, hb->dos + (size_t)i0 * Dp, Dp, hb->vt, Tp, jb, j1, D);
+    for (int r = 0; r < rows; r++) {
+        int i = i0 + r;
+        float *p = hb->p + (size_t)(at + r) * Tp, *ds = hb->ds + (size_t)(at + r) * Tp;
+        const float *dp = hb->dp + (size_t)r * Tp;
+        float delta = dot_f(dout + r * ld, out + r * ld, D);
+        masked_exp(p, hb->s + (size_t)r * Tp, lse[r], jb, first_key(i, window), i + 1, end);
+        for (int j = jb; j < end; j += 8) /* p is 0 where the row does not see key j; dp is read below j1 */
+            store8(ds + (j - jb), j < j1 ? load8(p + (j - jb)) * (load8(dp + (j - jb)) - splat8(delta)) : splat8(0.0f));
+        if (sink_h) dsink -= expf(*sink_h - lse[r]) * delta;
+    }
+    for (int n = 0; n < D; n += NR)
+        micro_kernel(j1 - jb, hb->ds + (size_t)at * Tp, (size_t)Tp, 1, hb->ks + (size_t)jb * Dp + n, (size_t)Dp, dq + n,
+                     ld, rows, D - n < NR ? D - n : NR, 1);
+    return dsink;
+}
+
+/* dk_j += sum_r ds[r][j] q_r / sqrt(D) and dv_j += sum_r p[r][j] dout_r over the block's rows i0 .. i0 +
+ * rows - 1, for its keys jb <= j < i0 + rows: products with the keys as rows, MR keys at a time */
+static void attention_block_kv_grads(HeadBufs *hb, int i0, int rows, int jb) {
+    int Dp = hb->Dp, Tp = hb->Tp, D = hb->D, j1 = i0 + rows;
+    for (int j = jb; j < j1; j += MR) {
+        int keys = j1 - j < MR ? j1 - j : MR;
+        for (int n = 0; n < D; n += NR) {
+            int cols = D - n < NR ? D - n : NR;
+            micro_kernel(rows, hb->ds + (j - jb), 1, (size_t)Tp, hb->qs + (size_t)i0 * Dp + n, (size_t)Dp,
+                         hb->dk + (size_t)j * Dp + n, (size_t)Dp, keys, cols, 1);
+            micro_kernel(rows, hb->p + (j - jb), 1, (size_t)Tp, hb->dos + (size_t)i0 * Dp + n, (size_t)Dp,
+                         hb->dv + (size_t)j * Dp + n, (size_t)Dp, keys, cols, 1);
         }
     }
-    for (; d < D; d++)
-        for (int j = 0; j < n; j++)
-            for (int r = 0; r < ATT_ROWS; r++) rows[(size_t)j * D + d] += w[r][j] * x[r][d];
 }
 
-/* the rest of query row i's backward, from its scores s and dp_j = dout_i . v_j (both indexed from key
- * jb, a multiple of 8): p[j - j0] and ds[j - j0] = p (dp - delta) / sqrt(D) for j in [j0, j1), zero where
- * row i does not see key j; adds row i's dq; returns delta. kc is the head's keys [T][D]. */
-static float attention_row_backward(float *p, float *ds, float *dq_i, float *s, const float *dp,
-                                    const float *do_i, const float *out_i, float lse_i, const float *kc, int i,
-                                    int jb, int j0, int j1, int D, int window, float scale) {
-    float delta = dot_f(do_i, out_i, D);
-    int lo = first_key(i, window);
-    exp_shifted(s, s, lse_i, i + 1 - jb); /* s <- p */
-    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    for (int j = j0; j < j1; j += 8) { /* 8 keys at a time; lanes of keys row i does not see are 0 */
-        size_t m = j1 - j < 8 ? (size_t)(j1 - j) : 8;
-        v8i key = lane + j, seen = (key >= lo) & (key <= i);
-        v8 pj = load_part(s + (j - jb), m), dsj = pj * (load_part(dp + (j - jb), m) - splat8(delta)) * splat8(scale);
-        store_part(p + (j - j0), (v8)((v8i)pj & seen), m);
-        store_part(ds + (j - j0), (v8)((v8i)dsj & seen), m);
-    }
-    add_weighted_rows(dq_i, ds + (lo - j0), kc + (size_t)lo * D, (size_t)D, i + 1 - lo, D);
-    return delta;
+/* x[j][d] += xc[j][d] for j < T, d < D: a head's padded rows back into a [.][KV][D] tensor */
+static void add_head(float *x, size_t xs, const float *xc, int T, int D, int Dp) {
+    for (int j = 0; j < T; j++)
+        for (int d = 0; d < D; d++) x[j * xs + d] += xc[(size_t)j * Dp + d];
 }
 
-/* With p = p[i][.] recomputed from lse_i, dp_j = dout_i . v_j and delta_i = sum_j p_j dp_j = dout_i . out_i:
- * dv_j += p_j dout_i;  dscore_j = p_j (dp_j - delta_i);  dq_i += dscore_j k_j / sqrt(D);
- * dk_j += dscore_j q_i / sqrt(D). The sink key has value 0, so dp_sink = 0 and
- * dsink_h += -p_sink delta_i with p_sink = exp(s_h - lse_i). Split over (b, kv head): every query head
- * sharing a K/V head is handled by one iteration, so dk and dv are never written by two threads; the
- * sink gradients are summed per (b, h) and then over b in order. Query rows go in groups of ATT_ROWS
- * (their scores computed in pairs), whose dk and dv contributions are added to each key's row in one
- * pass, row i's before row i+1's. */
+/* Split over (b, kv head): every query head sharing a K/V head is handled by one iteration, so dk and
+ * dv are never written by two threads; the sink gradients are summed per (b, h) and then over b in
+ * order. Query rows go in blocks of ATT_QB (strips of MR within), whose dk and dv products run once
+ * per block over its ATT_QB rows. */
 void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
                         const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
                         int T, int H, int KV, int D, int window) {
-    int group = H / KV, Tp = padded_keys(T);
+    int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
     float *dsink_bh = sink && dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
 #pragma omp parallel
     {
-        float *kt = st_malloc(sizeof(float) * (size_t)D * Tp), *vt = st_malloc(sizeof(float) * (size_t)D * Tp);
-        float *kc = st_malloc(sizeof(float) * (size_t)T * D);
-        float *dkc = st_malloc(sizeof(float) * (size_t)T * D), *dvc = st_malloc(sizeof(float) * (size_t)T * D);
-        float *pw = st_malloc(sizeof(float) * 4 * ATT_ROWS * (size_t)Tp); /* per row of a group: s, dp, p, ds */
-        float *s[ATT_ROWS], *dp[ATT_ROWS], *p[ATT_ROWS], *ds[ATT_ROWS];
-        for (int r = 0; r < ATT_ROWS; r++)
-            s[r] = pw + (size_t)r * Tp, dp[r] = s[r] + ATT_ROWS * Tp, p[r] = dp[r] + ATT_ROWS * Tp,
-            ds[r] = p[r] + ATT_ROWS * Tp;
+        HeadBufs hb;
+        head_bufs_init(&hb, T, D);
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
-                size_t kv_off = (size_t)b * T * KV * D + (size_t)kvh * D, stride = (size_t)KV * D;
-                transpose_head(kt, k + kv_off, T, Tp, KV, D);
-                transpose_head(vt, v + kv_off, T, Tp, KV, D);
-                copy_head(kc, k + kv_off, T, KV, D);
-                memset(dkc, 0, sizeof(float) * (size_t)T * D); /* this head's dk, dv, contiguous [T][D] */
-                memset(dvc, 0, sizeof(float) * (size_t)T * D);
-                for (int h = kvh * group; h < (kvh + 1) * group; h++)
-                    for (int i = 0; i < T; i += ATT_ROWS) {
-                        int rows = T - i < ATT_ROWS ? T - i : ATT_ROWS;
-                        int j0 = first_key(i, window), j1 = i + rows, jb = j0 / 8 * 8;
-                        size_t row[ATT_ROWS]; /* the group's rows of q, dout, out, dq; past T, row i again */
-                        const float *qr[ATT_ROWS], *dor[ATT_ROWS];
-                        for (int r = 0; r < ATT_ROWS; r++) {
-                            row[r] = (((size_t)b * T + i + (r < rows ? r : 0)) * H + h) * D;
-                            qr[r] = q + row[r], dor[r] = dout + row[r];
+                size_t kv_off = head_offset(b, T, KV, kvh, D), ld = (size_t)H * D;
+                transpose_head(hb.kt, k + kv_off, T, hb.Tp, KV, D);
+                transpose_head(hb.vt, v + kv_off, T, hb.Tp, KV, D);
+                copy_head(hb.ks, k + kv_off, (size_t)KV * D, T, D, hb.Dp, scale);
+                memset(hb.dk, 0, sizeof(float) * (size_t)T * hb.Dp);
+                memset(hb.dv, 0, sizeof(float) * (size_t)T * hb.Dp);
+                for (int h = kvh * group; h < (kvh + 1) * group; h++) {
+                    size_t q_off = head_offset(b, T, H, h, D);
+                    const float *lse_h = lse + ((size_t)b * H + h) * T;
+                    copy_head(hb.qs, q + q_off, ld, T, D, hb.Dp, scale);
+                    copy_head(hb.dos, dout + q_off, ld, T, D, hb.Dp, 1.0f);
+                    for (int ib = 0; ib < T; ib += ATT_QB) {
+                        int rows = T - ib < ATT_QB ? T - ib : ATT_QB, jb = first_key(ib, window) / 8 * 8;
+                        for (int i = ib; i < ib + rows; i += MR) {
+                            size_t at = q_off + (size_t)i * ld;
+                            float g = attention_strip_backward(&hb, dq + at, dout + at, out + at, ld, lse_h + i, i,
+                                                               ib + rows - i < MR ? ib + rows - i : MR, i - ib, jb,
+                                                               round8(ib + rows), sink ? sink + h : NULL, window);
+                            if (dsink_bh) dsink_bh[b * H + h] += g;
                         }
-                        for (int r = 0; r < rows; r += 2) {
-                            row_dots2(s[r], s[r + 1], qr[r], qr[r + 1], kt, Tp, jb, j1, D, scale);
-                            row_dots2(dp[r], dp[r + 1], dor[r], dor[r + 1], vt, Tp, jb, j1, D, 1.0f);
-                        }
-                        for (int r = 0; r < rows; r++) {
-                            float l = lse[((size_t)b * H + h) * T + i + r];
-                            float delta = attention_row_backward(p[r], ds[r], dq + row[r], s[r], dp[r], dout + row[r],
-                                                                 out + row[r], l, kc, i + r, jb, j0, j1, D, window,
-                                                                 scale);
-                            if (dsink_bh) dsink_bh[b * H + h] -= expf(sink[h] - l) * delta;
-                        }
-                        for (int r = rows; r < ATT_ROWS; r++) { /* a last group past T: rows of zero weight */
-                            memset(p[r], 0, sizeof(float) * (size_t)(j1 - j0));
-                            memset(ds[r], 0, sizeof(float) * (size_t)(j1 - j0));
-                        }
-                        add_scaled_to_rows(dkc + (size_t)j0 * D, ds, qr, j1 - j0, D);
-                        add_scaled_to_rows(dvc + (size_t)j0 * D, p, dor, j1 - j0, D);
+                        attention_block_kv_grads(&hb, ib, rows, jb);
                     }
-                for (int j = 0; j < T; j++) {
-                    axpy(dk + kv_off + j * stride, 1.0f, dkc + (size_t)j * D, D);
-                    axpy(dv + kv_off + j * stride, 1.0f, dvc + (size_t)j * D, D);
                 }
+                add_head(dk + kv_off, (size_t)KV * D, hb.dk, T, D, hb.Dp);
+                add_head(dv + kv_off, (size_t)KV * D, hb.dv, T, D, hb.Dp);
             }
-        free(kt), free(vt), free(kc), free(dkc), free(dvc), free(pw);
+        head_bufs_free(&hb);
     }
     if (dsink_bh) {
         for (int b = 0; b < B; b++)
@@ -1346,7 +1275,6 @@ struct MoeActs {
     float *dprobs, *drlogits, *dw, *dxg, *dg, *du, *dh, *deo;
 };
 
-static float *fbuf(size_t n) { return st_calloc(n, sizeof(float)); }
 
 static void free_rows(Moe *m) {
     MoeActs *a = m->acts;
