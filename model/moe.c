@@ -339,10 +339,35 @@ static size_t packed_b_cap;
 
 static int panels_of(const Gemm *g) { return (g->N + NR - 1) / NR; }
 
+/* y[c][i] = x[i][c] for an 8 x 8 block: rows of x are xs floats apart, rows of y ys apart. Three rounds
+ * of shuffles: interleave pairs of rows, then pairs of pairs, then the two halves. */
+static void transpose8x8(float *y, size_t ys, const float *x, size_t xs) {
+    v8 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = load8(x + i * xs);
+    for (int i = 0; i < 8; i += 2) { /* t[i] = r_i[0] r_i+1[0] r_i[1] r_i+1[1] | same for 4, 5; t[i+1]: 2, 3 | 6, 7 */
+        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int i = 0; i < 8; i += 4) /* u[i + c] = rows i..i+3 of channel c | of channel c + 4, c < 4 */
+        for (int h = 0; h < 2; h++) {
+            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int c = 0; c < 4; c++) { /* rows 0-3 from u[c], rows 4-7 from u[4 + c] */
+        store8(y + c * ys, __builtin_shufflevector(u[c], u[4 + c], 0, 1, 2, 3, 8, 9, 10, 11));
+        store8(y + (c + 4) * ys, __builtin_shufflevector(u[c], u[4 + c], 4, 5, 6, 7, 12, 13, 14, 15));
+    }
+}
+
 /* panel q (columns q*NR ..) of g's B into dst as [K][NR] floats; zero columns pad the last panel */
 static void pack_b_panel(float *dst, const Gemm *g, int q) {
     size_t n0 = (size_t)q * NR;
-    for (int k = 0; k < g->K; k++) {
+    int k = 0;
+    if (g->sbk == 1 && n0 + NR <= (size_t)g->N) /* B stored transposed (a forward's weights): 8 x 8 blocks */
+        for (; k + 8 <= g->K; k += 8)
+            for (int j = 0; j < NR; j += 8)
+                transpose8x8(dst + (size_t)k * NR + j, NR, g->b + k + (n0 + j) * g->sbn, g->sbn);
+    for (; k < g->K; k++) {
         const float *row = g->b + k * g->sbk;
         if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one copy */
             memcpy(dst + (size_t)k * NR, row + n0, sizeof(float) * NR);
@@ -444,17 +469,27 @@ static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
     }
 }
 
+/* whether two products read the same B (their packed panels are then the same) */
+static int same_b(const Gemm *x, const Gemm *y) {
+    return x->b == y->b && x->sbk == y->sbk && x->sbn == y->sbn && x->K == y->K && x->N == y->N;
+}
+
 /* runs n products, no two of which write the same C, in one parallel region: first every B panel
- * is packed, then every macro tile of every product is computed */
+ * is packed (once for products that share a B, such as the weight gradients of q, k and v, which all
+ * read the normalised input), then every macro tile of every product is computed */
 static void gemm_tiles(const Gemm *g, int n) {
-    size_t boff[n + 1];            /* product i's packed panels start at packed_b + boff[i] */
+    size_t boff[n + 1];               /* product i's packed panels start at packed_b + boff[i] */
     int pstart[n + 1], tstart[n + 1]; /* its first panel and first macro tile in the batch's numbering */
+    int owner[n];                     /* the product whose panels product i reads: itself or an earlier one */
     boff[0] = 0, pstart[0] = 0, tstart[0] = 0;
     for (int i = 0; i < n; i++) {
         int live = g[i].M > 0 && g[i].N > 0 && g[i].K > 0;
         if (g[i].K <= 0 && !g[i].accumulate) /* an empty sum */
             for (int m = 0; m < g[i].M; m++) memset(g[i].c + m * g[i].ldc, 0, sizeof(float) * g[i].N);
-        int panels = live ? panels_of(&g[i]) : 0;
+        owner[i] = i;
+        for (int j = 0; j < i && owner[i] == i; j++)
+            if (same_b(&g[i], &g[j])) owner[i] = owner[j];
+        int panels = live && owner[i] == i ? panels_of(&g[i]) : 0;
         boff[i + 1] = boff[i] + (size_t)panels * NR * (live ? g[i].K : 0);
         pstart[i + 1] = pstart[i] + panels;
         tstart[i + 1] = tstart[i] + (live ? (g[i].M + MC - 1) / MC * ((g[i].N + NC - 1) / NC) : 0);
@@ -478,7 +513,7 @@ static void gemm_tiles(const Gemm *g, int n) {
             int i = 0;
             while (t >= tstart[i + 1]) i++;
             int ntiles = (g[i].N + NC - 1) / NC, local = t - tstart[i];
-            gemm_macro_tile(&g[i], packed_b + boff[i], local / ntiles, local % ntiles);
+            gemm_macro_tile(&g[i], packed_b + boff[owner[i]], local / ntiles, local % ntiles);
         }
     }
 }
@@ -650,26 +685,6 @@ static int round8(int n) { return (n + 7) / 8 * 8; }
 /* the row stride of a transposed head: T rounded up to 8, plus 8 so that the D rows of xt, which a
  * score reads together, do not all fall into the same few cache sets (as a power-of-two stride does) */
 static int padded_keys(int T) { return round8(T) + 8; }
-
-/* y[c][i] = x[i][c] for an 8 x 8 block: rows of x are xs floats apart, rows of y ys apart. Three rounds
- * of shuffles: interleave pairs of rows, then pairs of pairs, then the two halves. */
-static void transpose8x8(float *y, size_t ys, const float *x, size_t xs) {
-    v8 r[8], t[8], u[8];
-    for (int i = 0; i < 8; i++) r[i] = load8(x + i * xs);
-    for (int i = 0; i < 8; i += 2) { /* t[i] = r_i[0] r_i+1[0] r_i[1] r_i+1[1] | same for 4, 5; t[i+1]: 2, 3 | 6, 7 */
-        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4) /* u[i + c] = rows i..i+3 of channel c | of channel c + 4, c < 4 */
-        for (int h = 0; h < 2; h++) {
-            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    for (int c = 0; c < 4; c++) { /* rows 0-3 from u[c], rows 4-7 from u[4 + c] */
-        store8(y + c * ys, __builtin_shufflevector(u[c], u[4 + c], 0, 1, 2, 3, 8, 9, 10, 11));
-        store8(y + (c + 4) * ys, __builtin_shufflevector(u[c], u[4 + c], 4, 5, 6, 7, 12, 13, 14, 15));
-    }
-}
 
 /* xt[d][j] = x[j][d] of one (sequence, K/V head): rows j < T of x are KV*D floats apart; the row
  * stride of xt is Tp = padded_keys(T) and the padding columns are zero. 8 x 8 blocks go through
@@ -1066,8 +1081,8 @@ void swiglu_backward(float *dg, float *du, const float *dh, const float *g, cons
         size_t m = n - i < 8 ? n - i : 8;
         v8 gv = load_part(g + i, m), dhv = load_part(dh + i, m), sig = sigmoid8(gv);
         v8 dgv = dhv * load_part(u + i, m) * sig * (splat8(1.0f) + gv * (splat8(1.0f) - sig));
-        store_part(dg + i, load_part(dg + i, m) + dgv, m);
-        store_part(du + i, load_part(du + i, m) + dhv * gv * sig, m);
+        store_part(dg + i, dgv, m);
+        store_part(du + i, dhv * gv * sig, m);
     }
 }
 
@@ -1727,8 +1742,6 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
         g[n++] = linear_dw(dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    memset(a->dg, 0, sizeof(float) * NK * F);
-    memset(a->du, 0, sizeof(float) * NK * F);
     TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
     n = 0;
     for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg, dW_up += du^T xg */
@@ -1803,15 +1816,18 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
                          block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D));
         dq = a->dq_pre, dk = a->dk_pre;
     }
-    TIMED(m, MOE_OP_MATMUL,
-          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wq"), dq, b->xn1, block_tensor(m, P, l, "attn.wq"), N,
-                          C, H * D));
-    TIMED(m, MOE_OP_MATMUL,
-          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wk"), dk, b->xn1, block_tensor(m, P, l, "attn.wk"), N,
-                          C, KV * D));
-    TIMED(m, MOE_OP_MATMUL,
-          matmul_backward(a->dxn, block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, block_tensor(m, P, l, "attn.wv"),
-                          N, C, KV * D));
+    /* the weight gradients of q, k and v read the same input (packed once) and share a pass with q's
+     * input gradient; k's and v's also add into dxn, so each takes a pass of its own, in that order */
+    float *wq = block_tensor(m, P, l, "attn.wq"), *wk = block_tensor(m, P, l, "attn.wk");
+    float *wv = block_tensor(m, P, l, "attn.wv");
+    Gemm qkv[4] = {linear_dw(block_tensor(m, G, l, "attn.wq"), dq, b->xn1, N, C, H * D),
+                   linear_dw(block_tensor(m, G, l, "attn.wk"), dk, b->xn1, N, C, KV * D),
+                   linear_dw(block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, N, C, KV * D),
+                   linear_din(a->dxn, dq, wq, N, C, H * D)};
+    Gemm din_k = linear_din(a->dxn, dk, wk, N, C, KV * D), din_v = linear_din(a->dxn, a->dv, wv, N, C, KV * D);
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 4));
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_k, 1));
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_v, 1));
     TIMED(m, MOE_OP_ELEMENTWISE,
           rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
                            block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C));

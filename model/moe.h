@@ -219,7 +219,9 @@ void topk_forward(int *idx, float *w, const float *probs, int N, int E, int k, i
 void topk_backward(float *dprobs, const float *dw, const float *probs, const int *idx, const float *w, int N,
                    int E, int k, int norm_topk);
 
-/* SwiGLU activation of an expert's hidden layer: h = silu(g) * u, elementwise over n values */
+/* SwiGLU activation of an expert's hidden layer: h = silu(g) * u, elementwise over n values. Unlike
+ * the other backwards, swiglu_backward WRITES dg and du (each hidden value has one gradient, so
+ * the MoE block's backward skips zeroing two [N k][F] buffers first). */
 void swiglu_forward(float *h, const float *g, const float *u, size_t n);
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
 

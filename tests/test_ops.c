@@ -367,7 +367,8 @@ static void test_swiglu(void **state) {
     (void)state;
     SwigluCtx c = {.n = 20};
     c.g = randn(20, 2), c.u = randn(20, 1), c.h = randn(20, 1), c.R = randn(20, 1);
-    float *dg = calloc(20, sizeof(float)), *du = calloc(20, sizeof(float));
+    float *dg = malloc(20 * sizeof(float)), *du = malloc(20 * sizeof(float));
+    for (int i = 0; i < 20; i++) dg[i] = du[i] = 1e3f; /* written, not added to: what was there is gone */
     swiglu_backward(dg, du, c.R, c.g, c.u, c.n);
     check_grad("swiglu gate", c.g, 20, dg, swiglu_loss, &c, 1e-3f);
     check_grad("swiglu up", c.u, 20, du, swiglu_loss, &c, 1e-3f);
