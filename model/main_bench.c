@@ -338,6 +338,10 @@ int main(int argc, char **argv) {
     double peak = measure_peak_gflops(threads), peak1 = measure_peak_gflops(1);
     printf("\npeak FP32 (FMA loop): %.1f GFLOP/s on %d thread%s, %.1f on 1\n", peak, threads, threads > 1 ? "s" : "",
            peak1);
+    if (peak < 0.75 * threads * peak1) /* the threads' FMA loops did not all run at once */
+        printf("  warning: %d threads reached only %.2fx the peak of 1: the cores were shared while measuring, so\n"
+               "  every share of the peak below is inflated; rerun on a quiet machine\n",
+               threads, peak / peak1);
 
     MoeConfig dc, lc;
     moe_config_default(&dc);
@@ -345,12 +349,13 @@ int main(int argc, char **argv) {
     lc.d_model = 256, lc.n_layer = 6, lc.n_head = 8, lc.n_kv_head = 8, lc.n_expert = 16, lc.d_ff = 512;
     if (moe_config_validate(&dc, err) || moe_config_validate(&lc, err)) usage_error(err, "");
 
-    /* the default model's matmuls: B*T = 4096 rows; an expert sees B*T*k/E rows on average */
+    /* the default model's matmuls: B*T = 4096 rows; an expert sees B*T*k/E rows on average; the LM
+     * head runs on MOE_LOSS_CHUNK rows at a time in training (lm_head_loss_forward) */
     int rows = 16 * 256, erows = rows * dc.top_k / dc.n_expert;
     GemmShape gemm[] = {{"attn q/k/v/o", "gemm_attn", rows, dc.d_model, dc.d_model, 0, 0},
                         {"expert gate/up", "gemm_expert_up", erows, dc.d_model, dc.d_ff, 0, 0},
                         {"expert down", "gemm_expert_down", erows, dc.d_ff, dc.d_model, 0, 0},
-                        {"lm head", "gemm_lm_head", rows, dc.d_model, dc.vocab_size, 0, 0}};
+                        {"lm head chunk", "gemm_lm_head", MOE_LOSS_CHUNK, dc.d_model, dc.vocab_size, 0, 0}};
     int n_gemm = sizeof gemm / sizeof gemm[0];
     int gemm_reps = quick ? 5 : 20; /* a few ms each: the best of many is the least disturbed */
     printf("\nGEMM at the default model's shapes (rows x in -> out), best of %d\n", gemm_reps);

@@ -1198,9 +1198,6 @@ void cross_entropy_backward(float *dlogits, float dloss, const float *logits, co
  * them in place into dlogits = g (exp(logits - lse) - onehot(target)), g = dloss / n_valid, and runs
  * both products of the chunk: dx += dlogits w, dw += dlogits^T x (chunks added in order). */
 
-/* rows of logits per chunk in training: 512 x 257 floats (the default vocab) is half a megabyte */
-enum { LOSS_CHUNK = 512 };
-
 float lm_head_loss_forward(float *lse, float *scratch, const float *x, const float *w, const int *targets, int N,
                            int C, int V, int chunk, int *n_valid) {
     double total = 0.0; /* summed in row order, whatever the thread count */
@@ -1283,7 +1280,7 @@ struct MoeActs {
     BlockActs *blk;              /* [L] */
     float *xnf, *rstdf;          /* final RMSNorm */
     float *head_lse;             /* [N] logsumexp of each row's logits (0 for rows without a target) */
-    float *head_chunk;           /* [LOSS_CHUNK][V] one chunk of logits, then of their gradient */
+    float *head_chunk;           /* [MOE_LOSS_CHUNK][V] one chunk of logits, then of their gradient */
     float *rope_cos, *rope_sin;  /* [seq_len][D/2] for the last forward's positions */
     /* backward scratch */
     float *dresid, *dxn, *dq, *dk, *dv, *dq_pre, *dk_pre, *dy, *dyg, *dgz;
@@ -1352,7 +1349,7 @@ static void ensure_rows(Moe *m, int B, int T) {
     a->tokens = st_calloc(N, sizeof(int)), a->targets = st_calloc(N, sizeof(int));
     a->resid = fbuf((2 * L + 1) * N * C);
     a->xnf = fbuf(N * C), a->rstdf = fbuf(N);
-    a->head_lse = fbuf(N), a->head_chunk = fbuf((size_t)LOSS_CHUNK * V); /* m->logits: on demand */
+    a->head_lse = fbuf(N), a->head_chunk = fbuf((size_t)MOE_LOSS_CHUNK * V); /* m->logits: on demand */
     a->dresid = fbuf(N * C), a->dxn = fbuf(N * C);
     a->dq = fbuf(N * HD), a->dk = fbuf(N * KVD), a->dv = fbuf(N * KVD), a->dy = fbuf(N * HD);
     if (c->attn_gate) a->dyg = fbuf(N * HD), a->dgz = fbuf(N * HD);
@@ -1680,7 +1677,7 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     memcpy(a->targets, targets, sizeof(int) * (size_t)N);
     MoeLoss *loss = &m->loss;
     TIMED(m, MOE_OP_LOSS,
-          loss->ce = lm_head_loss_forward(a->head_lse, a->head_chunk, a->xnf, head, targets, N, C, V, LOSS_CHUNK,
+          loss->ce = lm_head_loss_forward(a->head_lse, a->head_chunk, a->xnf, head, targets, N, C, V, MOE_LOSS_CHUNK,
                                           &loss->n_targets));
     double aux = 0.0, z = 0.0;
     for (int l = 0; l < L; l++) aux += a->blk[l].aux, z += a->blk[l].z;
@@ -1847,7 +1844,7 @@ void moe_backward(Moe *m, float scale) {
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
     TIMED(m, MOE_OP_LOSS,
           lm_head_loss_backward(a->dxn, tensor_in(m, G, head), a->head_chunk, scale, a->xnf, tensor_in(m, P, head),
-                                a->head_lse, a->targets, N, C, V, LOSS_CHUNK));
+                                a->head_lse, a->targets, N, C, V, MOE_LOSS_CHUNK));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
                      tensor_in(m, P, "final_norm"), a->rstdf, N, C));

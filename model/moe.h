@@ -240,6 +240,9 @@ void z_loss_backward(float *dlogits, float dloss, const float *logits, int N, in
 float cross_entropy_forward(const float *logits, const int *targets, int N, int V, int *n_valid);
 void cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int *targets, int N, int V);
 
+/* rows of logits per chunk in training: 512 x 257 floats (the default vocab) is half a megabyte */
+enum { MOE_LOSS_CHUNK = 512 };
+
 /* The LM head and cross-entropy fused, over rows in chunks of `chunk`: logits = x w^T (x [N][C], w
  * [V][C]) exist only one chunk at a time, in scratch [chunk][V]. The forward returns the mean
  * cross-entropy over rows with target >= 0 (their count in n_valid) and keeps each row's logsumexp in

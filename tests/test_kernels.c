@@ -1,7 +1,8 @@
 /* tests/test_kernels.c: every fast kernel of model/moe.c against its plain reference in
  * tests/ref_kernels.c, on shapes that hit every edge of the tiling (sizes below, at and past the
- * 6 x 16 register tile (6 x 32 with AVX-512) and the 256-long k block; T = 1; keys past one 64-key
- * attention block; windows that start mid-block; head sizes not a multiple of 8), and the MoE block
+ * 6 x 16 register tile (6 x 32 with AVX-512), last column panels of every width, and the 256-long
+ * k block; T = 1; query rows past one 48-row attention backward block; windows that start mid-block;
+ * head sizes not a multiple of 8 and wider than a register tile), and the MoE block
  * on batches that leave experts with no token and with exactly one. Also: results do not depend on
  * the thread count, and a row's result does not depend on the other rows. Comparisons are on whole arrays:
  * ||fast - ref|| <= 1e-5 ||ref|| (a wrong index or a missing term is off by O(1) of the norm). */
@@ -76,6 +77,7 @@ static void test_matmul_matches_reference(void **state) {
         {48, 64, 64},   {49, 65, 65},  {97, 128, 257},               /* one macro tile, just past it, lm head */
         {300, 5, 64},   {70, 300, 40}, {513, 40, 48},                /* N and IN past the 256-long k block */
         {2100, 20, 13}, {4096, 7, 70},                               /* dw's rows split into 1024-row chunks */
+        {11, 19, 56},   {8, 24, 20},                                 /* last panels 24 and 20 columns wide */
     };
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) matmul_case(shapes[s][0], shapes[s][1], shapes[s][2]);
 }
@@ -236,6 +238,8 @@ static void test_attention_matches_reference(void **state) {
     attention_case(1, 20, 2, 2, 4, 1, 0);   /* window 1: each query sees only itself */
     attention_case(2, 1, 2, 2, 4, 0, 1);    /* a sink logit, with T = 1 */
     attention_case(1, 90, 4, 2, 8, 0, 1);   /* a sink logit over two key blocks, GQA */
+    attention_case(2, 61, 4, 2, 40, 0, 1);  /* D wider than a register tile: several column panels */
+    attention_case(1, 100, 2, 1, 10, 30, 1); /* past two backward blocks of 48 rows, window, sink, GQA */
 }
 
 /* ---------------------------------------------------------------------------------------------- */
