@@ -674,12 +674,6 @@ void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float 
 /* the backward's block of query rows: its p and dscore rows are kept for the dk and dv products */
 enum { ATT_QB = 8 * MR };
 
-static float dot_f(const float *x, const float *y, int n) {
-    float s = 0.0f;
-    for (int i = 0; i < n; i++) s += x[i] * y[i];
-    return s;
-}
-
 static int round8(int n) { return (n + 7) / 8 * 8; }
 
 /* the row stride of a transposed head: T rounded up to 8, plus 8 so that the D rows of xt, which a
@@ -891,7 +885,7 @@ static float attention_strip_backward(HeadBufs *hb, float *dq, const float *dout
         int i = i0 + r;
         float *p = hb->p + (size_t)(at + r) * Tp, *ds = hb->ds + (size_t)(at + r) * Tp;
         const float *dp = hb->dp + (size_t)r * Tp;
-        float delta = dot_f(dout + r * ld, out + r * ld, D);
+        float delta = sum_of_products(dout + r * ld, out + r * ld, NULL, D);
         masked_exp(p, hb->s + (size_t)r * Tp, lse[r], jb, first_key(i, window), i + 1, end);
         for (int j = jb; j < end; j += 8) /* p is 0 where the row does not see key j; dp is read below j1 */
             store8(ds + (j - jb), j < j1 ? load8(p + (j - jb)) * (load8(dp + (j - jb)) - splat8(delta)) : splat8(0.0f));
@@ -922,7 +916,10 @@ static void attention_block_kv_grads(HeadBufs *hb, int i0, int rows, int jb) {
 /* x[j][d] += xc[j][d] for j < T, d < D: a head's padded rows back into a [.][KV][D] tensor */
 static void add_head(float *x, size_t xs, const float *xc, int T, int D, int Dp) {
     for (int j = 0; j < T; j++)
-        for (int d = 0; d < D; d++) x[j * xs + d] += xc[(size_t)j * Dp + d];
+        for (int d = 0; d < D; d += 8) {
+            size_t m = D - d < 8 ? (size_t)(D - d) : 8;
+            store_part(x + j * xs + d, load_part(x + j * xs + d, m) + load_part(xc + (size_t)j * Dp + d, m), m);
+        }
 }
 
 /* Split over (b, kv head): every query head sharing a K/V head is handled by one iteration, so dk and
