@@ -72,9 +72,10 @@ static inline float hmax8(v8 x) {
     return m;
 }
 
-/* e^x of 8 floats, to within about 1 ulp (0.98 at worst over every 256th float of the range), for x in [-87, 88] (clamped there): e^x = 2^n e^r with n the
- * integer nearest x / ln 2 and |r| <= ln(2) / 2; e^r from its degree-6 Taylor-like polynomial (the
- * Cephes expf coefficients), 2^n built in the exponent bits. exp8(0) is exactly 1. */
+/* e^x of 8 floats, to within about 1 ulp (0.98 at worst over every 256th float of the range), for x
+ * in [-87, 88] (clamped there): e^x = 2^n e^r with n the integer nearest x / ln 2 and |r| <= ln(2) / 2;
+ * e^r from its degree-6 Taylor-like polynomial (the Cephes expf coefficients), 2^n built in the
+ * exponent bits. exp8(0) is exactly 1. */
 static inline v8 exp8(v8 x) {
     const v8 lo = splat8(-87.0f), hi = splat8(88.0f), magic = splat8(12582912.0f); /* 1.5 * 2^23 */
     v8i below = x < lo, above = x > hi;
