@@ -877,7 +877,7 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
 
 /* strip i0 .. i0 + rows - 1 (rows <= MR) of a block whose keys start at jb: its scores and dp, then
  * rows `at` .. of the block's p and ds (dscore without the 1/sqrt(D), zero for the keys a row does
- * not see up to key `end`), then its dq (rows ld floats apart) += ds k / sqrt(D); returns its rows'
+ * not see up to key `end`), then its dq (rows ld floats apart) = ds k / sqrt(D); returns its rows'
  * sum of -p_sink delta_i */
 static float attention_strip_backward(HeadBufs *hb, float *dq, const float *dout, const float *out, size_t ld,
                                       const float *lse, int i0, int rows, int at, int jb, int end,
@@ -898,7 +898,7 @@ static float attention_strip_backward(HeadBufs *hb, float *dq, const float *dout
     }
     for (int n = 0; n < D; n += NR)
         micro_kernel(j1 - jb, hb->ds + (size_t)at * Tp, (size_t)Tp, 1, hb->ks + (size_t)jb * Dp + n, (size_t)Dp, dq + n,
-                     ld, rows, D - n < NR ? D - n : NR, 1);
+                     ld, rows, D - n < NR ? D - n : NR, 0);
     return dsink;
 }
 
@@ -918,12 +918,12 @@ static void attention_block_kv_grads(HeadBufs *hb, int i0, int rows, int jb) {
     }
 }
 
-/* x[j][d] += xc[j][d] for j < T, d < D: a head's padded rows back into a [.][KV][D] tensor */
-static void add_head(float *x, size_t xs, const float *xc, int T, int D, int Dp) {
+/* x[j][d] = xc[j][d] for j < T, d < D: a head's padded rows back into a [.][KV][D] tensor */
+static void store_head(float *x, size_t xs, const float *xc, int T, int D, int Dp) {
     for (int j = 0; j < T; j++)
         for (int d = 0; d < D; d += 8) {
             size_t m = D - d < 8 ? (size_t)(D - d) : 8;
-            store_part(x + j * xs + d, load_part(x + j * xs + d, m) + load_part(xc + (size_t)j * Dp + d, m), m);
+            store_part(x + j * xs + d, load_part(xc + (size_t)j * Dp + d, m), m);
         }
 }
 
@@ -967,8 +967,8 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
                         attention_block_kv_grads(&hb, ib, rows, jb);
                     }
                 }
-                add_head(dk + kv_off, (size_t)KV * D, hb.dk, T, D, hb.Dp);
-                add_head(dv + kv_off, (size_t)KV * D, hb.dv, T, D, hb.Dp);
+                store_head(dk + kv_off, (size_t)KV * D, hb.dk, T, D, hb.Dp);
+                store_head(dv + kv_off, (size_t)KV * D, hb.dv, T, D, hb.Dp);
             }
         head_bufs_free(&hb);
     }
@@ -1783,23 +1783,21 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     float *P = m->params, *G = m->grads;
     size_t NHD = (size_t)N * H * D;
-    memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-    memset(a->dy, 0, sizeof(float) * NHD);
+    /* the first product into a gradient buffer writes it (accumulate 0) instead of adding to zeros */
     float *dyg = c->attn_gate ? a->dyg : a->dy;
-    if (c->attn_gate) memset(dyg, 0, sizeof(float) * NHD);
-    TIMED(m, MOE_OP_MATMUL,
-          matmul_backward(dyg, block_tensor(m, G, l, "attn.wo"), dresid, b->yg, block_tensor(m, P, l, "attn.wo"), N,
-                          H * D, C));
+    Gemm wo[2] = {linear_dw(block_tensor(m, G, l, "attn.wo"), dresid, b->yg, N, H * D, C),
+                  linear_din(dyg, dresid, block_tensor(m, P, l, "attn.wo"), N, H * D, C)};
+    wo[1].accumulate = 0;
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(wo, 2));
     if (c->attn_gate) {
+        memset(a->dy, 0, sizeof(float) * NHD);
         memset(a->dgz, 0, sizeof(float) * NHD);
         TIMED(m, MOE_OP_ELEMENTWISE, gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD));
-        TIMED(m, MOE_OP_MATMUL,
-              matmul_backward(a->dxn, block_tensor(m, G, l, "attn.w_gate"), a->dgz, b->xn1,
-                              block_tensor(m, P, l, "attn.w_gate"), N, C, H * D));
+        Gemm gz[2] = {linear_dw(block_tensor(m, G, l, "attn.w_gate"), a->dgz, b->xn1, N, C, H * D),
+                      linear_din(a->dxn, a->dgz, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
+        gz[1].accumulate = 0;
+        TIMED(m, MOE_OP_MATMUL, gemm_batch(gz, 2));
     }
-    memset(a->dq, 0, sizeof(float) * NHD);
-    memset(a->dk, 0, sizeof(float) * (size_t)N * KV * D);
-    memset(a->dv, 0, sizeof(float) * (size_t)N * KV * D);
     TIMED(m, MOE_OP_ATTENTION,
           attention_backward(a->dq, a->dk, a->dv, block_tensor(m, G, l, "attn.sink"), a->dy, b->y, b->lse, b->q, b->k,
                              b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D, c->attn_window));
@@ -1823,6 +1821,7 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
                    linear_dw(block_tensor(m, G, l, "attn.wk"), dk, b->xn1, N, C, KV * D),
                    linear_dw(block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, N, C, KV * D),
                    linear_din(a->dxn, dq, wq, N, C, H * D)};
+    qkv[3].accumulate = c->attn_gate; /* the first product into dxn, unless the gate's came first */
     Gemm din_k = linear_din(a->dxn, dk, wk, N, C, KV * D), din_v = linear_din(a->dxn, a->dv, wv, N, C, KV * D);
     TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 4));
     TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_k, 1));

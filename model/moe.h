@@ -195,7 +195,9 @@ void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float 
  * sink [H] (or NULL): a logit per head for an extra key whose value is zero (it takes attention and
  * adds nothing), so a row's probabilities may sum to < 1. attention_probs materialises the
  * probabilities att [B][H][T][T] (zeros where masked) from lse, for the probes. attention_backward
- * needs the forward's out, lse, sink and window; dsink [H] may be NULL when sink is NULL. */
+ * needs the forward's out, lse, sink and window; dsink [H] may be NULL when sink is NULL. Unlike the
+ * other backwards it WRITES dq, dk and dv (each element has one writer; no zeroing pass first) and
+ * adds into dsink. */
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
                        int B, int T, int H, int KV, int D, int window);
 void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,

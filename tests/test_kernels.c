@@ -216,10 +216,22 @@ static void attention_case(int B, int T, int H, int KV, int D, int window, int w
     assert_close("attention out", out, out_ref, nq, 1e-5);
     assert_close("attention probabilities", att, att_ref, na, 1e-5);
     for (size_t i = 0; i < na; i++) assert_true((att[i] == 0.0f) == (att_ref[i] == 0.0f)); /* same mask */
+    /* dq, dk, dv are written: their old contents must not leak in. The fast kernel's start random, the
+     * reference's (which adds) at zero, and both get the same random offset before the comparison
+     * (so a gradient that is exactly zero, as dq at T = 1, still has a norm to compare against).
+     * dsink is added to: both start from the same random values. */
     float *dq = randn(nq), *dk = randn(nk), *dv = randn(nk), *ds = randn(H);
-    float *dq_ref = copy_of(dq, nq), *dk_ref = copy_of(dk, nk), *dv_ref = copy_of(dv, nk), *ds_ref = copy_of(ds, H);
+    float *dq_ref = calloc(nq, sizeof(float)), *dk_ref = calloc(nk, sizeof(float));
+    float *dv_ref = calloc(nk, sizeof(float)), *ds_ref = copy_of(ds, H);
     attention_backward(dq, dk, dv, with_sink ? ds : NULL, dout, out, lse, q, k, v, sink, B, T, H, KV, D, window);
     ref_attention_backward(dq_ref, dk_ref, dv_ref, with_sink ? ds_ref : NULL, dout, att_ref, q, k, v, B, T, H, KV, D);
+    float *grads[3][2] = {{dq, dq_ref}, {dk, dk_ref}, {dv, dv_ref}};
+    size_t sizes[3] = {nq, nk, nk};
+    for (int g = 0; g < 3; g++) {
+        float *offset = randn(sizes[g]);
+        for (size_t i = 0; i < sizes[g]; i++) grads[g][0][i] += offset[i], grads[g][1][i] += offset[i];
+        free(offset);
+    }
     assert_close("attention dq", dq, dq_ref, nq, 1e-5);
     assert_close("attention dk", dk, dk_ref, nk, 1e-5);
     assert_close("attention dv", dv, dv_ref, nk, 1e-5);

@@ -205,7 +205,7 @@ static void attention_case(int H, int KV, int window, int with_sink) {
     c.q = randn(nq, 1), c.k = randn(nk, 1), c.v = randn(nk, 1), c.out = randn(nq, 1), c.R = randn(nq, 1);
     c.att = randn((size_t)c.B * H * c.T * c.T, 1), c.lse = randn((size_t)c.B * H * c.T, 1);
     attn_loss(&c);
-    float *dq = calloc(nq, sizeof(float)), *dk = calloc(nk, sizeof(float)), *dv = calloc(nk, sizeof(float));
+    float *dq = randn(nq, 1), *dk = randn(nk, 1), *dv = randn(nk, 1); /* written, not added to */
     attention_backward(dq, dk, dv, dsink, c.R, c.out, c.lse, c.q, c.k, c.v, c.sink, c.B, c.T, H, KV, c.D, window);
     check_grad("attention q", c.q, nq, dq, attn_loss, &c, 1e-3f);
     if (with_sink) check_grad("attention sink logit", c.sink, (size_t)H, dsink, attn_loss, &c, 1e-3f);
