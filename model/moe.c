@@ -1711,15 +1711,17 @@ static void combine_expert_outputs_backward(MoeActs *a, const BlockActs *b, cons
  * slots summed in order */
 static void gather_rows_backward(float *dxn, const float *dxg, const BlockActs *b, int N, int K, int C) {
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < K; j++) {
+    for (int n = 0; n < N; n++) { /* dxn[n] = the sum of its k slots' rows (written: the first into dxn) */
+        float *dst = dxn + (size_t)n * C;
+        memcpy(dst, dxg + (size_t)b->slot_row[n * K] * C, sizeof(float) * C);
+        for (int j = 1; j < K; j++) {
             const float *src = dxg + (size_t)b->slot_row[n * K + j] * C;
-            float *dst = dxn + (size_t)n * C;
             for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
         }
+    }
 }
 
-/* backward of moe_block_forward: dmo [N][C] in, adds into dxn (the MoE input's gradient) and the
+/* backward of moe_block_forward: dmo [N][C] in, writes dxn (the MoE input's gradient) and adds into the
  * expert and router weights' gradients */
 static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
     const MoeConfig *c = &m->cfg;
@@ -1852,8 +1854,7 @@ void moe_backward(Moe *m, float scale) {
     /* blocks in reverse; dresid is the gradient of the residual stream at the current point */
     for (int l = L - 1; l >= 0; l--) {
         BlockActs *b = &a->blk[l];
-        memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
-        moe_block_backward(m, l, a->dresid, a->dxn, scale);
+        moe_block_backward(m, l, a->dresid, a->dxn, scale); /* writes dxn */
         TIMED(m, MOE_OP_ELEMENTWISE,
               rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
                                block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C));
