@@ -206,7 +206,7 @@ static void test_lm_head_loss_without_targets(void **state) {
 static void attention_case(int B, int T, int H, int KV, int D, int window, int with_sink) {
     size_t nq = (size_t)B * T * H * D, nk = (size_t)B * T * KV * D, na = (size_t)B * H * T * T;
     float *q = randn(nq), *k = randn(nk), *v = randn(nk), *dout = randn(nq), *sink = with_sink ? randn(H) : NULL;
-    for (size_t i = 0; i < nq; i++) q[i] *= 2.0f; /* peaked rows: the online max must do real work */
+    for (size_t i = 0; i < nq; i++) q[i] *= 2.0f; /* peaked rows: the max subtraction must do real work */
     float *out = st_malloc(sizeof(float) * nq), *out_ref = st_malloc(sizeof(float) * nq);
     float *lse = st_malloc(sizeof(float) * (size_t)B * H * T);
     float *att = st_malloc(sizeof(float) * na), *att_ref = st_malloc(sizeof(float) * na);
@@ -244,7 +244,7 @@ static void test_attention_matches_reference(void **state) {
     (void)state;
     attention_case(2, 1, 2, 2, 4, 0, 0);    /* T = 1: one key */
     attention_case(1, 9, 2, 1, 6, 0, 0);    /* GQA, D not a multiple of 8, T not a multiple of 8 */
-    attention_case(2, 67, 4, 2, 8, 0, 0);   /* past one 64-key block */
+    attention_case(2, 67, 4, 2, 8, 0, 0);   /* past a 64-key span, T not a multiple of 6 or 8 */
     attention_case(1, 150, 2, 2, 32, 0, 0); /* three blocks */
     attention_case(1, 150, 2, 1, 12, 70, 0); /* a window starting mid-block */
     attention_case(1, 20, 2, 2, 4, 1, 0);   /* window 1: each query sees only itself */
