@@ -492,8 +492,8 @@ static void gemm_tiles(const Gemm *g, int n) {
         if (g[i].K <= 0 && !g[i].accumulate) /* an empty sum */
             for (int m = 0; m < g[i].M; m++) memset(g[i].c + m * g[i].ldc, 0, sizeof(float) * g[i].N);
         owner[i] = i;
-        for (int j = 0; j < i && owner[i] == i; j++)
-            if (same_b(&g[i], &g[j])) owner[i] = owner[j];
+        for (int j = 0; j < i && owner[i] == i && live; j++) /* an earlier live product packs the shared B */
+            if (same_b(&g[i], &g[j]) && g[j].M > 0) owner[i] = owner[j];
         int panels = live && owner[i] == i ? panels_of(&g[i]) : 0;
         boff[i + 1] = boff[i] + (size_t)panels * NR * (live ? g[i].K : 0);
         pstart[i + 1] = pstart[i] + panels;
