@@ -294,8 +294,9 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
  * 32 of them); the micro-kernel keeps a tile's MR x NR/8 accumulators (8 floats each) in registers
  * for up to KC = 256 steps of k, each step NR/8 vector loads of B, 6 broadcasts of A and 6 NR/8 FMAs.
  * B is first copied into panels the micro-kernel reads contiguously (strided rows would fight over
- * the same cache sets), once per call as [K][NR] column panels; A is read in place when it is
- * row-major, else packed per macro tile as [KC][MR] row panels. Macro tiles of MC x NC elements of C are the unit of
+ * the same cache sets), once per call as [K][NR] column panels; A is read in place through its
+ * strides, 6 of its rows (or, transposed, 6 adjacent floats of a row of dout) per step of k, except a
+ * last strip of fewer than MR rows, which is packed with zero rows. Macro tiles of MC x NC elements of C are the unit of
  * parallel work, and several independent products (both backward products; all experts of a MoE
  * block) share one parallel pass, so threads meet at a barrier once per batch, not once per product.
  * Every element of C is computed by one thread, summing over k in the same order whatever the
@@ -377,29 +378,16 @@ static void pack_b_panel(float *dst, const Gemm *g, int q) {
     }
 }
 
-/* rows m0..m1 and k0..k0+kc of g's A as panels of MR rows, panel p at dst + p * kc * MR holding
- * [kc][MR] floats; zero rows pad the last panel. The loops follow whichever of A's strides is 1. */
-static void pack_a(float *dst, const Gemm *g, int m0, int m1, int k0, int kc) {
-    for (int m = m0; m < m1; m += MR, dst += (size_t)kc * MR) {
-        int rows = m1 - m < MR ? m1 - m : MR;
-        const float *src = g->a + (size_t)m * g->sam + (size_t)k0 * g->sak;
-        if (rows < MR) memset(dst, 0, sizeof(float) * (size_t)kc * MR);
-        if (g->sak == 1) /* row-major A: each row is contiguous in k */
-            for (int r = 0; r < rows; r++)
-                for (int k = 0; k < kc; k++) dst[k * MR + r] = src[r * g->sam + k];
-        else if (g->sam == 1 && rows == MR) /* transposed A: each k holds the rows contiguously */
-            for (int k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * g->sak, sizeof(float) * MR);
-        else if (g->sam == 1) /* the same for the last panel's rows (a separate loop: the full panels'
-                                 copy has a constant size, which the compiler inlines) */
-            for (int k = 0; k < kc; k++) memcpy(dst + k * MR, src + k * g->sak, sizeof(float) * rows);
-        else
-            for (int k = 0; k < kc; k++)
-                for (int r = 0; r < rows; r++) dst[k * MR + r] = src[r * g->sam + k * g->sak];
-    }
+/* A(m0 + r, k0 + k) for r < rows < MR, k < kc into dst as one [kc][MR] panel, zero rows past `rows`:
+ * the last strip of a macro tile, which the micro-kernel cannot read in place (it reads MR rows) */
+static void pack_a_tail(float *dst, const Gemm *g, int m0, int rows, int k0, int kc) {
+    memset(dst, 0, sizeof(float) * (size_t)kc * MR);
+    for (int k = 0; k < kc; k++)
+        for (int r = 0; r < rows; r++) dst[k * MR + r] = g->a[(size_t)(m0 + r) * g->sam + (size_t)(k0 + k) * g->sak];
 }
 
 /* one tile: c[r][j] (+)= sum_{k < kc} A(r, k) B(k, j), r < rows, j < cols, with A(r, k) = a[r * rs + k * ks]
- * (a packed panel: rs 1, ks MR; or MR rows of a row-major A read in place: rs its row stride, ks 1) and
+ * (a packed panel: rs 1, ks MR; A read in place: rs and ks its strides, either of them 1) and
  * B(k, j) = b[k * ldb + j] (a packed panel: ldb NR). Only nv = ceil(cols / 8) vectors of B are read
  * per k, so a narrow last panel costs nv / NV of a full one; inlined with a constant nv, the
  * accumulators stay in registers. All MR rows of A are read (the caller pads them); rows past
@@ -451,23 +439,22 @@ static void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const flo
     else tile_kernel(NV, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
 }
 
-/* macro tile (mt, nt) of g, whose B panels start at bp. A row-major A (the forward's input, din's
- * dout) is read in place, MR rows at a time, its rows short enough to stay in L1 across the tile's
- * B panels; only a last panel of fewer than MR rows is packed (zero-padded). A transposed A (dw's
- * dout^T) is packed, since its rows are strided in memory. */
+/* macro tile (mt, nt) of g, whose B panels start at bp. A is read in place, MR rows at a time: a
+ * row-major A (the forward's input, din's dout) with its rows short enough to stay in L1 across the
+ * tile's B panels, a transposed one (dw's dout^T) 6 adjacent floats of a row per k. Only a last strip
+ * of fewer than MR rows is packed (zero-padded). */
 static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
-    _Alignas(32) float ap[MC * KC];
+    _Alignas(32) float tail[MR * KC];
     int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < g->M ? m0 + MC : g->M, n1 = n0 + NC < g->N ? n0 + NC : g->N;
-    int in_place = g->sak == 1, m_full = m0 + (m1 - m0) / MR * MR; /* rows m_full.. are the last panel's */
+    int m_full = m0 + (m1 - m0) / MR * MR; /* rows m_full.. are the last, partial strip */
     for (int k0 = 0; k0 < g->K; k0 += KC) {
         int kc = g->K - k0 < KC ? g->K - k0 : KC;
-        int m_pack = in_place ? m_full : m0; /* the rows that go through the packed panels */
-        if (m_pack < m1) pack_a(ap, g, m_pack, m1, k0, kc);
+        if (m_full < m1) pack_a_tail(tail, g, m_full, m1 - m_full, k0, kc);
         for (int n = n0; n < n1; n += NR)
             for (int m = m0; m < m1; m += MR) {
-                const float *a = g->a + (size_t)m * g->sam + k0;
-                size_t rs = g->sam, ks = 1;
-                if (m >= m_pack) a = ap + (size_t)(m - m_pack) / MR * kc * MR, rs = 1, ks = MR;
+                const float *a = g->a + (size_t)m * g->sam + (size_t)k0 * g->sak;
+                size_t rs = g->sam, ks = g->sak;
+                if (m >= m_full) a = tail, rs = 1, ks = MR;
                 micro_kernel(kc, a, rs, ks, bp + (size_t)n * g->K + (size_t)k0 * NR, NR, g->c + m * g->ldc + n, g->ldc,
                              m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0);
             }
