@@ -17,6 +17,7 @@
 #include "moe.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -730,6 +731,24 @@ static void head_bufs_free(HeadBufs *hb) {
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
 }
 
+/* every thread's HeadBufs, kept between calls (forwards and backwards run one at a time per process,
+ * as for the GEMM's packed panels) and built again only when T, D or the thread count change: no
+ * allocation per call in training */
+static HeadBufs *head_bufs;
+static int head_bufs_n;
+
+/* the buffers of one parallel region's threads, for heads of D channels and T positions */
+static HeadBufs *thread_head_bufs(int T, int D) {
+    int n = omp_get_max_threads();
+    if (head_bufs_n >= n && head_bufs[0].T == T && head_bufs[0].D == D) return head_bufs;
+    for (int i = 0; i < head_bufs_n; i++) head_bufs_free(&head_bufs[i]);
+    free(head_bufs);
+    head_bufs = st_malloc(sizeof(HeadBufs) * (size_t)n);
+    for (int i = 0; i < n; i++) head_bufs_init(&head_bufs[i], T, D);
+    head_bufs_n = n;
+    return head_bufs;
+}
+
 /* the first visible key of query i */
 static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
 
@@ -807,23 +826,22 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
                        int B, int T, int H, int KV, int D, int window) {
     int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
+    HeadBufs *bufs = thread_head_bufs(T, D);
 #pragma omp parallel
     {
-        HeadBufs hb;
-        head_bufs_init(&hb, T, D);
+        HeadBufs *hb = &bufs[omp_get_thread_num()];
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
                 size_t q_off = head_offset(b, T, H, h, D), kv_off = head_offset(b, T, KV, h / group, D);
-                copy_head(hb.qs, q + q_off, (size_t)H * D, T, D, hb.Dp, scale);
-                transpose_head(hb.kt, k + kv_off, T, hb.Tp, KV, D);
-                copy_head(hb.vc, v + kv_off, (size_t)KV * D, T, D, hb.Dp, 1.0f);
+                copy_head(hb->qs, q + q_off, (size_t)H * D, T, D, hb->Dp, scale);
+                transpose_head(hb->kt, k + kv_off, T, hb->Tp, KV, D);
+                copy_head(hb->vc, v + kv_off, (size_t)KV * D, T, D, hb->Dp, 1.0f);
                 for (int i = 0; i < T; i += MR)
-                    attention_strip_forward(&hb, out + q_off + (size_t)i * H * D, (size_t)H * D,
+                    attention_strip_forward(hb, out + q_off + (size_t)i * H * D, (size_t)H * D,
                                             lse + ((size_t)b * H + h) * T + i, i, T - i < MR ? T - i : MR,
                                             sink ? sink + h : NULL, window);
             }
-        head_bufs_free(&hb);
     }
 }
 
@@ -831,21 +849,21 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
                      int D, int window) {
     int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
+    HeadBufs *bufs = thread_head_bufs(T, D);
 #pragma omp parallel
     {
-        HeadBufs hb;
-        head_bufs_init(&hb, T, D);
+        HeadBufs *hb = &bufs[omp_get_thread_num()];
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                copy_head(hb.qs, q + head_offset(b, T, H, h, D), (size_t)H * D, T, D, hb.Dp, scale);
-                transpose_head(hb.kt, k + head_offset(b, T, KV, h / group, D), T, hb.Tp, KV, D);
+                copy_head(hb->qs, q + head_offset(b, T, H, h, D), (size_t)H * D, T, D, hb->Dp, scale);
+                transpose_head(hb->kt, k + head_offset(b, T, KV, h / group, D), T, hb->Tp, KV, D);
                 for (int i0 = 0; i0 < T; i0 += MR) {
                     int rows = T - i0 < MR ? T - i0 : MR, jb = first_key(i0, window) / 8 * 8;
-                    strip_scores(hb.s, hb.qs + (size_t)i0 * hb.Dp, hb.Dp, hb.kt, hb.Tp, jb, i0 + rows, D);
+                    strip_scores(hb->s, hb->qs + (size_t)i0 * hb->Dp, hb->Dp, hb->kt, hb->Tp, jb, i0 + rows, D);
                     for (int i = i0; i < i0 + rows; i++) { /* p over [jb, i], then row i of att over [0, T) */
-                        float *a = att + (((size_t)b * H + h) * T + i) * T, *p = hb.p;
-                        masked_exp(p, hb.s + (size_t)(i - i0) * hb.Tp, lse[((size_t)b * H + h) * T + i], jb,
+                        float *a = att + (((size_t)b * H + h) * T + i) * T, *p = hb->p;
+                        masked_exp(p, hb->s + (size_t)(i - i0) * hb->Tp, lse[((size_t)b * H + h) * T + i], jb,
                                    first_key(i, window), i + 1, round8(i + 1));
                         memset(a, 0, sizeof(float) * (size_t)jb);
                         memcpy(a + jb, p, sizeof(float) * (size_t)(i + 1 - jb));
@@ -853,7 +871,6 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
                     }
                 }
             }
-        head_bufs_free(&hb);
     }
 }
 
@@ -924,40 +941,39 @@ void attention_backward(float *dq, float *dk, float *dv, float *dsink, const flo
     int group = H / KV;
     float scale = 1.0f / sqrtf((float)D);
     float *dsink_bh = sink && dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
+    HeadBufs *bufs = thread_head_bufs(T, D);
 #pragma omp parallel
     {
-        HeadBufs hb;
-        head_bufs_init(&hb, T, D);
+        HeadBufs *hb = &bufs[omp_get_thread_num()];
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int kvh = 0; kvh < KV; kvh++) {
                 size_t kv_off = head_offset(b, T, KV, kvh, D), ld = (size_t)H * D;
-                transpose_head(hb.kt, k + kv_off, T, hb.Tp, KV, D);
-                transpose_head(hb.vt, v + kv_off, T, hb.Tp, KV, D);
-                copy_head(hb.ks, k + kv_off, (size_t)KV * D, T, D, hb.Dp, scale);
-                memset(hb.dk, 0, sizeof(float) * (size_t)T * hb.Dp);
-                memset(hb.dv, 0, sizeof(float) * (size_t)T * hb.Dp);
+                transpose_head(hb->kt, k + kv_off, T, hb->Tp, KV, D);
+                transpose_head(hb->vt, v + kv_off, T, hb->Tp, KV, D);
+                copy_head(hb->ks, k + kv_off, (size_t)KV * D, T, D, hb->Dp, scale);
+                memset(hb->dk, 0, sizeof(float) * (size_t)T * hb->Dp);
+                memset(hb->dv, 0, sizeof(float) * (size_t)T * hb->Dp);
                 for (int h = kvh * group; h < (kvh + 1) * group; h++) {
                     size_t q_off = head_offset(b, T, H, h, D);
                     const float *lse_h = lse + ((size_t)b * H + h) * T;
-                    copy_head(hb.qs, q + q_off, ld, T, D, hb.Dp, scale);
-                    copy_head(hb.dos, dout + q_off, ld, T, D, hb.Dp, 1.0f);
+                    copy_head(hb->qs, q + q_off, ld, T, D, hb->Dp, scale);
+                    copy_head(hb->dos, dout + q_off, ld, T, D, hb->Dp, 1.0f);
                     for (int ib = 0; ib < T; ib += ATT_QB) {
                         int rows = T - ib < ATT_QB ? T - ib : ATT_QB, jb = first_key(ib, window) / 8 * 8;
                         for (int i = ib; i < ib + rows; i += MR) {
                             size_t at = q_off + (size_t)i * ld;
-                            float g = attention_strip_backward(&hb, dq + at, dout + at, out + at, ld, lse_h + i, i,
+                            float g = attention_strip_backward(hb, dq + at, dout + at, out + at, ld, lse_h + i, i,
                                                                ib + rows - i < MR ? ib + rows - i : MR, i - ib, jb,
                                                                round8(ib + rows), sink ? sink + h : NULL, window);
                             if (dsink_bh) dsink_bh[b * H + h] += g;
                         }
-                        attention_block_kv_grads(&hb, ib, rows, jb);
+                        attention_block_kv_grads(hb, ib, rows, jb);
                     }
                 }
-                store_head(dk + kv_off, (size_t)KV * D, hb.dk, T, D, hb.Dp);
-                store_head(dv + kv_off, (size_t)KV * D, hb.dv, T, D, hb.Dp);
+                store_head(dk + kv_off, (size_t)KV * D, hb->dk, T, D, hb->Dp);
+                store_head(dv + kv_off, (size_t)KV * D, hb->dv, T, D, hb->Dp);
             }
-        head_bufs_free(&hb);
     }
     if (dsink_bh) {
         for (int b = 0; b < B; b++)
