@@ -31,7 +31,8 @@ int bos_policy_parse(const char *s, BosPolicy *p, char *err) {
     if (strcmp(s, "none") == 0) *p = BOS_NONE;
     else if (strcmp(s, "prepend") == 0) *p = BOS_PREPEND;
     else if (strcmp(s, "doc") == 0) *p = BOS_DOC;
-    else return st_errorf(err, "bos: expected none, prepend or doc, found '%s'", s);
+    else if (strcmp(s, "start") == 0) *p = BOS_START;
+    else return st_errorf(err, "bos: expected none, prepend, doc or start, found '%s'", s);
     return 0;
 }
 
@@ -40,16 +41,18 @@ const char *bos_policy_name(BosPolicy p) {
     case BOS_NONE: return "none";
     case BOS_PREPEND: return "prepend";
     case BOS_DOC: return "doc";
+    case BOS_START: return "start";
     }
     return "?";
 }
 
-/* the shard's tokens without BOS */
-static void strip_bos(Split *sp, const Shard *sh) {
+/* the shard's tokens without BOS; with `starts`, also where each document begins in them */
+static void strip_bos(Split *sp, const Shard *sh, int64_t *starts, int64_t *n_starts) {
     sp->tokens = st_malloc((size_t)(sh->n_tokens ? sh->n_tokens : 1) * sizeof *sp->tokens);
     sp->n = 0;
     for (int64_t i = 0; i < sh->n_tokens; i++)
         if (sh->tokens[i] != sh->bos_id) sp->tokens[sp->n++] = sh->tokens[i];
+        else if (starts) starts[(*n_starts)++] = sp->n;
 }
 
 /* builds the split's stream for the policy and counts the windows a training draw chooses among */
@@ -65,7 +68,16 @@ static void build_split(Split *sp, Shard *sh, int T, BosPolicy bos) {
             if (sp->tokens[i] == sh->bos_id) sp->starts[sp->n_windows_choices++] = i;
         return;
     }
-    strip_bos(sp, sh);
+    if (bos == BOS_START) {
+        /* the document starts of the BOS-free stream with at least T+1 tokens from there on */
+        int64_t n_starts = 0;
+        sp->starts = st_malloc((size_t)(sh->n_docs + 1) * sizeof *sp->starts);
+        strip_bos(sp, sh, sp->starts, &n_starts);
+        for (int64_t i = 0; i < n_starts; i++)
+            if (sp->starts[i] + T + 1 <= sp->n) sp->starts[sp->n_windows_choices++] = sp->starts[i];
+        return;
+    }
+    strip_bos(sp, sh, NULL, NULL);
     int64_t needed = bos == BOS_NONE ? T + 1 : T; /* prepend supplies the window's first token itself */
     sp->n_windows_choices = sp->n >= needed ? sp->n - needed + 1 : 0;
 }
@@ -74,7 +86,8 @@ static int64_t val_window_count(const Split *sp, int T, BosPolicy bos) {
     switch (bos) {
     case BOS_NONE: return sp->n >= 1 ? (sp->n - 1) / T : 0;
     case BOS_PREPEND: return sp->n / T;
-    case BOS_DOC: return sp->n_windows_choices;
+    case BOS_DOC:
+    case BOS_START: return sp->n_windows_choices;
     }
     return 0;
 }
@@ -99,7 +112,10 @@ static int open_split(Split *sp, const char *path, const Tokenizer *tok, const c
                            "%s: too short: expected at least one window of T+1 = %d tokens under bos=%s%s, found "
                            "%lld tokens",
                            path, T + 1, bos_policy_name(bos),
-                           bos == BOS_DOC ? " starting at a document's BOS" : " (BOS removed)", (long long)sp->n);
+                           bos == BOS_DOC     ? " starting at a document's BOS"
+                           : bos == BOS_START ? " starting at a document (BOS removed)"
+                                              : " (BOS removed)",
+                           (long long)sp->n);
         else if (sp->n_windows_choices > UINT32_MAX)
             rc = st_errorf(err, "%s: n_tokens: expected at most %u windows, found %lld", path, UINT32_MAX,
                            (long long)sp->n_windows_choices);
@@ -146,6 +162,8 @@ int loader_open(Loader *ld, const char *data_dir, int T, BosPolicy bos, uint64_t
 }
 
 void loader_close(Loader *ld) {
+    stream_free(ld->stream);
+    ld->stream = NULL;
     if (ld->data) {
         free_split(&ld->data->train);
         free_split(&ld->data->val);
@@ -173,12 +191,56 @@ static void fill_window(const Loader *ld, const Split *sp, int64_t choice, int *
         memcpy(targets, src, (size_t)T * sizeof *targets);
         return;
     }
-    src = sp->tokens + (ld->bos == BOS_DOC ? sp->starts[choice] : choice);
+    src = sp->tokens + (ld->bos == BOS_DOC || ld->bos == BOS_START ? sp->starts[choice] : choice);
     memcpy(inputs, src, (size_t)T * sizeof *inputs);
     memcpy(targets, src + 1, (size_t)T * sizeof *targets);
 }
 
+/* One window of a synthetic stream drawn from rng: documents (BOS-led under doc) follow each other
+ * until T+1 tokens are there; none and prepend start at a random offset of the first document. */
+static void stream_window(const Loader *ld, StRng *rng, int *inputs, int *targets, uint8_t *classes) {
+    const Stream *s = ld->stream;
+    int T = ld->T, n = stream_doc_len(s), len = 0, first = 1;
+    int *w = st_malloc(sizeof(int) * (size_t)(T + 1)), *doc = st_malloc(sizeof(int) * (size_t)n);
+    uint8_t *wc = st_malloc((size_t)(T + 1)), *dc = st_malloc((size_t)n);
+    if (ld->bos == BOS_PREPEND) w[len] = stream_bos_id(s), wc[len++] = STREAM_ORDINARY;
+    while (len < T + 1) {
+        stream_document(s, rng, doc, dc);
+        int skip = first && (ld->bos == BOS_NONE || ld->bos == BOS_PREPEND) ? (int)st_rng_below(rng, (uint32_t)n) : 0;
+        if (ld->bos == BOS_DOC) w[len] = stream_bos_id(s), wc[len++] = STREAM_ORDINARY;
+        for (int i = skip; i < n && len < T + 1; i++) w[len] = doc[i], wc[len++] = dc[i];
+        first = 0;
+    }
+    memcpy(inputs, w, sizeof(int) * (size_t)T);
+    memcpy(targets, w + 1, sizeof(int) * (size_t)T);
+    if (classes) memcpy(classes, wc, (size_t)T);
+    free(w), free(doc), free(wc), free(dc);
+}
+
+int loader_open_stream(Loader *ld, Stream *s, int T, BosPolicy bos, uint64_t seed, char *err) {
+    memset(ld, 0, sizeof *ld);
+    ld->stream = s;
+    if (T < 1) {
+        loader_close(ld);
+        return st_errorf(err, "loader: T: expected at least 1, found %d", T);
+    }
+    ld->vocab_size = stream_vocab_size(s);
+    ld->bos_id = stream_bos_id(s);
+    ld->T = T;
+    ld->bos = bos;
+    ld->n_train_tokens = ld->n_val_tokens = INT64_MAX; /* unbounded: fresh tokens for every window */
+    ld->n_val_windows = 1 << 20;
+    ld->val_seed = stream_seed(s) ^ 0x76616c69646174ull; /* the same windows for every run of a stream */
+    st_rng_seed(&ld->rng, seed);
+    return 0;
+}
+
 void loader_train_batch(Loader *ld, int *inputs, int *targets, int B) {
+    if (ld->stream) {
+        for (int b = 0; b < B; b++)
+            stream_window(ld, &ld->rng, inputs + (size_t)b * ld->T, targets + (size_t)b * ld->T, NULL);
+        return;
+    }
     const Split *sp = &ld->data->train;
     for (int b = 0; b < B; b++) {
         int64_t choice = st_rng_below(&ld->rng, (uint32_t)sp->n_windows_choices);
@@ -186,13 +248,21 @@ void loader_train_batch(Loader *ld, int *inputs, int *targets, int B) {
     }
 }
 
-void loader_val_batch(const Loader *ld, int first, int *inputs, int *targets, int B) {
-    const Split *sp = &ld->data->val;
+void loader_val_batch(const Loader *ld, int first, int *inputs, int *targets, uint8_t *classes, int B) {
     for (int b = 0; b < B; b++) {
         int64_t k = ((int64_t)first + b) % ld->n_val_windows;
         if (k < 0) k += ld->n_val_windows;
+        if (ld->stream) { /* window k from a seed of its own */
+            StRng rng;
+            st_rng_seed(&rng, ld->val_seed + 0x9e3779b97f4a7c15ull * (uint64_t)k);
+            stream_window(ld, &rng, inputs + (size_t)b * ld->T, targets + (size_t)b * ld->T,
+                          classes ? classes + (size_t)b * ld->T : NULL);
+            continue;
+        }
+        const Split *sp = &ld->data->val;
+        if (classes) memset(classes + (size_t)b * ld->T, STREAM_ORDINARY, (size_t)ld->T);
         /* doc: the k-th document start; none/prepend: consecutive windows with stride T */
-        int64_t choice = ld->bos == BOS_DOC ? k : k * ld->T;
+        int64_t choice = ld->bos == BOS_DOC || ld->bos == BOS_START ? k : k * ld->T;
         fill_window(ld, sp, choice, inputs + (size_t)b * ld->T, targets + (size_t)b * ld->T);
     }
 }

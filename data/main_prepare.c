@@ -4,7 +4,9 @@
  *   bin/prepare --input PATH... --out DIR [--tokenizer byte|bpe] [--vocab N] [--val_frac F] [--seed S]
  *               [--doc_bytes N]
  *   bin/prepare --synthetic bb --out DIR [--vocab V] [--triggers K] [--trigger_prob P] [--successors S]
- *               [--tokens N] [--doc_len L] [--val_frac F] [--seed S] */
+ *               [--tokens N] [--doc_len L] [--val_frac F] [--seed S]
+ * The synthetic corpus is data/stream.h's Bigram-Backcopy with a sparse table, written to shards (a
+ * finite corpus; bin/train can also draw the same kind of stream fresh, with the stream_* keys). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +18,7 @@
 #include "bpe.h"
 #include "corpus.h"
 #include "shard.h"
-#include "synthetic.h"
+#include "stream.h"
 #include "tokenizer.h"
 
 #define MAX_INPUTS 4096
@@ -197,50 +199,49 @@ static int prepare_text(const Options *o, char *err) {
 }
 
 /* the documents with is_val[d] == want_val, back to back */
-static int *gather_docs(const int *all, const uint8_t *is_val, int64_t n_docs, int doc_len, int want_val,
-                        int64_t *n_tokens) {
-    int *out = st_malloc((size_t)(n_docs * doc_len) * sizeof *out);
-    int64_t n = 0;
-    for (int64_t d = 0; d < n_docs; d++)
-        if (is_val[d] == want_val) {
-            memcpy(out + n, all + d * doc_len, (size_t)doc_len * sizeof *out);
-            n += doc_len;
-        }
-    *n_tokens = n;
-    return out;
-}
-
+/* the stream's documents, each led by BOS: n_docs of doc_len tokens (BOS included), drawn in order */
 static int prepare_synthetic(const Options *o, char *err) {
     double t0 = st_now_seconds();
-    BbConfig bb = {.vocab = o->vocab < 0 ? 64 : (int)o->vocab, .triggers = (int)o->triggers,
-                   .successors = (int)o->successors, .doc_len = (int)o->doc_len, .trigger_prob = o->trigger_prob,
-                   .n_docs = o->doc_len > 0 ? o->tokens / o->doc_len : 0, .seed = o->seed};
-    if (bb_check(&bb, err)) return -1;
-    if (bb.n_docs > INT32_MAX)
-        return st_errorf(err, "--tokens: expected at most %d documents of --doc_len tokens, found %lld", INT32_MAX,
-                         (long long)bb.n_docs);
-    uint8_t *is_val = st_malloc((size_t)bb.n_docs);
-    if (corpus_split((int)bb.n_docs, o->val_frac, o->seed, is_val, err)) {
+    int64_t n_docs = o->doc_len > 0 ? o->tokens / o->doc_len : 0;
+    if (o->doc_len < 3) return st_errorf(err, "--doc_len: expected at least 3, found %ld", o->doc_len);
+    if (n_docs < 2 || n_docs > INT32_MAX)
+        return st_errorf(err, "--tokens: expected 2 to %d documents of --doc_len %ld tokens, found %lld", INT32_MAX,
+                         o->doc_len, (long long)n_docs);
+    /* the sparse Bigram-Backcopy of data/stream.h; its errors name the stream_ key of each flag */
+    StreamConfig sc = {.kind = STREAM_BB, .bigram = BIGRAM_SPARSE, .vocab = o->vocab < 0 ? 64 : (int)o->vocab,
+                       .doc_len = (int)o->doc_len - 1, .triggers = (int)o->triggers, .trigger_prob = (float)o->trigger_prob,
+                       .lag = 2, .successors = (int)o->successors, .alpha = 1, .seed = o->seed};
+    Stream *stream;
+    if (stream_open(&stream, &sc, NULL, err)) return -1;
+    uint8_t *is_val = st_malloc((size_t)n_docs);
+    if (corpus_split((int)n_docs, o->val_frac, o->seed, is_val, err)) {
         free(is_val);
+        stream_free(stream);
         return -1;
     }
-    int *all = st_malloc((size_t)(bb.n_docs * bb.doc_len) * sizeof *all);
-    bb_generate(&bb, all);
-    int64_t n_train, n_val;
-    int *train = gather_docs(all, is_val, bb.n_docs, bb.doc_len, 0, &n_train);
-    int *val = gather_docs(all, is_val, bb.n_docs, bb.doc_len, 1, &n_val);
-    Tokenizer *tok = tokenizer_new_symbols(bb.vocab);
-    printf("Bigram-Backcopy: %d symbols (%d triggers, p=%g), %d successors, %lld documents of %d tokens "
+    int64_t n_split[2] = {0, 0};
+    int *split[2] = {st_malloc(sizeof(int) * (size_t)(n_docs * o->doc_len)),
+                     st_malloc(sizeof(int) * (size_t)(n_docs * o->doc_len))};
+    StRng rng;
+    st_rng_seed(&rng, o->seed);
+    for (int64_t d = 0; d < n_docs; d++) {
+        int *doc = split[is_val[d]] + n_split[is_val[d]];
+        doc[0] = stream_bos_id(stream);
+        stream_document(stream, &rng, doc + 1, NULL);
+        n_split[is_val[d]] += o->doc_len;
+    }
+    Tokenizer *tok = tokenizer_new_symbols(sc.vocab);
+    printf("Bigram-Backcopy: %d symbols (%d triggers, p=%g), %d successors, %lld documents of %ld tokens "
            "(%lld train, %lld val tokens), vocab %d with BOS %d\n",
-           bb.vocab, bb.triggers, bb.trigger_prob, bb.successors, (long long)bb.n_docs, bb.doc_len,
-           (long long)n_train, (long long)n_val, tokenizer_vocab_size(tok), tokenizer_bos_id(tok));
+           sc.vocab, sc.triggers, (double)sc.trigger_prob, sc.successors, (long long)n_docs, o->doc_len,
+           (long long)n_split[0], (long long)n_split[1], tokenizer_vocab_size(tok), tokenizer_bos_id(tok));
     int rc = st_make_dirs(o->out, err);
-    if (rc == 0) rc = write_outputs(o->out, tok, train, n_train, val, n_val, err);
+    if (rc == 0) rc = write_outputs(o->out, tok, split[0], n_split[0], split[1], n_split[1], err);
     if (rc == 0) printf("wrote %s/{tokenizer,train,val}.bin in %.2f s\n", o->out, st_now_seconds() - t0);
     tokenizer_free(tok);
-    free(train);
-    free(val);
-    free(all);
+    stream_free(stream);
+    free(split[0]);
+    free(split[1]);
     free(is_val);
     return rc;
 }

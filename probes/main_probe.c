@@ -11,11 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/util.h"
 #include "../model/moe.h"
 #include "../train/checkpoint.h"
 #include "../train/config.h"
+#include "../train/trainer.h"
 #include "probe.h"
 #include "report.h"
 
@@ -151,7 +153,16 @@ int main(int argc, char **argv) {
     if (threads > 0) omp_set_num_threads(threads);
     ProbeConfig pc = {.n = cfg.probe_n, .len = cfg.probe_len, .shift = cfg.probe_shift, .every = cfg.probe_every,
                       .log_early = cfg.probe_schedule == PROBE_SCHEDULE_LOG};
-    int rc = prober_open(&pr, a.run_dir, cfg.data_dir, &pc, &m.cfg, cfg.bos != 0, cfg.model.seed, err);
+    /* the run's probe set, or (a bare checkpoint) one built from its data */
+    Loader windows = {0};
+    char set_path[4200];
+    snprintf(set_path, sizeof set_path, "%s/probe_set.bin", a.run_dir);
+    int build = access(set_path, F_OK) != 0;
+    int rc = build ? open_windows(&windows, &cfg, cfg.probe_len, probe_window_policy(&cfg), cfg.model.seed, err) : 0;
+    if (!rc)
+        rc = prober_open(&pr, a.run_dir, build ? &windows : NULL, &pc, &m.cfg,
+                         cfg.bos != BOS_NONE && cfg.bos != BOS_START, cfg.model.seed, err);
+    loader_close(&windows);
     if (!rc)
         rc = prober_full(&pr, &m, (long)s.step, s.tokens, s.last_val_loss, "reprobe.jsonl",
                          a.interventions ? "reprobe_interventions.jsonl" : NULL, err);

@@ -89,6 +89,97 @@ double sink_rate(const double *a, int H, int first_layer, int last_layer, double
     return n ? (double)above / n : NAN;
 }
 
+/* ---- where attention parks ------------------------------------------------------------------ */
+
+/* does query i of sequence n count for class cls */
+static int counts(const uint8_t *classes, int cls, int T, int n, int i) {
+    return !classes || cls < 0 || classes[(size_t)n * T + i] == cls;
+}
+
+static const float *attn_map(const float *attn, const ProbeDims *d, int l, int n, int h) {
+    return attn + (((size_t)l * d->N + n) * d->H + h) * (size_t)d->T * d->T; /* [T][T] of (l, n, h) */
+}
+
+void attn_on_relative(double *out, const float *attn, const ProbeDims *d, KeyOfQuery which, const uint8_t *classes,
+                      int cls) {
+    int T = d->T;
+    for (int l = 0; l < d->L; l++)
+        for (int h = 0; h < d->H; h++) {
+            double s = 0;
+            long count = 0;
+            for (int n = 0; n < d->N; n++) {
+                const float *A = attn_map(attn, d, l, n, h);
+                for (int i = 1; i < T; i++) {
+                    if (!counts(classes, cls, T, n, i)) continue;
+                    int key = which == KEY_P0 ? 0 : which == KEY_PREV ? i - 1 : i;
+                    s += A[(size_t)i * T + key];
+                    count++;
+                }
+            }
+            out[l * d->H + h] = count ? s / count : NAN;
+        }
+}
+
+int attn_mass_by_token(double *mass, double *base, const float *attn, const int *tokens, const ProbeDims *d, int l,
+                       int h, const uint8_t *classes, int cls) {
+    int T = d->T, count = 0;
+    memset(mass, 0, sizeof(double) * (size_t)d->V);
+    memset(base, 0, sizeof(double) * (size_t)d->V);
+    for (int n = 0; n < d->N; n++) {
+        const float *A = attn_map(attn, d, l, n, h);
+        const int *x = tokens + (size_t)n * T;
+        for (int i = 1; i < T; i++) {
+            if (!counts(classes, cls, T, n, i)) continue;
+            count++;
+            for (int j = 1; j <= i; j++) {
+                mass[x[j]] += A[(size_t)i * T + j];
+                base[x[j]] += 1.0 / (i + 1); /* uniform causal attention gives each key 1/(i+1) */
+            }
+        }
+    }
+    for (int id = 0; id < d->V && count; id++) mass[id] /= count, base[id] /= count;
+    return count;
+}
+
+void top_tokens(const double *mass, const double *base, int V, int top, int *ids, double *top_mass, double *top_lift) {
+    for (int k = 0; k < top; k++) {
+        int best = -1;
+        for (int id = 0; id < V; id++) {
+            int taken = 0;
+            for (int q = 0; q < k; q++) taken |= ids[q] == id;
+            if (!taken && mass[id] > 0 && (best < 0 || mass[id] > mass[best])) best = id;
+        }
+        ids[k] = best;
+        top_mass[k] = best >= 0 ? mass[best] : NAN;
+        top_lift[k] = best >= 0 && base[best] > 0 ? mass[best] / base[best] : NAN;
+    }
+}
+
+void value_norms(double *p0, double *by_token, const float *v, const int *tokens, const ProbeDims *d, int kvh) {
+    int N = d->N, T = d->T, D = d->D;
+    size_t stride = (size_t)d->KV * D;
+    double *all = st_malloc(sizeof(double) * (size_t)N * (T - 1)), *count = st_calloc((size_t)d->V, sizeof(double));
+    double p0_sum = 0;
+    memset(by_token, 0, sizeof(double) * (size_t)d->V);
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < T; j++) {
+            double nv = norm(v + ((size_t)n * T + j) * stride + (size_t)kvh * D, D);
+            if (j == 0) {
+                p0_sum += nv;
+                continue;
+            }
+            all[(size_t)n * (T - 1) + j - 1] = nv;
+            int id = tokens[(size_t)n * T + j];
+            by_token[id] += nv;
+            count[id] += 1;
+        }
+    double med = median(all, N * (T - 1));
+    *p0 = p0_sum / N / med;
+    for (int id = 0; id < d->V; id++) by_token[id] = count[id] > 0 ? by_token[id] / count[id] / med : NAN;
+    free(all);
+    free(count);
+}
+
 /* ---- norms of the P0 state ------------------------------------------------------------------ */
 
 double p0_norm_ratio(const float *x, int N, int T, int C) {

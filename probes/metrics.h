@@ -17,6 +17,7 @@ typedef struct {
     int L, N, T, C;  /* layers, sequences, positions, d_model */
     int H, KV, D;    /* query heads, key/value heads, head_dim */
     int E, K, F;     /* experts, top-k, expert hidden units */
+    int V;           /* vocabulary (token ids of the probe windows are below it) */
 } ProbeDims;
 
 /* ---- attention on a key --------------------------------------------------------------------- */
@@ -35,6 +36,34 @@ void attn_on_key(double *out, const float *attn, const ProbeDims *d, int key, in
 
 /* share of the heads of layers first_layer .. last_layer (inclusive) whose score a[l*H + h] > eps */
 double sink_rate(const double *a, int H, int first_layer, int last_layer, double eps);
+
+/* ---- where attention parks ------------------------------------------------------------------ */
+
+/* Which key a query i reads: position 0, the previous token i-1, or itself. */
+typedef enum { KEY_P0 = 0, KEY_PREV = 1, KEY_SELF = 2 } KeyOfQuery;
+
+/* out[l*H + h] = mean over n and queries i >= 1 of A[l,h][n,i,key(i)], counting only the queries with
+ * classes[n][i] == cls (classes NULL or cls < 0: every query). NaN when no query counts.
+ * a_prev = (KEY_PREV, all), a_self = (KEY_SELF, all), a_p0_trigger = (KEY_P0, STREAM_TRIGGER), ... */
+void attn_on_relative(double *out, const float *attn, const ProbeDims *d, KeyOfQuery which, const uint8_t *classes,
+                      int cls);
+
+/* Attention mass by key token of head (l, h): mass[id] = mean over the counted queries i >= 1 (as in
+ * attn_on_relative) of sum_{j=1}^{i} A[i,j] [x_j = id] (position 0 excluded: a_p0 has it), and
+ * base[id] the same for uniform causal attention (count of id among keys 1..i over i+1). mass/base > 1:
+ * the head prefers keys with that token over what it would get by spreading its attention evenly.
+ * tokens [N][T]; mass and base [V] (d->V). Returns the number of queries counted. */
+int attn_mass_by_token(double *mass, double *base, const float *attn, const int *tokens, const ProbeDims *d, int l,
+                       int h, const uint8_t *classes, int cls);
+
+/* The `top` token ids with the most attention mass (ties to the smaller id) into ids[top], with
+ * mass[ids] and mass/base into top_mass, top_lift; unused slots get id -1 and NaN. */
+void top_tokens(const double *mass, const double *base, int V, int top, int *ids, double *top_mass, double *top_lift);
+
+/* Value norms of one K/V head (kvh) of one block, v [N][T][KV][D]: *p0 = mean_n ||v^n[0]|| over the
+ * median of ||v^n[j]|| over every n and j >= 1; by_token[id] = mean ||v^n[j]|| over the positions j >= 1
+ * holding id, over the same median (NaN for an id that does not occur). tokens [N][T]; by_token [V]. */
+void value_norms(double *p0, double *by_token, const float *v, const int *tokens, const ProbeDims *d, int kvh);
 
 /* ---- norms of the P0 state ------------------------------------------------------------------ */
 

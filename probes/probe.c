@@ -42,28 +42,30 @@ int probe_is_due(long step, long total_steps, const ProbeConfig *c) {
 
 /* ---- the probe set of a run ----------------------------------------------------------------- */
 
-static int probe_set_build(ProbeSet *ps, const char *data_dir, int n, int T, int shift, uint64_t seed, char *err) {
-    Loader ld;
-    if (loader_open(&ld, data_dir, T, BOS_NONE, seed, err)) return -1;
-    if (ld.n_val_windows < n) {
-        st_errorf(err, "%s: validation split: expected at least probe_n = %d windows of %d tokens, found %d",
-                  data_dir, n, T, ld.n_val_windows);
-        loader_close(&ld);
-        return -1;
-    }
+/* the first n validation windows of the loader (opened with probe_len tokens, no BOS) */
+static int probe_set_build(ProbeSet *ps, const Loader *ld, int n, int shift, uint64_t seed, char *err) {
+    int T = ld->T;
+    if (ld->n_val_windows < n)
+        return st_errorf(err, "validation split: expected at least probe_n = %d windows of %d tokens, found %d", n, T,
+                         ld->n_val_windows);
     int *inputs = st_malloc(sizeof(int) * (size_t)n * T), *targets = st_malloc(sizeof(int) * (size_t)n * T);
-    loader_val_batch(&ld, 0, inputs, targets, n);
-    int rc = probe_set_from_windows(ps, inputs, targets, n, T, ld.vocab_size, ld.bos_id, shift, seed, err);
+    uint8_t *classes = st_malloc((size_t)n * T);
+    loader_val_batch(ld, 0, inputs, targets, classes, n);
+    int rc = probe_set_from_windows(ps, inputs, targets, classes, n, T, ld->vocab_size, ld->bos_id, shift, seed, err);
     free(inputs);
     free(targets);
-    loader_close(&ld);
+    free(classes);
     return rc;
 }
 
-int probe_set_open(ProbeSet *ps, const char *path, const char *data_dir, int n, int T, int shift, uint64_t seed,
+int probe_set_open(ProbeSet *ps, const char *path, const Loader *ld, int n, int T, int shift, uint64_t seed,
                    char *err) {
     if (access(path, F_OK) != 0) {
-        if (probe_set_build(ps, data_dir, n, T, shift, seed, err)) return -1;
+        if (!ld) return st_errorf(err, "%s: no probe set, and no data to build one from", path);
+        if (ld->T != T)
+            return st_errorf(err, "%s: probe windows: expected %d tokens (probe_len), the loader gives %d", path, T,
+                             ld->T);
+        if (probe_set_build(ps, ld, n, shift, seed, err)) return -1;
         if (probe_set_save(ps, path, err) == 0) return 0;
         probe_set_free(ps);
         return -1;
@@ -109,7 +111,7 @@ static void capture_free(MoeCapture *cap) {
     moe_capture_init(cap);
 }
 
-int prober_open(Prober *pr, const char *run_dir, const char *data_dir, const ProbeConfig *c, const MoeConfig *mc,
+int prober_open(Prober *pr, const char *run_dir, const Loader *windows, const ProbeConfig *c, const MoeConfig *mc,
                 int probe_bos, uint64_t seed, char *err) {
     memset(pr, 0, sizeof *pr);
     pr->cfg = *c;
@@ -118,15 +120,20 @@ int prober_open(Prober *pr, const char *run_dir, const char *data_dir, const Pro
     if (probe_config_check("probes", c, mc->seq_len, err)) return -1;
     char path[4200];
     snprintf(path, sizeof path, "%s/probe_set.bin", run_dir);
-    if (probe_set_open(&pr->set, path, data_dir, c->n, c->len, c->shift, seed, err)) return -1;
+    if (probe_set_open(&pr->set, path, windows, c->n, c->len, c->shift, seed, err)) return -1;
     if (pr->set.vocab != mc->vocab_size) {
         st_errorf(err, "%s: vocab: expected the model's vocab_size %d, found %d", path, mc->vocab_size, pr->set.vocab);
         probe_set_free(&pr->set);
         return -1;
     }
     pr->dims = (ProbeDims){.L = mc->n_layer, .N = c->n, .T = c->len, .C = mc->d_model, .H = mc->n_head,
-                           .KV = mc->n_kv_head, .D = mc->head_dim, .E = mc->n_expert, .K = mc->top_k, .F = mc->d_ff};
+                           .KV = mc->n_kv_head, .D = mc->head_dim, .E = mc->n_expert, .K = mc->top_k, .F = mc->d_ff,
+                           .V = mc->vocab_size};
     capture_alloc(&pr->cap, &pr->dims);
+    int N = c->n, T = c->len;
+    pr->bos_classes = st_calloc((size_t)N * T, 1);
+    for (int n = 0; n < N; n++)
+        memcpy(pr->bos_classes + (size_t)n * T + 1, pr->set.classes + (size_t)n * T, (size_t)T - 1);
     pr->norm_gains = floats((size_t)(2 * mc->n_layer + 1) * mc->d_model);
     pr->opened_at = st_now_seconds();
     return 0;
@@ -136,6 +143,7 @@ void prober_close(Prober *pr) {
     probe_set_free(&pr->set);
     capture_free(&pr->cap);
     free(pr->norm_gains);
+    free(pr->bos_classes);
     sj_free(&pr->json);
     memset(pr, 0, sizeof *pr);
 }
@@ -167,7 +175,9 @@ void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord
     const int *targets = v == PV_NATURAL ? ps->targets : v == PV_BOS ? probe_set_tokens(ps, PV_NATURAL) : NULL;
     moe_forward(m, probe_set_tokens(ps, v), targets, pr->dims.N, pr->dims.T, &cap);
     copy_norm_gains(pr->norm_gains, m);
-    record_compute(r, &cap, &pr->dims, pr->norm_gains);
+    /* query classes: the natural windows', shifted one place behind BOS in the bos variant */
+    const uint8_t *classes = v == PV_NATURAL ? ps->classes : v == PV_BOS ? pr->bos_classes : NULL;
+    record_compute(r, &cap, &pr->dims, pr->norm_gains, probe_set_tokens(ps, v), classes);
     r->variant = probe_variant_name(v);
     r->probe_loss = targets ? m->loss.ce : NAN;
 }

@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "../common/jsonl.h"
+#include "../data/loader.h"
 #include "../model/moe.h"
 #include "metrics.h"
 #include "probeset.h"
@@ -38,9 +39,10 @@ int probe_schedule_parse(const char *s, int *log_early, char *err);
  * ten steps round(s^(k/9)), k = 0..9, with s = total_steps / 10 */
 int probe_is_due(long step, long total_steps, const ProbeConfig *c);
 
-/* Builds a run's probe set from a data directory (n validation windows of T tokens, no BOS), or loads
- * `path` when it exists after checking it holds n windows of T tokens with this shift. */
-int probe_set_open(ProbeSet *ps, const char *path, const char *data_dir, int n, int T, int shift, uint64_t seed,
+/* Builds a run's probe set from the first n validation windows of `windows` (a loader of T tokens
+ * without BOS, drawn like the run's training windows), or loads `path` when it exists after checking
+ * it holds n windows of T tokens with this shift (windows may then be NULL). */
+int probe_set_open(ProbeSet *ps, const char *path, const Loader *windows, int n, int T, int shift, uint64_t seed,
                    char *err);
 
 typedef struct {
@@ -52,13 +54,15 @@ typedef struct {
     StJson json;
     MoeCapture cap;            /* capture arrays for N = probe_n sequences of T = probe_len tokens */
     float *norm_gains;         /* [2L+1][C] gain of the RMSNorm that reads each residual point */
+    uint8_t *bos_classes;      /* [N][T] query classes of the bos variant (the natural ones, one place on) */
     double seconds;            /* wall time spent probing so far (this process) */
     double final_seconds;      /* the part of it spent on the final step (variants, interventions) */
     double opened_at;          /* st_now_seconds() at prober_open: the run's time in this process */
 } Prober;
 
-/* Opens (or creates) run_dir/probe_set.bin and allocates the capture for model config mc. */
-int prober_open(Prober *pr, const char *run_dir, const char *data_dir, const ProbeConfig *c, const MoeConfig *mc,
+/* Opens (or creates, from `windows` as probe_set_open does) run_dir/probe_set.bin and allocates the
+ * capture for model config mc. */
+int prober_open(Prober *pr, const char *run_dir, const Loader *windows, const ProbeConfig *c, const MoeConfig *mc,
                 int probe_bos, uint64_t seed, char *err);
 void prober_close(Prober *pr);
 

@@ -7,9 +7,12 @@
 
 #include "../common/binfile.h"
 #include "../common/util.h"
+#include "../data/stream.h"
 
 #define PROBESET_MAGIC "STPROBE"
-#define PROBESET_VERSION 1
+#define PROBESET_VERSION 2
+/* int32 arrays after the header: the variants' tokens, the targets, the natural windows' query classes */
+#define PROBESET_ARRAYS (PV_COUNT + 2)
 
 static const char *const variant_names[PV_COUNT] = {"natural",  "bos",     "random",      "shuffled",
                                                     "repeated", "shifted", "random_first"};
@@ -65,6 +68,7 @@ static void make_variant(int *out, const int *w, int T, int v, const ProbeSet *p
 static void probe_set_alloc(ProbeSet *ps) {
     ps->tokens = st_malloc(sizeof(int) * (size_t)PV_COUNT * ps->n * ps->T);
     ps->targets = st_malloc(sizeof(int) * (size_t)ps->n * ps->T);
+    ps->classes = st_calloc((size_t)ps->n * ps->T, 1);
 }
 
 int probe_set_check(const char *where, int n, int T, int shift, char *err) {
@@ -79,13 +83,14 @@ static int check_vocab(const char *where, int vocab, char *err) {
     return vocab < 2 ? st_errorf(err, "%s: vocab: expected >= 2, found %d", where, vocab) : 0;
 }
 
-int probe_set_from_windows(ProbeSet *ps, const int *windows, const int *targets, int n, int T, int vocab,
-                           int bos_id, int shift, uint64_t seed, char *err) {
+int probe_set_from_windows(ProbeSet *ps, const int *windows, const int *targets, const uint8_t *classes, int n,
+                           int T, int vocab, int bos_id, int shift, uint64_t seed, char *err) {
     memset(ps, 0, sizeof *ps);
     if (probe_set_check("probe set", n, T, shift, err) || check_vocab("probe set", vocab, err)) return -1;
     *ps = (ProbeSet){.n = n, .T = T, .vocab = vocab, .bos_id = bos_id, .shift = shift, .seed = seed};
     probe_set_alloc(ps);
     memcpy(ps->targets, targets, sizeof(int) * (size_t)n * T);
+    if (classes) memcpy(ps->classes, classes, (size_t)n * T);
     StRng rng;
     st_rng_seed(&rng, seed);
     for (int v = 0; v < PV_COUNT; v++)
@@ -100,31 +105,32 @@ int probe_set_save(const ProbeSet *ps, const char *path, char *err) {
     int64_t fields[7] = {ps->n, ps->T, ps->vocab, ps->bos_id, ps->shift, (int64_t)ps->seed, PV_COUNT};
     for (int i = 0; i < 7; i++) st_header_add(&h, fields[i]);
     size_t nt = (size_t)ps->n * ps->T;
-    int32_t *buf = st_malloc(sizeof(int32_t) * nt * (PV_COUNT + 1));
+    int32_t *buf = st_malloc(sizeof(int32_t) * nt * PROBESET_ARRAYS);
     for (size_t i = 0; i < nt * PV_COUNT; i++) buf[i] = ps->tokens[i];
     for (size_t i = 0; i < nt; i++) buf[nt * PV_COUNT + i] = ps->targets[i];
+    for (size_t i = 0; i < nt; i++) buf[nt * (PV_COUNT + 1) + i] = ps->classes[i];
     StAtomic a;
     int rc = st_atomic_open(&a, path, err);
     if (!rc) rc = st_header_write(a.f, path, &h, err);
-    if (!rc) rc = st_write_all(a.f, path, buf, sizeof(int32_t) * nt * (PV_COUNT + 1), err);
+    if (!rc) rc = st_write_all(a.f, path, buf, sizeof(int32_t) * nt * PROBESET_ARRAYS, err);
     if (!rc) rc = st_atomic_commit(&a, err);
     else st_atomic_abort(&a);
     free(buf);
     return rc;
 }
 
-/* checks every token id of what the file calls `what` is below vocab (targets may also be -1) */
-static int check_ids(const char *path, const char *what, const int32_t *ids, size_t count, int vocab,
+/* checks every value of what the file calls `what` is below limit (targets may also be -1) */
+static int check_ids(const char *path, const char *what, const int32_t *ids, size_t count, int limit,
                      int allow_ignore, char *err) {
+    const char *kind = strcmp(what, "classes") == 0 ? "a query class below" : "a token id below vocab";
     for (size_t i = 0; i < count; i++)
-        if (ids[i] >= vocab || ids[i] < (allow_ignore ? -1 : 0))
-            return st_errorf(err, "%s: %s[%zu]: expected a token id below vocab %d, found %d", path, what, i, vocab,
-                             ids[i]);
+        if (ids[i] >= limit || ids[i] < (allow_ignore ? -1 : 0))
+            return st_errorf(err, "%s: %s[%zu]: expected %s %d, found %d", path, what, i, kind, limit, ids[i]);
     return 0;
 }
 
 /* Before anything is allocated from it: the int fields (n, T, vocab, bos_id, shift) fit an int, and
- * the file holds exactly the (PV_COUNT + 1) * n * T int32 ids they imply. */
+ * the file holds exactly the PROBESET_ARRAYS * n * T int32 values they imply. */
 static int check_payload_size(const char *path, const StHeader *h, char *err) {
     static const char *names[5] = {"n", "T", "vocab", "bos_id", "shift"};
     for (int i = 0; i < 5; i++)
@@ -133,13 +139,13 @@ static int check_payload_size(const char *path, const StHeader *h, char *err) {
                              (long long)h->field[i]);
     int64_t n = h->field[0], T = h->field[1], size;
     if (st_file_size(path, &size, err)) return -1;
-    int64_t payload = size - st_header_bytes(h), per_window = (PV_COUNT + 1) * (int64_t)sizeof(int32_t);
+    int64_t payload = size - st_header_bytes(h), per_window = PROBESET_ARRAYS * (int64_t)sizeof(int32_t);
     /* n * T * per_window == payload, in divisions so that no product overflows */
     if (payload < 0 || (n && T && (payload / per_window / n != T || payload % (per_window * n) != 0)) ||
         ((n == 0 || T == 0) && payload != 0))
-        return st_errorf(err, "%s: %s: expected %d x %lld x %lld int32 ids after the header, found %lld bytes", path,
-                         (double)n * (double)T * (double)per_window > (double)payload ? "truncated" : "size",
-                         PV_COUNT + 1, (long long)n, (long long)T, (long long)payload);
+        return st_errorf(err, "%s: %s: expected %d x %lld x %lld int32 values after the header, found %lld bytes",
+                         path, (double)n * (double)T * (double)per_window > (double)payload ? "truncated" : "size",
+                         PROBESET_ARRAYS, (long long)n, (long long)T, (long long)payload);
     return 0;
 }
 
@@ -161,15 +167,17 @@ int probe_set_load(ProbeSet *ps, const char *path, char *err) {
     *ps = (ProbeSet){.n = (int)h.field[0], .T = (int)h.field[1], .vocab = (int)h.field[2],
                      .bos_id = (int)h.field[3], .shift = (int)h.field[4], .seed = (uint64_t)h.field[5]};
     size_t nt = (size_t)ps->n * ps->T;
-    int32_t *buf = st_malloc(sizeof(int32_t) * nt * (PV_COUNT + 1));
-    rc = st_read_exact(f, path, buf, sizeof(int32_t) * nt * (PV_COUNT + 1), "probe tokens", err);
+    int32_t *buf = st_malloc(sizeof(int32_t) * nt * PROBESET_ARRAYS);
+    rc = st_read_exact(f, path, buf, sizeof(int32_t) * nt * PROBESET_ARRAYS, "probe tokens", err);
     fclose(f);
     if (!rc) rc = check_ids(path, "tokens", buf, nt * PV_COUNT, ps->vocab, 0, err);
     if (!rc) rc = check_ids(path, "targets", buf + nt * PV_COUNT, nt, ps->vocab, 1, err);
+    if (!rc) rc = check_ids(path, "classes", buf + nt * (PV_COUNT + 1), nt, STREAM_CLASSES, 0, err);
     if (!rc) {
         probe_set_alloc(ps);
         for (size_t i = 0; i < nt * PV_COUNT; i++) ps->tokens[i] = buf[i];
         for (size_t i = 0; i < nt; i++) ps->targets[i] = buf[nt * PV_COUNT + i];
+        for (size_t i = 0; i < nt; i++) ps->classes[i] = (uint8_t)buf[nt * (PV_COUNT + 1) + i];
     }
     free(buf);
     return rc;
@@ -178,5 +186,6 @@ int probe_set_load(ProbeSet *ps, const char *path, char *err) {
 void probe_set_free(ProbeSet *ps) {
     free(ps->tokens);
     free(ps->targets);
+    free(ps->classes);
     memset(ps, 0, sizeof *ps);
 }

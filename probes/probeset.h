@@ -11,9 +11,10 @@
  *   shifted      `shift` random tokens, then w[0..T-shift-1] (the old position 0 moves to `shift`)
  *   random_first w with position 0 replaced by a random token
  *
- * probe_set.bin: StHeader "STPROBE" v1, fields n, T, vocab, bos_id, shift, seed, n_variants; then
- * int32 tokens [n_variants][n][T] and int32 targets [n][T] (the next token of each natural position,
- * which is also the target of the bos variant's positions). Building it from a data directory and
+ * probe_set.bin: StHeader "STPROBE" v2, fields n, T, vocab, bos_id, shift, seed, n_variants; then
+ * int32 tokens [n_variants][n][T], int32 targets [n][T] (the next token of each natural position,
+ * which is also the target of the bos variant's positions) and int32 classes [n][T] (the query class
+ * of each natural position, data/stream.h; all ordinary for text). Building it from a data directory and
  * reopening it on resume is probe_set_open in probes/probe.h. */
 #ifndef SINKTRACE_PROBESET_H
 #define SINKTRACE_PROBESET_H
@@ -40,6 +41,7 @@ typedef struct {
     uint64_t seed;
     int *tokens;  /* [PV_COUNT][n][T] */
     int *targets; /* [n][T] */
+    uint8_t *classes; /* [n][T] QueryClass of each natural position */
 } ProbeSet;
 
 /* tokens [n][T] of variant v */
@@ -49,10 +51,11 @@ int probe_set_has(const ProbeSet *ps, int v); /* 0 only for bos without a BOS to
 /* checks n >= 2, T >= 4, 1 <= shift < T; errors start with `where` */
 int probe_set_check(const char *where, int n, int T, int shift, char *err);
 
-/* Builds every variant from the natural windows [n][T] and their targets [n][T] (copied), drawing the
- * random tokens from seed. Checks the shape with probe_set_check. */
-int probe_set_from_windows(ProbeSet *ps, const int *windows, const int *targets, int n, int T, int vocab,
-                           int bos_id, int shift, uint64_t seed, char *err);
+/* Builds every variant from the natural windows [n][T], their targets [n][T] and query classes [n][T]
+ * (copied; classes NULL = all ordinary), drawing the random tokens from seed. Checks the shape with
+ * probe_set_check. */
+int probe_set_from_windows(ProbeSet *ps, const int *windows, const int *targets, const uint8_t *classes, int n,
+                           int T, int vocab, int bos_id, int shift, uint64_t seed, char *err);
 int probe_set_save(const ProbeSet *ps, const char *path, char *err);
 int probe_set_load(ProbeSet *ps, const char *path, char *err);
 void probe_set_free(ProbeSet *ps);

@@ -7,6 +7,7 @@
 
 #include "../common/binfile.h"
 #include "../common/util.h"
+#include "../data/stream.h"
 
 /* ---- one record ----------------------------------------------------------------------------- */
 
@@ -15,12 +16,16 @@ void record_alloc(ProbeRecord *r, int L, int H) {
     int P = 2 * L + 1;
     r->L = L;
     r->H = H;
-    /* 5 arrays [L*H], 8 arrays [P], 14 arrays [L] and delta [2L] */
-    size_t total = (size_t)5 * L * H + 8 * (size_t)P + 14 * (size_t)L + 2 * (size_t)L;
+    /* 12 arrays [L*H], 3 arrays [L*H*PARK_TOP], 8 arrays [P], 14 arrays [L] and delta [2L] */
+    size_t total = (size_t)(12 + 3 * PARK_TOP) * L * H + 8 * (size_t)P + 14 * (size_t)L + 2 * (size_t)L;
     r->mem = st_calloc(total, sizeof(double));
     double *m = r->mem;
-    double **lh[] = {&r->a_p0, &r->a_p0_gu, &r->a_p0_late, &r->a_k1, &r->a_mid};
+    double **lh[] = {&r->a_p0,         &r->a_p0_gu,       &r->a_p0_late,      &r->a_k1,
+                     &r->a_mid,        &r->a_prev,        &r->a_self,         &r->a_p0_trigger,
+                     &r->a_p0_ordinary, &r->a_prev_trigger, &r->a_prev_ordinary, &r->v0_head};
     for (size_t i = 0; i < sizeof lh / sizeof *lh; i++, m += (size_t)L * H) *lh[i] = m;
+    double **park[] = {&r->park_mass, &r->park_lift, &r->park_vnorm};
+    for (size_t i = 0; i < sizeof park / sizeof *park; i++, m += (size_t)L * H * PARK_TOP) *park[i] = m;
     double **pts[] = {&r->rho,           &r->kappa_p0,      &r->kappa_p1,       &r->kappa_mid,
                       &r->kappa_p0_norm, &r->kappa_p1_norm, &r->kappa_mid_norm, &r->massive_ratio};
     for (size_t i = 0; i < sizeof pts / sizeof *pts; i++, m += P) *pts[i] = m;
@@ -32,11 +37,13 @@ void record_alloc(ProbeRecord *r, int L, int H) {
     for (size_t i = 0; i < sizeof blk / sizeof *blk; i++, m += L) *blk[i] = m;
     r->delta = m;
     r->massive_channel = st_calloc((size_t)P, sizeof(int));
+    r->park_id = st_calloc((size_t)L * H * PARK_TOP, sizeof(int));
 }
 
 void record_free(ProbeRecord *r) {
     free(r->mem);
     free(r->massive_channel);
+    free(r->park_id);
     memset(r, 0, sizeof *r);
 }
 
@@ -116,10 +123,39 @@ static void block_metrics(ProbeRecord *r, const MoeCapture *cap, const ProbeDims
                                   : NAN;
 }
 
-void record_compute(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, const float *norm_gains) {
+/* where each head's attention goes when it is not on P0, and what the values it lands on weigh */
+static void parking_metrics(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, const int *tokens,
+                            const uint8_t *classes) {
+    int H = d->H, group = d->H / d->KV;
+    attn_on_relative(r->a_prev, cap->attn, d, KEY_PREV, NULL, -1);
+    attn_on_relative(r->a_self, cap->attn, d, KEY_SELF, NULL, -1);
+    attn_on_relative(r->a_p0_trigger, cap->attn, d, KEY_P0, classes, STREAM_TRIGGER);
+    attn_on_relative(r->a_p0_ordinary, cap->attn, d, KEY_P0, classes, STREAM_ORDINARY);
+    attn_on_relative(r->a_prev_trigger, cap->attn, d, KEY_PREV, classes, STREAM_TRIGGER);
+    attn_on_relative(r->a_prev_ordinary, cap->attn, d, KEY_PREV, classes, STREAM_ORDINARY);
+    double *mass = st_malloc(sizeof(double) * (size_t)d->V), *base = st_malloc(sizeof(double) * (size_t)d->V);
+    double *vnorm = st_malloc(sizeof(double) * (size_t)d->V);
+    for (int l = 0; l < d->L; l++)
+        for (int h = 0; h < H; h++) {
+            int at = l * H + h;
+            value_norms(&r->v0_head[at], vnorm, cap->v + (size_t)l * d->N * d->T * d->KV * d->D, tokens, d, h / group);
+            attn_mass_by_token(mass, base, cap->attn, tokens, d, l, h, classes, classes ? STREAM_ORDINARY : -1);
+            int *ids = r->park_id + (size_t)at * PARK_TOP;
+            top_tokens(mass, base, d->V, PARK_TOP, ids, r->park_mass + (size_t)at * PARK_TOP,
+                       r->park_lift + (size_t)at * PARK_TOP);
+            for (int k = 0; k < PARK_TOP; k++) r->park_vnorm[(size_t)at * PARK_TOP + k] = ids[k] >= 0 ? vnorm[ids[k]] : NAN;
+        }
+    free(mass);
+    free(base);
+    free(vnorm);
+}
+
+void record_compute(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, const float *norm_gains,
+                    const int *tokens, const uint8_t *classes) {
     r->T = d->T;
     r->N = d->N;
     attention_metrics(r, cap->attn, d);
+    parking_metrics(r, cap, d, tokens, classes);
     residual_metrics(r, cap->resid, d, norm_gains);
     block_metrics(r, cap, d);
 }
@@ -142,6 +178,17 @@ void record_to_json(const ProbeRecord *r, StJson *j) {
     sj_doubles(j, "a_p0_late", r->a_p0_late, LH);
     sj_doubles(j, "a_k1", r->a_k1, LH);
     sj_doubles(j, "a_mid", r->a_mid, LH);
+    sj_doubles(j, "a_prev", r->a_prev, LH);
+    sj_doubles(j, "a_self", r->a_self, LH);
+    sj_doubles(j, "a_p0_trigger", r->a_p0_trigger, LH);
+    sj_doubles(j, "a_p0_ordinary", r->a_p0_ordinary, LH);
+    sj_doubles(j, "a_prev_trigger", r->a_prev_trigger, LH);
+    sj_doubles(j, "a_prev_ordinary", r->a_prev_ordinary, LH);
+    sj_doubles(j, "v0_head", r->v0_head, LH);
+    sj_ints(j, "park_id", r->park_id, LH * PARK_TOP);
+    sj_doubles(j, "park_mass", r->park_mass, LH * PARK_TOP);
+    sj_doubles(j, "park_lift", r->park_lift, LH * PARK_TOP);
+    sj_doubles(j, "park_vnorm", r->park_vnorm, LH * PARK_TOP);
     sj_doubles(j, "a_p0_layer", r->a_p0_layer, L);
     sj_doubles(j, "lift_layer", r->lift_layer, L);
     sj_num(j, "a_p0_2plus", r->a_p0_2plus);

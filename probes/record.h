@@ -12,6 +12,8 @@
 #include "../model/moe.h"
 #include "metrics.h"
 
+#define PARK_TOP 3 /* key tokens reported per head */
+
 typedef struct {
     /* identity */
     long step;
@@ -30,6 +32,16 @@ typedef struct {
     double sink_rate_2plus_20, sink_rate_2plus_30, sink_rate_2plus_50;
     double sink_rate_k1_30, sink_rate_mid_30;
     double *sink_rate_layer_30; /* [L] */
+
+    /* where attention parks, [L*H]: on the previous token, on itself, and on P0 and the previous token
+     * split by query class (NaN when no probe query has the class); v0_head: P0's value norm over the
+     * median, per query head */
+    double *a_prev, *a_self, *a_p0_trigger, *a_p0_ordinary, *a_prev_trigger, *a_prev_ordinary, *v0_head;
+    /* [L*H*PARK_TOP]: the key tokens (positions >= 1) holding the most attention mass of the ordinary
+     * queries (all queries without classes): id, mass, mass over uniform attention's, value norm over
+     * the median value norm */
+    int *park_id;
+    double *park_mass, *park_lift, *park_vnorm;
 
     /* residual stream, [2L+1] */
     double *rho, *kappa_p0, *kappa_p1, *kappa_mid, *kappa_p0_norm, *kappa_p1_norm, *kappa_mid_norm;
@@ -55,8 +67,11 @@ void record_free(ProbeRecord *r);
 
 /* Fills every metric from a capture of N sequences (dims d) that holds attn, resid, attn_out, moe_out,
  * q, k, v, router_probs, router_choice and moe_hidden. norm_gains [2L+1][C] (may be NULL) is the gain
- * of the RMSNorm that reads each residual point (the *_norm kappas use it; NULL: raw kappas again). */
-void record_compute(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, const float *norm_gains);
+ * of the RMSNorm that reads each residual point (the *_norm kappas use it; NULL: raw kappas again).
+ * tokens [N][T] are the windows the capture read; classes [N][T] their query classes (data/stream.h),
+ * NULL when unknown (then the class splits are NaN and the parking metrics count every query). */
+void record_compute(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, const float *norm_gains,
+                    const int *tokens, const uint8_t *classes);
 
 /* one probes.jsonl line */
 void record_to_json(const ProbeRecord *r, StJson *j);

@@ -1,5 +1,5 @@
 /* tests/test_data.c: tokenizers (bytes, BPE, symbols), BPE training, token shards, corpus reading and
- * the document split, the Bigram-Backcopy stream, and the error of every corrupt or bad input. */
+ * the document split, and the error of every corrupt or bad input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,7 +16,6 @@
 #include "../data/bpe.h"
 #include "../data/corpus.h"
 #include "../data/shard.h"
-#include "../data/synthetic.h"
 #include "../data/tokenizer.h"
 #include "fixtures.h"
 
@@ -470,51 +469,6 @@ static void test_split_streams_hold_each_document_once(void **state) {
     corpus_free(&c);
 }
 
-static void test_bigram_backcopy_copies_after_every_trigger(void **state) {
-    (void)state;
-    BbConfig c = {.vocab = 32, .triggers = 3, .successors = 3, .doc_len = 64, .trigger_prob = 0.2, .n_docs = 200,
-                  .seed = 4};
-    char err[ST_ERR_LEN];
-    assert_int_equal(bb_check(&c, err), 0);
-    int *a = malloc(200 * 64 * sizeof *a), *b = malloc(200 * 64 * sizeof *b);
-    bb_generate(&c, a);
-    bb_generate(&c, b);
-    assert_memory_equal(a, b, 200 * 64 * sizeof *a); /* same seed, same stream */
-    int n_triggers = 0;
-    for (int d = 0; d < 200; d++) {
-        const int *doc = a + d * 64;
-        assert_int_equal(doc[0], 32); /* BOS */
-        for (int p = 1; p < 64; p++) {
-            assert_true(doc[p] >= 0 && doc[p] < 32);
-            if (doc[p] >= 3) continue;
-            n_triggers++;
-            assert_true(p >= 2 && p < 63); /* never right after BOS, never last */
-            assert_int_equal(doc[p + 1], doc[p - 1]);
-        }
-    }
-    assert_true(n_triggers > 1000); /* about 0.2 of the free positions */
-    /* each ordinary symbol is followed (outside triggers and copies) by at most `successors` symbols */
-    int follows[32][32] = {{0}};
-    for (int d = 0; d < 200; d++)
-        for (int p = 2; p < 64; p++) {
-            int prev = a[d * 64 + p - 1], cur = a[d * 64 + p];
-            if (prev >= 3 && cur >= 3) follows[prev][cur] = 1; /* after an ordinary symbol: a bigram draw */
-        }
-    for (int s = 3; s < 32; s++) {
-        int k = 0;
-        for (int t = 0; t < 32; t++) k += follows[s][t];
-        assert_true(k <= 3);
-    }
-    c.seed = 5;
-    bb_generate(&c, b);
-    assert_memory_not_equal(a, b, 200 * 64 * sizeof *a);
-    c.successors = 40;
-    assert_int_equal(bb_check(&c, err), -1);
-    assert_non_null(strstr(err, "--successors: expected 1 to 29"));
-    free(a);
-    free(b);
-}
-
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_data_XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -533,7 +487,6 @@ int main(void) {
         cmocka_unit_test(test_corpus_reads_folders_in_order_and_rejects_empty_input),
         cmocka_unit_test(test_split_by_document_is_deterministic),
         cmocka_unit_test(test_split_streams_hold_each_document_once),
-        cmocka_unit_test(test_bigram_backcopy_copies_after_every_trigger),
     };
     int rc = cmocka_run_group_tests_name("data", tests, NULL, NULL);
     if (fixture_remove_dir(dir) != 0) return 1;

@@ -69,7 +69,7 @@ static void open_loader(Loader *ld, BosPolicy bos, uint64_t seed) {
  * and the ordinary tokens count up (a contiguous piece of the stream) */
 static void check_window(BosPolicy bos, const int *in, const int *tg, const int *doc_first, int n_docs_first) {
     for (int t = 0; t + 1 < T; t++) assert_int_equal(tg[t], in[t + 1]);
-    if (bos == BOS_NONE)
+    if (bos == BOS_NONE || bos == BOS_START)
         for (int t = 0; t < T; t++) assert_true(in[t] != BOS && tg[t] != BOS);
     else
         assert_int_equal(in[0], BOS);
@@ -82,9 +82,9 @@ static void check_window(BosPolicy bos, const int *in, const int *tg, const int 
         if (last >= 0) assert_int_equal(x, last + 1);
         last = x;
     }
-    if (bos == BOS_DOC) { /* the window opens a document: the token after BOS starts one */
+    if (bos == BOS_DOC || bos == BOS_START) { /* the window opens a document: its first ordinary token */
         int found = 0;
-        for (int k = 0; k < n_docs_first; k++) found |= doc_first[k] == in[1];
+        for (int k = 0; k < n_docs_first; k++) found |= doc_first[k] == in[bos == BOS_DOC];
         assert_true(found);
     }
 }
@@ -116,19 +116,19 @@ static void test_policy_parse(void **state) {
     (void)state;
     char err[ST_ERR_LEN];
     BosPolicy p;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         assert_int_equal(bos_policy_parse(bos_policy_name((BosPolicy)k), &p, err), 0);
         assert_int_equal(p, k);
     }
     assert_int_equal(bos_policy_parse("first", &p, err), -1);
-    assert_string_equal(err, "bos: expected none, prepend or doc, found 'first'");
+    assert_string_equal(err, "bos: expected none, prepend, doc or start, found 'first'");
 }
 
 static void test_each_policy_puts_bos_where_it_belongs(void **state) {
     (void)state;
     int firsts[200], n_firsts = doc_firsts(firsts);
     int in[B * T], tg[B * T];
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         Loader ld;
         open_loader(&ld, (BosPolicy)k, 11);
         assert_int_equal(ld.vocab_size, N_SYMBOLS + 1);
@@ -138,7 +138,7 @@ static void test_each_policy_puts_bos_where_it_belongs(void **state) {
             for (int b = 0; b < B; b++) check_window(ld.bos, in + b * T, tg + b * T, firsts, n_firsts);
         }
         for (int first = 0; first < ld.n_val_windows; first += B) {
-            loader_val_batch(&ld, first, in, tg, B);
+            loader_val_batch(&ld, first, in, tg, NULL, B);
             for (int b = 0; b < B; b++) check_window(ld.bos, in + b * T, tg + b * T, firsts, n_firsts);
             for (int b = 0; b < B; b++) assert_true(in[b * T + 1] >= 3000); /* val tokens only */
         }
@@ -189,7 +189,7 @@ static void test_same_seed_same_batches(void **state) {
 static void test_saved_state_resumes_exact_sequence(void **state) {
     (void)state;
     int in[B * T], tg[B * T], first[5][B * T], again[B * T];
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         Loader ld, resumed;
         open_loader(&ld, (BosPolicy)k, 21);
         for (int step = 0; step < 3; step++) loader_train_batch(&ld, in, tg, B);
@@ -211,7 +211,8 @@ static void test_validation_set_is_fixed(void **state) {
     (void)state;
     /* val has 600 ordinary tokens in documents of 100, 13, 70, 31, 32, 100, ... tokens */
     const int expected_windows[3] = {(600 - 1) / T, 600 / T, 0};
-    int starts_with_room = 0, at = 0, lens[] = {100, 13, 70, 31, 32};
+    int starts_with_room = 0, start_windows = 0, at = 0, lens[] = {100, 13, 70, 31, 32};
+    for (int d = 0, pos = 0; pos < 600; pos += lens[d++ % 5]) start_windows += pos + T + 1 <= 600; /* BOS removed */
     int n_val_stream = 600;
     for (int d = 0; at < 600; d++) n_val_stream++, at += lens[d % 5];
     at = 0;
@@ -221,18 +222,20 @@ static void test_validation_set_is_fixed(void **state) {
         at += lens[d % 5];
     }
     int in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 4; k++) {
         Loader a, b;
         open_loader(&a, (BosPolicy)k, 1);
         open_loader(&b, (BosPolicy)k, 2);
-        assert_int_equal(a.n_val_windows, k == BOS_DOC ? starts_with_room : expected_windows[k]);
+        assert_int_equal(a.n_val_windows, k == BOS_DOC     ? starts_with_room
+                                          : k == BOS_START ? start_windows
+                                                           : expected_windows[k]);
         for (int step = 0; step < 3; step++) loader_train_batch(&a, in1, tg1, B); /* training draws change nothing */
-        loader_val_batch(&a, 0, in1, tg1, B);
-        loader_val_batch(&b, 0, in2, tg2, B);
+        loader_val_batch(&a, 0, in1, tg1, NULL, B);
+        loader_val_batch(&b, 0, in2, tg2, NULL, B);
         assert_memory_equal(in1, in2, sizeof in1);
         assert_memory_equal(tg1, tg2, sizeof tg1);
         /* the set wraps around: window n_val_windows is window 0 */
-        loader_val_batch(&a, a.n_val_windows, in2, tg2, 1);
+        loader_val_batch(&a, a.n_val_windows, in2, tg2, NULL, 1);
         assert_memory_equal(in1, in2, T * sizeof *in1);
         loader_close(&a);
         loader_close(&b);

@@ -126,7 +126,8 @@ static void test_prepare_synthetic_stream(void **state) {
     assert_int_equal(s.n_tokens, 18000); /* 200 documents, 20 of them for validation */
     for (int64_t i = 0; i < s.n_tokens; i++) {
         assert_int_equal(s.tokens[i] == 40, i % 100 == 0);
-        if (s.tokens[i] < 2) assert_int_equal(s.tokens[i + 1], s.tokens[i - 1]);
+        /* after a trigger inside a document, the token before it returns */
+        if (s.tokens[i] < 2 && (i + 1) % 100 != 0) assert_int_equal(s.tokens[i + 1], s.tokens[i - 1]);
     }
     shard_free(&s);
     Loader ld;
@@ -161,7 +162,7 @@ static void test_prepare_bad_input_errors(void **state) {
     expect_prepare_error(args, "--val_frac: expected a number, found 'half'");
     expect_prepare_error("--synthetic bb", "--out: expected a directory, found none");
     snprintf(args, sizeof args, "--synthetic bb --out %s --triggers 64", out);
-    expect_prepare_error(args, "--triggers: expected 0 to 63 (fewer than --vocab), found 64");
+    expect_prepare_error(args, "stream_triggers: expected 0 to 63 (fewer than the symbols), found 64");
     struct stat st;
     assert_int_equal(stat(out, &st), -1); /* nothing was written */
 }

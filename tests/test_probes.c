@@ -255,17 +255,70 @@ static void test_emergence(void **state) {
 }
 
 
+/* ---- where attention parks ------------------------------------------------------------------ */
+
+/* head 0 reads the previous token, head 1 position 0; tokens 3 5 5 7 5 9, queries 2 and 4 triggers */
+static void test_parking_on_known_attention(void **state) {
+    (void)state;
+    enum { T = 6 };
+    ProbeDims d = {.L = 1, .N = 1, .T = T, .H = 2, .KV = 1, .D = 2, .V = 10};
+    float attn[2 * T * T] = {0}, v[T * 2] = {0};
+    for (int i = 0; i < T; i++) {
+        attn[i * T + (i > 0 ? i - 1 : 0)] = 1; /* head 0 */
+        attn[T * T + i * T] = 1;               /* head 1 */
+        v[i * 2] = (float)i;                    /* ||v_j|| = j */
+    }
+    int x[T] = {3, 5, 5, 7, 5, 9};
+    uint8_t cls[T] = {0, 0, 1, 0, 1, 0};
+    double out[2];
+    attn_on_relative(out, attn, &d, KEY_PREV, NULL, -1);
+    assert_true(out[0] == 1 && fabs(out[1] - 1.0 / 5) < 1e-12); /* head 1: query 1's previous is P0 */
+    attn_on_relative(out, attn, &d, KEY_SELF, NULL, -1);
+    assert_true(out[0] == 0 && out[1] == 0);
+    attn_on_relative(out, attn, &d, KEY_P0, cls, STREAM_TRIGGER);
+    assert_true(out[0] == 0 && out[1] == 1);
+    attn_on_relative(out, attn, &d, KEY_P0, cls, STREAM_ORDINARY); /* queries 1, 3, 5 */
+    assert_true(fabs(out[0] - 1.0 / 3) < 1e-12 && out[1] == 1);
+    uint8_t none[T] = {0};
+    attn_on_relative(out, attn, &d, KEY_P0, none, STREAM_TRIGGER);
+    assert_true(isnan(out[0]) && isnan(out[1])); /* no trigger query */
+
+    /* head 0's mass: queries 2, 3, 5 land on a 5, query 4 on the 7 (query 1 on P0, not counted) */
+    double mass[10], base[10], top_mass[3], top_lift[3];
+    int ids[3];
+    assert_int_equal(attn_mass_by_token(mass, base, attn, x, &d, 0, 0, NULL, -1), 5);
+    assert_true(fabs(mass[5] - 3.0 / 5) < 1e-12 && fabs(mass[7] - 1.0 / 5) < 1e-12 && mass[9] == 0);
+    /* uniform attention: query i gives each of keys 1..i weight 1/(i+1) */
+    double base5 = (1.0 / 2 + 2.0 / 3 + 2.0 / 4 + 3.0 / 5 + 3.0 / 6) / 5;
+    assert_true(fabs(base[5] - base5) < 1e-12 && fabs(base[9] - 1.0 / 30) < 1e-12);
+    top_tokens(mass, base, 10, 3, ids, top_mass, top_lift);
+    assert_true(ids[0] == 5 && ids[1] == 7 && ids[2] == -1); /* 9 gets nothing: no third id */
+    assert_true(fabs(top_lift[0] - (3.0 / 5) / base5) < 1e-12 && isnan(top_mass[2]));
+    /* only the trigger queries 2 and 4: a 5 and the 7 */
+    assert_int_equal(attn_mass_by_token(mass, base, attn, x, &d, 0, 0, cls, STREAM_TRIGGER), 2);
+    assert_true(mass[5] == 0.5 && mass[7] == 0.5);
+
+    /* value norms over the median of positions 1..5 (3): P0 0, the 5s (1, 2, 4) 7/9, the 9 5/3 */
+    double p0, by_token[10];
+    value_norms(&p0, by_token, v, x, &d, 0);
+    assert_true(p0 == 0 && fabs(by_token[5] - 7.0 / 9) < 1e-12 && fabs(by_token[9] - 5.0 / 3) < 1e-12);
+    assert_true(isnan(by_token[3])); /* only at position 0 */
+}
+
 /* ---- the probe set -------------------------------------------------------------------------- */
 
-/* n windows of T tokens: token (7 s + i) % 200, vocab 257 with BOS 256 */
+/* n windows of T tokens: token (7 s + i) % 200, vocab 257 with BOS 256; every third query a trigger */
 static void make_probe_set(ProbeSet *ps, int n, int T, uint64_t seed) {
     int *w = st_malloc(sizeof(int) * (size_t)n * T), *t = st_malloc(sizeof(int) * (size_t)n * T);
+    uint8_t *c = st_malloc((size_t)n * T);
     for (int s = 0; s < n; s++)
-        for (int i = 0; i < T; i++) w[s * T + i] = (7 * s + i) % 200, t[s * T + i] = (7 * s + i + 1) % 200;
+        for (int i = 0; i < T; i++)
+            w[s * T + i] = (7 * s + i) % 200, t[s * T + i] = (7 * s + i + 1) % 200, c[s * T + i] = i % 3 == 1;
     char err[ST_ERR_LEN];
-    assert_int_equal(probe_set_from_windows(ps, w, t, n, T, 257, 256, 3, seed, err), 0);
+    assert_int_equal(probe_set_from_windows(ps, w, t, c, n, T, 257, 256, 3, seed, err), 0);
     free(w);
     free(t);
+    free(c);
 }
 
 static void test_probe_set_variants(void **state) {
@@ -311,7 +364,20 @@ static void test_probe_set_round_trip(void **state) {
     assert_true(b.n == 3 && b.T == 8 && b.vocab == 257 && b.bos_id == 256 && b.shift == 3 && b.seed == 11);
     assert_memory_equal(a.tokens, b.tokens, sizeof(int) * PV_COUNT * 3 * 8);
     assert_memory_equal(a.targets, b.targets, sizeof(int) * 3 * 8);
+    assert_memory_equal(a.classes, b.classes, 3 * 8);
+    assert_int_equal(b.classes[1], STREAM_TRIGGER);
     probe_set_free(&b);
+    /* a query class that does not exist is refused, naming the array */
+    {
+        FILE *f = fopen(path, "r+b");
+        assert_non_null(f);
+        int32_t bad = 7;
+        assert_int_equal(fseek(f, -(long)sizeof bad, SEEK_END), 0);
+        assert_int_equal(fwrite(&bad, sizeof bad, 1, f), 1);
+        fclose(f);
+    }
+    assert_int_equal(probe_set_load(&b, path, err), -1);
+    assert_non_null(strstr(err, "classes[23]: expected a query class below 2, found 7"));
     /* a truncated file is reported as such, naming the file */
     assert_int_equal(truncate(path, 100), 0);
     assert_int_equal(probe_set_load(&b, path, err), -1);
@@ -320,7 +386,7 @@ static void test_probe_set_round_trip(void **state) {
     probe_set_free(&a);
     probe_set_free(&c);
     int w[2 * 4] = {0};
-    assert_int_equal(probe_set_from_windows(&a, w, w, 2, 4, 257, -1, 4, 1, err), -1);
+    assert_int_equal(probe_set_from_windows(&a, w, w, NULL, 2, 4, 257, -1, 4, 1, err), -1);
     assert_non_null(strstr(err, "probe_shift"));
 }
 
@@ -335,8 +401,9 @@ static float *random_floats(StRng *rng, size_t n) {
 /* every key the figures engineer reads, with its array length (0 = scalar) */
 static void test_record_json_schema(void **state) {
     (void)state;
-    ProbeDims d = {.L = 3, .N = 3, .T = 8, .C = 8, .H = 2, .KV = 1, .D = 4, .E = 4, .K = 2, .F = 6};
-    int L = d.L, N = d.N, T = d.T, P = 2 * L + 1;
+    ProbeDims d = {.L = 3, .N = 3, .T = 8, .C = 8, .H = 2, .KV = 1, .D = 4, .E = 4, .K = 2, .F = 6, .V = 11};
+    int L = d.L, N = d.N, T = d.T, P = 2 * L + 1, tokens[3 * 8];
+    for (int i = 0; i < N * T; i++) tokens[i] = i % d.V;
     StRng rng;
     st_rng_seed(&rng, 3);
     int sink[6] = {0};
@@ -356,7 +423,7 @@ static void test_record_json_schema(void **state) {
     ProbeRecord r;
     record_alloc(&r, L, d.H);
     r.step = 7, r.variant = "natural", r.tokens = 100, r.val_loss = NAN, r.probe_loss = 2.5;
-    record_compute(&r, &cap, &d, NULL);
+    record_compute(&r, &cap, &d, NULL, tokens, NULL);
     StJson j = {0};
     record_to_json(&r, &j);
     cJSON *o = cJSON_Parse(sj_end(&j));
@@ -373,7 +440,10 @@ static void test_record_json_schema(void **state) {
                 {"kappa_p0_norm", 7}, {"kappa_p1_norm", 7}, {"kappa_mid_norm", 7}, {"massive_ratio", 7},
                 {"massive_channel", 7}, {"eta", 3}, {"mu", 3}, {"gain", 3}, {"qk_cos_p0", 3}, {"qk_cos_other", 3},
                 {"k0_ratio", 3}, {"v0_ratio", 3}, {"p0_route_consistency", 3}, {"router_entropy_p0", 3},
-                {"router_entropy_median", 3}, {"p0_units", 2}, {"delta", 6}, {"d_star", 0}, {"C2", 0}, {"K2", 0}};
+                {"router_entropy_median", 3}, {"p0_units", 2}, {"delta", 6}, {"d_star", 0}, {"C2", 0}, {"K2", 0},
+                {"a_prev", 6}, {"a_self", 6}, {"a_p0_trigger", 6}, {"a_p0_ordinary", 6}, {"a_prev_trigger", 6},
+                {"a_prev_ordinary", 6}, {"v0_head", 6}, {"park_id", 6 * PARK_TOP}, {"park_mass", 6 * PARK_TOP},
+                {"park_lift", 6 * PARK_TOP}, {"park_vnorm", 6 * PARK_TOP}};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i].key);
         if (!v) fail_msg("missing key %s", keys[i].key);
@@ -481,7 +551,7 @@ static void open_tiny_model(const char *name, int dense, Moe *m, Prober *pr) {
     if (dense) mc.n_expert = 1, mc.top_k = 1;
     assert_int_equal(moe_init(m, &mc, err), 0);
     ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
-    if (prober_open(pr, run, "/nonexistent-data-dir", &pc, &m->cfg, 0, 4, err)) fail_msg("%s", err);
+    if (prober_open(pr, run, NULL, &pc, &m->cfg, 0, 4, err)) fail_msg("%s", err);
 }
 
 static void open_tiny(const char *name, Moe *m, Prober *pr) { open_tiny_model(name, 0, m, pr); }
@@ -757,12 +827,12 @@ static void test_probe_set_kept_across_resume(void **state) {
     /* reopening (a resumed run) reads the same file back, whatever seed it is given */
     snprintf(run, sizeof run, "%s/resume", dir);
     ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
-    assert_int_equal(prober_open(&pr, run, "/nonexistent-data-dir", &pc, &m.cfg, 0, 99, err), 0);
+    assert_int_equal(prober_open(&pr, run, NULL, &pc, &m.cfg, 0, 99, err), 0);
     assert_memory_equal(pr.set.tokens, copy, sizeof(int) * PV_COUNT * TINY_N * TINY_T);
     prober_close(&pr);
     /* a resumed run with another probe_n is refused, naming the field */
     pc.n = TINY_N + 1;
-    assert_int_equal(prober_open(&pr, run, "/nonexistent-data-dir", &pc, &m.cfg, 0, 4, err), -1);
+    assert_int_equal(prober_open(&pr, run, NULL, &pc, &m.cfg, 0, 4, err), -1);
     assert_non_null(strstr(err, "probe_n: expected 5"));
     free(copy);
     moe_free(&m);
@@ -792,7 +862,9 @@ static void test_probe_set_from_data(void **state) {
     make_data_dir(data);
     snprintf(path, sizeof path, "%s/probe_set_data.bin", dir);
     ProbeSet a, b;
-    if (probe_set_open(&a, path, data, 8, 32, 4, 5, err)) fail_msg("%s", err);
+    Loader ld;
+    if (loader_open(&ld, data, 32, BOS_NONE, 5, err)) fail_msg("%s", err);
+    if (probe_set_open(&a, path, &ld, 8, 32, 4, 5, err)) fail_msg("%s", err);
     assert_true(a.vocab == 257 && a.bos_id == 256);
     const int *nat = probe_set_tokens(&a, PV_NATURAL);
     for (int s = 0; s < 8; s++)
@@ -801,14 +873,20 @@ static void test_probe_set_from_data(void **state) {
             if (i + 1 < 32) assert_int_equal(a.targets[s * 32 + i], nat[s * 32 + i + 1]);
         }
     /* the second open reads the saved file: the same set even if the data changed */
-    assert_int_equal(probe_set_open(&b, path, "/nonexistent-data-dir", 8, 32, 4, 5, err), 0);
+    assert_int_equal(probe_set_open(&b, path, NULL, 8, 32, 4, 5, err), 0);
     assert_memory_equal(a.tokens, b.tokens, sizeof(int) * PV_COUNT * 8 * 32);
     probe_set_free(&a);
     probe_set_free(&b);
     /* more windows than the validation split holds */
     snprintf(path, sizeof path, "%s/probe_set_big.bin", dir);
-    assert_int_equal(probe_set_open(&a, path, data, 1000, 32, 4, 5, err), -1);
+    assert_int_equal(probe_set_open(&a, path, &ld, 1000, 32, 4, 5, err), -1);
     assert_non_null(strstr(err, "validation split"));
+    /* windows of another length than probe_len, and no data at all */
+    assert_int_equal(probe_set_open(&a, path, &ld, 8, 16, 4, 5, err), -1);
+    assert_non_null(strstr(err, "expected 16 tokens (probe_len), the loader gives 32"));
+    assert_int_equal(probe_set_open(&a, path, NULL, 8, 32, 4, 5, err), -1);
+    assert_non_null(strstr(err, "no probe set, and no data to build one from"));
+    loader_close(&ld);
 }
 
 int main(void) {
@@ -818,7 +896,8 @@ int main(void) {
         cmocka_unit_test(test_median),           cmocka_unit_test(test_kappa),            cmocka_unit_test(test_massive_ratio),
         cmocka_unit_test(test_p0_units),         cmocka_unit_test(test_qk_cos),
         cmocka_unit_test(test_routing),          cmocka_unit_test(test_dstar_c2_k2_delta),
-        cmocka_unit_test(test_emergence),        cmocka_unit_test(test_probe_set_variants),
+        cmocka_unit_test(test_emergence),        cmocka_unit_test(test_parking_on_known_attention),
+        cmocka_unit_test(test_probe_set_variants),
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_prober_run),       cmocka_unit_test(test_interventions_on_capture),

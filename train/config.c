@@ -63,8 +63,33 @@ static const ConfigKey KEYS[] = {
     /* data */
     {"data_dir", KEY_STRING, F(data_dir), "data/prepared/moby", 0, 0, 0, 0, NULL, 0,
      "prepared data directory (tokenizer.bin, train.bin, val.bin)"},
-    {"bos", KEY_CHOICE, F(bos), "none", 0, 0, 0, 0, "none|prepend|doc", 0,
-     "BOS policy: none (position 0 is an ordinary token), prepend, doc (windows start at documents)"},
+    {"bos", KEY_CHOICE, F(bos), "none", 0, 0, 0, 0, "none|prepend|doc|start", 0,
+     "BOS policy: none (position 0 is an ordinary token), prepend, doc (windows start at a document's BOS), "
+     "start (windows start at a document's first token, no BOS)"},
+    {"stream", KEY_CHOICE, F(stream.kind), "corpus", 0, 0, 0, 0, "corpus|bb|induction", 0,
+     "token source: corpus (data_dir's shards), bb (Bigram-Backcopy) or induction (per-document triggers), "
+     "the last two generated on the fly (data/stream.h)"},
+    {"stream_bigram", KEY_CHOICE, F(stream.bigram), "corpus", 0, 0, 0, 0, "corpus|dirichlet|sparse", 0,
+     "a stream's bigram table: corpus (data_dir's bigram counts), dirichlet (rows ~ Dirichlet(stream_alpha) "
+     "over stream_vocab symbols) or sparse (stream_successors per symbol)"},
+    {"stream_vocab", KEY_INT, F(stream.vocab), "64", 2, 4096, 0, 0, NULL, 0,
+     "symbols of a dirichlet or sparse table (the vocab is this + 1 for BOS)"},
+    {"stream_doc_len", KEY_INT, F(stream.doc_len), "256", 2, NO_LIMIT, 0, 0, NULL, 0,
+     "tokens per generated document, BOS not counted"},
+    {"stream_triggers", KEY_INT, F(stream.triggers), "3", 0, NO_LIMIT, 0, 0, NULL, 0,
+     "bb: trigger symbols (the most frequent of a corpus table, else symbols 0..k-1); induction: triggers "
+     "drawn per document"},
+    {"stream_trigger_prob", KEY_FLOAT, F(stream.trigger_prob), "0", 0, 1, 0, 1, NULL, 0,
+     "bb: 0 = triggers occur as the table draws them; > 0 = a trigger follows an ordinary token with this "
+     "probability (the table then never draws one)"},
+    {"stream_lag", KEY_INT, F(stream.lag), "2", 2, NO_LIMIT, 0, 0, NULL, 0,
+     "bb: after a trigger at t-1, x_t = x_{t-lag} (2: the token before the trigger)"},
+    {"stream_successors", KEY_INT, F(stream.successors), "4", 1, NO_LIMIT, 0, 0, NULL, 0,
+     "sparse table: successors per symbol"},
+    {"stream_alpha", KEY_FLOAT, F(stream.alpha), "1", 0, 1e6, 1, 0, NULL, 0,
+     "dirichlet table: concentration of each row (small = peaked rows)"},
+    {"stream_seed", KEY_U64, F(stream.seed), "1", 0, NO_LIMIT, 0, 0, NULL, 0,
+     "seed of a stream's tables and validation windows (the training windows follow `seed`)"},
     /* optimizer and schedule */
     {"batch_size", KEY_INT, F(batch_size), "16", 1, NO_LIMIT, 0, 0, NULL, 0, "sequences per micro-batch"},
     {"grad_accum", KEY_INT, F(grad_accum), "1", 1, NO_LIMIT, 0, 0, NULL, 0,

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../data/stream.h"
 #include "../model/moe.h"
 
 typedef enum { SCHEDULE_COSINE = 0, SCHEDULE_WSD = 1, SCHEDULE_CONSTANT = 2 } ScheduleKind;
@@ -20,7 +21,8 @@ typedef struct {
 
     /* data */
     char data_dir[512];
-    int bos; /* a BosPolicy (data/loader.h): 0 none, 1 prepend, 2 doc */
+    int bos; /* a BosPolicy (data/loader.h): 0 none, 1 prepend, 2 doc, 3 start */
+    StreamConfig stream; /* kind STREAM_CORPUS: windows of data_dir's shards; else generated on the fly */
 
     /* optimizer and schedule */
     int batch_size;

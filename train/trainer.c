@@ -69,13 +69,29 @@ static int resume_from_latest(Trainer *t, char *err) {
     return rundir_note_resume(t->run_dir, s.step, t->threads, err);
 }
 
-/* the probe set is built from the data's validation split on the first run, read back on a resume */
+int open_windows(Loader *ld, const TrainConfig *c, int T, BosPolicy bos, uint64_t seed, char *err) {
+    if (c->stream.kind == STREAM_CORPUS) return loader_open(ld, c->data_dir, T, bos, seed, err);
+    Stream *s;
+    if (stream_open(&s, &c->stream, c->data_dir, err)) return -1;
+    return loader_open_stream(ld, s, T, bos, seed, err);
+}
+
+BosPolicy probe_window_policy(const TrainConfig *c) {
+    int aligned = c->bos == BOS_START || (c->bos == BOS_DOC && c->stream.kind != STREAM_CORPUS);
+    return aligned ? BOS_START : BOS_NONE;
+}
+
+/* the probe set is built from the data's validation windows on the first run, read back on a resume */
 static int open_prober(Trainer *t, char *err) {
     const TrainConfig *c = &t->cfg;
     ProbeConfig pc = {.n = c->probe_n, .len = c->probe_len, .shift = c->probe_shift, .every = c->probe_every,
                       .log_early = c->probe_schedule == PROBE_SCHEDULE_LOG};
-    return prober_open(&t->prober, t->run_dir, c->data_dir, &pc, &t->model.cfg, c->bos != BOS_NONE, c->model.seed,
-                       err);
+    Loader windows;
+    if (open_windows(&windows, c, c->probe_len, probe_window_policy(c), c->model.seed, err)) return -1;
+    int rc = prober_open(&t->prober, t->run_dir, &windows, &pc, &t->model.cfg, c->bos != BOS_NONE && c->bos != BOS_START,
+                         c->model.seed, err);
+    loader_close(&windows);
+    return rc;
 }
 
 /* --overwrite must not delete a directory that another bin/train is writing */
@@ -103,7 +119,7 @@ int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMod
     const TrainConfig *c = &t->cfg;
     /* the window stream gets a seed of its own, distinct from the parameter init's */
     uint64_t data_seed = c->model.seed ^ 0x5eed5eed5eed5eedull;
-    if (loader_open(&t->loader, c->data_dir, c->model.seq_len, (BosPolicy)c->bos, data_seed, err) ||
+    if (open_windows(&t->loader, c, c->model.seq_len, (BosPolicy)c->bos, data_seed, err) ||
         resolve_vocab(t, err) || moe_init(&t->model, &t->cfg.model, err))
         return -1;
     adamw_init(&t->opt, t->model.n_params);
@@ -252,7 +268,7 @@ double trainer_evaluate(Trainer *t) {
     double sum[2] = {0, 0}; /* cross-entropy summed over targets, target count */
     /* cross-entropy weighted by target count, so the mean is per token over all batches (and ranks) */
     for (int i = 0; i < c->eval_batches; i++) {
-        loader_val_batch(&t->loader, i * B + first, t->inputs, t->targets, count);
+        loader_val_batch(&t->loader, i * B + first, t->inputs, t->targets, NULL, count);
         moe_forward(&t->model, t->inputs, t->targets, count, T, NULL);
         sum[0] += (double)t->model.loss.ce * t->model.loss.n_targets;
         sum[1] += t->model.loss.n_targets;

@@ -64,6 +64,13 @@ typedef struct {
     Prober prober;           /* the probe set and capture of probes/probe.h */
 } Trainer;
 
+/* A loader of T-token windows under policy bos from the config's token source: data_dir's shards, or
+ * the synthetic stream of the stream_* keys (whose corpus table reads data_dir). */
+int open_windows(Loader *ld, const TrainConfig *c, int T, BosPolicy bos, uint64_t seed, char *err);
+/* The policy of the natural probe windows (no BOS): none, except start-aligned windows for runs whose
+ * training windows start at documents (start; doc on a synthetic stream, whose documents fill a window). */
+BosPolicy probe_window_policy(const TrainConfig *c);
+
 /* Opens the data, builds the model and optimizer, and prepares the run directory: RUN_NEW and
  * RUN_OVERWRITE write config.txt; RUN_RESUME loads the latest checkpoint of run_dir (rejecting one
  * whose config differs from cfg) and continues exactly where it stopped. */
