@@ -109,8 +109,9 @@ static int build_unigram(Stream *s, const double *w, char *err) {
     int V = s->V;
     double *uni = st_calloc((size_t)V, sizeof(double));
     for (size_t i = 0; i < (size_t)V * V; i++) uni[i % V] += w[i];
+    int fixed = s->cfg.kind == STREAM_BB ? s->cfg.triggers : 0; /* induction draws its triggers per document */
     if (s->cfg.bigram == BIGRAM_CORPUS) /* the `triggers` most frequent, ties to the smaller id */
-        for (int k = 0; k < s->cfg.triggers; k++) {
+        for (int k = 0; k < fixed; k++) {
             int best = -1;
             for (int b = 0; b < V; b++)
                 if (!s->trigger[b] && uni[b] > 0 && (best < 0 || uni[b] > uni[best])) best = b;
@@ -122,7 +123,7 @@ static int build_unigram(Stream *s, const double *w, char *err) {
             s->trigger[best] = 1;
         }
     else
-        for (int k = 0; k < s->cfg.triggers; k++) s->trigger[k] = 1;
+        for (int k = 0; k < fixed; k++) s->trigger[k] = 1;
     double total = 0, run = 0;
     for (int b = 0; b < V; b++) {
         total += s->trigger[b] ? 0 : uni[b];
@@ -141,8 +142,11 @@ static int check_config(const StreamConfig *c, char *err) {
         return st_errorf(err, "stream_vocab: expected 2 to 4096 symbols, found %d", c->vocab);
     int V = c->bigram == BIGRAM_CORPUS ? 1 << 30 : c->vocab;
     if (c->doc_len < 2) return st_errorf(err, "stream_doc_len: expected at least 2, found %d", c->doc_len);
-    if (c->triggers < 0 || c->triggers >= V)
-        return st_errorf(err, "stream_triggers: expected 0 to %d (fewer than the symbols), found %d", V - 1, c->triggers);
+    /* bb needs an ordinary symbol to start documents; induction may make every symbol a trigger */
+    int most = c->kind == STREAM_BB ? V - 1 : V;
+    if (c->triggers < 0 || c->triggers > most)
+        return st_errorf(err, "stream_triggers: expected 0 to %d (%s), found %d", most,
+                         c->kind == STREAM_BB ? "fewer than the symbols" : "the symbols", c->triggers);
     if (c->kind == STREAM_INDUCTION && c->triggers < 1)
         return st_errorf(err, "stream_triggers: expected at least 1 for stream induction, found %d", c->triggers);
     if (!(c->trigger_prob >= 0 && c->trigger_prob < 1))
@@ -159,6 +163,8 @@ static int check_config(const StreamConfig *c, char *err) {
             return st_errorf(err, "stream_trigger_prob: expected > 0 with stream_bigram sparse (its table never "
                                   "draws a trigger), found %g", c->trigger_prob);
     }
+    if (!(c->noise >= 0 && c->noise <= 1))
+        return st_errorf(err, "stream_noise: expected a number in [0, 1], found %g", c->noise);
     if (c->bigram == BIGRAM_DIRICHLET && !(c->alpha > 0 && c->alpha <= 1e6))
         return st_errorf(err, "stream_alpha: expected a number in (0, 1e6], found %g", c->alpha);
     return 0;
@@ -244,7 +250,8 @@ static void bb_document(const Stream *s, StRng *rng, int *x, uint8_t *classes) {
 }
 
 /* induction: triggers drawn per document (distinct, from the symbols that occur), each with its
- * output; a trigger's second and later occurrences are the queries a copy can answer */
+ * output, which follows it unless noise redraws it from the table; a trigger's second and later
+ * occurrences are the queries a copy can answer */
 static void induction_document(const Stream *s, StRng *rng, int *x, uint8_t *classes) {
     int K = s->cfg.triggers < s->n_alive ? s->cfg.triggers : s->n_alive, n = s->n_alive;
     int *pick = st_malloc(sizeof(int) * (size_t)n), *output = st_malloc(sizeof(int) * (size_t)s->V);
@@ -263,7 +270,7 @@ static void induction_document(const Stream *s, StRng *rng, int *x, uint8_t *cla
         if (classes) classes[t] = state[a] == 3 && t + 1 < s->cfg.doc_len ? STREAM_TRIGGER : STREAM_ORDINARY;
         state[a] |= 2;
         if (t + 1 >= s->cfg.doc_len) break;
-        if (state[a] & 1) x[t + 1] = output[a];
+        if ((state[a] & 1) && !(s->cfg.noise > 0 && st_rng_uniform(rng) < s->cfg.noise)) x[t + 1] = output[a];
         else if (s->cfg.trigger_prob > 0 && st_rng_uniform(rng) < s->cfg.trigger_prob)
             x[t + 1] = pick[st_rng_below(rng, (uint32_t)K)]; /* one of the document's triggers */
         else x[t + 1] = bigram_next(s, a, rng);

@@ -12,7 +12,9 @@
  *   induction per-document triggers (Bietti et al. 2023, arXiv 2306.00802): each document draws
  *             `triggers` distinct symbols from the whole vocabulary and an output for each; after a
  *             trigger comes its output, elsewhere the bigram table. Every symbol is sometimes a
- *             trigger or an output, so no symbol's value is safe to ignore.
+ *             trigger or an output, so no symbol's value is safe to ignore. With `noise`, a trigger's
+ *             successor is drawn from the table instead with that probability (triggers = every symbol
+ *             and some noise: a per-document random successor function, learnable only in context).
  *
  * Bigram tables (stream_bigram):
  *   corpus    the byte bigrams counted from a prepared corpus (DIR/train.bin): the symbols are the
@@ -48,6 +50,7 @@ typedef struct {
     int lag;             /* bb: copy distance, >= 2 */
     int successors;      /* sparse: successors per symbol */
     float alpha;         /* dirichlet: concentration */
+    float noise;         /* induction: chance that a trigger's successor comes from the table instead */
     uint64_t seed;       /* of the tables */
 } StreamConfig;
 

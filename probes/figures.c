@@ -12,6 +12,7 @@
 const Figure run_figures[] = {
     {"loss.png", fig_loss},
     {"sink_by_layer.png", fig_sink_by_layer},
+    {"parking.png", fig_parking},
     {"trace_sink.png", fig_trace_sink},
     {"trace_norm.png", fig_trace_norm},
     {"norm_profile.png", fig_norm_profile},
@@ -125,7 +126,8 @@ static double *transpose(const double *m, int rows, int cols) {
 
 static int need_probes(const Run *r, char *why) {
     if (r->np > 0) return 0;
-    snprintf(why, FIG_WHY_LEN, "%s", r->probes.n ? "probes.jsonl has no rows of variant \"natural\"" : "probes.jsonl is missing");
+    if (r->probes.n) snprintf(why, FIG_WHY_LEN, "probes.jsonl has no rows of variant \"%s\"", r->variant);
+    else snprintf(why, FIG_WHY_LEN, "probes.jsonl is missing");
     return 1;
 }
 
@@ -239,6 +241,56 @@ int fig_sink_by_layer(const Run *r, char *why, char *err) {
     free(layer);
     free(by_layer);
     return save_figure(&c, r->dir, "sink_by_layer.png", err);
+}
+
+/* ---------------------------------------------------------------- parking.png */
+
+/* one curve per head against the probe steps: element h * stride of the natural-probe array key
+ * [np][L*H*stride], times scale */
+static void head_panel(const Run *r, PlCanvas *c, int x0, int x1, const char *key, int stride, double scale,
+                       const FigPanel *p) {
+    int n = r->np, LH = r->L * r->H, shown = LH < 64 ? LH : 64;
+    double *step = run_probe_col(r, "step"), *m = run_probe_mat(r, key, LH * stride);
+    double *by_head = st_malloc(sizeof(double) * (size_t)shown * n);
+    FigCurve curves[64];
+    char names[64][16];
+    for (int h = 0; h < shown; h++) {
+        for (int k = 0; k < n; k++) by_head[(size_t)h * n + k] = scale * m[((size_t)k * LH + h) * stride];
+        snprintf(names[h], sizeof names[h], "head %d.%d", h / r->H, h % r->H);
+        curves[h] = (FigCurve){names[h], step, by_head + (size_t)h * n, n, pl_palette(h), 2, 2};
+    }
+    fig_curves_panel(c, x0, 0, x1, 560, 130, curves, shown, p);
+    free(step);
+    free(m);
+    free(by_head);
+}
+
+/* where each head's attention goes: P0 (x chance), the previous token, the most-attended key token */
+int fig_parking(const Run *r, char *why, char *err) {
+    if (need_probes(r, why)) return 1;
+    int LH = r->L * r->H;
+    const cJSON *last = r->probes.row[r->sel[r->np - 1]];
+    if (jlen(last, "a_prev") != LH || jlen(last, "park_lift") < LH) {
+        snprintf(why, FIG_WHY_LEN, "probes.jsonl has no parking metrics");
+        return 1;
+    }
+    /* with query classes (a_p0_trigger not null), P0 from the ordinary queries, the previous token
+     * from the trigger ones */
+    double t0 = NAN;
+    jarr(last, "a_p0_trigger", &t0, 1);
+    int classes = isfinite(t0), top = jlen(last, "park_lift") / LH;
+    PlCanvas c;
+    pl_canvas_init(&c, 2100, 560);
+    FigPanel on_p0 = {classes ? "Attention on P0 from ordinary queries" : "Attention on P0", "probe step", "x chance",
+                      1, "chance", 0};
+    head_panel(r, &c, 0, 700, classes ? "a_p0_ordinary" : "a_p0", 1, 1 / jnum(last, "chance"), &on_p0);
+    FigPanel prev = {classes ? "Attention on the previous token, trigger queries" : "Attention on the previous token",
+                     "probe step", "attention", NAN, NULL, 0};
+    head_panel(r, &c, 700, 1400, classes ? "a_prev_trigger" : "a_prev", 1, 1, &prev);
+    FigPanel park = {"Most-attended key token: its mass over uniform attention's", "probe step", "x uniform", 1,
+                     "uniform", 0};
+    head_panel(r, &c, 1400, 2100, "park_lift", top, 1, &park);
+    return save_figure(&c, r->dir, "parking.png", err);
 }
 
 /* ---------------------------------------------------------------- trace_sink.png, trace_norm.png */

@@ -22,6 +22,7 @@ extern const int n_run_figures;
 
 int fig_loss(const Run *r, char *why, char *err);
 int fig_sink_by_layer(const Run *r, char *why, char *err);
+int fig_parking(const Run *r, char *why, char *err);
 int fig_trace_sink(const Run *r, char *why, char *err);
 int fig_trace_norm(const Run *r, char *why, char *err);
 int fig_norm_profile(const Run *r, char *why, char *err);

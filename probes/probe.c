@@ -261,7 +261,10 @@ int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long token
         run_path(summary, sizeof summary, pr, "summary.json", err))
         return -1;
     ProbeCost cost = {pr->seconds, pr->final_seconds, st_now_seconds() - pr->opened_at};
-    return summary_write(probes, summary, total_steps, &cost, err);
+    if (summary_write(probes, "natural", summary, total_steps, &cost, err)) return -1;
+    if (!pr->probe_bos) return 0;
+    return run_path(summary, sizeof summary, pr, "summary_bos.json", err) ||
+           summary_write(probes, "bos", summary, total_steps, &cost, err);
 }
 
 int prober_full(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *out_name,

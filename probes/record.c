@@ -278,8 +278,8 @@ static void summary_row(SummaryRow *s, const cJSON *o) {
     s->value[HL_D_STAR] = json_num(o, "d_star");
 }
 
-/* natural-variant rows of probes.jsonl; a step probed twice (a resumed run) keeps its last line */
-static int read_natural_rows(const char *path, SummaryRow **rows_out, int *n_out, char *err) {
+/* the rows of one variant of probes.jsonl; a step probed twice (a resumed run) keeps its last line */
+static int read_variant_rows(const char *path, const char *want, SummaryRow **rows_out, int *n_out, char *err) {
     FILE *f = fopen(path, "r");
     if (!f) return st_errorf(err, "%s: cannot open", path);
     SummaryRow *rows = NULL;
@@ -295,7 +295,7 @@ static int read_natural_rows(const char *path, SummaryRow **rows_out, int *n_out
             break;
         }
         const cJSON *variant = cJSON_GetObjectItemCaseSensitive(o, "variant");
-        if (cJSON_IsString(variant) && strcmp(variant->valuestring, "natural") == 0) {
+        if (cJSON_IsString(variant) && strcmp(variant->valuestring, want) == 0) {
             SummaryRow row;
             summary_row(&row, o);
             int at = n;
@@ -350,15 +350,16 @@ static void summary_metric(StJson *j, const SummaryRow *rows, int n, int m, long
     free(v);
 }
 
-int summary_write(const char *probes_path, const char *summary_path, long total_steps, const ProbeCost *cost,
-                  char *err) {
+int summary_write(const char *probes_path, const char *variant, const char *summary_path, long total_steps,
+                  const ProbeCost *cost, char *err) {
     SummaryRow *rows = NULL;
     int n = 0;
-    if (read_natural_rows(probes_path, &rows, &n, err)) return -1;
+    if (read_variant_rows(probes_path, variant, &rows, &n, err)) return -1;
     qsort(rows, (size_t)n, sizeof *rows, by_step);
     double *series = st_malloc(sizeof(double) * (size_t)(n ? n : 1));
     StJson j = {0};
     sj_begin(&j);
+    sj_str(&j, "variant", variant);
     sj_int(&j, "total_steps", total_steps);
     sj_int(&j, "n_probes", n);
     sj_int(&j, "final_step", n ? rows[n - 1].step : 0);

@@ -76,17 +76,18 @@ void record_compute(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, c
 /* one probes.jsonl line */
 void record_to_json(const ProbeRecord *r, StJson *j);
 
-/* The run summary of probes.jsonl (natural variant lines, in file order), written to summary_path:
+/* The run summary of probes.jsonl's lines of one variant (in file order), written to summary_path:
  * for each headline metric (a_p0_2plus, a_p0_max, sink_rate_30, sink_rate_2plus_30, rho_max, rho_2,
  * kappa_p0_2, C2) its initial and final values, emergence step (SCIENCE.md), emergence as a share of
  * total_steps, and the loss at emergence; plus the series of steps, losses, d_star and C2, and the
- * cost of probing (cost may be NULL). */
+ * cost of probing (cost may be NULL). summary.json is the natural variant's; a run trained with BOS
+ * also gets summary_bos.json, the bos variant's (the windows as it was trained on them). */
 typedef struct {
     double probe_seconds; /* wall time spent probing */
     double final_seconds; /* the part of it spent on the final step's variants and interventions */
     double run_seconds;   /* wall time of the run (this process) */
 } ProbeCost;
-int summary_write(const char *probes_path, const char *summary_path, long total_steps, const ProbeCost *cost,
-                  char *err);
+int summary_write(const char *probes_path, const char *variant, const char *summary_path, long total_steps,
+                  const ProbeCost *cost, char *err);
 
 #endif

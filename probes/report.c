@@ -119,7 +119,7 @@ static void layer_table(FILE *f, const Run *r, const double *a_layer, const doub
 static void finding_sink(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "### Attention on position 0\n\n");
     int last = r->np - 1, L = r->L;
-    const cJSON *first_row = r->probes.row[r->nat[0]], *final_row = r->probes.row[r->nat[last]];
+    const cJSON *first_row = r->probes.row[r->sel[0]], *final_row = r->probes.row[r->sel[last]];
     double step0 = jnum(first_row, "step"), stepN = jnum(final_row, "step"), chance = jnum(final_row, "chance");
     double *a_layer = st_malloc(sizeof(double) * L), *rate_layer = st_malloc(sizeof(double) * L);
     jarr(final_row, "a_p0_layer", a_layer, L);
@@ -180,6 +180,62 @@ static void finding_sink(FILE *f, const Run *r, const char *const *why) {
     free(rate_layer);
 }
 
+/* a key token for prose: its id, and the character for a printable byte of a byte-level vocabulary */
+static const char *token_name(int id, int vocab) {
+    static char buf[4][24];
+    static int k;
+    char *b = buf[k++ % 4];
+    if (id < 0) snprintf(b, 24, "-");
+    else if (vocab == 257 && id >= 33 && id < 127) snprintf(b, 24, "%d '%c'", id, id);
+    else if (vocab == 257 && id == 32) snprintf(b, 24, "32 (space)");
+    else if (vocab == 257 && id == 10) snprintf(b, 24, "10 (newline)");
+    else snprintf(b, 24, "%d", id);
+    return b;
+}
+
+static void finding_parking(FILE *f, const Run *r, const char *const *why) {
+    fprintf(f, "### Where attention parks\n\n");
+    const cJSON *row = r->probes.row[r->sel[r->np - 1]];
+    int LH = r->L * r->H, top = jlen(row, "park_id") / (LH > 0 ? LH : 1);
+    if (jlen(row, "a_prev") != LH || top < 1) {
+        fprintf(f, "probes.jsonl has no parking metrics (a run probed before they existed).\n\n");
+        return;
+    }
+    const char *vocab_text = runconfig_get(&r->cfg, "vocab_size");
+    int vocab = vocab_text ? atoi(vocab_text) : 0;
+    double chance = jnum(row, "chance");
+    int n = LH * (7 + 4 * top);
+    double *v = st_malloc(sizeof(double) * (size_t)n), *p0 = v, *p0_trig = v + LH, *p0_ord = v + 2 * LH;
+    double *prev = v + 3 * LH, *prev_trig = v + 4 * LH, *self = v + 5 * LH, *v0 = v + 6 * LH;
+    double *ids = v + 7 * LH, *mass = ids + LH * top, *lift = mass + LH * top, *vnorm = lift + LH * top;
+    jarr(row, "a_p0", p0, LH), jarr(row, "a_p0_trigger", p0_trig, LH), jarr(row, "a_p0_ordinary", p0_ord, LH);
+    jarr(row, "a_prev", prev, LH), jarr(row, "a_prev_trigger", prev_trig, LH), jarr(row, "a_self", self, LH);
+    jarr(row, "v0_head", v0, LH), jarr(row, "park_id", ids, LH * top), jarr(row, "park_mass", mass, LH * top);
+    jarr(row, "park_lift", lift, LH * top), jarr(row, "park_vnorm", vnorm, LH * top);
+    int classes = 0;
+    for (int i = 0; i < LH; i++) classes |= isfinite(p0_trig[i]);
+    fprintf(f, "At the final probe step (%s), per head: attention on P0 (x chance)%s, on the previous token%s and "
+               "on itself; the key token (positions >= 1) that holds the most attention mass of the %s, that mass, "
+               "the mass over what uniform attention would give it, and its value norm over the head's median "
+               "value norm; and P0's value norm over that median. A dormant head parks on a token whose mass is "
+               "well above uniform and whose value norm is small.\n\n",
+            num(jnum(row, "step")), classes ? " from trigger / ordinary queries" : "",
+            classes ? " (all queries / trigger queries)" : "", classes ? "ordinary queries" : "queries");
+    fprintf(f, "| head | on P0 | x chance |%s on previous | on itself | top key token | its mass | x uniform | its "
+               "value norm | P0 value norm |\n|---|---|---|%s---|---|---|---|---|---|---|\n",
+            classes ? " P0: trigger / ordinary |" : "", classes ? "---|" : "");
+    for (int i = 0; i < LH; i++) {
+        fprintf(f, "| %d.%d | %s | %s |", i / r->H, i % r->H, num(p0[i]), num(p0[i] / chance));
+        if (classes) fprintf(f, " %s / %s |", num(p0_trig[i]), num(p0_ord[i]));
+        fprintf(f, " %s%s%s | %s | %s | %s | %s | %s | %s |\n", num(prev[i]), classes ? " / " : "",
+                classes ? num(prev_trig[i]) : "", num(self[i]), token_name((int)ids[i * top], vocab),
+                num(mass[i * top]), num(lift[i * top]), num(vnorm[i * top]), num(v0[i]));
+    }
+    fprintf(f, "\n");
+    figure_line(f, "parking.png", why);
+    free(v);
+}
+
 /* the largest per-sublayer growth of log rho in a row: which sublayer, and by how much */
 static int largest_growth(const cJSON *row, int L, double *amount) {
     double *delta = st_malloc(sizeof(double) * 2 * L);
@@ -207,7 +263,7 @@ static double rho_peak(const Run *r, const cJSON *row, int *at) {
  * the first and the final probe step; 1 yes, 0 no, -1 unknown (rho missing) */
 static int norm_jump_formed(const Run *r) {
     int p;
-    double first = rho_peak(r, r->probes.row[r->nat[0]], &p), final = rho_peak(r, r->probes.row[r->nat[r->np - 1]], &p);
+    double first = rho_peak(r, r->probes.row[r->sel[0]], &p), final = rho_peak(r, r->probes.row[r->sel[r->np - 1]], &p);
     if (!isfinite(first) || !isfinite(final)) return -1;
     return final >= 2 * first;
 }
@@ -215,7 +271,7 @@ static int norm_jump_formed(const Run *r) {
 static void finding_norm(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "### The norm of position 0\n\n");
     int L = r->L, P = r->P;
-    const cJSON *first_row = r->probes.row[r->nat[0]], *final_row = r->probes.row[r->nat[r->np - 1]];
+    const cJSON *first_row = r->probes.row[r->sel[0]], *final_row = r->probes.row[r->sel[r->np - 1]];
     double step0 = jnum(first_row, "step"), stepN = jnum(final_row, "step");
     double *rho0 = st_malloc(sizeof(double) * P);
     jarr(first_row, "rho", rho0, P);
@@ -273,7 +329,7 @@ static void finding_norm(FILE *f, const Run *r, const char *const *why) {
 
 static void finding_cosine(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "### Is position 0 the same vector for every input?\n\n");
-    const cJSON *final_row = r->probes.row[r->nat[r->np - 1]];
+    const cJSON *final_row = r->probes.row[r->sel[r->np - 1]];
     double *k0 = st_malloc(sizeof(double) * r->P), *km = st_malloc(sizeof(double) * r->P);
     jarr(final_row, "kappa_p0", k0, r->P);
     jarr(final_row, "kappa_mid", km, r->P);
@@ -330,9 +386,9 @@ static void finding_experts(FILE *f, const Run *r, const char *const *why) {
         fprintf(f, "\n");
         free(ratio);
     }
-    if (r->np > 0 && jlen(r->probes.row[r->nat[r->np - 1]], "p0_route_consistency") == r->L) {
+    if (r->np > 0 && jlen(r->probes.row[r->sel[r->np - 1]], "p0_route_consistency") == r->L) {
         double *cons = st_malloc(sizeof(double) * r->L);
-        jarr(r->probes.row[r->nat[r->np - 1]], "p0_route_consistency", cons, r->L);
+        jarr(r->probes.row[r->sel[r->np - 1]], "p0_route_consistency", cons, r->L);
         fprintf(f, "Share of probe sequences whose P0 goes to the modal top-1 expert at the final probe step:");
         for (int l = 0; l < r->L; l++) fprintf(f, " layer %d: %s%s", l, num(cons[l]), l + 1 < r->L ? ";" : ".");
         fprintf(f, "\n");
@@ -379,7 +435,7 @@ static void finding_interventions(FILE *f, const Run *r, const char *const *why)
     int n, *sel = intervention_rows(r, &n, &last);
     fprintf(f, "At step %s, each intervention against the natural forward (before -> after); \"@P0\" acts on "
                "position 0, \"@T/2\" is the same intervention on the control position.", num(last));
-    double rate = r->np ? jnum(r->probes.row[r->nat[r->np - 1]], "sink_rate_30") : NAN;
+    double rate = r->np ? jnum(r->probes.row[r->sel[r->np - 1]], "sink_rate_30") : NAN;
     if (rate == 0)
         fprintf(f, " This run has no P0 sink (sink rate 0), so these are changes to attention near or below chance, "
                    "not to a sink.");
@@ -412,12 +468,14 @@ static void section_findings(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "## Findings\n\nDefinitions are docs/SCIENCE.md's; the thresholds (eps = 0.3, half-way crossings, "
                "blocks 0-1) are ours, not the paper's.\n\n");
     if (r->np == 0) {
-        fprintf(f, "%s: there are no probe results, so this report states no finding about the sink.\n\n",
-                r->probes.n ? "probes.jsonl has no rows of variant \"natural\"" : "probes.jsonl is missing");
+        if (r->probes.n) fprintf(f, "probes.jsonl has no rows of variant \"%s\"", r->variant);
+        else fprintf(f, "probes.jsonl is missing");
+        fprintf(f, ": there are no probe results, so this report states no finding about the sink.\n\n");
         finding_experts(f, r, why);
         return;
     }
     finding_sink(f, r, why);
+    finding_parking(f, r, why);
     finding_norm(f, r, why);
     finding_cosine(f, r, why);
     finding_concentration(f, r, why);
@@ -449,6 +507,9 @@ int report_run(const char *run_dir, char *err) {
         FILE *f = a.f;
         fprintf(f, "# Run report: %s\n\nWritten by `bin/report %s` from the run's files.", r.name, r.dir);
         if (r.missing[0]) fprintf(f, " Missing: %s; what needs them is left out and said so.", r.missing);
+        if (!strcmp(r.variant, "bos"))
+            fprintf(f, " The run trained with BOS at position 0, so the probe numbers are the `bos` variant's (the "
+                       "probe windows with BOS in front, as in training) and summary_bos.json's.");
         fprintf(f, "\n\n");
         section_config(f, &r);
         section_training(f, &r, why);
@@ -487,7 +548,7 @@ static int make_dir(const char *dir, char *err) {
 
 Headline report_headline(const Run *r) {
     double *val = run_train_col(r, "val_loss"), *tok = run_train_col(r, "tokens");
-    const cJSON *fin = r->np ? r->probes.row[r->nat[r->np - 1]] : NULL;
+    const cJSON *fin = r->np ? r->probes.row[r->sel[r->np - 1]] : NULL;
     Headline h = {
         .tokens = last_finite(tok, r->train.n, NULL),
         .val_loss = last_finite(val, r->train.n, NULL),
@@ -501,7 +562,7 @@ Headline report_headline(const Run *r) {
     if (fin) {
         /* point 2 is index 4 of the 2L+1 residual points 0, 0.5, 1, ... */
         double rho[5], rho0[5], kp[5], km[5];
-        const cJSON *first = r->probes.row[r->nat[0]];
+        const cJSON *first = r->probes.row[r->sel[0]];
         h.lift_2plus = h.a_p0_2plus / jnum(fin, "chance");
         if (jarr(fin, "rho", rho, 5) >= 5 && jarr(first, "rho", rho0, 5) >= 5) h.rho2_jump = rho[4] / rho0[4];
         if (jarr(fin, "kappa_p0", kp, 5) >= 5 && jarr(fin, "kappa_mid", km, 5) >= 5) {

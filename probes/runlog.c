@@ -209,25 +209,25 @@ static int validate_train(const Jsonl *j, char *err) {
     return 0;
 }
 
-/* selects the natural-variant rows and takes L and H from the first one's arrays */
+/* selects the rows of r->variant and takes L and H from the first one's arrays */
 static int index_probes(Run *r, char *err) {
     const Jsonl *j = &r->probes;
     if (jsonl_require_num(j, "step", 1, err)) return -1;
-    r->nat = st_malloc(sizeof(int) * (j->n + 1));
+    r->sel = st_malloc(sizeof(int) * (j->n + 1));
     for (int i = 0; i < j->n; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(j->row[i], "variant");
         if (!cJSON_IsString(v))
             return st_errorf(err, "%s:%d: key 'variant': expected a string, found %s", j->path, j->line[i],
                              json_kind(v));
-        if (!strcmp(v->valuestring, "natural")) r->nat[r->np++] = i;
+        if (!strcmp(v->valuestring, r->variant)) r->sel[r->np++] = i;
     }
     if (r->np == 0) return 0;
-    const cJSON *first = j->row[r->nat[0]];
+    const cJSON *first = j->row[r->sel[0]];
     r->L = jlen(first, "a_p0_layer");
     int heads = jlen(first, "a_p0");
     if (r->L <= 0 || heads <= 0 || heads % r->L)
         return st_errorf(err, "%s:%d: keys 'a_p0_layer' and 'a_p0': expected arrays of L and L*H numbers, "
-                         "found lengths %d and %d", j->path, j->line[r->nat[0]], r->L, heads);
+                         "found lengths %d and %d", j->path, j->line[r->sel[0]], r->L, heads);
     r->H = heads / r->L;
     r->P = 2 * r->L + 1;
     for (size_t k = 0; k < sizeof probe_arrays / sizeof *probe_arrays; k++)
@@ -274,7 +274,15 @@ static int read_json_file(const char *path, cJSON **out, char *err) {
     return 0;
 }
 
-int run_load(Run *r, const char *dir, char *err) {
+/* the variant a run is read on: the windows as it was trained, BOS in front for prepend and doc */
+static const char *trained_variant(const RunConfig *c) {
+    const char *bos = runconfig_get(c, "bos");
+    return bos && (!strcmp(bos, "prepend") || !strcmp(bos, "doc")) ? "bos" : "natural";
+}
+
+int run_load(Run *r, const char *dir, char *err) { return run_load_variant(r, dir, NULL, err); }
+
+int run_load_variant(Run *r, const char *dir, const char *variant, char *err) {
     memset(r, 0, sizeof *r);
     snprintf(r->dir, sizeof r->dir, "%s", dir);
     size_t n = strlen(r->dir);
@@ -287,6 +295,7 @@ int run_load(Run *r, const char *dir, char *err) {
     if ((rc = runconfig_read(path, &r->cfg, err)) < 0) return -1;
     r->has_cfg = rc == 0;
     if (!r->has_cfg) note_missing(r, "config.txt");
+    snprintf(r->variant, sizeof r->variant, "%s", variant ? variant : trained_variant(&r->cfg));
 
     run_path(r, "train.jsonl", path, sizeof path);
     if ((rc = jsonl_read(path, &r->train, err)) < 0) return -1;
@@ -299,9 +308,10 @@ int run_load(Run *r, const char *dir, char *err) {
     if (rc == 1) note_missing(r, "probes.jsonl");
     if (rc == 0 && index_probes(r, err)) return -1;
 
-    run_path(r, "summary.json", path, sizeof path);
+    const char *summary = strcmp(r->variant, "bos") ? "summary.json" : "summary_bos.json";
+    run_path(r, summary, path, sizeof path);
     if ((rc = read_json_file(path, &r->summary, err)) < 0) return -1;
-    if (rc == 1) note_missing(r, "summary.json");
+    if (rc == 1) note_missing(r, summary);
 
     run_path(r, "interventions.jsonl", path, sizeof path);
     if ((rc = jsonl_read(path, &r->interv, err)) < 0) return -1;
@@ -314,7 +324,7 @@ void run_free(Run *r) {
     jsonl_free(&r->probes);
     jsonl_free(&r->interv);
     cJSON_Delete(r->summary);
-    free(r->nat);
+    free(r->sel);
     memset(r, 0, sizeof *r);
 }
 
@@ -326,13 +336,13 @@ double *run_train_col(const Run *r, const char *key) {
 
 double *run_probe_col(const Run *r, const char *key) {
     double *v = st_malloc(sizeof(double) * (r->np + 1));
-    for (int i = 0; i < r->np; i++) v[i] = jnum(r->probes.row[r->nat[i]], key);
+    for (int i = 0; i < r->np; i++) v[i] = jnum(r->probes.row[r->sel[i]], key);
     return v;
 }
 
 double *run_probe_mat(const Run *r, const char *key, int width) {
     double *v = st_malloc(sizeof(double) * ((size_t)r->np * width + 1));
-    for (int i = 0; i < r->np; i++) jarr(r->probes.row[r->nat[i]], key, v + (size_t)i * width, width);
+    for (int i = 0; i < r->np; i++) jarr(r->probes.row[r->sel[i]], key, v + (size_t)i * width, width);
     return v;
 }
 

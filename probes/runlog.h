@@ -51,12 +51,16 @@ typedef struct {
     RunConfig cfg;
     int has_cfg;
     Jsonl train, probes, interv; /* n = 0 when absent */
-    cJSON *summary;              /* summary.json, NULL when absent */
-    int np, *nat;                /* the probes.jsonl rows of variant "natural", in file order */
+    cJSON *summary;              /* summary.json (summary_bos.json for the bos variant), NULL when absent */
+    char variant[16];            /* the probe variant read: "bos" for a run trained with BOS, else "natural" */
+    int np, *sel;                /* the probes.jsonl rows of that variant, in file order */
     int L, H, P;                 /* layers, heads, residual points 2L+1 (from probes.jsonl) */
     char missing[512];           /* absent files, comma-separated ("" when none) */
 } Run;
 int run_load(Run *r, const char *dir, char *err);
+/* the same, reading the rows and summary of one probe variant ("natural" or "bos") whatever the run
+ * trained on */
+int run_load_variant(Run *r, const char *dir, const char *variant, char *err);
 void run_free(Run *r);
 /* columns as malloc'd arrays (NaN where a row lacks the key): a train.jsonl number [train.n], a
  * natural-probe number [np], a natural-probe array [np][width] */

@@ -280,7 +280,7 @@ static void read_numbers(SuiteRun *s) {
     s->emerge_loss = jnum(r->summary, "sink_rate_2plus_30_emergence_loss");
     s->sink_rate_2plus = final;
     s->has_sink = isfinite(s->emerge_step) && final > rules[R_SINK_FINAL].value;
-    const cJSON *first = r->probes.row[r->nat[0]], *last = r->probes.row[r->nat[r->np - 1]];
+    const cJSON *first = r->probes.row[r->sel[0]], *last = r->probes.row[r->sel[r->np - 1]];
     s->lift2 = h.lift_2plus;
     s->rho2_jump = h.rho2_jump;
     s->kappa2_p0 = h.kappa2_p0;
@@ -324,7 +324,7 @@ static int bos_rows(const Run *r, const cJSON **rows) {
 /* whether every natural probe step has a bos row among rows[0..n) */
 static int bos_at_every_step(const Run *r, const cJSON **rows, int n) {
     for (int j = 0; j < r->np; j++) {
-        double step = jnum(r->probes.row[r->nat[j]], "step");
+        double step = jnum(r->probes.row[r->sel[j]], "step");
         int found = 0;
         for (int k = 0; k < n && !found; k++) found = jnum(rows[k], "step") == step;
         if (!found) return 0;
@@ -418,7 +418,7 @@ static int load_run(const Suite *suite, SuiteRun *s, char *err) {
     snprintf(path, sizeof path, "%s/%s/train.jsonl", suite->dir, s->name);
     if (access(path, F_OK) != 0) return 0; /* planned, never started */
     snprintf(path, sizeof path, "%s/%s", suite->dir, s->name);
-    if (run_load(&s->run, path, err)) return -1;
+    if (run_load_variant(&s->run, path, "natural", err)) return -1; /* BOS runs read their bos rows below */
     if (!s->has_conf && s->run.has_cfg) {
         s->conf = s->run.cfg;
         s->has_conf = 1;
@@ -561,8 +561,8 @@ static void add_run_curves(Curves *cv, const Suite *s, const int *conds, int n_c
             if (c->run[i]->state != RUN_DONE) continue;
             double *xy = st_malloc(sizeof(double) * (2 * r->np + 1));
             for (int j = 0; j < r->np; j++) {
-                xy[j] = jnum(r->probes.row[r->nat[j]], "tokens");
-                xy[r->np + j] = value(r->probes.row[r->nat[j]]);
+                xy[j] = jnum(r->probes.row[r->sel[j]], "tokens");
+                xy[r->np + j] = value(r->probes.row[r->sel[j]]);
             }
             cv->buf[cv->n] = xy;
             cv->c[cv->n++] = (FigCurve){first ? conditions[conds[k]].name : NULL, xy, xy + r->np, r->np,

@@ -475,7 +475,7 @@ static void test_summary(void **state) {
     }
     fprintf(f, "{\"step\":300,\"variant\":\"natural\",\"val_loss\":1.5,\"a_p0_2plus\":0.6}\n"); /* resumed */
     fclose(f);
-    assert_int_equal(summary_write(probes, summary, 1000, NULL, err), 0);
+    assert_int_equal(summary_write(probes, "natural", summary, 1000, NULL, err), 0);
     f = fopen(summary, "r");
     char buf[8192] = {0};
     assert_true(fread(buf, 1, sizeof buf - 1, f) > 0);
@@ -493,7 +493,7 @@ static void test_summary(void **state) {
     f = fopen(probes, "a");
     fprintf(f, "not json\n");
     fclose(f);
-    assert_int_equal(summary_write(probes, summary, 1000, NULL, err), -1);
+    assert_int_equal(summary_write(probes, "natural", summary, 1000, NULL, err), -1);
     assert_non_null(strstr(err, "probes.jsonl:14"));
 }
 

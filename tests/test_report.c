@@ -82,8 +82,8 @@ static void write_train(const char *run) {
     fclose(f);
 }
 
-/* one natural probe row; with a sink, layer 2's heads reach 0.625 and 0.875 at the final step */
-static void probe_row(StJson *j, int step, int sink) {
+/* one probe row of a variant; with a sink, layer 2's heads reach 0.625 and 0.875 at the final step */
+static void probe_row(StJson *j, int step, int sink, const char *variant) {
     double g = sink ? step / (double)STEPS : 0; /* how far the sink has grown */
     double a[L * H], al[L], rate_layer[L] = {0, 0, 0}, rho[P], delta[2 * L], kappa[P], control[P];
     double cons[L] = {0.5, 0.5, 0.5};
@@ -103,7 +103,7 @@ static void probe_row(StJson *j, int step, int sink) {
     for (int q = 0; q < 2 * L; q++) delta[q] = log(rho[q + 1] / rho[q]);
     sj_begin(j);
     sj_int(j, "step", step);
-    sj_str(j, "variant", "natural");
+    sj_str(j, "variant", variant);
     sj_int(j, "tokens", step * 1000LL);
     sj_num(j, "val_loss", 3.1 - step / 200.0);
     sj_int(j, "T", 16);
@@ -121,33 +121,61 @@ static void probe_row(StJson *j, int step, int sink) {
     sj_doubles(j, "p0_route_consistency", cons, L);
     sj_num(j, "d_star", g > 0.2 ? 1.5 : 0.5);
     sj_num(j, "C2", g > 0.2 ? 0.9 : 0.3);
+    /* parking, without query classes: every head half on the previous token, its top key token 7 */
+    double prev[L * H], self[L * H], none[L * H], v0[L * H], mass[L * H * 3], lift[L * H * 3], vnorm[L * H * 3];
+    int ids[L * H * 3];
+    for (int i = 0; i < L * H; i++) prev[i] = 0.5, self[i] = 0.1, none[i] = NAN, v0[i] = 1 - 0.5 * g;
+    for (int i = 0; i < L * H * 3; i++) ids[i] = i % 3 ? i % 3 : 7, mass[i] = 0.4, lift[i] = 3.2, vnorm[i] = 0.25;
+    sj_doubles(j, "a_prev", prev, L * H);
+    sj_doubles(j, "a_self", self, L * H);
+    sj_doubles(j, "a_p0_trigger", none, L * H);
+    sj_doubles(j, "a_p0_ordinary", a, L * H);
+    sj_doubles(j, "a_prev_trigger", none, L * H);
+    sj_doubles(j, "a_prev_ordinary", prev, L * H);
+    sj_doubles(j, "v0_head", v0, L * H);
+    sj_ints(j, "park_id", ids, L * H * 3);
+    sj_doubles(j, "park_mass", mass, L * H * 3);
+    sj_doubles(j, "park_lift", lift, L * H * 3);
+    sj_doubles(j, "park_vnorm", vnorm, L * H * 3);
 }
 
-static void write_probes(const char *run, int sink) {
+static const char *summary_text(int sink) {
+    return sink ? "{\"total_steps\":400,\"sink_rate_2plus_30_initial\":0,\"sink_rate_2plus_30_final\":1,"
+                  "\"sink_rate_2plus_30_emergence_step\":300,\"sink_rate_2plus_30_emergence_frac\":0.75,"
+                  "\"sink_rate_2plus_30_emergence_loss\":1.6,\"C2_initial\":0.3,\"C2_final\":0.9,"
+                  "\"C2_emergence_step\":200,\"C2_emergence_frac\":0.5,\"C2_emergence_loss\":2.1}\n"
+                : "{\"total_steps\":400,\"sink_rate_2plus_30_initial\":0,\"sink_rate_2plus_30_final\":0,"
+                  "\"sink_rate_2plus_30_emergence_step\":null,\"a_p0_2plus_emergence_step\":null,"
+                  "\"C2_initial\":0.3,\"C2_final\":0.3,\"C2_emergence_step\":null}\n";
+}
+
+/* natural rows (a sink when sink) and, at each step, a bos row: full (a sink when bos_sink >= 1, none
+ * when 0) with its summary_bos.json, or a bare one the figures must ignore (bos_sink < 0) */
+static void write_probes_variants(const char *run, int sink, int bos_sink) {
     char path[512], err[ST_ERR_LEN];
     path_in(path, run, "probes.jsonl");
     FILE *f = fopen(path, "w");
     StJson j = {0};
     for (int s = 0; s <= STEPS; s += 100) {
-        probe_row(&j, s, sink);
+        probe_row(&j, s, sink, "natural");
         assert_int_equal(sj_write_line(&j, f, path, err), 0);
-        sj_begin(&j); /* another variant at the same step, which the figures must ignore */
-        sj_int(&j, "step", s);
-        sj_str(&j, "variant", "bos");
+        if (bos_sink >= 0) {
+            probe_row(&j, s, bos_sink, "bos");
+        } else {
+            sj_begin(&j);
+            sj_int(&j, "step", s);
+            sj_str(&j, "variant", "bos");
+        }
         assert_int_equal(sj_write_line(&j, f, path, err), 0);
     }
     sj_free(&j);
     fclose(f);
     /* summary.json as the probes write it: emergence of the sink rate only when there is a sink */
-    write_text(run, "summary.json",
-               sink ? "{\"total_steps\":400,\"sink_rate_2plus_30_initial\":0,\"sink_rate_2plus_30_final\":1,"
-                      "\"sink_rate_2plus_30_emergence_step\":300,\"sink_rate_2plus_30_emergence_frac\":0.75,"
-                      "\"sink_rate_2plus_30_emergence_loss\":1.6,\"C2_initial\":0.3,\"C2_final\":0.9,"
-                      "\"C2_emergence_step\":200,\"C2_emergence_frac\":0.5,\"C2_emergence_loss\":2.1}\n"
-                    : "{\"total_steps\":400,\"sink_rate_2plus_30_initial\":0,\"sink_rate_2plus_30_final\":0,"
-                      "\"sink_rate_2plus_30_emergence_step\":null,\"a_p0_2plus_emergence_step\":null,"
-                      "\"C2_initial\":0.3,\"C2_final\":0.3,\"C2_emergence_step\":null}\n");
+    write_text(run, "summary.json", summary_text(sink));
+    if (bos_sink >= 0) write_text(run, "summary_bos.json", summary_text(bos_sink));
 }
+
+static void write_probes(const char *run, int sink) { write_probes_variants(run, sink, -1); }
 
 static void make_run(const char *run, int sink, int with_probes) {
     char path[512];
@@ -185,6 +213,8 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
     assert_non_null(strstr(md, "grew from 1.5 to 19.5"));
     assert_non_null(strstr(md, "0.9 at position 0 and 0.1 at position T/2 (the control): position 0 is more alike"));
     assert_non_null(strstr(md, "| training tokens seen | 400000 |"));
+    /* the parking table: head 2.1 at the end, on P0 and on its top key token */
+    assert_non_null(strstr(md, "| 2.1 | 0.875 | 7 | 0.5 | 0.1 | 7 | 0.4 | 3.2 | 0.25 | 0.5 |"));
     assert_non_null(strstr(md, "attention_maps.png not drawn: attention.jsonl is missing"));
     /* the intervention table keeps each ablation next to its control, and the halving is stated */
     const char *p0 = strstr(md, "| zero_moe1 @P0 | 0.75 -> 0.2 |"), *t2 = strstr(md, "| zero_moe1 @T/2 | 0.75 -> 0.74 |");
@@ -206,6 +236,29 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
         assert_true(w >= 400 && h >= 300);
         free(px);
     }
+}
+
+/* a run trained with BOS is read on its bos rows and summary_bos.json: the sink on BOS is reported
+ * even though the natural windows (no BOS, out of its training distribution) show none */
+static void test_bos_trained_run_is_read_on_its_bos_rows(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    snprintf(path, sizeof path, "%s/bosrun", dir);
+    assert_int_equal(mkdir(path, 0777), 0);
+    write_text("bosrun", "config.txt", "n_layer = 3\nn_expert = 4\nsteps = 400\nbos = prepend\n");
+    write_train("bosrun");
+    write_probes_variants("bosrun", 0, 1);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("bosrun", "report.md");
+    assert_non_null(strstr(md, "the probe numbers are the `bos` variant's"));
+    assert_non_null(strstr(md, "A P0 sink formed"));
+    assert_non_null(strstr(md, "emerged at step 300"));
+    /* the same files read as a run without BOS: the natural rows, no sink */
+    write_text("bosrun", "config.txt", "n_layer = 3\nn_expert = 4\nsteps = 400\nbos = none\n");
+    assert_int_equal(report_run(path, err), 0);
+    md = read_text("bosrun", "report.md");
+    assert_null(strstr(md, "`bos` variant's"));
+    assert_non_null(strstr(md, "No P0 sink formed"));
 }
 
 static void test_report_without_sink_claims_none(void **state) {
@@ -340,6 +393,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_report_with_sink_states_fixture_numbers),
         cmocka_unit_test(test_report_without_sink_claims_none),
+        cmocka_unit_test(test_bos_trained_run_is_read_on_its_bos_rows),
         cmocka_unit_test(test_report_without_probes_says_so),
         cmocka_unit_test(test_report_with_null_metrics_claims_nothing),
         cmocka_unit_test(test_dense_run_has_no_expert_claims),

@@ -88,6 +88,8 @@ static const ConfigKey KEYS[] = {
      "sparse table: successors per symbol"},
     {"stream_alpha", KEY_FLOAT, F(stream.alpha), "1", 0, 1e6, 1, 0, NULL, 0,
      "dirichlet table: concentration of each row (small = peaked rows)"},
+    {"stream_noise", KEY_FLOAT, F(stream.noise), "0", 0, 1, 0, 0, NULL, 0,
+     "induction: chance that a trigger's successor is drawn from the table instead of its output"},
     {"stream_seed", KEY_U64, F(stream.seed), "1", 0, NO_LIMIT, 0, 0, NULL, 0,
      "seed of a stream's tables and validation windows (the training windows follow `seed`)"},
     /* optimizer and schedule */
