@@ -136,11 +136,12 @@ static int build_unigram(Stream *s, const double *w, char *err) {
 }
 
 static int check_config(const StreamConfig *c, char *err) {
-    if (c->kind != STREAM_BB && c->kind != STREAM_INDUCTION)
-        return st_errorf(err, "stream: expected bb or induction for a synthetic stream, found kind %d", c->kind);
-    if (c->bigram != BIGRAM_CORPUS && (c->vocab < 2 || c->vocab > 4096))
+    if (c->kind != STREAM_BB && c->kind != STREAM_INDUCTION && c->kind != STREAM_MARKOV)
+        return st_errorf(err, "stream: expected bb, induction or markov for a synthetic stream, found kind %d", c->kind);
+    int own_symbols = c->bigram != BIGRAM_CORPUS || c->kind == STREAM_MARKOV;
+    if (own_symbols && (c->vocab < 2 || c->vocab > 4096))
         return st_errorf(err, "stream_vocab: expected 2 to 4096 symbols, found %d", c->vocab);
-    int V = c->bigram == BIGRAM_CORPUS ? 1 << 30 : c->vocab;
+    int V = own_symbols ? c->vocab : 1 << 30;
     if (c->doc_len < 2) return st_errorf(err, "stream_doc_len: expected at least 2, found %d", c->doc_len);
     /* bb needs an ordinary symbol to start documents; induction may make every symbol a trigger */
     int most = c->kind == STREAM_BB ? V - 1 : V;
@@ -155,7 +156,7 @@ static int check_config(const StreamConfig *c, char *err) {
         return st_errorf(err, "stream_trigger_prob: expected 0 when stream_triggers is 0, found %g", c->trigger_prob);
     if (c->lag < 2 || c->lag > c->doc_len)
         return st_errorf(err, "stream_lag: expected 2 to stream_doc_len (%d), found %d", c->doc_len, c->lag);
-    if (c->bigram == BIGRAM_SPARSE) {
+    if (c->bigram == BIGRAM_SPARSE && c->kind != STREAM_MARKOV) {
         if (c->successors < 1 || c->successors > V - c->triggers)
             return st_errorf(err, "stream_successors: expected 1 to %d (the ordinary symbols), found %d",
                              V - c->triggers, c->successors);
@@ -165,7 +166,7 @@ static int check_config(const StreamConfig *c, char *err) {
     }
     if (!(c->noise >= 0 && c->noise <= 1))
         return st_errorf(err, "stream_noise: expected a number in [0, 1], found %g", c->noise);
-    if (c->bigram == BIGRAM_DIRICHLET && !(c->alpha > 0 && c->alpha <= 1e6))
+    if ((c->bigram == BIGRAM_DIRICHLET || c->kind == STREAM_MARKOV) && !(c->alpha > 0 && c->alpha <= 1e6))
         return st_errorf(err, "stream_alpha: expected a number in (0, 1e6], found %g", c->alpha);
     return 0;
 }
@@ -176,9 +177,11 @@ int stream_open(Stream **out, const StreamConfig *c, const char *corpus_dir, cha
     StRng rng;
     st_rng_seed(&rng, c->seed);
     int V = c->vocab;
-    double *w = c->bigram == BIGRAM_CORPUS      ? corpus_weights(corpus_dir, &V, err)
-                : c->bigram == BIGRAM_DIRICHLET ? dirichlet_weights(c, &rng)
-                                                : sparse_weights(c, &rng);
+    /* markov draws a table per document: the stream's own table only sets the symbols */
+    int bigram = c->kind == STREAM_MARKOV ? BIGRAM_DIRICHLET : c->bigram;
+    double *w = bigram == BIGRAM_CORPUS      ? corpus_weights(corpus_dir, &V, err)
+                : bigram == BIGRAM_DIRICHLET ? dirichlet_weights(c, &rng)
+                                             : sparse_weights(c, &rng);
     if (!w) return -1;
     Stream *s = st_calloc(1, sizeof *s);
     s->cfg = *c;
@@ -280,7 +283,30 @@ static void induction_document(const Stream *s, StRng *rng, int *x, uint8_t *cla
     free(state);
 }
 
+/* markov: a transition table of the document's own, rows from Dirichlet(alpha); a query whose symbol
+ * occurred before has in-context evidence (TRIGGER) */
+static void markov_document(const Stream *s, StRng *rng, int *x, uint8_t *classes) {
+    int V = s->V;
+    double *cumul = st_malloc(sizeof(double) * (size_t)V * V);
+    uint8_t *seen = st_calloc((size_t)V, 1);
+    for (int a = 0; a < V; a++) {
+        double total = 0, run = 0, *row = cumul + (size_t)a * V;
+        for (int b = 0; b < V; b++) total += row[b] = gamma_draw(rng, s->cfg.alpha);
+        for (int b = 0; b < V; b++) row[b] = (run += row[b]) / total;
+        row[V - 1] = 1; /* no rounding gap at the top */
+    }
+    x[0] = (int)st_rng_below(rng, (uint32_t)V);
+    for (int t = 0; t < s->cfg.doc_len; t++) {
+        if (classes) classes[t] = seen[x[t]] && t + 1 < s->cfg.doc_len ? STREAM_TRIGGER : STREAM_ORDINARY;
+        seen[x[t]] = 1;
+        if (t + 1 < s->cfg.doc_len) x[t + 1] = draw_cumulative(cumul + (size_t)x[t] * V, V, rng);
+    }
+    free(cumul);
+    free(seen);
+}
+
 void stream_document(const Stream *s, StRng *rng, int *tokens, uint8_t *classes) {
     if (s->cfg.kind == STREAM_BB) bb_document(s, rng, tokens, classes);
-    else induction_document(s, rng, tokens, classes);
+    else if (s->cfg.kind == STREAM_INDUCTION) induction_document(s, rng, tokens, classes);
+    else markov_document(s, rng, tokens, classes);
 }

@@ -15,6 +15,13 @@
  *             trigger or an output, so no symbol's value is safe to ignore. With `noise`, a trigger's
  *             successor is drawn from the table instead with that probability (triggers = every symbol
  *             and some noise: a per-document random successor function, learnable only in context).
+ *   markov    in-context Markov chains (Edelman et al. 2024, arXiv 2402.11004): each document draws
+ *             its own transition table, every row from Dirichlet(alpha) over the V symbols, and its
+ *             first token uniformly. The best prediction is the in-context estimate
+ *             (n_ab + alpha) / (n_a + V alpha): an induction head's attention over the previous
+ *             occurrences of a gives n_ab / n_a, and the prior's V alpha pseudo-counts need attention
+ *             that lands on nothing, a sink, in a share V alpha / (n_a + V alpha) of it. It draws its
+ *             own tables, so stream_bigram does not apply.
  *
  * Bigram tables (stream_bigram):
  *   corpus    the byte bigrams counted from a prepared corpus (DIR/train.bin): the symbols are the
@@ -28,7 +35,8 @@
  * ordinary symbols; 0: triggers occur exactly as often as the table draws them (Guo's setting).
  *
  * Every position gets a query class: STREAM_TRIGGER when the token after it is fixed by the copy rule
- * (its attention has a job to do), STREAM_ORDINARY otherwise. */
+ * (markov: when its symbol occurred before in the document, so the context holds evidence about what
+ * follows), STREAM_ORDINARY otherwise. */
 #ifndef SINKTRACE_STREAM_H
 #define SINKTRACE_STREAM_H
 
@@ -36,7 +44,7 @@
 
 #include "../common/util.h"
 
-typedef enum { STREAM_CORPUS = 0, STREAM_BB = 1, STREAM_INDUCTION = 2 } StreamKind;
+typedef enum { STREAM_CORPUS = 0, STREAM_BB = 1, STREAM_INDUCTION = 2, STREAM_MARKOV = 3 } StreamKind;
 typedef enum { BIGRAM_CORPUS = 0, BIGRAM_DIRICHLET = 1, BIGRAM_SPARSE = 2 } BigramKind;
 typedef enum { STREAM_ORDINARY = 0, STREAM_TRIGGER = 1, STREAM_CLASSES = 2 } QueryClass;
 
@@ -49,7 +57,7 @@ typedef struct {
     float trigger_prob;
     int lag;             /* bb: copy distance, >= 2 */
     int successors;      /* sparse: successors per symbol */
-    float alpha;         /* dirichlet: concentration */
+    float alpha;         /* dirichlet, markov: concentration of each row */
     float noise;         /* induction: chance that a trigger's successor comes from the table instead */
     uint64_t seed;       /* of the tables */
 } StreamConfig;

@@ -120,6 +120,28 @@ void attn_on_relative(double *out, const float *attn, const ProbeDims *d, KeyOfQ
         }
 }
 
+void attn_on_successors(double *out, const float *attn, const int *tokens, const ProbeDims *d) {
+    int T = d->T;
+    for (int l = 0; l < d->L; l++)
+        for (int h = 0; h < d->H; h++) {
+            double s = 0;
+            long count = 0;
+            for (int n = 0; n < d->N; n++) {
+                const float *A = attn_map(attn, d, l, n, h);
+                const int *x = tokens + (size_t)n * T;
+                for (int i = 1; i < T; i++) {
+                    double on = 0;
+                    int repeats = 0;
+                    for (int j = 1; j <= i; j++)
+                        if (x[j - 1] == x[i]) on += A[(size_t)i * T + j], repeats = 1;
+                    s += on;
+                    count += repeats;
+                }
+            }
+            out[l * d->H + h] = count ? s / count : NAN;
+        }
+}
+
 int attn_mass_by_token(double *mass, double *base, const float *attn, const int *tokens, const ProbeDims *d, int l,
                        int h, const uint8_t *classes, int cls) {
     int T = d->T, count = 0;

@@ -48,6 +48,12 @@ typedef enum { KEY_P0 = 0, KEY_PREV = 1, KEY_SELF = 2 } KeyOfQuery;
 void attn_on_relative(double *out, const float *attn, const ProbeDims *d, KeyOfQuery which, const uint8_t *classes,
                       int cls);
 
+/* The induction score: out[l*H + h] = mean over n and the queries i >= 1 whose token occurred before
+ * in the window of sum_{j=1}^{i} A[l,h][n,i,j] [x_{j-1} = x_i]: the attention on the tokens that
+ * followed earlier occurrences of the query's token (what an induction head reads). NaN when no
+ * query's token repeats. tokens [N][T]. */
+void attn_on_successors(double *out, const float *attn, const int *tokens, const ProbeDims *d);
+
 /* Attention mass by key token of head (l, h): mass[id] = mean over the counted queries i >= 1 (as in
  * attn_on_relative) of sum_{j=1}^{i} A[i,j] [x_j = id] (position 0 excluded: a_p0 has it), and
  * base[id] the same for uniform causal attention (count of id among keys 1..i over i+1). mass/base > 1:

@@ -16,13 +16,14 @@ void record_alloc(ProbeRecord *r, int L, int H) {
     int P = 2 * L + 1;
     r->L = L;
     r->H = H;
-    /* 12 arrays [L*H], 3 arrays [L*H*PARK_TOP], 8 arrays [P], 14 arrays [L] and delta [2L] */
-    size_t total = (size_t)(12 + 3 * PARK_TOP) * L * H + 8 * (size_t)P + 14 * (size_t)L + 2 * (size_t)L;
+    /* 13 arrays [L*H], 3 arrays [L*H*PARK_TOP], 8 arrays [P], 14 arrays [L] and delta [2L] */
+    size_t total = (size_t)(13 + 3 * PARK_TOP) * L * H + 8 * (size_t)P + 14 * (size_t)L + 2 * (size_t)L;
     r->mem = st_calloc(total, sizeof(double));
     double *m = r->mem;
     double **lh[] = {&r->a_p0,         &r->a_p0_gu,       &r->a_p0_late,      &r->a_k1,
                      &r->a_mid,        &r->a_prev,        &r->a_self,         &r->a_p0_trigger,
-                     &r->a_p0_ordinary, &r->a_prev_trigger, &r->a_prev_ordinary, &r->v0_head};
+                     &r->a_p0_ordinary, &r->a_prev_trigger, &r->a_prev_ordinary, &r->v0_head,
+                     &r->a_induction};
     for (size_t i = 0; i < sizeof lh / sizeof *lh; i++, m += (size_t)L * H) *lh[i] = m;
     double **park[] = {&r->park_mass, &r->park_lift, &r->park_vnorm};
     for (size_t i = 0; i < sizeof park / sizeof *park; i++, m += (size_t)L * H * PARK_TOP) *park[i] = m;
@@ -133,6 +134,7 @@ static void parking_metrics(ProbeRecord *r, const MoeCapture *cap, const ProbeDi
     attn_on_relative(r->a_p0_ordinary, cap->attn, d, KEY_P0, classes, STREAM_ORDINARY);
     attn_on_relative(r->a_prev_trigger, cap->attn, d, KEY_PREV, classes, STREAM_TRIGGER);
     attn_on_relative(r->a_prev_ordinary, cap->attn, d, KEY_PREV, classes, STREAM_ORDINARY);
+    attn_on_successors(r->a_induction, cap->attn, tokens, d);
     double *mass = st_malloc(sizeof(double) * (size_t)d->V), *base = st_malloc(sizeof(double) * (size_t)d->V);
     double *vnorm = st_malloc(sizeof(double) * (size_t)d->V);
     for (int l = 0; l < d->L; l++)
@@ -185,6 +187,7 @@ void record_to_json(const ProbeRecord *r, StJson *j) {
     sj_doubles(j, "a_prev_trigger", r->a_prev_trigger, LH);
     sj_doubles(j, "a_prev_ordinary", r->a_prev_ordinary, LH);
     sj_doubles(j, "v0_head", r->v0_head, LH);
+    sj_doubles(j, "a_induction", r->a_induction, LH);
     sj_ints(j, "park_id", r->park_id, LH * PARK_TOP);
     sj_doubles(j, "park_mass", r->park_mass, LH * PARK_TOP);
     sj_doubles(j, "park_lift", r->park_lift, LH * PARK_TOP);

@@ -37,6 +37,7 @@ typedef struct {
      * split by query class (NaN when no probe query has the class); v0_head: P0's value norm over the
      * median, per query head */
     double *a_prev, *a_self, *a_p0_trigger, *a_p0_ordinary, *a_prev_trigger, *a_prev_ordinary, *v0_head;
+    double *a_induction; /* [L*H] attention on the successors of the query token's earlier occurrences */
     /* [L*H*PARK_TOP]: the key tokens (positions >= 1) holding the most attention mass of the ordinary
      * queries (all queries without classes): id, mass, mass over uniform attention's, value norm over
      * the median value norm */

@@ -283,6 +283,11 @@ static void test_parking_on_known_attention(void **state) {
     attn_on_relative(out, attn, &d, KEY_P0, none, STREAM_TRIGGER);
     assert_true(isnan(out[0]) && isnan(out[1])); /* no trigger query */
 
+    /* induction: queries 2 (a 5 before, followed by key 2), 4 (keys 2 and 3 follow 5s) repeat; head 0
+     * reads key 1 from query 2 (a successor? x0 = 3, no) and key 3 from query 4 (x2 = 5, yes) */
+    attn_on_successors(out, attn, x, &d);
+    assert_true(fabs(out[0] - 0.5) < 1e-12 && out[1] == 0);
+
     /* head 0's mass: queries 2, 3, 5 land on a 5, query 4 on the 7 (query 1 on P0, not counted) */
     double mass[10], base[10], top_mass[3], top_lift[3];
     int ids[3];
@@ -442,7 +447,7 @@ static void test_record_json_schema(void **state) {
                 {"k0_ratio", 3}, {"v0_ratio", 3}, {"p0_route_consistency", 3}, {"router_entropy_p0", 3},
                 {"router_entropy_median", 3}, {"p0_units", 2}, {"delta", 6}, {"d_star", 0}, {"C2", 0}, {"K2", 0},
                 {"a_prev", 6}, {"a_self", 6}, {"a_p0_trigger", 6}, {"a_p0_ordinary", 6}, {"a_prev_trigger", 6},
-                {"a_prev_ordinary", 6}, {"v0_head", 6}, {"park_id", 6 * PARK_TOP}, {"park_mass", 6 * PARK_TOP},
+                {"a_prev_ordinary", 6}, {"v0_head", 6}, {"a_induction", 6}, {"park_id", 6 * PARK_TOP}, {"park_mass", 6 * PARK_TOP},
                 {"park_lift", 6 * PARK_TOP}, {"park_vnorm", 6 * PARK_TOP}};
     for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i].key);

@@ -152,6 +152,53 @@ static void test_induction_outputs_repeat_within_a_document(void **state) {
     stream_free(s);
 }
 
+/* markov: with alpha 0.05 each document's rows are nearly deterministic (a symbol's most common
+ * successor takes most of its transitions), yet that successor changes from document to document
+ * (no successor is the top one of a row in most documents); a query is a TRIGGER exactly when its
+ * symbol occurred before in the document */
+static void test_markov_tables_are_per_document(void **state) {
+    (void)state;
+    StreamConfig c = bb_config();
+    c.kind = STREAM_MARKOV;
+    c.bigram = BIGRAM_CORPUS; /* does not apply: markov draws its own tables */
+    c.vocab = 8;
+    c.alpha = 0.05f;
+    c.doc_len = 400;
+    Stream *s = open_or_fail(&c, NULL);
+    assert_int_equal(stream_vocab_size(s), 9);
+    StRng rng;
+    st_rng_seed(&rng, 2);
+    int x[400];
+    uint8_t cls[400];
+    long votes[8][8] = {{0}}, top_share_sum = 0, rows = 0;
+    for (int d = 0; d < 100; d++) {
+        stream_document(s, &rng, x, cls);
+        long n[8][8] = {{0}};
+        int seen[8] = {0};
+        for (int t = 0; t < 400; t++) {
+            assert_true(x[t] >= 0 && x[t] < 8);
+            assert_int_equal(cls[t], seen[x[t]] && t < 399 ? STREAM_TRIGGER : STREAM_ORDINARY);
+            seen[x[t]] = 1;
+            if (t + 1 < 400) n[x[t]][x[t + 1]]++;
+        }
+        for (int a = 0; a < 8; a++) {
+            long total = 0;
+            int top = 0;
+            for (int b = 0; b < 8; b++) total += n[a][b], top = n[a][b] > n[a][top] ? b : top;
+            if (total < 20) continue;
+            top_share_sum += 100 * n[a][top] / total, rows++;
+            votes[a][top]++;
+        }
+    }
+    assert_true(rows > 100 && top_share_sum / rows > 80); /* within a document: near-deterministic */
+    for (int a = 0; a < 8; a++) {
+        long total = 0, top = 0;
+        for (int b = 0; b < 8; b++) total += votes[a][b], top = votes[a][b] > top ? votes[a][b] : top;
+        assert_true(total > 10 && 2 * top < total); /* across documents: no fixed successor */
+    }
+    stream_free(s);
+}
+
 static void test_same_seed_same_documents(void **state) {
     (void)state;
     StreamConfig c = bb_config();
@@ -270,6 +317,7 @@ int main(void) {
         cmocka_unit_test(test_bb_corpus_table_follows_the_rule_exactly),
         cmocka_unit_test(test_bb_lag_and_trigger_prob),
         cmocka_unit_test(test_induction_outputs_repeat_within_a_document),
+        cmocka_unit_test(test_markov_tables_are_per_document),
         cmocka_unit_test(test_same_seed_same_documents),
         cmocka_unit_test(test_stream_windows_under_each_policy),
         cmocka_unit_test(test_stream_loader_resumes_and_validates_identically),

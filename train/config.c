@@ -66,9 +66,9 @@ static const ConfigKey KEYS[] = {
     {"bos", KEY_CHOICE, F(bos), "none", 0, 0, 0, 0, "none|prepend|doc|start", 0,
      "BOS policy: none (position 0 is an ordinary token), prepend, doc (windows start at a document's BOS), "
      "start (windows start at a document's first token, no BOS)"},
-    {"stream", KEY_CHOICE, F(stream.kind), "corpus", 0, 0, 0, 0, "corpus|bb|induction", 0,
-     "token source: corpus (data_dir's shards), bb (Bigram-Backcopy) or induction (per-document triggers), "
-     "the last two generated on the fly (data/stream.h)"},
+    {"stream", KEY_CHOICE, F(stream.kind), "corpus", 0, 0, 0, 0, "corpus|bb|induction|markov", 0,
+     "token source: corpus (data_dir's shards), or generated on the fly (data/stream.h): bb "
+     "(Bigram-Backcopy), induction (per-document triggers), markov (a Markov chain per document)"},
     {"stream_bigram", KEY_CHOICE, F(stream.bigram), "corpus", 0, 0, 0, 0, "corpus|dirichlet|sparse", 0,
      "a stream's bigram table: corpus (data_dir's bigram counts), dirichlet (rows ~ Dirichlet(stream_alpha) "
      "over stream_vocab symbols) or sparse (stream_successors per symbol)"},
@@ -87,7 +87,7 @@ static const ConfigKey KEYS[] = {
     {"stream_successors", KEY_INT, F(stream.successors), "4", 1, NO_LIMIT, 0, 0, NULL, 0,
      "sparse table: successors per symbol"},
     {"stream_alpha", KEY_FLOAT, F(stream.alpha), "1", 0, 1e6, 1, 0, NULL, 0,
-     "dirichlet table: concentration of each row (small = peaked rows)"},
+     "dirichlet table and markov: concentration of each row (small = peaked rows)"},
     {"stream_noise", KEY_FLOAT, F(stream.noise), "0", 0, 1, 0, 0, NULL, 0,
      "induction: chance that a trigger's successor is drawn from the table instead of its output"},
     {"stream_seed", KEY_U64, F(stream.seed), "1", 0, NO_LIMIT, 0, 0, NULL, 0,
