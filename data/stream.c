@@ -136,9 +136,12 @@ static int build_unigram(Stream *s, const double *w, char *err) {
 }
 
 static int check_config(const StreamConfig *c, char *err) {
-    if (c->kind != STREAM_BB && c->kind != STREAM_INDUCTION && c->kind != STREAM_MARKOV)
-        return st_errorf(err, "stream: expected bb, induction or markov for a synthetic stream, found kind %d", c->kind);
-    int own_symbols = c->bigram != BIGRAM_CORPUS || c->kind == STREAM_MARKOV;
+    if (c->kind < STREAM_BB || c->kind > STREAM_REPEAT)
+        return st_errorf(err, "stream: expected bb, induction, markov or repeat for a synthetic stream, found kind %d",
+                         c->kind);
+    if (c->kind == STREAM_REPEAT && (c->span < 2 || c->span > c->doc_len))
+        return st_errorf(err, "stream_span: expected 2 to stream_doc_len (%d), found %d", c->doc_len, c->span);
+    int own_symbols = c->bigram != BIGRAM_CORPUS || c->kind >= STREAM_MARKOV;
     if (own_symbols && (c->vocab < 2 || c->vocab > 4096))
         return st_errorf(err, "stream_vocab: expected 2 to 4096 symbols, found %d", c->vocab);
     int V = own_symbols ? c->vocab : 1 << 30;
@@ -156,7 +159,7 @@ static int check_config(const StreamConfig *c, char *err) {
         return st_errorf(err, "stream_trigger_prob: expected 0 when stream_triggers is 0, found %g", c->trigger_prob);
     if (c->lag < 2 || c->lag > c->doc_len)
         return st_errorf(err, "stream_lag: expected 2 to stream_doc_len (%d), found %d", c->doc_len, c->lag);
-    if (c->bigram == BIGRAM_SPARSE && c->kind != STREAM_MARKOV) {
+    if (c->bigram == BIGRAM_SPARSE && c->kind < STREAM_MARKOV) {
         if (c->successors < 1 || c->successors > V - c->triggers)
             return st_errorf(err, "stream_successors: expected 1 to %d (the ordinary symbols), found %d",
                              V - c->triggers, c->successors);
@@ -177,8 +180,8 @@ int stream_open(Stream **out, const StreamConfig *c, const char *corpus_dir, cha
     StRng rng;
     st_rng_seed(&rng, c->seed);
     int V = c->vocab;
-    /* markov draws a table per document: the stream's own table only sets the symbols */
-    int bigram = c->kind == STREAM_MARKOV ? BIGRAM_DIRICHLET : c->bigram;
+    /* markov and repeat draw no token from the stream's table: it only sets the symbols */
+    int bigram = c->kind >= STREAM_MARKOV ? BIGRAM_DIRICHLET : c->bigram;
     double *w = bigram == BIGRAM_CORPUS      ? corpus_weights(corpus_dir, &V, err)
                 : bigram == BIGRAM_DIRICHLET ? dirichlet_weights(c, &rng)
                                              : sparse_weights(c, &rng);
@@ -305,8 +308,28 @@ static void markov_document(const Stream *s, StRng *rng, int *x, uint8_t *classe
     free(seen);
 }
 
+/* repeat: uniform tokens, and after each one, with probability trigger_prob, a span copied from a
+ * uniformly drawn earlier position; a query inside a span (after its first token) can be answered */
+static void repeat_document(const Stream *s, StRng *rng, int *x, uint8_t *classes) {
+    int n = s->cfg.doc_len, src = 0, left = 0; /* the span being copied: next source, tokens left */
+    x[0] = (int)st_rng_below(rng, (uint32_t)s->V);
+    if (classes) classes[0] = STREAM_ORDINARY;
+    for (int t = 1; t < n; t++) {
+        if (left == 0 && st_rng_uniform(rng) < s->cfg.trigger_prob) {
+            src = (int)st_rng_below(rng, (uint32_t)t);
+            left = s->cfg.span;
+        }
+        int copying = left > 0;
+        x[t] = copying ? x[src++] : (int)st_rng_below(rng, (uint32_t)s->V);
+        left -= copying;
+        /* position t's query can predict x[t+1] when the span goes on after x[t] */
+        if (classes) classes[t] = left > 0 && t + 1 < n ? STREAM_TRIGGER : STREAM_ORDINARY;
+    }
+}
+
 void stream_document(const Stream *s, StRng *rng, int *tokens, uint8_t *classes) {
     if (s->cfg.kind == STREAM_BB) bb_document(s, rng, tokens, classes);
     else if (s->cfg.kind == STREAM_INDUCTION) induction_document(s, rng, tokens, classes);
-    else markov_document(s, rng, tokens, classes);
+    else if (s->cfg.kind == STREAM_MARKOV) markov_document(s, rng, tokens, classes);
+    else repeat_document(s, rng, tokens, classes);
 }

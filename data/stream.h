@@ -22,6 +22,12 @@
  *             occurrences of a gives n_ab / n_a, and the prior's V alpha pseudo-counts need attention
  *             that lands on nothing, a sink, in a share V alpha / (n_a + V alpha) of it. It draws its
  *             own tables, so stream_bigram does not apply.
+ *   repeat    random text with repeated spans (the data induction heads are measured on): tokens
+ *             drawn uniformly from the V symbols, except that after each token a copy starts with
+ *             probability trigger_prob: a span of `span` tokens repeats the document from a uniformly
+ *             drawn earlier position. Inside a span the next token is fixed by the earlier occurrence
+ *             of the current one (an induction head's job); elsewhere nothing in the context helps,
+ *             so the head has no key to read and must put its attention where it does no harm.
  *
  * Bigram tables (stream_bigram):
  *   corpus    the byte bigrams counted from a prepared corpus (DIR/train.bin): the symbols are the
@@ -36,7 +42,7 @@
  *
  * Every position gets a query class: STREAM_TRIGGER when the token after it is fixed by the copy rule
  * (markov: when its symbol occurred before in the document, so the context holds evidence about what
- * follows), STREAM_ORDINARY otherwise. */
+ * follows; repeat: inside a span, after its first token), STREAM_ORDINARY otherwise. */
 #ifndef SINKTRACE_STREAM_H
 #define SINKTRACE_STREAM_H
 
@@ -44,7 +50,7 @@
 
 #include "../common/util.h"
 
-typedef enum { STREAM_CORPUS = 0, STREAM_BB = 1, STREAM_INDUCTION = 2, STREAM_MARKOV = 3 } StreamKind;
+typedef enum { STREAM_CORPUS = 0, STREAM_BB = 1, STREAM_INDUCTION = 2, STREAM_MARKOV = 3, STREAM_REPEAT = 4 } StreamKind;
 typedef enum { BIGRAM_CORPUS = 0, BIGRAM_DIRICHLET = 1, BIGRAM_SPARSE = 2 } BigramKind;
 typedef enum { STREAM_ORDINARY = 0, STREAM_TRIGGER = 1, STREAM_CLASSES = 2 } QueryClass;
 
@@ -59,6 +65,7 @@ typedef struct {
     int successors;      /* sparse: successors per symbol */
     float alpha;         /* dirichlet, markov: concentration of each row */
     float noise;         /* induction: chance that a trigger's successor comes from the table instead */
+    int span;            /* repeat: tokens per repeated span */
     uint64_t seed;       /* of the tables */
 } StreamConfig;
 

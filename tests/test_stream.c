@@ -199,6 +199,42 @@ static void test_markov_tables_are_per_document(void **state) {
     stream_free(s);
 }
 
+/* repeat: with 1000 symbols a token seldom recurs by chance, so a query marked TRIGGER is followed
+ * by the token that followed an earlier occurrence of its own token (the span's source), and spans
+ * start at about trigger_prob per free position */
+static void test_repeat_spans_copy_earlier_text(void **state) {
+    (void)state;
+    StreamConfig c = bb_config();
+    c.kind = STREAM_REPEAT;
+    c.vocab = 1000;
+    c.trigger_prob = 0.1f;
+    c.span = 6;
+    c.doc_len = 300;
+    Stream *s = open_or_fail(&c, NULL);
+    StRng rng;
+    st_rng_seed(&rng, 4);
+    int x[300];
+    uint8_t cls[300];
+    long triggers = 0, answered = 0;
+    for (int d = 0; d < 50; d++) {
+        stream_document(s, &rng, x, cls);
+        for (int t = 0; t + 1 < 300; t++) {
+            if (cls[t] != STREAM_TRIGGER) continue;
+            triggers++;
+            for (int j = 0; j < t; j++)
+                if (x[j] == x[t] && x[j + 1] == x[t + 1]) {
+                    answered++;
+                    break;
+                }
+        }
+    }
+    assert_true(answered == triggers); /* every continuation repeats an earlier bigram */
+    /* spans of 6 (5 answerable queries) start after about 1 in 10 free tokens: ~1/3 of queries */
+    double share = triggers / (50.0 * 299);
+    assert_true(share > 0.25 && share < 0.4);
+    stream_free(s);
+}
+
 static void test_same_seed_same_documents(void **state) {
     (void)state;
     StreamConfig c = bb_config();
@@ -309,6 +345,10 @@ static void test_impossible_parameters_name_their_key(void **state) {
     c = bb_config();
     c.bigram = BIGRAM_CORPUS;
     expect_stream_error(c, "tokenizer.bin: cannot open");
+    c = bb_config();
+    c.kind = STREAM_REPEAT;
+    c.span = 1;
+    expect_stream_error(c, "stream_span: expected 2 to stream_doc_len (200), found 1");
 }
 
 int main(void) {
@@ -318,6 +358,7 @@ int main(void) {
         cmocka_unit_test(test_bb_lag_and_trigger_prob),
         cmocka_unit_test(test_induction_outputs_repeat_within_a_document),
         cmocka_unit_test(test_markov_tables_are_per_document),
+        cmocka_unit_test(test_repeat_spans_copy_earlier_text),
         cmocka_unit_test(test_same_seed_same_documents),
         cmocka_unit_test(test_stream_windows_under_each_policy),
         cmocka_unit_test(test_stream_loader_resumes_and_validates_identically),

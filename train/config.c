@@ -66,9 +66,10 @@ static const ConfigKey KEYS[] = {
     {"bos", KEY_CHOICE, F(bos), "none", 0, 0, 0, 0, "none|prepend|doc|start", 0,
      "BOS policy: none (position 0 is an ordinary token), prepend, doc (windows start at a document's BOS), "
      "start (windows start at a document's first token, no BOS)"},
-    {"stream", KEY_CHOICE, F(stream.kind), "corpus", 0, 0, 0, 0, "corpus|bb|induction|markov", 0,
+    {"stream", KEY_CHOICE, F(stream.kind), "corpus", 0, 0, 0, 0, "corpus|bb|induction|markov|repeat", 0,
      "token source: corpus (data_dir's shards), or generated on the fly (data/stream.h): bb "
-     "(Bigram-Backcopy), induction (per-document triggers), markov (a Markov chain per document)"},
+     "(Bigram-Backcopy), induction (per-document triggers), markov (a Markov chain per document), "
+     "repeat (uniform tokens with repeated spans)"},
     {"stream_bigram", KEY_CHOICE, F(stream.bigram), "corpus", 0, 0, 0, 0, "corpus|dirichlet|sparse", 0,
      "a stream's bigram table: corpus (data_dir's bigram counts), dirichlet (rows ~ Dirichlet(stream_alpha) "
      "over stream_vocab symbols) or sparse (stream_successors per symbol)"},
@@ -81,7 +82,8 @@ static const ConfigKey KEYS[] = {
      "drawn per document"},
     {"stream_trigger_prob", KEY_FLOAT, F(stream.trigger_prob), "0", 0, 1, 0, 1, NULL, 0,
      "bb: 0 = triggers occur as the table draws them; > 0 = a trigger follows an ordinary token with this "
-     "probability (the table then never draws one)"},
+     "probability (the table then never draws one); induction: the same for the document's triggers; "
+     "repeat: the chance that a repeated span starts after a token"},
     {"stream_lag", KEY_INT, F(stream.lag), "2", 2, NO_LIMIT, 0, 0, NULL, 0,
      "bb: after a trigger at t-1, x_t = x_{t-lag} (2: the token before the trigger)"},
     {"stream_successors", KEY_INT, F(stream.successors), "4", 1, NO_LIMIT, 0, 0, NULL, 0,
@@ -90,6 +92,8 @@ static const ConfigKey KEYS[] = {
      "dirichlet table and markov: concentration of each row (small = peaked rows)"},
     {"stream_noise", KEY_FLOAT, F(stream.noise), "0", 0, 1, 0, 0, NULL, 0,
      "induction: chance that a trigger's successor is drawn from the table instead of its output"},
+    {"stream_span", KEY_INT, F(stream.span), "8", 2, NO_LIMIT, 0, 0, NULL, 0,
+     "repeat: tokens per repeated span"},
     {"stream_seed", KEY_U64, F(stream.seed), "1", 0, NO_LIMIT, 0, 0, NULL, 0,
      "seed of a stream's tables and validation windows (the training windows follow `seed`)"},
     /* optimizer and schedule */
