@@ -116,6 +116,20 @@ static void layer_table(FILE *f, const Run *r, const double *a_layer, const doub
     fprintf(f, "\n");
 }
 
+/* the wall-clock time to a step: training from train.jsonl's step times, plus the probing done by
+ * then (the probes.jsonl line of that step carries the probing time before it) */
+static void emergence_time(FILE *f, const Run *r, double step) {
+    double train = run_training_seconds_until(r, step), probing = NAN;
+    for (int k = 0; k < r->np; k++) {
+        const cJSON *row = r->probes.row[r->sel[k]];
+        if (jnum(row, "step") == step) probing = jnum(row, "probe_seconds");
+    }
+    if (!isfinite(train)) return;
+    fprintf(f, "That is %s minutes of training on this machine", num(train / 60));
+    if (isfinite(probing)) fprintf(f, " (%s with the probes)", num((train + probing) / 60));
+    fprintf(f, ".\n\n");
+}
+
 static void finding_sink(FILE *f, const Run *r, const char *const *why) {
     fprintf(f, "### Attention on position 0\n\n");
     int last = r->np - 1, L = r->L;
@@ -164,6 +178,7 @@ static void finding_sink(FILE *f, const Run *r, const char *const *why) {
                 num(es), num(100 * sget(r, "sink_rate_2plus_30_emergence_frac")),
                 num(sget(r, "sink_rate_2plus_30_emergence_loss")), num(sget(r, "sink_rate_2plus_30_initial")),
                 num(sget(r, "sink_rate_2plus_30_final")));
+        emergence_time(f, r, es);
     } else if (isfinite(ea)) {
         fprintf(f, "The mean attention on P0 over layers >= 2 crossed half-way from %s to %s at step %s (%s%% of the "
                    "run; validation loss %s then)%s.\n\n",

@@ -346,13 +346,15 @@ double *run_probe_mat(const Run *r, const char *key, int width) {
     return v;
 }
 
-double run_training_seconds(const Run *r) {
+double run_training_seconds(const Run *r) { return run_training_seconds_until(r, INFINITY); }
+
+double run_training_seconds_until(const Run *r, double until) {
     double t = 0, prev = 0;
     int any = 0;
     for (int i = 0; i < r->train.n; i++) {
         double s = jnum(r->train.row[i], "step"), ms = jnum(r->train.row[i], "ms_per_step");
-        if (isfinite(ms) && s > prev) {
-            t += ms * (s - prev) / 1000;
+        if (isfinite(ms) && s > prev && prev < until) {
+            t += ms * ((s < until ? s : until) - prev) / 1000; /* a line's steps up to `until` */
             any = 1;
         }
         if (isfinite(s)) prev = s;

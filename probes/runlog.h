@@ -70,6 +70,8 @@ double *run_probe_mat(const Run *r, const char *key, int width);
 /* the training time in seconds: each logged ms_per_step times the steps its interval covers (NaN
  * when none is logged); a resumed run's log holds both processes' steps */
 double run_training_seconds(const Run *r);
+/* the same for the steps up to `until` (a line's interval counted in proportion when it straddles it) */
+double run_training_seconds_until(const Run *r, double until);
 /* 1 when config.txt says n_expert = 1 (a dense model, no routing) */
 int run_is_dense(const Run *r);
 /* the last finite value of v[0..n) (NaN if none) and, when at is not NULL, its index */

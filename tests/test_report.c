@@ -209,6 +209,7 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
     assert_non_null(strstr(md, "| 2 | 0.75 | 6 | 1 |"));                    /* layer 2: mean, x chance, rate */
     assert_non_null(strstr(md, "0.333 of all heads"));                     /* 2 of 6 heads above 0.3 */
     assert_non_null(strstr(md, "emerged at step 300 (75% of the run; validation loss 1.6"));
+    assert_non_null(strstr(md, "That is 0.5 minutes of training on this machine.")); /* 300 steps of 100 ms */
     assert_non_null(strstr(md, "across block 1's attention"));            /* the fixture's rho jump */
     assert_non_null(strstr(md, "grew from 1.5 to 19.5"));
     assert_non_null(strstr(md, "0.9 at position 0 and 0.1 at position T/2 (the control): position 0 is more alike"));
