@@ -135,10 +135,12 @@ static int build_unigram(Stream *s, const double *w, char *err) {
     return 0;
 }
 
+int stream_own_symbols(const StreamConfig *c) { return c->bigram != BIGRAM_CORPUS || c->kind == STREAM_MARKOV; }
+
 static int check_config(const StreamConfig *c, char *err) {
     if (c->kind != STREAM_BB && c->kind != STREAM_INDUCTION && c->kind != STREAM_MARKOV)
         return st_errorf(err, "stream: expected bb, induction or markov for a synthetic stream, found kind %d", c->kind);
-    int own_symbols = c->bigram != BIGRAM_CORPUS || c->kind == STREAM_MARKOV;
+    int own_symbols = stream_own_symbols(c);
     if (own_symbols && (c->vocab < 2 || c->vocab > 4096))
         return st_errorf(err, "stream_vocab: expected 2 to 4096 symbols, found %d", c->vocab);
     int V = own_symbols ? c->vocab : 1 << 30;
