@@ -9,6 +9,8 @@
 #   make fuzz     each file parser under libFuzzer for FUZZ_SECONDS (build-fuzz/; needs clang)
 #   make experiments  the experiment suite runs/experiments/suite.sweep with bin/sweep (resumable)
 #   MPI=1         (with any of the above) build with mpicc for `mpirun -np N bin/train` (train/dist.h)
+#   PYTHON=1      (with make deps) also install PyTorch for /usr/bin/python3: the twin, its parity
+#                 check in make test (skipped without it)
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
 # of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
@@ -77,7 +79,7 @@ test: $(PROGS) $(TESTS)
 	@bash tests/run.sh $(TESTS)
 
 deps:
-	@MPI=$(MPI) bash .ci/deps.sh
+	@MPI=$(MPI) PYTHON=$(PYTHON) bash .ci/deps.sh
 
 data: $(PROGS)
 	@bash data/fetch.sh $(CORPUS)
