@@ -8,11 +8,11 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # FUZZ=1 (make fuzz runs it): clang with libFuzzer and its sanitizer runtimes
 [ "${FUZZ:-}" = 1 ] && need+=(clang libclang-rt-14-dev)
 # PYTHON=1 (make deps PYTHON=1; CI): the PyTorch twin python/sinktrace_torch.py, its parity check in
-# make test (skipped without them), all run by /usr/bin/python3:
+# make test (skipped without them) and make bench-torch, all run by /usr/bin/python3:
 #   python3-torch        PyTorch itself
 #   python3-numpy        reads the safetensors files of bin/export
 #   libopenblas0-openmp  an optimised BLAS for torch's matrix products; without one Debian's torch uses
-#                        the reference BLAS
+#                        the reference BLAS, and make bench-torch would time that
 # installed without their recommends (libtorch-dev, build-essential, ...: headers the twin never uses)
 lean=()
 [ "${PYTHON:-}" = 1 ] && lean+=(python3-torch python3-numpy libopenblas0-openmp)
