@@ -49,7 +49,7 @@ int fixture_tiny_run(const char *data_dir, const char *out_dir, const char *run_
         {"d_model", "32"},    {"n_layer", "3"},      {"n_head", "4"},      {"n_kv_head", "4"},   {"n_expert", "4"},
         {"top_k", "2"},       {"d_ff", "32"},        {"seq_len", "16"},    {"batch_size", "4"},  {"warmup_steps", "1"},
         {"lr", "0.02"},       {"eval_batches", "1"}, {"log_every", "1"},   {"ckpt_every", "0"},  {"probe_n", "4"},
-        {"probe_len", "16"}, {"threads", "2"}};
+        {"probe_len", "16"}, {"threads", "1"}};
     char err[ST_ERR_LEN], steps_text[32], run_dir[1024];
     TrainConfig c;
     config_defaults(&c);
