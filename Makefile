@@ -5,10 +5,13 @@
 #   make data     fetch and prepare the default corpus (CORPUS=moby|sotu)
 #   make deps     install what is missing from Debian (as root), or print the command
 #   make bench    training speed against the machine's measured peak
+#   make bench-torch  the PyTorch twin (python/) against bin/train: same model, batch and threads
 #   make sanitize every test and a 20-step run under ASan + UBSan (build-san/)
 #   make fuzz     each file parser under libFuzzer for FUZZ_SECONDS (build-fuzz/; needs clang)
 #   make experiments  the experiment suite runs/experiments/suite.sweep with bin/sweep (resumable)
 #   MPI=1         (with any of the above) build with mpicc for `mpirun -np N bin/train` (train/dist.h)
+#   PYTHON=1      (with make deps) also install PyTorch for /usr/bin/python3: the twin, its parity
+#                 check in make test (skipped without it), make bench-torch
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
 # of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
@@ -43,10 +46,14 @@ TEST_HELP_SRC = $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 TEST_HELP_OBJ = $(patsubst %.c,build/%.o,$(TEST_HELP_SRC))
 TESTS = $(patsubst tests/%.c,bin/%,$(TEST_SRC))
 
+# the interpreter of python/ and tests/torch_parity.py: Debian's, where python3-torch installs torch
+# (a python3 earlier on PATH, such as pyenv's, does not see it)
+TORCH_PYTHON = /usr/bin/python3
+
 CORPUS ?= moby
 CONFIG ?= runs/default.conf
 
-.PHONY: all test deps data run bench sanitize fuzz clean experiments
+.PHONY: all test deps data run bench bench-torch sanitize fuzz clean experiments
 all: $(PROGS)
 
 $(LIB_OBJ) $(TEST_HELP_OBJ) $(patsubst %.c,build/%.o,$(TEST_SRC)) $(patsubst %,build/%.o,$(basename $(notdir $(MAIN_SRC)))): build/kind
@@ -77,7 +84,7 @@ test: $(PROGS) $(TESTS)
 	@bash tests/run.sh $(TESTS)
 
 deps:
-	@MPI=$(MPI) bash .ci/deps.sh
+	@MPI=$(MPI) PYTHON=$(PYTHON) bash .ci/deps.sh
 
 data: $(PROGS)
 	@bash data/fetch.sh $(CORPUS)
@@ -95,6 +102,12 @@ ifeq ($(MPI),1)
 	mpirun $(if $(filter 0,$(shell id -u)),--allow-run-as-root) --oversubscribe --bind-to none -np 2 \
 	    bin/bench --data-parallel
 endif
+
+# BENCH_STEPS steps of runs/default.conf's model and batch each, on THREADS threads (python/bench_torch.py)
+BENCH_STEPS ?= 10
+THREADS ?= 2
+bench-torch: $(PROGS)
+	$(TORCH_PYTHON) python/bench_torch.py --config $(CONFIG) --steps $(BENCH_STEPS) --threads $(THREADS)
 
 sanitize:
 	@bash tests/sanitize.sh

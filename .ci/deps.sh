@@ -7,22 +7,38 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 [ "${MPI:-}" = 1 ] && need+=(openmpi-bin libopenmpi-dev)
 # FUZZ=1 (make fuzz runs it): clang with libFuzzer and its sanitizer runtimes
 [ "${FUZZ:-}" = 1 ] && need+=(clang libclang-rt-14-dev)
+# PYTHON=1 (make deps PYTHON=1; CI): the PyTorch twin python/sinktrace_torch.py, its parity check in
+# make test (skipped without them) and make bench-torch, all run by /usr/bin/python3:
+#   python3-torch        PyTorch itself
+#   python3-numpy        reads the safetensors files of bin/export
+#   libopenblas0-openmp  an optimised BLAS for torch's matrix products; without one Debian's torch uses
+#                        the reference BLAS, and make bench-torch would time that
+# installed without their recommends (libtorch-dev, build-essential, ...: headers the twin never uses)
+lean=()
+[ "${PYTHON:-}" = 1 ] && lean+=(python3-torch python3-numpy libopenblas0-openmp)
 missing=()
+missing_lean=()
 for p in "${need[@]}"; do
     case "$p" in
         gcc|make|npm) command -v "$p" >/dev/null 2>&1 || missing+=("$p") ;;
         *) dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p") ;;
     esac
 done
-if [ ${#missing[@]} -eq 0 ]; then
+for p in "${lean[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_lean+=("$p"); done
+if [ ${#missing[@]} -eq 0 ] && [ ${#missing_lean[@]} -eq 0 ]; then
     echo "deps: everything is installed"
     exit 0
 fi
 if [ "$(id -u)" -eq 0 ]; then
-    echo "deps: installing ${missing[*]}"
+    echo "deps: installing ${missing[*]} ${missing_lean[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    export DEBIAN_FRONTEND=noninteractive
+    [ ${#missing[@]} -eq 0 ] || apt-get install -y -qq "${missing[@]}"
+    [ ${#missing_lean[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing_lean[@]}"
 else
-    echo "deps: missing ${missing[*]}; run: sudo apt-get install ${missing[*]}" >&2
+    run=""
+    [ ${#missing[@]} -eq 0 ] || run="sudo apt-get install ${missing[*]}"
+    [ ${#missing_lean[@]} -eq 0 ] || run="${run:+$run; }sudo apt-get install --no-install-recommends ${missing_lean[*]}"
+    echo "deps: missing ${missing[*]} ${missing_lean[*]}; run: $run" >&2
     exit 1
 fi

@@ -135,13 +135,15 @@ static int build_unigram(Stream *s, const double *w, char *err) {
     return 0;
 }
 
+int stream_own_symbols(const StreamConfig *c) { return c->bigram != BIGRAM_CORPUS || c->kind >= STREAM_MARKOV; }
+
 static int check_config(const StreamConfig *c, char *err) {
     if (c->kind < STREAM_BB || c->kind > STREAM_REPEAT)
         return st_errorf(err, "stream: expected bb, induction, markov or repeat for a synthetic stream, found kind %d",
                          c->kind);
     if (c->kind == STREAM_REPEAT && (c->span < 2 || c->span > c->doc_len))
         return st_errorf(err, "stream_span: expected 2 to stream_doc_len (%d), found %d", c->doc_len, c->span);
-    int own_symbols = c->bigram != BIGRAM_CORPUS || c->kind >= STREAM_MARKOV;
+    int own_symbols = stream_own_symbols(c);
     if (own_symbols && (c->vocab < 2 || c->vocab > 4096))
         return st_errorf(err, "stream_vocab: expected 2 to 4096 symbols, found %d", c->vocab);
     int V = own_symbols ? c->vocab : 1 << 30;

@@ -71,6 +71,9 @@ typedef struct {
 
 typedef struct Stream Stream;
 
+/* 1 when the stream's symbols are its own (0..vocab-1, BOS = vocab), 0 when they are the token ids of
+ * data_dir's tokenizer (a corpus bigram table) */
+int stream_own_symbols(const StreamConfig *c);
 /* Builds the tables; corpus_dir is read only by the corpus table. Errors name the config key. */
 int stream_open(Stream **s, const StreamConfig *c, const char *corpus_dir, char *err);
 void stream_free(Stream *s);

@@ -64,10 +64,7 @@ static int parse_args(int argc, char **argv, ProbeArgs *a, char *err) {
 /* the model of the requested checkpoint, its config and its state */
 static int load_checkpoint(const ProbeArgs *a, TrainConfig *cfg, Moe *m, CkptState *s, char *err) {
     char path[4200];
-    if (a->step >= 0) ckpt_path(path, sizeof path, a->run_dir, a->step);
-    else if (ckpt_latest(a->run_dir, path, sizeof path, err)) return -1;
-    if (ckpt_read_config(path, cfg, err) || moe_init(m, &cfg->model, err) || ckpt_load(path, NULL, m, NULL, s, err))
-        return -1;
+    if (ckpt_open_model(a->run_dir, a->step, cfg, m, s, path, sizeof path, err)) return -1;
     fprintf(stderr, "%s: step %lld\n", path, (long long)s->step);
     return 0;
 }

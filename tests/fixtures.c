@@ -12,7 +12,9 @@
 #include "../common/util.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
+#include "../train/config.h"
 #include "../train/rundir.h"
+#include "../train/trainer.h"
 
 int fixture_tiny_data(const char *data_dir) {
     static const char *words[] = {"the", "whale", "sea", "ship", "and", "of", "a", "white", "captain", "sailed"};
@@ -38,6 +40,35 @@ int fixture_tiny_data(const char *data_dir) {
     }
     tokenizer_free(tok);
     if (rc) fprintf(stderr, "making the test data in %s: %s\n", data_dir, err);
+    return rc;
+}
+
+int fixture_tiny_run(const char *data_dir, const char *out_dir, const char *run_name, const char *const (*kv)[2], int n,
+                     int steps) {
+    static const char *const tiny[][2] = {
+        {"d_model", "32"},    {"n_layer", "3"},      {"n_head", "4"},      {"n_kv_head", "4"},   {"n_expert", "4"},
+        {"top_k", "2"},       {"d_ff", "32"},        {"seq_len", "16"},    {"batch_size", "4"},  {"warmup_steps", "1"},
+        {"lr", "0.02"},       {"eval_batches", "1"}, {"log_every", "1"},   {"ckpt_every", "0"},  {"probe_n", "4"},
+        {"probe_len", "16"}, {"threads", "1"}};
+    char err[ST_ERR_LEN], steps_text[32], run_dir[1024];
+    TrainConfig c;
+    config_defaults(&c);
+    snprintf(steps_text, sizeof steps_text, "%d", steps);
+    int rc = config_set(&c, "steps", steps_text, "fixture", err) ||
+             config_set(&c, "data_dir", data_dir, "fixture", err) ||
+             config_set(&c, "out_dir", out_dir, "fixture", err) ||
+             config_set(&c, "run_name", run_name, "fixture", err);
+    for (size_t i = 0; i < sizeof tiny / sizeof *tiny && rc == 0; i++)
+        rc = config_set(&c, tiny[i][0], tiny[i][1], "fixture", err);
+    for (int i = 0; i < n && rc == 0; i++) rc = config_set(&c, kv[i][0], kv[i][1], "fixture", err);
+    if (rc == 0) rc = config_validate(&c, err);
+    snprintf(run_dir, sizeof run_dir, "%s/%s", out_dir, run_name);
+    Trainer t;
+    if (rc == 0) {
+        rc = trainer_open(&t, &c, run_dir, RUN_NEW, err) || trainer_run(&t, steps, err) ? -1 : 0;
+        trainer_close(&t);
+    }
+    if (rc) fprintf(stderr, "training the tiny run %s: %s\n", run_dir, err);
     return rc;
 }
 

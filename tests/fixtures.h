@@ -10,6 +10,12 @@
  * Returns 0, or -1 after printing the error. */
 int fixture_tiny_data(const char *data_dir);
 
+/* trains a tiny model (3 blocks of width 32, 4 heads, 4 experts top-2, windows of 16 tokens, probe sets of
+ * 4 windows) for `steps` steps on the tiny data at data_dir into out_dir/run_name, with the n config
+ * settings kv[i] = {key, value} on top. Returns 0, or -1 after printing the error. */
+int fixture_tiny_run(const char *data_dir, const char *out_dir, const char *run_name, const char *const (*kv)[2], int n,
+                     int steps);
+
 /* a new directory /tmp/<prefix>_XXXXXX, its path in dir (>= 64 bytes); 0 or -1 */
 int fixture_make_tmpdir(char *dir, size_t size, const char *prefix);
 /* deletes dir and everything in it; 0 or -1 */

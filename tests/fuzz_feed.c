@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/safetensors.h"
 #include "../common/util.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
@@ -122,10 +123,18 @@ static int feed_runconfig(const uint8_t *data, size_t size, char *err) {
     return runconfig_read(input_file("config.txt", data, size), &c, err);
 }
 
+/* a safetensors file as bin/export reads back the file it wrote */
+static int feed_safetensors(const uint8_t *data, size_t size, char *err) {
+    SftFile f;
+    int rc = sft_load(&f, input_file("model.safetensors", data, size), err);
+    if (rc == 0) sft_free(&f);
+    return rc;
+}
+
 const FuzzParser FUZZ_PARSERS[] = {
     {"shard", feed_shard},     {"tokenizer", feed_tokenizer}, {"checkpoint", feed_checkpoint},
     {"config", feed_config},   {"sweep", feed_sweep},         {"probeset", feed_probeset},
-    {"jsonl", feed_jsonl},     {"runconfig", feed_runconfig},
+    {"jsonl", feed_jsonl},     {"runconfig", feed_runconfig}, {"safetensors", feed_safetensors},
 };
 const int FUZZ_N_PARSERS = sizeof FUZZ_PARSERS / sizeof FUZZ_PARSERS[0];
 

@@ -260,6 +260,36 @@ int ckpt_latest(const char *run_dir, char *out, size_t size, char *err) {
     return rc;
 }
 
+int ckpt_of_step(const char *run_dir, int64_t step, char *out, size_t size, char *err) {
+    if (step < 0) return ckpt_latest(run_dir, out, size, err);
+    int64_t *steps;
+    int n, found = 0;
+    if (list_ckpt_steps(run_dir, &steps, &n, err)) return -1;
+    char have[128] = "none";
+    int len = 0;
+    for (int i = 0; i < n; i++) {
+        found |= steps[i] == step;
+        if (len < 100) /* the first steps; a long list ends with "..." */
+            len += snprintf(have + len, sizeof have - (size_t)len, "%s%lld", i ? ", " : "",
+                            (long long)steps[i]);
+        else if (len < 110)
+            len += snprintf(have + len, sizeof have - (size_t)len, ", ...");
+    }
+    free(steps);
+    ckpt_path(out, size, run_dir, step);
+    if (!found) return st_errorf(err, "%s: no checkpoint at step %lld (its checkpoints are at steps: %s)", run_dir,
+                                 (long long)step, have);
+    return 0;
+}
+
+int ckpt_open_model(const char *run_dir, int64_t step, TrainConfig *cfg, Moe *m, CkptState *s, char *path,
+                    size_t size, char *err) {
+    if (ckpt_of_step(run_dir, step, path, size, err) || ckpt_read_config(path, cfg, err) ||
+        moe_init(m, &cfg->model, err) || ckpt_load(path, NULL, m, NULL, s, err))
+        return -1;
+    return 0;
+}
+
 int ckpt_prune(const char *run_dir, int keep, char *err) {
     int64_t *steps;
     int n, rc = 0;

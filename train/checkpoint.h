@@ -45,6 +45,13 @@ int ckpt_load(const char *path, const TrainConfig *run_cfg, Moe *m, AdamW *opt, 
 void ckpt_path(char *out, size_t size, const char *run_dir, int64_t step);
 /* the path of the checkpoint with the highest step in run_dir; -1 with an error if there is none */
 int ckpt_latest(const char *run_dir, char *out, size_t size, char *err);
+/* the path of the checkpoint at `step` (-1: the latest); -1 with an error naming the run and the steps it
+ * has when there is none */
+int ckpt_of_step(const char *run_dir, int64_t step, char *out, size_t size, char *err);
+/* builds the model of run_dir's checkpoint at `step` (-1: the latest) into m (zeroed by the caller; free it
+ * with moe_free also on failure) with its config and state; the checkpoint's path goes to path */
+int ckpt_open_model(const char *run_dir, int64_t step, TrainConfig *cfg, Moe *m, CkptState *s, char *path,
+                    size_t size, char *err);
 /* deletes all but the `keep` latest checkpoints of run_dir */
 int ckpt_prune(const char *run_dir, int keep, char *err);
 

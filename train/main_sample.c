@@ -79,9 +79,7 @@ static int parse_args(int argc, char **argv, SampleArgs *a, char *err) {
 static int load_run(const char *run_dir, TrainConfig *cfg, Moe *m, Tokenizer **tok, char *err) {
     char path[4200], tok_path[4200];
     CkptState s;
-    if (ckpt_latest(run_dir, path, sizeof path, err) || ckpt_read_config(path, cfg, err) ||
-        moe_init(m, &cfg->model, err) || ckpt_load(path, NULL, m, NULL, &s, err))
-        return -1;
+    if (ckpt_open_model(run_dir, -1, cfg, m, &s, path, sizeof path, err)) return -1;
     snprintf(tok_path, sizeof tok_path, "%s/tokenizer.bin", cfg->data_dir);
     if (tokenizer_load(tok, tok_path, err)) return -1;
     fprintf(stderr, "%s: step %lld, validation loss %.4f\n", path, (long long)s.step, s.last_val_loss);
