@@ -179,6 +179,13 @@ static void finding_sink(FILE *f, const Run *r, const char *const *why) {
                 num(sget(r, "sink_rate_2plus_30_emergence_loss")), num(sget(r, "sink_rate_2plus_30_initial")),
                 num(sget(r, "sink_rate_2plus_30_final")));
         emergence_time(f, r, es);
+    } else if (rate > 0 && isfinite(sget(r, "sink_rate_30_emergence_step"))) {
+        double e30 = sget(r, "sink_rate_30_emergence_step");
+        fprintf(f, "The sink rate over layers >= 2 has no emergence step; over all layers (eps 0.3) it emerged at "
+                   "step %s (%s%% of the run; validation loss %s then), from %s to %s.\n\n",
+                num(e30), num(100 * sget(r, "sink_rate_30_emergence_frac")), num(sget(r, "sink_rate_30_emergence_loss")),
+                num(sget(r, "sink_rate_30_initial")), num(sget(r, "sink_rate_30_final")));
+        emergence_time(f, r, e30);
     } else if (isfinite(ea)) {
         fprintf(f, "The mean attention on P0 over layers >= 2 crossed half-way from %s to %s at step %s (%s%% of the "
                    "run; validation loss %s then)%s.\n\n",

@@ -89,11 +89,11 @@ enum { C_MOE_NOBOS, C_LONG, C_MOE_BOS, C_DENSE_NOBOS, C_DENSE_BOS, C_WINDOW, C_S
 static const struct {
     const char *name, *what;
 } conditions[N_COND] = {
-    [C_MOE_NOBOS] = {"moe_nobos", "the default run (MoE, no BOS), over seeds"},
+    [C_MOE_NOBOS] = {"moe_nobos", "the lab model (MoE) without BOS, over seeds"},
     [C_LONG] = {"moe_nobos_long", "moe_nobos with a longer budget"},
-    [C_MOE_BOS] = {"moe_bos", "MoE, BOS prepended"},
+    [C_MOE_BOS] = {"moe_bos", "MoE, BOS at position 0 (the default run)"},
     [C_DENSE_NOBOS] = {"dense_nobos", "dense, no BOS"},
-    [C_DENSE_BOS] = {"dense_bos", "dense, BOS prepended"},
+    [C_DENSE_BOS] = {"dense_bos", "dense, BOS at position 0"},
     [C_WINDOW] = {"window_nobos", "control: sliding-window attention"},
     [C_SINKLOGIT] = {"sinklogit_nobos", "control: learned per-head sink logit"},
     [C_GATE] = {"gate_nobos", "control: sigmoid output gate"},
@@ -911,7 +911,7 @@ static void table_2x2(FILE *f, const Suite *s) {
         const Condition *c = &s->cond[conds[k]];
         const SuiteRun *r = first_done(c);
         fprintf(f, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | ", conditions[conds[k]].name,
-                k < 2 ? "MoE" : "dense", k % 2 ? "prepended" : "none", variant_text(c), sink_text(c),
+                k < 2 ? "MoE" : "dense", k % 2 ? "at P0" : "none", variant_text(c), sink_text(c),
                 cond_text(c, FIELD(lift2)), cond_text(c, FIELD(sink_rate_2plus)), cond_text(c, FIELD(rho2)),
                 cond_text(c, FIELD(rho2_jump)), cond_text(c, FIELD(emerge_step)));
         if (r && r->bos_trained)

@@ -262,6 +262,23 @@ static void test_bos_trained_run_is_read_on_its_bos_rows(void **state) {
     assert_non_null(strstr(md, "No P0 sink formed"));
 }
 
+/* a sink whose rate over layers >= 2 never settles: the report gives the emergence over all layers */
+static void test_report_falls_back_to_the_overall_sink_rate(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("overall", 1, 1);
+    write_text("overall", "summary.json",
+               "{\"total_steps\":400,\"sink_rate_2plus_30_emergence_step\":null,\"sink_rate_30_initial\":0,"
+               "\"sink_rate_30_final\":0.333,\"sink_rate_30_emergence_step\":200,\"sink_rate_30_emergence_frac\":0.5,"
+               "\"sink_rate_30_emergence_loss\":2.1}\n");
+    snprintf(path, sizeof path, "%s/overall", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *md = read_text("overall", "report.md");
+    assert_non_null(strstr(md, "over all layers (eps 0.3) it emerged at step 200 (50% of the run; validation loss "
+                               "2.1 then), from 0 to 0.333."));
+    assert_non_null(strstr(md, "That is 0.333 minutes of training")); /* 200 steps of 100 ms */
+}
+
 static void test_report_without_sink_claims_none(void **state) {
     (void)state;
     char err[ST_ERR_LEN], path[512];
@@ -395,6 +412,7 @@ int main(void) {
         cmocka_unit_test(test_report_with_sink_states_fixture_numbers),
         cmocka_unit_test(test_report_without_sink_claims_none),
         cmocka_unit_test(test_bos_trained_run_is_read_on_its_bos_rows),
+        cmocka_unit_test(test_report_falls_back_to_the_overall_sink_rate),
         cmocka_unit_test(test_report_without_probes_says_so),
         cmocka_unit_test(test_report_with_null_metrics_claims_nothing),
         cmocka_unit_test(test_dense_run_has_no_expert_claims),

@@ -343,8 +343,8 @@ static void test_bos_runs_with_a_sink_on_bos_only_have_a_sink(void **state) {
     assert_non_null(strstr(md, "- dense (dense_nobos vs dense_bos): disagrees with the paper\n"));
     /* on bos: lift 5.8, rho_2 from 1.5 to 7.5, emergence at step 100 (summary.json's rule on the bos
      * rows); on natural: no sink, lift 1, rate 0 */
-    assert_non_null(strstr(md, "| moe_bos | MoE | prepended | bos (every probe) | yes | 5.8 | 1 | 7.5 | 5 | 100 | no, 1, 0 |"));
-    assert_non_null(strstr(md, "| dense_bos | dense | prepended | bos (final probe only) | yes | 5.8 | 1 | 7.5 | n/a | n/a | "
+    assert_non_null(strstr(md, "| moe_bos | MoE | at P0 | bos (every probe) | yes | 5.8 | 1 | 7.5 | 5 | 100 | no, 1, 0 |"));
+    assert_non_null(strstr(md, "| dense_bos | dense | at P0 | bos (final probe only) | yes | 5.8 | 1 | 7.5 | n/a | n/a | "
                                "no, 1, 0 |"));
     assert_non_null(strstr(md, "| moe_nobos | MoE | none | natural | 0 of 3 runs |"));
     /* (e): the BOS pair both sink on BOS, the no-BOS pair neither */
@@ -365,7 +365,7 @@ static void test_bos_runs_with_a_sink_on_natural_only_have_none(void **state) {
     const char *md = report("onnat");
     assert_verdict(md, "(d) removing BOS", "not testable");
     assert_non_null(strstr(md, "- MoE (moe_nobos vs moe_bos): not testable (neither has a sink)\n"));
-    assert_non_null(strstr(md, "| moe_bos | MoE | prepended | bos (every probe) | no | 1 | 0 | 1.5 | 1 | n/a | yes, 5.8, 1 |"));
+    assert_non_null(strstr(md, "| moe_bos | MoE | at P0 | bos (every probe) | no | 1 | 0 | 1.5 | 1 | n/a | yes, 5.8, 1 |"));
     assert_verdict(md, "(e) dense versus MoE", "not testable");
 }
 
