@@ -305,14 +305,20 @@ static char *log_without_timing(const char *run_dir) {
     return out;
 }
 
-static void test_resume_is_bit_identical(void **state) {
-    (void)state;
+/* Trains `whole` for 8 steps in one go and `halves` for 4, stops, logs two lines past the checkpoint
+ * (a crash while writing) and resumes to 8: the parameters and train.jsonl must be the same. `extra`
+ * holds n_extra further (key, value) settings of both runs. */
+static void check_resume_matches(const char *whole, const char *halves, const char *const (*extra)[2], int n_extra) {
     char err[ST_ERR_LEN], dir_a[256], dir_b[256], path[300];
     TrainConfig ca, cb;
-    tiny_config(&ca, "whole");
-    tiny_config(&cb, "halves");
-    run_dir_of(dir_a, sizeof dir_a, "whole");
-    run_dir_of(dir_b, sizeof dir_b, "halves");
+    tiny_config(&ca, whole);
+    tiny_config(&cb, halves);
+    for (int i = 0; i < n_extra; i++) {
+        assert_int_equal(config_set(&ca, extra[i][0], extra[i][1], "t", err), 0);
+        assert_int_equal(config_set(&cb, extra[i][0], extra[i][1], "t", err), 0);
+    }
+    run_dir_of(dir_a, sizeof dir_a, whole);
+    run_dir_of(dir_b, sizeof dir_b, halves);
     Trainer t;
 
     assert_int_equal(trainer_open(&t, &ca, dir_a, RUN_NEW, err), 0);
@@ -344,12 +350,32 @@ static void test_resume_is_bit_identical(void **state) {
     assert_non_null(strstr(log_a, "\"val_loss\""));
     free(log_a);
     free(log_b);
+}
 
+static void test_resume_is_bit_identical(void **state) {
+    (void)state;
+    check_resume_matches("whole", "halves", NULL, 0);
     /* the run directory is not reused silently */
+    char err[ST_ERR_LEN], dir_a[256];
+    TrainConfig ca;
+    Trainer t;
+    tiny_config(&ca, "whole");
+    run_dir_of(dir_a, sizeof dir_a, "whole");
     assert_int_equal(trainer_open(&t, &ca, dir_a, RUN_NEW, err), -1);
     trainer_close(&t);
     assert_non_null(strstr(err, "already exists"));
     assert_non_null(strstr(err, "--overwrite"));
+}
+
+/* a synthetic stream drawn on the fly resumes as exactly: the loader's RNG state is all it has */
+static void test_stream_run_resumes_bit_identically(void **state) {
+    (void)state;
+    static const char *const markov[][2] = {{"stream", "markov"}, {"stream_vocab", "12"}, {"stream_alpha", "0.3"},
+                                            {"stream_doc_len", "40"}, {"bos", "start"}, {"vocab_size", "13"}};
+    check_resume_matches("markov_whole", "markov_halves", markov, 6);
+    static const char *const bb[][2] = {{"stream", "bb"}, {"stream_bigram", "dirichlet"}, {"stream_vocab", "20"},
+                                        {"stream_trigger_prob", "0.2"}, {"bos", "doc"}, {"stream_doc_len", "12"}};
+    check_resume_matches("bb_whole", "bb_halves", bb, 6);
 }
 
 /* copies src to dst, then applies `damage`: truncate to `keep` bytes (keep >= 0), or write `bytes` at `at` */
@@ -580,6 +606,7 @@ int main(void) {
         cmocka_unit_test(test_adamw_vectorised_matches_scalar),
         cmocka_unit_test(test_sample_next),
         cmocka_unit_test(test_resume_is_bit_identical),
+        cmocka_unit_test(test_stream_run_resumes_bit_identically),
         cmocka_unit_test(test_checkpoints_every_n_steps_keep_the_latest),
         cmocka_unit_test(test_corrupt_checkpoints_are_rejected),
         cmocka_unit_test(test_nan_in_a_gradient_stops_and_keeps_the_checkpoint),
