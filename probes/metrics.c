@@ -100,46 +100,65 @@ static const float *attn_map(const float *attn, const ProbeDims *d, int l, int n
     return attn + (((size_t)l * d->N + n) * d->H + h) * (size_t)d->T * d->T; /* [T][T] of (l, n, h) */
 }
 
-void attn_on_relative(double *out, const float *attn, const ProbeDims *d, KeyOfQuery which, const uint8_t *classes,
-                      int cls) {
+/* What one query i of window n contributes, from its attention row: 1 with *value set when the query
+ * counts, 0 when it does not */
+typedef int (*QueryValue)(const float *row, int n, int i, const void *ctx, double *value);
+
+/* out[l*H + h] = the mean over windows n and queries i >= 1 of what `query` gives for the row
+ * A[l,h][n,i,:], over the queries that count (NaN when none does) */
+static void mean_over_queries(double *out, const float *attn, const ProbeDims *d, QueryValue query, const void *ctx) {
     int T = d->T;
     for (int l = 0; l < d->L; l++)
         for (int h = 0; h < d->H; h++) {
-            double s = 0;
+            double s = 0, v;
             long count = 0;
             for (int n = 0; n < d->N; n++) {
                 const float *A = attn_map(attn, d, l, n, h);
-                for (int i = 1; i < T; i++) {
-                    if (!counts(classes, cls, T, n, i)) continue;
-                    int key = which == KEY_P0 ? 0 : which == KEY_PREV ? i - 1 : i;
-                    s += A[(size_t)i * T + key];
-                    count++;
-                }
+                for (int i = 1; i < T; i++)
+                    if (query(A + (size_t)i * T, n, i, ctx, &v)) s += v, count++;
             }
             out[l * d->H + h] = count ? s / count : NAN;
         }
 }
 
+typedef struct {
+    KeyOfQuery which;
+    const uint8_t *classes;
+    int cls, T;
+} RelativeKey;
+
+static int on_relative_key(const float *row, int n, int i, const void *ctx, double *value) {
+    const RelativeKey *k = ctx;
+    if (!counts(k->classes, k->cls, k->T, n, i)) return 0;
+    *value = row[k->which == KEY_P0 ? 0 : k->which == KEY_PREV ? i - 1 : i];
+    return 1;
+}
+
+void attn_on_relative(double *out, const float *attn, const ProbeDims *d, KeyOfQuery which, const uint8_t *classes,
+                      int cls) {
+    RelativeKey k = {which, classes, cls, d->T};
+    mean_over_queries(out, attn, d, on_relative_key, &k);
+}
+
+typedef struct {
+    const int *tokens;
+    int T;
+} Windows;
+
+/* the attention on keys j whose previous token is the query's own; only queries whose token repeats */
+static int on_successors(const float *row, int n, int i, const void *ctx, double *value) {
+    const Windows *w = ctx;
+    const int *x = w->tokens + (size_t)n * w->T;
+    int repeats = 0;
+    *value = 0;
+    for (int j = 1; j <= i; j++)
+        if (x[j - 1] == x[i]) *value += row[j], repeats = 1;
+    return repeats;
+}
+
 void attn_on_successors(double *out, const float *attn, const int *tokens, const ProbeDims *d) {
-    int T = d->T;
-    for (int l = 0; l < d->L; l++)
-        for (int h = 0; h < d->H; h++) {
-            double s = 0;
-            long count = 0;
-            for (int n = 0; n < d->N; n++) {
-                const float *A = attn_map(attn, d, l, n, h);
-                const int *x = tokens + (size_t)n * T;
-                for (int i = 1; i < T; i++) {
-                    double on = 0;
-                    int repeats = 0;
-                    for (int j = 1; j <= i; j++)
-                        if (x[j - 1] == x[i]) on += A[(size_t)i * T + j], repeats = 1;
-                    s += on;
-                    count += repeats;
-                }
-            }
-            out[l * d->H + h] = count ? s / count : NAN;
-        }
+    Windows w = {tokens, d->T};
+    mean_over_queries(out, attn, d, on_successors, &w);
 }
 
 int attn_mass_by_token(double *mass, double *base, const float *attn, const int *tokens, const ProbeDims *d, int l,
