@@ -572,6 +572,38 @@ static void test_bin_train_rejects_bad_flags(void **state) {
     assert_int_equal(access(run_dir, F_OK), -1); /* nothing was written */
 }
 
+/* the output of `cmd` (stdout and stderr) into out */
+static void run_capture(const char *cmd, char *out, size_t size) {
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = 0;
+    pclose(p);
+}
+
+/* bin/sample on a run of a symbol stream: the prompt is symbol ids, the output symbols; a text prompt
+ * is refused in one line instead of feeding byte ids the model does not have */
+static void test_sample_speaks_a_symbol_stream(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], run_dir[256], cmd[600], out[4096];
+    TrainConfig c;
+    tiny_config(&c, "symbols");
+    static const char *const kv[][2] = {{"stream", "markov"}, {"stream_vocab", "6"}, {"stream_doc_len", "40"},
+                                        {"bos", "doc"}, {"steps", "2"}, {"vocab_size", "7"}, {"eval_every", "0"}};
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) assert_int_equal(config_set(&c, kv[i][0], kv[i][1], "t", err), 0);
+    run_dir_of(run_dir, sizeof run_dir, "symbols");
+    Trainer t;
+    assert_int_equal(trainer_open(&t, &c, run_dir, RUN_NEW, err), 0);
+    assert_int_equal(trainer_run(&t, 2, err), 0);
+    trainer_close(&t);
+    snprintf(cmd, sizeof cmd, "bin/sample %s --tokens 5 --prompt '1 4' 2>&1", run_dir);
+    run_capture(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "1 4<s"));
+    snprintf(cmd, sizeof cmd, "bin/sample %s --tokens 5 2>&1", run_dir);
+    run_capture(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "error: --prompt: expected symbol ids 0 to 5 separated by spaces"));
+}
+
 static void test_nan_loss_stops_bin_train(void **state) {
     (void)state;
     char err[ST_ERR_LEN], conf[256], run_dir[256], path[300], want[300];
@@ -607,6 +639,7 @@ int main(void) {
         cmocka_unit_test(test_sample_next),
         cmocka_unit_test(test_resume_is_bit_identical),
         cmocka_unit_test(test_stream_run_resumes_bit_identically),
+        cmocka_unit_test(test_sample_speaks_a_symbol_stream),
         cmocka_unit_test(test_checkpoints_every_n_steps_keep_the_latest),
         cmocka_unit_test(test_corrupt_checkpoints_are_rejected),
         cmocka_unit_test(test_nan_in_a_gradient_stops_and_keeps_the_checkpoint),

@@ -1,5 +1,7 @@
 /* bin/sample: generates text from the latest checkpoint of a run, to see what the model learned.
- *   bin/sample runs/NAME [--prompt TEXT] [--tokens N] [--temperature T] [--top_k K] [--seed S] */
+ *   bin/sample runs/NAME [--prompt TEXT] [--tokens N] [--temperature T] [--top_k K] [--seed S]
+ * A run on a synthetic stream of its own symbols takes a prompt of symbol ids ("3 7 12") and prints
+ * symbols as <s3>. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -8,6 +10,7 @@
 
 #include "../common/util.h"
 #include "../data/loader.h"
+#include "../data/stream.h"
 #include "../data/tokenizer.h"
 #include "../model/moe.h"
 #include "checkpoint.h"
@@ -80,8 +83,13 @@ static int load_run(const char *run_dir, TrainConfig *cfg, Moe *m, Tokenizer **t
     char path[4200], tok_path[4200];
     CkptState s;
     if (ckpt_open_model(run_dir, -1, cfg, m, &s, path, sizeof path, err)) return -1;
-    snprintf(tok_path, sizeof tok_path, "%s/tokenizer.bin", cfg->data_dir);
-    if (tokenizer_load(tok, tok_path, err)) return -1;
+    /* a synthetic stream of its own symbols has no tokenizer file: its ids are the symbols, BOS last */
+    if (cfg->stream.kind != STREAM_CORPUS && stream_own_symbols(&cfg->stream)) {
+        *tok = tokenizer_new_symbols(cfg->model.vocab_size - 1);
+    } else {
+        snprintf(tok_path, sizeof tok_path, "%s/tokenizer.bin", cfg->data_dir);
+        if (tokenizer_load(tok, tok_path, err)) return -1;
+    }
     fprintf(stderr, "%s: step %lld, validation loss %.4f\n", path, (long long)s.step, s.last_val_loss);
     return 0;
 }
@@ -93,13 +101,32 @@ static void print_token(const Tokenizer *tok, int id) {
     fflush(stdout);
 }
 
-/* encodes the prompt the way the model saw its training windows: BOS first unless bos = none */
+/* a symbol stream's prompt: symbol ids separated by spaces, e.g. "3 7 12" */
+static int parse_symbols(const char *prompt, int n_symbols, int *ids, int *n, char *err) {
+    for (const char *p = prompt; *p;) {
+        char *end;
+        errno = 0;
+        long id = strtol(p, &end, 10);
+        if (end == p || errno || id < 0 || id >= n_symbols)
+            return st_errorf(err, "--prompt: expected symbol ids 0 to %d separated by spaces (the run trains on "
+                                  "symbols), found '%s'", n_symbols - 1, prompt);
+        ids[(*n)++] = (int)id;
+        for (p = end; *p == ' '; p++) {}
+    }
+    return 0;
+}
+
+/* encodes the prompt the way the model saw its training windows: BOS first when it trained with one */
 static int encode_prompt(const Tokenizer *tok, const TrainConfig *cfg, const char *prompt, int *ids, int *n,
                          char *err) {
     *n = 0;
-    if (cfg->bos != BOS_NONE) ids[(*n)++] = tokenizer_bos_id(tok);
-    *n += (int)tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), ids + *n);
-    if (*n == 0) return st_errorf(err, "--prompt: expected at least one token (the run has bos = none), found ''");
+    if (cfg->bos == BOS_PREPEND || cfg->bos == BOS_DOC) ids[(*n)++] = tokenizer_bos_id(tok);
+    if (tokenizer_kind(tok) == TOK_SYMBOLS) {
+        if (parse_symbols(prompt, tokenizer_vocab_size(tok) - 1, ids, n, err)) return -1;
+    } else {
+        *n += (int)tokenizer_encode(tok, (const uint8_t *)prompt, strlen(prompt), ids + *n);
+    }
+    if (*n == 0) return st_errorf(err, "--prompt: expected at least one token (the run trains without BOS), found ''");
     return 0;
 }
 
