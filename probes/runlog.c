@@ -274,8 +274,7 @@ static int read_json_file(const char *path, cJSON **out, char *err) {
     return 0;
 }
 
-/* the variant a run is read on: the windows as it was trained, BOS in front for prepend and doc */
-static const char *trained_variant(const RunConfig *c) {
+const char *runconfig_trained_variant(const RunConfig *c) {
     const char *bos = runconfig_get(c, "bos");
     return bos && (!strcmp(bos, "prepend") || !strcmp(bos, "doc")) ? "bos" : "natural";
 }
@@ -295,7 +294,7 @@ int run_load_variant(Run *r, const char *dir, const char *variant, char *err) {
     if ((rc = runconfig_read(path, &r->cfg, err)) < 0) return -1;
     r->has_cfg = rc == 0;
     if (!r->has_cfg) note_missing(r, "config.txt");
-    snprintf(r->variant, sizeof r->variant, "%s", variant ? variant : trained_variant(&r->cfg));
+    snprintf(r->variant, sizeof r->variant, "%s", variant ? variant : runconfig_trained_variant(&r->cfg));
 
     run_path(r, "train.jsonl", path, sizeof path);
     if ((rc = jsonl_read(path, &r->train, err)) < 0) return -1;

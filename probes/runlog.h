@@ -43,6 +43,9 @@ typedef struct {
 /* 0 read, 1 absent, -1 error (a line that is not `key = value`) */
 int runconfig_read(const char *path, RunConfig *c, char *err);
 const char *runconfig_get(const RunConfig *c, const char *key); /* NULL if absent */
+/* the probe variant a run is read on: its windows as trained, "bos" (BOS in front) for bos = prepend
+ * or doc, else "natural" (none, and start: documents from their first token, no BOS) */
+const char *runconfig_trained_variant(const RunConfig *c);
 
 /* One run directory, read and validated. train.jsonl is required; every other file may be absent (a
  * run without probes, interventions not yet run): `missing` lists what was not there. */

@@ -437,8 +437,7 @@ static int load_run(const Suite *suite, SuiteRun *s, char *err) {
     s->wall_seconds = jnum(r->summary, "run_seconds");
     s->state = RUN_DONE;
     read_numbers(s);
-    const char *bos = s->has_conf ? runconfig_get(&s->conf, "bos") : NULL;
-    s->bos_trained = bos && strcmp(bos, "none");
+    s->bos_trained = s->has_conf && !strcmp(runconfig_trained_variant(&s->conf), "bos");
     if (s->bos_trained) read_bos_numbers(s);
     const char *sink_logit = s->has_conf ? runconfig_get(&s->conf, "attn_sink_logit") : NULL;
     s->has_sink_logit = sink_logit && atoi(sink_logit);

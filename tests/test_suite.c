@@ -334,7 +334,8 @@ static void test_bos_runs_with_a_sink_on_bos_only_have_a_sink(void **state) {
     new_suite("onbos");
     make_seeds("onbos", NO_SINK, NO_SINK, NO_SINK);
     make_bos_run("onbos", "suite/moe_bos", NO_SINK, EARLY, BOS_ROWS_EVERY, "n_layer = 4\nbos = prepend\n");
-    make_run("onbos", "suite/dense_nobos", NO_SINK, "n_layer = 4\nn_expert = 1\n");
+    /* documents read from their first token without BOS (bos = start) are a no-BOS condition */
+    make_run("onbos", "suite/dense_nobos", NO_SINK, "n_layer = 4\nn_expert = 1\nbos = start\n");
     /* the bos variant of the final probe only: a sink, but no emergence step or step-0 ratio */
     make_bos_run("onbos", "suite/dense_bos", NO_SINK, LATE, BOS_ROWS_FINAL, "n_layer = 4\nn_expert = 1\nbos = prepend\n");
     const char *md = report("onbos");
@@ -347,6 +348,7 @@ static void test_bos_runs_with_a_sink_on_bos_only_have_a_sink(void **state) {
     assert_non_null(strstr(md, "| dense_bos | dense | at P0 | bos (final probe only) | yes | 5.8 | 1 | 7.5 | n/a | n/a | "
                                "no, 1, 0 |"));
     assert_non_null(strstr(md, "| moe_nobos | MoE | none | natural | 0 of 3 runs |"));
+    assert_non_null(strstr(md, "| dense_nobos | dense | none | natural | no |"));
     /* (e): the BOS pair both sink on BOS, the no-BOS pair neither */
     assert_verdict(md, "(e) dense versus MoE", "reproduced");
     assert_non_null(strstr(md, "- BOS (moe_bos vs dense_bos): agrees with the paper\n"));

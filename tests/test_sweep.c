@@ -289,7 +289,7 @@ static void test_miniature_suite_end_to_end(void **state) {
                                        "[sinklogit_nobos]\nattn_sink_logit = 1\n");
     const char *sweep = write_file("mini.sweep", text);
     snprintf(cmd, sizeof cmd, "bin/sweep %s --jobs 2", sweep);
-    assert_int_equal(shell(cmd, "mini", out, sizeof out), 0);
+    if (shell(cmd, "mini", out, sizeof out)) fail_msg("%s: %s", cmd, out);
     assert_non_null(strstr(out, "3 of 3 runs finished, 0 failed"));
     const char *runs[3] = {"moe_nobos", "moe_bos", "sinklogit_nobos"};
     for (int i = 0; i < 3; i++) {
