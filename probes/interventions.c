@@ -15,13 +15,14 @@ typedef struct {
     long step;
     FILE *f;
     const char *path;
-    const ProbeRecord *base; /* the natural variant without intervention */
+    int base_variant;        /* the variant the run trained on: natural, or bos for a run trained with BOS */
+    const ProbeRecord *base; /* that variant without intervention */
     ProbeRecord after;
     FILE *variants_f;        /* where each variant's full record goes too (a probes.jsonl) */
     const char *variants_path;
     long long tokens;
-    float *base_attn;  /* attention of the natural forward [L][N][H][T][T] */
-    float *base_state; /* residual after block 1 (point 4) of the natural forward [N][T][C] */
+    float *base_attn;  /* attention of the base forward [L][N][H][T][T] */
+    float *base_state; /* residual after block 1 (point 4) of the base forward [N][T][C] */
     float *attn_mean;  /* [L][C] mean attention output over sequences and positions >= 1 */
     float *moe_mean;   /* [L][C] the same for the MoE output */
     StRng rng;
@@ -89,6 +90,7 @@ static int run_one(Session *s, const char *name, int variant, const MoeCapture *
     sj_int(j, "step", s->step);
     sj_str(j, "intervention", name);
     sj_str(j, "variant", probe_variant_name(variant));
+    sj_str(j, "base_variant", probe_variant_name(s->base_variant));
     sj_int(j, "position", position);
     sj_int(j, "layer", layer);
     sj_int(j, "head", head);
@@ -107,8 +109,8 @@ static int run_one(Session *s, const char *name, int variant, const MoeCapture *
     size_t n_attn = (size_t)L * d->N * d->H * d->T * d->T;
     sj_num(j, "max_attn_diff", max_abs_diff(pr->cap.attn, s->base_attn, n_attn));
     /* bos and shifted move the window's first token to position 1 and `shift`: does the sink follow
-     * it, or stay at the new position 0? */
-    int old_p0 = variant == PV_BOS ? 1 : variant == PV_SHIFTED ? pr->set.shift : -1;
+     * it, or stay at the new position 0? (Against a bos base, bos is the base itself.) */
+    int old_p0 = variant == PV_BOS && s->base_variant != PV_BOS ? 1 : variant == PV_SHIFTED ? pr->set.shift : -1;
     if (old_p0 > 0) {
         double *moved = st_malloc(sizeof(double) * (size_t)L);
         attn_on_key_layer(moved, pr, old_p0);
@@ -118,12 +120,14 @@ static int run_one(Session *s, const char *name, int variant, const MoeCapture *
     return sj_write_line(j, s->f, s->path, s->err);
 }
 
-/* the variants against the natural baseline */
+/* every other variant against the base; a BOS-trained run's base is bos, and natural is then one of
+ * the variants (BOS removed) */
 static int run_variants(Session *s) {
     Prober *pr = s->pr;
-    for (int v = PV_NATURAL + 1; v < PV_COUNT; v++) {
-        if (!probe_set_has(&pr->set, v)) continue;
+    for (int v = PV_NATURAL; v < PV_COUNT; v++) {
+        if (v == s->base_variant || !probe_set_has(&pr->set, v)) continue;
         if (run_one(s, probe_variant_name(v), v, NULL, -1, -1, -1)) return -1;
+        if (v == PV_NATURAL) continue; /* the natural line is the prober's own */
         /* the same forward is this step's line of the variant in probes.jsonl */
         s->after.step = s->step, s->after.tokens = s->tokens, s->after.val_loss = NAN;
         if (prober_write_record(pr, &s->after, s->variants_f, s->variants_path, s->err)) return -1;
@@ -135,10 +139,10 @@ static int run_rope_and_window(Session *s) {
     MoeCapture iv;
     moe_capture_init(&iv);
     iv.pos_offset = ROPE_OFFSET;
-    if (run_one(s, "rope_offset", PV_NATURAL, &iv, -1, -1, -1)) return -1;
+    if (run_one(s, "rope_offset", s->base_variant, &iv, -1, -1, -1)) return -1;
     moe_capture_init(&iv);
     iv.window = s->pr->dims.T / 4;
-    return run_one(s, "window", PV_NATURAL, &iv, -1, -1, -1);
+    return run_one(s, "window", s->base_variant, &iv, -1, -1, -1);
 }
 
 /* zero and mean ablation of block l's attention (moe = 0) or MoE (moe = 1) output at `pos` */
@@ -155,7 +159,7 @@ static int run_output_ablation(Session *s, int moe, int l, int pos) {
         else iv.ablate_attn = mask, iv.attn_repl = repl;
         char name[32];
         snprintf(name, sizeof name, "%s_%s%d", mean ? "mean" : "zero", moe ? "moe" : "attn", l);
-        rc = run_one(s, name, PV_NATURAL, &iv, pos, l, -1);
+        rc = run_one(s, name, s->base_variant, &iv, pos, l, -1);
     }
     free(mask);
     return rc;
@@ -194,7 +198,7 @@ static int run_state_patch(Session *s, PatchKind kind, int pos) {
     moe_capture_init(&iv);
     iv.patch_point = 4, iv.patch_pos = pos, iv.patch_vec = vec;
     static const char *const names[PATCH_COUNT] = {"patch_other_seq", "redirect", "rescale_median"};
-    int rc = run_one(s, names[kind], PV_NATURAL, &iv, pos, 1, -1);
+    int rc = run_one(s, names[kind], s->base_variant, &iv, pos, 1, -1);
     free(vec);
     return rc;
 }
@@ -209,14 +213,14 @@ static int run_head_ablations(Session *s) {
             moe_capture_init(&iv);
             mask[l * d->H + h] = 1;
             iv.zero_head = mask;
-            rc = run_one(s, "zero_head", PV_NATURAL, &iv, -1, l, h);
+            rc = run_one(s, "zero_head", s->base_variant, &iv, -1, l, h);
             mask[l * d->H + h] = 0;
         }
     free(mask);
     return rc;
 }
 
-/* what the ablations take from the natural forward still held in the prober's capture */
+/* what the ablations take from the base forward still held in the prober's capture */
 static void session_baseline(Session *s) {
     Prober *pr = s->pr;
     const ProbeDims *d = &pr->dims;
@@ -239,14 +243,14 @@ static void session_free(Session *s) {
     free(s->base_attn), free(s->base_state), free(s->attn_mean), free(s->moe_mean);
 }
 
-int interventions_run(Prober *pr, Moe *m, const ProbeRecord *base, long long tokens, FILE *variants_f,
-                      const char *variants_path, const char *name, char *err) {
+int interventions_run(Prober *pr, Moe *m, int base_variant, const ProbeRecord *base, long long tokens,
+                      FILE *variants_f, const char *variants_path, const char *name, char *err) {
     char path[4200];
     if (snprintf(path, sizeof path, "%s/%s", pr->run_dir, name) >= (int)sizeof path)
         return st_errorf(err, "%s: run directory path too long", pr->run_dir);
     FILE *f = fopen(path, "a");
     if (!f) return st_errorf(err, "%s: cannot open for appending", path);
-    Session s = {.pr = pr, .m = m, .step = base->step, .f = f, .path = path, .base = base, .variants_f = variants_f,
+    Session s = {.pr = pr, .m = m, .base_variant = base_variant, .step = base->step, .f = f, .path = path, .base = base, .variants_f = variants_f,
                  .variants_path = variants_path, .tokens = tokens, .err = err};
     session_baseline(&s);
     int T = pr->dims.T, L = pr->dims.L, positions[2] = {0, T / 2}; /* P0 and its control */

@@ -217,9 +217,10 @@ static int write_attention(Prober *pr, long step, char *err) {
     return rc;
 }
 
-/* Measures the natural variant (its line goes to run_dir/name); then with `all` every other variant
- * and, when `interventions` names a file, the interventions into it (their forwards of the variants
- * give the variants' lines). `attention`: also attention.jsonl from the natural forward. */
+/* Measures the natural variant (its line goes to run_dir/name) and, for a run trained with BOS, the
+ * bos variant; then with `all` every other variant and, when `interventions` names a file, the
+ * interventions into it (their forwards of the variants give the variants' lines). `attention`: also
+ * attention.jsonl. Attention maps and interventions come from the variant the run trained on. */
 static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *name,
                           int all, const char *interventions, int attention, char *err) {
     char path[4200];
@@ -228,15 +229,19 @@ static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, doubl
     if (!f) return st_errorf(err, "%s: cannot open for appending", path);
     ProbeRecord r;
     record_alloc(&r, pr->dims.L, pr->dims.H);
-    prober_measure(pr, m, PV_NATURAL, NULL, &r);
-    r.step = step, r.tokens = tokens, r.val_loss = val_loss;
-    int rc = prober_write_record(pr, &r, f, path, err);
+    int home = pr->probe_bos ? PV_BOS : PV_NATURAL;
+    int rc = 0;
+    for (int v = PV_NATURAL; v <= home && !rc; v++) { /* natural, then bos when it is home */
+        prober_measure(pr, m, v, NULL, &r);
+        r.step = step, r.tokens = tokens, r.val_loss = v == PV_NATURAL ? val_loss : NAN;
+        rc = prober_write_record(pr, &r, f, path, err);
+    }
     if (!rc && attention) rc = write_attention(pr, step, err);
     if (!rc && interventions) {
-        rc = interventions_run(pr, m, &r, tokens, f, path, interventions, err);
+        rc = interventions_run(pr, m, home, &r, tokens, f, path, interventions, err);
     } else {
-        for (int v = PV_BOS; v < PV_COUNT && !rc; v++) {
-            if (!probe_set_has(&pr->set, v) || (!all && !(v == PV_BOS && pr->probe_bos))) continue;
+        for (int v = home + 1; v < PV_COUNT && all && !rc; v++) {
+            if (!probe_set_has(&pr->set, v)) continue;
             prober_measure(pr, m, v, NULL, &r);
             r.step = step, r.tokens = tokens, r.val_loss = NAN;
             rc = prober_write_record(pr, &r, f, path, err);

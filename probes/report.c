@@ -455,8 +455,10 @@ static void finding_interventions(FILE *f, const Run *r, const char *const *why)
     }
     double last;
     int n, *sel = intervention_rows(r, &n, &last);
-    fprintf(f, "At step %s, each intervention against the natural forward (before -> after); \"@P0\" acts on "
-               "position 0, \"@T/2\" is the same intervention on the control position.", num(last));
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(r->interv.row[sel[0]], "base_variant");
+    fprintf(f, "At step %s, each intervention against the %s forward (before -> after); \"@P0\" acts on "
+               "position 0, \"@T/2\" is the same intervention on the control position.",
+            num(last), cJSON_IsString(base) ? base->valuestring : "natural");
     double rate = r->np ? jnum(r->probes.row[r->sel[r->np - 1]], "sink_rate_30") : NAN;
     if (rate == 0)
         fprintf(f, " This run has no P0 sink (sink rate 0), so these are changes to attention near or below chance, "

@@ -542,8 +542,9 @@ static MoeConfig tiny_model_config(void) {
     return c;
 }
 
-/* a run directory holding a saved probe set, a tiny model (dense: E = 1, k = 1) and a prober on it */
-static void open_tiny_model(const char *name, int dense, Moe *m, Prober *pr) {
+/* a run directory holding a saved probe set, a tiny model (dense: E = 1, k = 1) and a prober on it
+ * (probe_bos: for a run trained with BOS) */
+static void open_tiny_prober(const char *name, int dense, int probe_bos, Moe *m, Prober *pr) {
     char run[256], path[300], err[ST_ERR_LEN];
     snprintf(run, sizeof run, "%s/%s", dir, name);
     assert_int_equal(mkdir(run, 0755), 0);
@@ -556,9 +557,10 @@ static void open_tiny_model(const char *name, int dense, Moe *m, Prober *pr) {
     if (dense) mc.n_expert = 1, mc.top_k = 1;
     assert_int_equal(moe_init(m, &mc, err), 0);
     ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
-    if (prober_open(pr, run, NULL, &pc, &m->cfg, 0, 4, err)) fail_msg("%s", err);
+    if (prober_open(pr, run, NULL, &pc, &m->cfg, probe_bos, 4, err)) fail_msg("%s", err);
 }
 
+static void open_tiny_model(const char *name, int dense, Moe *m, Prober *pr) { open_tiny_prober(name, dense, 0, m, pr); }
 static void open_tiny(const char *name, Moe *m, Prober *pr) { open_tiny_model(name, 0, m, pr); }
 
 static int count_lines(const char *run, const char *name) {
@@ -639,6 +641,51 @@ static void test_prober_run(void **state) {
     cJSON_Delete(o);
     o = find_intervention("run", "shifted", -1);
     assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItem(o, "a_old_p0_layer_after")), 3);
+    cJSON_Delete(o);
+    prober_close(&pr);
+    moe_free(&m);
+}
+
+/* the lines of run/probes.jsonl whose variant is `variant` */
+static int count_variant_lines(const char *run, const char *variant) {
+    char path[300], want[64];
+    snprintf(path, sizeof path, "%s/%s/probes.jsonl", dir, run);
+    snprintf(want, sizeof want, "\"variant\":\"%s\"", variant);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+    while (getline(&line, &cap, f) > 0) n += strstr(line, want) != NULL;
+    free(line);
+    fclose(f);
+    return n;
+}
+
+/* a run trained with BOS is probed on bos at every step, and its interventions act on the bos forward
+ * (where its sink is); natural is then one of the variants, and no line is written twice */
+static void test_prober_run_trained_with_bos(void **state) {
+    (void)state;
+    Moe m;
+    Prober pr;
+    char err[ST_ERR_LEN];
+    open_tiny_prober("bosrun", 0, 1, &m, &pr);
+    assert_int_equal(prober_step(&pr, &m, 0, 10, 0, NAN, err), 0);
+    assert_int_equal(count_variant_lines("bosrun", "natural"), 1);
+    assert_int_equal(count_variant_lines("bosrun", "bos"), 1);
+    assert_int_equal(prober_step(&pr, &m, 10, 10, 1000, 3.5, err), 0);
+    assert_int_equal(count_lines("bosrun", "probes.jsonl"), 2 + PV_COUNT);
+    assert_int_equal(count_variant_lines("bosrun", "bos"), 2);
+    assert_int_equal(count_lines("bosrun", "interventions.jsonl"), 6 + 2 + 2 * 9 + 4);
+    /* BOS is the same token at P0 in every sequence: the base's states there are identical (kappa 1),
+     * and removing BOS (the natural variant) makes them differ */
+    cJSON *o = find_intervention("bosrun", "natural", -1);
+    assert_string_equal(cJSON_GetObjectItem(o, "base_variant")->valuestring, "bos");
+    assert_true(fabs(item(o, "kappa_p0_before", 2) - 1) < 1e-6);
+    assert_true(item(o, "kappa_p0_after", 2) < 0.999);
+    cJSON_Delete(o);
+    o = find_intervention("bosrun", "zero_moe0", 0);
+    assert_true(fabs(item(o, "kappa_p0_before", 2) - 1) < 1e-6);
     cJSON_Delete(o);
     prober_close(&pr);
     moe_free(&m);
@@ -905,7 +952,7 @@ int main(void) {
         cmocka_unit_test(test_probe_set_variants),
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
-        cmocka_unit_test(test_prober_run),       cmocka_unit_test(test_interventions_on_capture),
+        cmocka_unit_test(test_prober_run), cmocka_unit_test(test_prober_run_trained_with_bos),       cmocka_unit_test(test_interventions_on_capture),
         cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_bin_probe_reproduces_the_run),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
     };
     return cmocka_run_group_tests_name("probes", tests, make_dir, remove_dir);
