@@ -1,4 +1,4 @@
-/* probes/interventions.h: the experiments that test the P0 sink circuit (issue 5, SCIENCE.md
+/* probes/interventions.h: the experiments that test the P0 sink circuit (docs/SCIENCE.md,
  * "What a reproduction should show"). Each one is a forward of the probe set with an input variant or
  * a MoeCapture intervention; its line in interventions.jsonl holds the headline metrics before (the
  * base variant: the one the run trained on, natural or, for a run trained with BOS, bos; no

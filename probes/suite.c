@@ -969,8 +969,9 @@ static Verdict claim_d(FILE *f, const Suite *s) {
     toy_scale(f, v,
               "the paper's evidence is LLaMA3.1-8B and Qwen3-4B with and without BOS; here the same question is "
               "asked of toy runs at one budget.",
-              "the reference runs of docs/SCIENCE.md also formed at most a BOS precursor at this size: a sink that "
-              "needs BOS here fits a budget too small for the no-BOS circuit and does not by itself refute it at scale.",
+              "the runs of docs/SCIENCE.md (\"Where a sink forms at small scale\") found the same at this size: a sink "
+              "that needs BOS here fits a budget too small for the no-BOS circuit and does not by itself refute it at "
+              "scale.",
               "neither setting formed a sink at this budget, so what removing BOS does cannot be seen.");
     return v;
 }

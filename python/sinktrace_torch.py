@@ -1,6 +1,6 @@
 """sinktrace_torch: the sinktrace model in PyTorch, built from a `bin/export` file.
 
-Written from README.md's description of the model (its "guided tour"), not translated from model/moe.c;
+Written from docs/MODEL.md (the guided tour of the model), not translated from model/moe.c;
 tests/test_torch.c checks that both compute the same logits, losses, gradients, attention and residual
 stream. Needs only torch and numpy (Debian: python3-torch, python3-numpy).
 
@@ -9,7 +9,7 @@ stream. Needs only torch and numpy (Debian: python3-torch, python3-numpy).
     out = model(run.probe_tokens("natural"), capture=True)
     print(st.a_p0(out.attn), st.rho(out.resid))   # attention on P0 per layer and head, rho per residual point
 
-Shapes as in the README: B sequences of T tokens, C = d_model, H query heads and KV key/value heads of D
+Shapes as in docs/MODEL.md: B sequences of T tokens, C = d_model, H query heads and KV key/value heads of D
 channels, E experts with top-k routing and F hidden units, V = vocab, L = blocks. Parameter names are the
 C model's (`blocks.3.attn.wq`), so `model.state_dict()` is the exported file's tensors.
 """
@@ -76,7 +76,7 @@ def config_pairs(text):
 
 @dataclass
 class Config:
-    """The model keys of a run's config (README: "Config")."""
+    """The model keys of a run's config (docs/TRAINING.md, "Config")."""
     vocab_size: int
     seq_len: int
     d_model: int

@@ -403,7 +403,7 @@ static float *random_floats(StRng *rng, size_t n) {
     return x;
 }
 
-/* every key the figures engineer reads, with its array length (0 = scalar) */
+/* every key the figures read, with its array length (0 = scalar) */
 static void test_record_json_schema(void **state) {
     (void)state;
     ProbeDims d = {.L = 3, .N = 3, .T = 8, .C = 8, .H = 2, .KV = 1, .D = 4, .E = 4, .K = 2, .F = 6, .V = 11};

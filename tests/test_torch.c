@@ -1,4 +1,4 @@
-/* tests/test_torch.c: the PyTorch twin (python/sinktrace_torch.py, written from the README) against the
+/* tests/test_torch.c: the PyTorch twin (python/sinktrace_torch.py, written from docs/MODEL.md) against the
  * C model, on files bin/export writes.
  *
  * For each configuration below: a 6-step run of a tiny model, its export (train/export.h), and the C

@@ -29,7 +29,7 @@ void progress_show(Progress *p, const ProgressInfo *info, int due) {
     p->inv_rate_sum += 1.0 / info->tok_per_s;
     p->n_rates++;
     if (!p->tty && !due) return;
-    /* ETA from this session's average time per step */
+    /* ETA from this process's average time per step */
     double elapsed = st_now_seconds() - p->start_time;
     int64_t done = info->step - p->start_step;
     char eta[32] = "?", val[32] = "-";

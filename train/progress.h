@@ -9,10 +9,10 @@
 typedef struct {
     FILE *out;
     int tty;             /* redraw in place */
-    double start_time;   /* of this session, for the ETA */
+    double start_time;   /* of this process (a resume starts again), for the ETA */
     int64_t start_step;
     int drawn;           /* a partial line is on screen */
-    double inv_rate_sum; /* sum over this session's steps of 1 / (tokens per second) */
+    double inv_rate_sum; /* sum over this process's steps of 1 / (tokens per second) */
     int64_t n_rates;
 } Progress;
 
