@@ -75,3 +75,12 @@ void *st_calloc(size_t count, size_t size) {
     }
     return p;
 }
+
+void *st_realloc(void *p, size_t bytes) {
+    void *q = realloc(p, bytes ? bytes : 1);
+    if (!q) {
+        fprintf(stderr, "error: out of memory allocating %zu bytes\n", bytes);
+        exit(1);
+    }
+    return q;
+}

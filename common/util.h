@@ -31,5 +31,6 @@ char *st_trim(char *s);
  * input error a caller could recover from. */
 void *st_malloc(size_t bytes);
 void *st_calloc(size_t count, size_t size);
+void *st_realloc(void *p, size_t bytes);
 
 #endif

@@ -43,11 +43,16 @@ int probe_is_due(long step, long total_steps, const ProbeConfig *c) {
 /* ---- the probe set of a run ----------------------------------------------------------------- */
 
 /* the first n validation windows of the loader (opened with probe_len tokens, no BOS) */
+int probe_windows_check(const Loader *ld, int n, char *err) {
+    if (ld->n_val_windows < n)
+        return st_errorf(err, "validation split: expected at least probe_n = %d windows of %d tokens, found %d", n,
+                         ld->T, ld->n_val_windows);
+    return 0;
+}
+
 static int probe_set_build(ProbeSet *ps, const Loader *ld, int n, int shift, uint64_t seed, char *err) {
     int T = ld->T;
-    if (ld->n_val_windows < n)
-        return st_errorf(err, "validation split: expected at least probe_n = %d windows of %d tokens, found %d", n, T,
-                         ld->n_val_windows);
+    if (probe_windows_check(ld, n, err)) return -1;
     int *inputs = st_malloc(sizeof(int) * (size_t)n * T), *targets = st_malloc(sizeof(int) * (size_t)n * T);
     uint8_t *classes = st_malloc((size_t)n * T);
     loader_val_batch(ld, 0, inputs, targets, classes, n);

@@ -42,6 +42,8 @@ int probe_is_due(long step, long total_steps, const ProbeConfig *c);
 /* Builds a run's probe set from the first n validation windows of `windows` (a loader of T tokens
  * without BOS, drawn like the run's training windows), or loads `path` when it exists after checking
  * it holds n windows of T tokens with this shift (windows may then be NULL). */
+/* a probe set of n windows needs n validation windows in the loader (opened with probe_len tokens) */
+int probe_windows_check(const Loader *ld, int n, char *err);
 int probe_set_open(ProbeSet *ps, const char *path, const Loader *windows, int n, int T, int shift, uint64_t seed,
                    char *err);
 

@@ -137,7 +137,13 @@ static void test_errors_name_file_and_line(void **state) {
         {"run_name = x\n", "bad.sweep:1", "run_name"},
         {"steps = 5\njust words\n", "bad.sweep:2", "just words"},
         {"[v]\nconfig = x.conf\n", "bad.sweep:2", "before the first [variant]"},
-        {"lr = 0.1, 0.2\nlr = 0.3, 0.4\n", "bad.sweep:2", "list given twice"},
+        {"lr = 0.1, 0.2\nlr = 0.3, 0.4\n", "bad.sweep:2", "lr: key given twice"},
+        /* two runs in one directory: a value twice, or two texts of one value, or a key set twice */
+        {"lr = 0.001, 0.001\n", "bad.sweep:1", "value '0.001' given twice"},
+        {"lr = 0.001, 1e-3\n", "bad.sweep:1", "given twice (as '0.001' and '1e-3')"},
+        {"steps = 5\nsteps = 6\n", "bad.sweep:2", "steps: key given twice"},
+        {"seed = 1\nseeds = 1, 2\n", "bad.sweep:2", "seed: key given twice"},
+        {"data_dir = a/b, a_b\n", "bad.sweep", "would share one directory"},
         {"n_expert = 2\ntop_k = 1, 3\n", "run top_k3", "top_k"},
     };
     Sweep *s = st_malloc(sizeof *s);
@@ -198,8 +204,8 @@ static void test_emitted_parallel_and_slurm_texts(void **state) {
     assert_non_null(strstr(buf, "#SBATCH --array=0-1\n"));
     assert_non_null(strstr(buf, "#SBATCH --cpus-per-task=1\n"));
     assert_non_null(strstr(buf, "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK\n"));
-    snprintf(want, sizeof want, "cmds=(\n  \"bin/train --config %s/emit/lr0.01.conf\"\n  \"bin/train --config %s/emit/lr0.02.conf\"\n)\n"
-             "eval \"${cmds[$SLURM_ARRAY_TASK_ID]}\"\n", dir, dir);
+    snprintf(want, sizeof want, "cmds=(\n  'bin/train --config %s/emit/lr0.01.conf'\n  'bin/train --config %s/emit/lr0.02.conf'\n)\n",
+             dir, dir);
     assert_non_null(strstr(buf, want));
     /* every #SBATCH line comes before the first command, or Slurm ignores it */
     assert_true(strstr(buf, "#SBATCH --array") < strstr(buf, "cd \"$SLURM_SUBMIT_DIR\""));

@@ -78,7 +78,7 @@ static void test_config_errors_name_the_key(void **state) {
 
     config_defaults(&c);
     assert_int_equal(config_set(&c, "batch_size", "0", "--batch_size", err), -1);
-    assert_string_equal(err, "--batch_size: batch_size: expected an integer >= 1, found '0'");
+    assert_string_equal(err, "--batch_size: batch_size: expected an integer in [1, 4096], found '0'");
     assert_int_equal(config_set(&c, "steps", "1.5", "--steps", err), -1);
     assert_non_null(strstr(err, "steps: expected an integer >= 1, found '1.5'"));
     assert_int_equal(config_set(&c, "beta2", "1", "--beta2", err), -1);

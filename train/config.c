@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/args.h"
 #include "../common/binfile.h"
 #include "../common/util.h"
 #include "../probes/probe.h"
@@ -33,12 +34,14 @@ typedef struct {
 #define M(field) offsetof(TrainConfig, model.field), sizeof(((TrainConfig *)0)->model.field)
 /* model keys: moe_config_validate checks their values, so the table checks only their type */
 #define MODEL_INT(name, help) {#name, KEY_INT, M(name), NULL, -NO_LIMIT, NO_LIMIT, 0, 0, NULL, 0, help}
+/* a model key with a ceiling the model cannot check: sizes whose products must fit an int */
+#define MODEL_INT_MAX(name, hi, help) {#name, KEY_INT, M(name), NULL, -NO_LIMIT, hi, 0, 0, NULL, 0, help}
 #define MODEL_FLOAT(name, help) {#name, KEY_FLOAT, M(name), NULL, -NO_LIMIT, NO_LIMIT, 0, 0, NULL, 0, help}
 
 static const ConfigKey KEYS[] = {
     /* model */
     MODEL_INT(vocab_size, "vocabulary size; 0 = the data's tokenizer decides"),
-    MODEL_INT(seq_len, "tokens per training window (and the longest sequence the model takes)"),
+    MODEL_INT_MAX(seq_len, 65536, "tokens per training window (and the longest sequence the model takes)"),
     MODEL_INT(d_model, "width of the residual stream"),
     MODEL_INT(n_layer, "number of transformer blocks"),
     MODEL_INT(n_head, "attention query heads per block"),
@@ -97,8 +100,8 @@ static const ConfigKey KEYS[] = {
     {"stream_seed", KEY_U64, F(stream.seed), "1", 0, NO_LIMIT, 0, 0, NULL, 0,
      "seed of a stream's tables and validation windows (the training windows follow `seed`)"},
     /* optimizer and schedule */
-    {"batch_size", KEY_INT, F(batch_size), "16", 1, NO_LIMIT, 0, 0, NULL, 0, "sequences per micro-batch"},
-    {"grad_accum", KEY_INT, F(grad_accum), "1", 1, NO_LIMIT, 0, 0, NULL, 0,
+    {"batch_size", KEY_INT, F(batch_size), "16", 1, 4096, 0, 0, NULL, 0, "sequences per micro-batch"},
+    {"grad_accum", KEY_INT, F(grad_accum), "1", 1, 65536, 0, 0, NULL, 0,
      "micro-batches whose gradients are summed into one step"},
     {"steps", KEY_INT, F(steps), "1000", 1, NO_LIMIT, 0, 0, NULL, 0, "optimizer steps of the whole run"},
     {"lr", KEY_FLOAT, F(lr), "0.001", 0, NO_LIMIT, 1, 0, NULL, 0, "peak learning rate"},
@@ -126,23 +129,23 @@ static const ConfigKey KEYS[] = {
     {"out_dir", KEY_STRING, F(out_dir), "runs", 0, 0, 0, 0, NULL, 1, "where run directories are made"},
     {"eval_every", KEY_INT, F(eval_every), "100", 0, NO_LIMIT, 0, 0, NULL, 1,
      "validation loss every this many steps (and at the end); 0 = only at the end"},
-    {"eval_batches", KEY_INT, F(eval_batches), "8", 1, NO_LIMIT, 0, 0, NULL, 1,
+    {"eval_batches", KEY_INT, F(eval_batches), "8", 1, 4096, 0, 0, NULL, 1,
      "batches of fixed validation windows per evaluation"},
     {"log_every", KEY_INT, F(log_every), "10", 1, NO_LIMIT, 0, 0, NULL, 1,
      "a train.jsonl line (and a console line when not a terminal) every this many steps"},
     {"ckpt_every", KEY_INT, F(ckpt_every), "500", 0, NO_LIMIT, 0, 0, NULL, 1,
      "checkpoint every this many steps (and at the end); 0 = only at the end"},
     {"keep_ckpts", KEY_INT, F(keep_ckpts), "2", 1, NO_LIMIT, 0, 0, NULL, 1, "how many latest checkpoints to keep"},
-    {"threads", KEY_INT, F(threads), "0", 0, NO_LIMIT, 0, 0, NULL, 1,
+    {"threads", KEY_INT, F(threads), "0", 0, 1024, 0, 0, NULL, 1,
      "OpenMP threads; 0 = OpenMP's default (bit-identical results need the same count)"},
     /* probes */
     {"probe_every", KEY_INT, F(probe_every), "100", 1, NO_LIMIT, 0, 0, NULL, 1,
      "probe the sink every this many steps (after the early log-spaced probes)"},
-    {"probe_n", KEY_INT, F(probe_n), "64", 1, NO_LIMIT, 0, 0, NULL, 1, "held-out windows in the probe set"},
-    {"probe_len", KEY_INT, F(probe_len), "64", 2, NO_LIMIT, 0, 0, NULL, 1, "tokens per probe window"},
+    {"probe_n", KEY_INT, F(probe_n), "64", 1, 4096, 0, 0, NULL, 1, "held-out windows in the probe set"},
+    {"probe_len", KEY_INT, F(probe_len), "64", 2, 65536, 0, 0, NULL, 1, "tokens per probe window"},
     {"probe_schedule", KEY_CHOICE, F(probe_schedule), "log", 0, 0, 0, 0, "log|linear", 1,
      "log = log-spaced early probes then every probe_every; linear = every probe_every only"},
-    {"probe_shift", KEY_INT, F(probe_shift), "8", 1, NO_LIMIT, 0, 0, NULL, 1,
+    {"probe_shift", KEY_INT, F(probe_shift), "8", 1, 65536, 0, 0, NULL, 1,
      "random tokens prepended in the `shifted` probe variant"},
 };
 #define N_KEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
@@ -186,6 +189,7 @@ static void describe_range(const ConfigKey *k, char *buf, size_t size) {
     if (has_lo && has_hi)
         snprintf(buf, size, "%s in %c%g, %g%c", what, k->lo_open ? '(' : '[', k->lo, k->hi, k->hi_open ? ')' : ']');
     else if (has_lo) snprintf(buf, size, "%s %s %g", what, k->lo_open ? ">" : ">=", k->lo);
+    else if (has_hi) snprintf(buf, size, "%s %s %g", what, k->hi_open ? "<" : "<=", k->hi);
     else snprintf(buf, size, "%s", what);
 }
 
@@ -200,18 +204,10 @@ static int parse_number(const ConfigKey *k, const char *value, void *field, cons
     describe_range(k, want, sizeof want);
     char *end;
     errno = 0;
-    double v;
-    if (k->type == KEY_FLOAT) {
-        v = strtod(value, &end);
-    } else {
-        /* integers: digits only (an optional leading minus), so "1.5" or "1e3" are rejected */
-        const char *p = value + (value[0] == '-');
-        int digits = *p != 0;
-        for (; *p; p++) digits &= isdigit((unsigned char)*p) != 0;
-        v = digits ? strtod(value, &end) : 0;
-        if (!digits) end = (char *)value;
-    }
-    if (end == value || *end || errno == ERANGE || !isfinite(v) || !in_range(k, v))
+    /* plain decimals only: integers are digits ("1.5", "1e3" refused), no number is hex, inf or nan */
+    int decimal = args_is_decimal(value, k->type == KEY_FLOAT);
+    double v = decimal ? strtod(value, &end) : 0;
+    if (!decimal || errno == ERANGE || !isfinite(v) || !in_range(k, v))
         return st_errorf(err, "%s: %s: expected %s, found '%s'", origin, k->name, want, value);
     if (k->type == KEY_FLOAT) {
         if (fabs(v) > FLT_MAX) return st_errorf(err, "%s: %s: %s does not fit a float", origin, k->name, value);
@@ -328,25 +324,29 @@ int config_load_text(TrainConfig *c, const char *text, const char *origin, char 
     return config_parse_lines(text, origin, load_line, &lc, err);
 }
 
+/* Reads to the end of the stream rather than to the size stat reports, which is 0 for a pipe
+ * (`--config <(...)`, /dev/stdin). */
 char *config_read_file(const char *path, char *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
         st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    int64_t size;
-    char *text = NULL;
-    if (st_file_size(path, &size, err) == 0) {
-        text = st_malloc((size_t)size + 1);
-        int rc = st_read_exact(f, path, text, (size_t)size, "config text", err);
-        text[size] = 0;
-        if (rc == 0 && strlen(text) != (size_t)size) rc = st_errorf(err, "%s: expected a text file, found a NUL byte", path);
-        if (rc) {
-            free(text);
-            text = NULL;
-        }
+    size_t len = 0, cap = 4096;
+    char *text = st_malloc(cap);
+    for (size_t got; (got = fread(text + len, 1, cap - 1 - len, f)) > 0;) {
+        len += got;
+        if (len == cap - 1) text = st_realloc(text, cap *= 2);
     }
+    text[len] = 0;
+    int rc = 0;
+    if (ferror(f)) rc = st_errorf(err, "%s: reading config text: %s", path, strerror(errno));
+    else if (strlen(text) != len) rc = st_errorf(err, "%s: expected a text file, found a NUL byte", path);
     fclose(f);
+    if (rc) {
+        free(text);
+        return NULL;
+    }
     return text;
 }
 
@@ -360,8 +360,9 @@ int config_load_file(TrainConfig *c, const char *path, char *err) {
 
 /* a run name becomes a directory name: keep it to a safe alphabet */
 static int check_run_name(const char *name, char *err) {
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-        return st_errorf(err, "run_name: expected a directory name, found '%s'", name);
+    /* "-x" or "--x" would read as a flag wherever the name is passed on (bin/sweep's commands) */
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || name[0] == '-')
+        return st_errorf(err, "run_name: expected a directory name not starting with '-', found '%s'", name);
     for (const char *p = name; *p; p++)
         if (!isalnum((unsigned char)*p) && *p != '.' && *p != '_' && *p != '-')
             return st_errorf(err, "run_name: expected letters, digits, '.', '_' or '-', found '%s'", name);

@@ -30,8 +30,9 @@ static void sibling_exe(const char *argv0, const char *name, char *out, size_t s
     else snprintf(out, size, "%s", name);
 }
 
-/* starts `cmd` (words separated by spaces) with output appended to log; returns the pid */
-static pid_t start(const char *cmd, const char *log) {
+/* starts the command's words as they are (execv: no shell, no splitting), output appended to log;
+ * returns the pid */
+static pid_t start(SweepCommand *cmd, const char *log) {
     pid_t pid = fork();
     if (pid != 0) return pid;
     int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -40,11 +41,9 @@ static pid_t start(const char *cmd, const char *log) {
         dup2(fd, 2);
         close(fd);
     }
-    char buf[4096], *argv[16];
-    int n = 0;
-    snprintf(buf, sizeof buf, "%s", cmd);
-    for (char *w = strtok(buf, " "); w && n < 15; w = strtok(NULL, " ")) argv[n++] = w;
-    argv[n] = NULL;
+    char *argv[SWEEP_CMD_WORDS + 1];
+    for (int i = 0; i < cmd->n; i++) argv[i] = cmd->word[i];
+    argv[cmd->n] = NULL;
     execv(argv[0], argv);
     fprintf(stderr, "error: cannot run %s: %s\n", argv[0], strerror(errno));
     _exit(127);
@@ -74,11 +73,13 @@ static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok) {
                 ok[i] = 1;
                 continue;
             }
+            SweepCommand argv;
+            sweep_run_argv(s, &cfg, st, train_exe, &argv);
             sweep_run_command(s, &cfg, st, train_exe, cmd, sizeof cmd);
             snprintf(log, sizeof log, "%s/%s.log", s->dir, name);
             printf("[%s] %s: %s  (log: %s)\n", STATE_NAME[st], name, cmd, log);
             fflush(stdout);
-            running[n_running].pid = start(cmd, log);
+            running[n_running].pid = start(&argv, log);
             running[n_running++].index = i;
         }
         if (n_running == 0) break;

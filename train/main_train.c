@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/args.h"
 #include "../common/util.h"
 #include "../probes/report.h"
 #include "config.h"
@@ -32,16 +33,17 @@ typedef struct {
  * --key value flags, so flags win whatever their position. */
 static int parse_run_flags(int argc, char **argv, Args *a, char *err) {
     memset(a, 0, sizeof *a);
+    if (args_check_repeats(argc, argv, err)) return -1;
     for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
+        const char *arg = argv[i], *value;
         if (strcmp(arg, "--overwrite") == 0) {
             a->overwrite = 1;
             continue;
         }
         if (strncmp(arg, "--", 2) != 0) return st_errorf(err, "expected a --flag, found '%s'", arg);
-        if (i + 1 >= argc) return st_errorf(err, "%s: expected a value after it, found the end", arg);
-        if (strcmp(arg, "--config") == 0) a->config_file = argv[i + 1];
-        else if (strcmp(arg, "--resume") == 0) a->resume_dir = argv[i + 1];
+        if (args_value(argc, argv, i, &value, err)) return -1;
+        if (strcmp(arg, "--config") == 0) a->config_file = value;
+        else if (strcmp(arg, "--resume") == 0) a->resume_dir = value;
         i++;
     }
     if (!a->config_file && !a->resume_dir) return st_errorf(err, "expected --config FILE or --resume RUN_DIR");
@@ -80,11 +82,10 @@ static void print_error(const char *err) {
 /* everything bin/train does, on every rank; returns the exit code */
 static int train_main(int argc, char **argv) {
     int root = dist_is_root();
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            if (root) usage(stdout), config_print_help(stdout);
-            return 0;
-        }
+    if (args_wants_help(argc, argv)) {
+        if (root) usage(stdout), config_print_help(stdout);
+        return 0;
+    }
     char err[ST_ERR_LEN];
     Args a;
     TrainConfig cfg;

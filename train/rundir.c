@@ -2,7 +2,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <dirent.h>
+#include <fnmatch.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,67 @@ static int is_dir(const char *path) {
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+/* the names of the files a run of bin/train (and bin/probe, bin/report, bin/export into it) writes */
+static const char *const RUN_FILES[] = {"config.txt", "train.lock", "data.txt", "ckpt_*.bin", "probe_set.bin",
+                                        "*.jsonl",    "*.json",     "*.png",    "*.md",         "*.html",
+                                        "*.safetensors", "*.tmp"};
+
+static int is_run_file(const char *name) {
+    for (size_t i = 0; i < sizeof RUN_FILES / sizeof RUN_FILES[0]; i++)
+        if (fnmatch(RUN_FILES[i], name, FNM_PERIOD) == 0) return 1;
+    return 0;
+}
+
+/* a run directory is a real directory (not a symlink to one) whose config.txt bin/train wrote */
+static int check_is_run(const char *run_dir, char *err) {
+    struct stat st;
+    char path[4200], first[64] = "";
+    if (lstat(run_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return st_errorf(err, "%s: --overwrite: expected a run directory, found %s", run_dir,
+                         S_ISLNK(st.st_mode) ? "a symbolic link (not followed)" : "something else");
+    snprintf(path, sizeof path, "%s/config.txt", run_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(first, sizeof first, f)) first[0] = 0;
+        fclose(f);
+    }
+    if (strncmp(first, RUN_CONFIG_MARK, strlen(RUN_CONFIG_MARK)) != 0)
+        return st_errorf(err, "%s: --overwrite: not a run of bin/train (no config.txt starting '%s'); delete it "
+                         "yourself if it must go",
+                         run_dir, RUN_CONFIG_MARK);
+    return 0;
+}
+
+/* Checks that the run directory holds only files a run writes (no subdirectory, symbolic link or file
+ * of another name); with `delete`, then deletes them and the directory. Nothing is deleted on a refusal. */
+static int run_files(const char *run_dir, int delete, char *err) {
+    DIR *d = opendir(run_dir);
+    if (!d) return st_errorf(err, "%s: --overwrite: cannot list: %s", run_dir, strerror(errno));
+    char path[4400];
+    int rc = 0;
+    for (int pass = 0; pass < 1 + delete && rc == 0; pass++) { /* pass 0 checks every entry, pass 1 deletes */
+        rewinddir(d);
+        for (struct dirent *e; rc == 0 && (e = readdir(d));) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            snprintf(path, sizeof path, "%s/%s", run_dir, e->d_name);
+            struct stat st;
+            int plain = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+            if (pass == 0 && (!plain || !is_run_file(e->d_name)))
+                rc = st_errorf(err, "%s: --overwrite: %s is not a file of a run; nothing deleted (move it out first)",
+                               run_dir, e->d_name);
+            else if (pass == 1 && unlink(path) != 0)
+                rc = st_errorf(err, "%s: --overwrite: cannot delete: %s", path, strerror(errno));
+        }
+    }
+    closedir(d);
+    if (rc == 0 && delete && rmdir(run_dir) != 0)
+        rc = st_errorf(err, "%s: --overwrite: cannot delete the old run: %s", run_dir, strerror(errno));
+    return rc;
+}
+
 int rundir_check(const char *run_dir, RunMode mode, char *err) {
-    int exists = access(run_dir, F_OK) == 0;
+    struct stat st;
+    int exists = lstat(run_dir, &st) == 0; /* a dangling symbolic link exists too */
     if (mode == RUN_NEW && exists)
         return st_errorf(err,
                          "%s: the run directory already exists; continue it with `bin/train --resume %s` or "
@@ -29,19 +89,14 @@ int rundir_check(const char *run_dir, RunMode mode, char *err) {
                          run_dir, run_dir);
     if (mode == RUN_RESUME && !is_dir(run_dir))
         return st_errorf(err, "%s: --resume: expected a run directory, found none", run_dir);
-    if (mode == RUN_OVERWRITE && exists && !is_dir(run_dir))
-        return st_errorf(err, "%s: --overwrite: expected a run directory, found a file", run_dir);
+    if (mode == RUN_OVERWRITE && exists && (check_is_run(run_dir, err) || run_files(run_dir, 0, err))) return -1;
     return 0;
 }
 
-static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw) {
-    (void)st, (void)type, (void)ftw;
-    return remove(path);
-}
-
 int rundir_create(const char *run_dir, RunMode mode, char *err) {
-    if (mode == RUN_OVERWRITE && is_dir(run_dir) && nftw(run_dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return st_errorf(err, "%s: --overwrite: cannot delete the old run: %s", run_dir, strerror(errno));
+    struct stat st;
+    if (mode == RUN_OVERWRITE && lstat(run_dir, &st) == 0 && (check_is_run(run_dir, err) || run_files(run_dir, 1, err)))
+        return -1;
     return st_make_dirs(run_dir, err);
 }
 
@@ -99,7 +154,7 @@ int rundir_write_config(const char *run_dir, const TrainConfig *c, int threads, 
     utc_now(when, sizeof when);
     StAtomic a;
     if (st_atomic_open(&a, path, err)) return -1;
-    fprintf(a.f, "# sinktrace run config: every resolved setting, in the format of bin/train --config\n");
+    fprintf(a.f, "%s: every resolved setting, in the format of bin/train --config\n", RUN_CONFIG_MARK);
     fprintf(a.f, "# git commit: %s\n# threads: %d\n# started: %s\n", commit, threads, when);
     if (config_write(c, a.f, path, err)) {
         st_atomic_abort(&a);

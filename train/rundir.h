@@ -11,14 +11,18 @@
 
 typedef enum {
     RUN_NEW,       /* the directory must not exist yet */
-    RUN_OVERWRITE, /* an existing directory is deleted first */
+    RUN_OVERWRITE, /* an existing run directory is deleted first */
     RUN_RESUME     /* the directory holds a run to continue */
 } RunMode;
 
 /* Checks that the mode fits what is on disk (nothing is created or deleted): RUN_NEW refuses an
  * existing directory, naming --resume and --overwrite; RUN_RESUME needs one. */
 int rundir_check(const char *run_dir, RunMode mode, char *err);
-/* RUN_NEW: creates the directory (and out_dir); RUN_OVERWRITE: deletes it and everything in it first */
+/* the first line of every config.txt bin/train writes: what --overwrite recognises a run by */
+#define RUN_CONFIG_MARK "# sinktrace run config"
+/* RUN_NEW: creates the directory (and out_dir); RUN_OVERWRITE: deletes an existing run first, but only
+ * a recognisable one (config.txt starting with RUN_CONFIG_MARK, nothing but the files a run writes, no
+ * subdirectory or symbolic link): anything else is refused with nothing deleted */
 int rundir_create(const char *run_dir, RunMode mode, char *err);
 /* Takes the run directory's lock, <run_dir>/train.lock (flock, so it dies with its process: a lock
  * left by a killed run is taken over), and writes this pid into it. Refuses, naming the pid, while

@@ -36,10 +36,33 @@ static int start_variant(ParseCtx *p, const char *line, const char *where, char 
     return 0;
 }
 
+/* a key may be set or listed once per section: a second would silently win, or double the runs */
+static int check_key_once(const SweepVariant *v, const char *key, const char *where, char *err) {
+    for (int i = 0; i < v->n_axes; i++)
+        if (!strcmp(v->axes[i].key, key)) return st_errorf(err, "%s: %s: key given twice (already a list)", where, key);
+    for (int i = 0; i < v->n_settings; i++)
+        if (!strcmp(v->settings[i].key, key)) return st_errorf(err, "%s: %s: key given twice", where, key);
+    return 0;
+}
+
+/* two values of a list that read as the same setting ("0.001, 1e-3") would make two identical runs */
+static int check_value_new(ParseCtx *p, const SweepAxis *a, const char *where, char *err) {
+    char value[600], earlier[600];
+    config_get(&p->trial, a->key, value, sizeof value);
+    TrainConfig probe = p->trial;
+    for (int i = 0; i < a->n_values - 1; i++) {
+        config_set(&probe, a->key, a->values[i], where, err); /* read before, so it succeeds */
+        config_get(&probe, a->key, earlier, sizeof earlier);
+        if (!strcmp(value, earlier))
+            return st_errorf(err, "%s: %s: value '%s' given twice (as '%s' and '%s')", where, a->key, value,
+                             a->values[i], a->values[a->n_values - 1]);
+    }
+    return 0;
+}
+
 static int add_axis(ParseCtx *p, const char *key, const char *list, const char *where, char *err) {
     SweepVariant *v = p->cur;
-    for (int i = 0; i < v->n_axes; i++)
-        if (!strcmp(v->axes[i].key, key)) return st_errorf(err, "%s: %s: list given twice", where, key);
+    if (check_key_once(v, key, where, err)) return -1;
     if (v->n_axes == SWEEP_MAX_AXES) return st_errorf(err, "%s: expected at most %d lists, found more", where, SWEEP_MAX_AXES);
     SweepAxis *a = &v->axes[v->n_axes];
     memset(a, 0, sizeof *a);
@@ -54,6 +77,7 @@ static int add_axis(ParseCtx *p, const char *key, const char *list, const char *
                              SWEEP_MAX_VALUES, sizeof a->values[0]);
         if (config_set(&p->trial, key, val, where, err)) return -1;
         snprintf(a->values[a->n_values++], sizeof a->values[0], "%s", val);
+        if (check_value_new(p, a, where, err)) return -1;
     }
     v->n_axes++;
     return 0;
@@ -72,6 +96,7 @@ static int parse_line(void *ctx, const char *key, const char *value, const char 
         return st_errorf(err, "%s: %s: expected nothing, the sweep names its runs and their directory", where, k);
     if (strchr(value, ',')) return add_axis(p, k, value, where, err);
     SweepVariant *v = p->cur;
+    if (check_key_once(v, k, where, err)) return -1;
     if (v->n_settings == SWEEP_MAX_ITEMS || strlen(value) >= sizeof v->settings[0].value)
         return st_errorf(err, "%s: expected at most %d settings of < %zu characters", where, SWEEP_MAX_ITEMS,
                          sizeof v->settings[0].value);
@@ -108,13 +133,20 @@ int sweep_load(Sweep *s, const char *path, char *err) {
     s->n_runs = 0;
     if (s->n_variants == 0) s->n_runs = grid_size(&s->global);
     for (int i = 0; i < s->n_variants; i++) s->n_runs += grid_size(&s->global) * grid_size(&s->variants[i]);
-    /* every run must make a valid config: catch a bad combination before anything runs */
-    for (int i = 0; i < s->n_runs; i++) {
+    /* every run must make a valid config, in a directory of its own: catch a bad combination, or two
+     * runs whose names collide once made safe ("a/b" and "a_b"), before anything runs */
+    char(*names)[256] = st_malloc((size_t)s->n_runs * sizeof *names);
+    rc = 0;
+    for (int i = 0; i < s->n_runs && rc == 0; i++) {
         TrainConfig cfg;
-        char name[256];
-        if (sweep_run_config(s, i, &cfg, name, sizeof name, err)) return -1;
+        rc = sweep_run_config(s, i, &cfg, names[i], sizeof names[i], err);
+        for (int j = 0; j < i && rc == 0; j++)
+            if (!strcmp(names[i], names[j]))
+                rc = st_errorf(err, "%s: runs %d and %d are both named %s: they would share one directory", path,
+                               j + 1, i + 1, names[i]);
     }
-    return 0;
+    free(names);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------------ */
@@ -222,28 +254,61 @@ int sweep_write_configs(const Sweep *s, char *err) {
     return 0;
 }
 
-void sweep_run_command(const Sweep *s, const TrainConfig *cfg, SweepRunState state, const char *train_exe, char *out,
-                       size_t size) {
+void sweep_run_argv(const Sweep *s, const TrainConfig *cfg, SweepRunState state, const char *train_exe,
+                    SweepCommand *cmd) {
     char dir[2048];
     run_dir_of(cfg, dir, sizeof dir);
+    cmd->n = 0;
+    snprintf(cmd->word[cmd->n++], sizeof cmd->word[0], "%s", train_exe);
     /* a resumed run reads the sweep's config, not its own config.txt, so a sweep file changed since
      * is an error of bin/train's (naming the key) rather than a silent finish at the old settings */
-    if (state == SWEEP_RUN_PARTIAL) snprintf(out, size, "%s --resume %s --config %s/%s.conf", train_exe, dir, s->dir, cfg->run_name);
-    else snprintf(out, size, "%s --config %s/%s.conf%s", train_exe, s->dir, cfg->run_name,
-                  state == SWEEP_RUN_EMPTY ? " --overwrite" : "");
+    if (state == SWEEP_RUN_PARTIAL) {
+        snprintf(cmd->word[cmd->n++], sizeof cmd->word[0], "--resume");
+        snprintf(cmd->word[cmd->n++], sizeof cmd->word[0], "%s", dir);
+    }
+    snprintf(cmd->word[cmd->n++], sizeof cmd->word[0], "--config");
+    snprintf(cmd->word[cmd->n++], sizeof cmd->word[0], "%s/%s.conf", s->dir, cfg->run_name);
+    if (state == SWEEP_RUN_EMPTY) snprintf(cmd->word[cmd->n++], sizeof cmd->word[0], "--overwrite");
 }
 
-/* the commands of the unfinished runs, one per line, each prefixed by `prefix` */
-static int emit_commands(const Sweep *s, FILE *f, const char *prefix, const char *suffix, int *count, char *err) {
+void sweep_shell_quote(const char *word, char *out, size_t size) {
+    size_t n = strlen(out);
+    int safe = word[0] != 0;
+    for (const char *c = word; *c; c++) safe &= isalnum((unsigned char)*c) || strchr("_./=:,+-@%", *c) != NULL;
+    if (safe) {
+        snprintf(out + n, size - n, "%s", word);
+        return;
+    }
+    n += (size_t)snprintf(out + n, size - n, "'");
+    for (const char *c = word; *c && n < size; c++)
+        n += (size_t)snprintf(out + n, size - n, "%s", *c == '\'' ? "'\\''" : (char[2]){*c, 0});
+    if (n < size) snprintf(out + n, size - n, "'");
+}
+
+void sweep_run_command(const Sweep *s, const TrainConfig *cfg, SweepRunState state, const char *train_exe, char *out,
+                       size_t size) {
+    SweepCommand cmd;
+    sweep_run_argv(s, cfg, state, train_exe, &cmd);
+    out[0] = 0;
+    for (int i = 0; i < cmd.n; i++) {
+        if (i) snprintf(out + strlen(out), size - strlen(out), " ");
+        sweep_shell_quote(cmd.word[i], out, size);
+    }
+}
+
+/* the commands of the unfinished runs, one per line; as_element quotes each whole line once more, as
+ * one word of a bash array (the Slurm script evals it) */
+static int emit_commands(const Sweep *s, FILE *f, int as_element, int *count, char *err) {
     *count = 0;
     for (int i = 0; i < s->n_runs; i++) {
         TrainConfig cfg;
-        char name[256], cmd[4096];
+        char name[256], cmd[4096], element[8192] = "  ";
         if (sweep_run_config(s, i, &cfg, name, sizeof name, err)) return -1;
         SweepRunState st = sweep_run_state(&cfg);
         if (st == SWEEP_RUN_DONE) continue;
         sweep_run_command(s, &cfg, st, "bin/train", cmd, sizeof cmd);
-        fprintf(f, "%s%s%s\n", prefix, cmd, suffix);
+        if (as_element) sweep_shell_quote(cmd, element, sizeof element);
+        fprintf(f, "%s\n", as_element ? element : cmd);
         (*count)++;
     }
     return 0;
@@ -252,7 +317,7 @@ static int emit_commands(const Sweep *s, FILE *f, const char *prefix, const char
 int sweep_emit_parallel(const Sweep *s, FILE *f, char *err) {
     int n;
     if (sweep_write_configs(s, err)) return -1;
-    return emit_commands(s, f, "", "", &n, err);
+    return emit_commands(s, f, 0, &n, err);
 }
 
 int sweep_emit_slurm(const Sweep *s, FILE *f, char *err) {
@@ -270,7 +335,7 @@ int sweep_emit_slurm(const Sweep *s, FILE *f, char *err) {
     size_t body_size = 0;
     FILE *mem = open_memstream(&body, &body_size);
     int n;
-    int rc = emit_commands(s, mem, "  \"", "\"", &n, err);
+    int rc = emit_commands(s, mem, 1, &n, err);
     fclose(mem);
     if (rc == 0) {
         if (n == 0) fprintf(f, "# every run of this sweep is finished\nexit 0\n");

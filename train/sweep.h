@@ -68,10 +68,22 @@ SweepRunState sweep_run_state(const TrainConfig *cfg);
 
 /* writes <dir>/<run>.conf for every run (creating dir) */
 int sweep_write_configs(const Sweep *s, char *err);
+/* the words of a command, passed to execv as they are (a space inside a path stays in its word) */
+#define SWEEP_CMD_WORDS 6
+typedef struct {
+    int n;
+    char word[SWEEP_CMD_WORDS][2100];
+} SweepCommand;
 /* the command that (re)starts a run: `<train_exe> --config <dir>/<run>.conf [--overwrite]`, or
  * `<train_exe> --resume <dir>/<run> --config <dir>/<run>.conf` for a PARTIAL one */
+void sweep_run_argv(const Sweep *s, const TrainConfig *cfg, SweepRunState state, const char *train_exe,
+                    SweepCommand *cmd);
+/* the same command as one line for a POSIX shell, each word quoted when it needs it */
 void sweep_run_command(const Sweep *s, const TrainConfig *cfg, SweepRunState state, const char *train_exe, char *out,
                        size_t size);
+/* appends `word` to out as one shell word: as it is when it has only safe characters, else in single
+ * quotes (a ' inside becomes '\'') */
+void sweep_shell_quote(const char *word, char *out, size_t size);
 
 /* one command line per unfinished run, for GNU parallel */
 int sweep_emit_parallel(const Sweep *s, FILE *f, char *err);

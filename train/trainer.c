@@ -1,5 +1,6 @@
 #include "trainer.h"
 
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -81,17 +82,23 @@ BosPolicy probe_window_policy(const TrainConfig *c) {
     return aligned ? BOS_START : BOS_NONE;
 }
 
-/* the probe set is built from the data's validation windows on the first run, read back on a resume */
-static int open_prober(Trainer *t, char *err) {
+/* the validation windows the probe set is built from, checked before anything is created on disk */
+static int open_probe_windows(const TrainConfig *c, Loader *windows, char *err) {
+    if (open_windows(windows, c, c->probe_len, probe_window_policy(c), c->model.seed, err)) return -1;
+    if (probe_windows_check(windows, c->probe_n, err)) {
+        loader_close(windows);
+        return -1;
+    }
+    return 0;
+}
+
+/* the probe set is built from the windows on the first run, read back on a resume */
+static int open_prober(Trainer *t, const Loader *windows, char *err) {
     const TrainConfig *c = &t->cfg;
     ProbeConfig pc = {.n = c->probe_n, .len = c->probe_len, .shift = c->probe_shift, .every = c->probe_every,
                       .log_early = c->probe_schedule == PROBE_SCHEDULE_LOG};
-    Loader windows;
-    if (open_windows(&windows, c, c->probe_len, probe_window_policy(c), c->model.seed, err)) return -1;
-    int rc = prober_open(&t->prober, t->run_dir, &windows, &pc, &t->model.cfg, c->bos != BOS_NONE && c->bos != BOS_START,
-                         c->model.seed, err);
-    loader_close(&windows);
-    return rc;
+    return prober_open(&t->prober, t->run_dir, windows, &pc, &t->model.cfg, c->bos != BOS_NONE && c->bos != BOS_START,
+                       c->model.seed, err);
 }
 
 /* --overwrite must not delete a directory that another bin/train is writing */
@@ -100,6 +107,22 @@ static int overwrite_only_if_unlocked(const char *run_dir, RunMode mode, char *e
     if (mode != RUN_OVERWRITE || access(run_dir, F_OK) != 0) return 0;
     if (rundir_lock(run_dir, &fd, err)) return -1;
     close(fd);
+    return 0;
+}
+
+/* rank 0: the run directory made (or resumed and locked), config.txt written, train.jsonl open */
+static int open_run_dir(Trainer *t, RunMode mode, char *err) {
+    const char *run_dir = t->run_dir;
+    if (mode == RUN_RESUME) {
+        if (rundir_lock(run_dir, &t->lock_fd, err) || resume_from_latest(t, err)) return -1;
+    } else if (overwrite_only_if_unlocked(run_dir, mode, err) || rundir_create(run_dir, mode, err) ||
+               rundir_lock(run_dir, &t->lock_fd, err) || rundir_write_config(run_dir, &t->cfg, t->threads, err)) {
+        return -1;
+    }
+    char log_path[4200];
+    snprintf(log_path, sizeof log_path, "%s/train.jsonl", run_dir);
+    t->log = fopen(log_path, "a");
+    if (!t->log) return st_errorf(err, "%s: cannot open for appending: %s", log_path, strerror(errno));
     return 0;
 }
 
@@ -128,21 +151,13 @@ int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMod
     t->targets = st_malloc(BT * sizeof(int));
     t->step_load = st_calloc((size_t)c->model.n_layer * c->model.n_expert, sizeof(float));
 
-    if (mode == RUN_RESUME) {
-        if ((dist_is_root() && rundir_lock(run_dir, &t->lock_fd, err)) || resume_from_latest(t, err)) return -1;
-    } else if (dist_is_root() &&
-               (overwrite_only_if_unlocked(run_dir, mode, err) || rundir_create(run_dir, mode, err) ||
-                rundir_lock(run_dir, &t->lock_fd, err) || rundir_write_config(run_dir, c, t->threads, err))) {
-        return -1;
-    }
-    if (!dist_is_root()) return 0;
-    char log_path[4200];
-    snprintf(log_path, sizeof log_path, "%s/train.jsonl", run_dir);
-    t->log = fopen(log_path, "a");
-    if (!t->log) return st_errorf(err, "%s: cannot open for appending", log_path);
-    if (open_prober(t, err)) return -1;
-    progress_init(&t->progress, stdout, t->step);
-    return 0;
+    if (!dist_is_root()) return mode == RUN_RESUME ? resume_from_latest(t, err) : 0;
+    Loader windows;
+    if (open_probe_windows(c, &windows, err)) return -1;
+    int rc = open_run_dir(t, mode, err) || open_prober(t, &windows, err) ? -1 : 0;
+    loader_close(&windows);
+    if (rc == 0) progress_init(&t->progress, stdout, t->step);
+    return rc;
 }
 
 void trainer_close(Trainer *t) {
@@ -392,7 +407,9 @@ static int train_step(Trainer *t, char *err) {
 
 int trainer_run(Trainer *t, int64_t until, char *err) {
     if (until > t->cfg.steps) until = t->cfg.steps;
-    if (t->step == 0 && run_probes_if_due(t, err)) return -1;
+    /* step 0's probes, unless this run resumes from a step-0 checkpoint (a stop before the first
+     * step), whose probes.jsonl has them already */
+    if (t->step == 0 && t->ckpt_step != 0 && run_probes_if_due(t, err)) return -1;
     while (t->step < until && !dist_any(stop_requested)) {
         if (train_step(t, err)) {
             progress_break(&t->progress);

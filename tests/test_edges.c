@@ -1,0 +1,315 @@
+/* tests/test_edges.c: the edges of docs/RELIABILITY.md, tried as a careless or hostile user would:
+ * --overwrite of what is not a run, a config from a pipe, flags given twice or swallowed, sizes past
+ * their ceiling, a stop before the first step, a validation split too small for the probes, a data
+ * directory changed under a run, every program's --help. Most run the programs of bin/ as a shell
+ * would; run from the repository root, after `make`. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../common/util.h"
+#include "../train/trainer.h"
+#include "fixtures.h"
+
+static char dir[64];       /* this test's temporary directory */
+static char data_dir[128]; /* a tiny prepared data directory inside it */
+static char out[65536];    /* what the last sh() printed, stdout and stderr */
+
+/* runs a bash command line, its output into out[]; returns its exit code */
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...) {
+    char cmd[8192], quoted[8400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    /* bash for <(...); the command goes in single quotes, so it must hold none */
+    assert_null(strchr(cmd, '\''));
+    snprintf(quoted, sizeof quoted, "bash -c '%s' 2>&1", cmd);
+    FILE *p = popen(quoted, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int exists(const char *path) { return access(path, F_OK) == 0; }
+
+/* <dir>/<name>.conf: a tiny run named name of `steps` steps, one thread, and the lines of extra */
+static void write_conf(char *conf, size_t size, const char *name, int steps, const char *extra) {
+    snprintf(conf, size, "%s/%s.conf", dir, name);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "d_model = 16\nn_layer = 1\nn_head = 2\nn_kv_head = 1\nn_expert = 2\ntop_k = 1\nd_ff = 16\n"
+            "seq_len = 16\nbatch_size = 2\nsteps = %d\nwarmup_steps = 0\neval_every = 0\neval_batches = 1\n"
+            "threads = 1\nprobe_n = 2\nprobe_len = 16\nprobe_every = 1\ndata_dir = %s\nout_dir = %s\n"
+            "run_name = %s\n%s",
+            steps, data_dir, dir, name, extra);
+    fclose(f);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* bug 1: --overwrite deletes only a run */
+
+static void test_overwrite_keeps_what_is_not_a_run(void **state) {
+    (void)state;
+    char conf[256], keep[256], thesis[512], lock[600];
+    write_conf(conf, sizeof conf, "important", 1, "");
+    /* a directory of the user's, with the run's name */
+    snprintf(keep, sizeof keep, "%s/important", dir);
+    snprintf(thesis, sizeof thesis, "%s/thesis.tex", keep);
+    assert_int_equal(mkdir(keep, 0755), 0);
+    fixture_write_file(thesis, "chapter 1", 9);
+    assert_int_not_equal(sh("bin/train --config %s --overwrite", conf), 0);
+    assert_non_null(strstr(out, "not a run of bin/train"));
+    assert_true(exists(thesis));
+    snprintf(lock, sizeof lock, "%s/train.lock", keep);
+    assert_false(exists(lock)); /* not even a lock file was added */
+
+    /* a real run with a file of the user's dropped into it: refused, nothing deleted */
+    assert_int_equal(fixture_remove_dir(keep), 0);
+    assert_int_equal(sh("bin/train --config %s", conf), 0);
+    fixture_write_file(thesis, "chapter 1", 9);
+    assert_int_not_equal(sh("bin/train --config %s --overwrite", conf), 0);
+    assert_non_null(strstr(out, "thesis.tex is not a file of a run"));
+    assert_true(exists(thesis));
+    char cfg_txt[600];
+    snprintf(cfg_txt, sizeof cfg_txt, "%s/config.txt", keep);
+    assert_true(exists(cfg_txt));
+
+    /* without the stray file the run is overwritten */
+    assert_int_equal(unlink(thesis), 0);
+    assert_int_equal(sh("bin/train --config %s --overwrite", conf), 0);
+}
+
+static void test_overwrite_does_not_follow_a_symlink(void **state) {
+    (void)state;
+    char conf[256], target[256], link[256], ckpt[600];
+    /* a real run elsewhere, and a link to it under the name of the run being overwritten */
+    write_conf(conf, sizeof conf, "elsewhere", 1, "");
+    assert_int_equal(sh("bin/train --config %s", conf), 0);
+    snprintf(target, sizeof target, "%s/elsewhere", dir);
+    snprintf(link, sizeof link, "%s/linked", dir);
+    assert_int_equal(symlink(target, link), 0);
+    write_conf(conf, sizeof conf, "linked", 1, "");
+    assert_int_not_equal(sh("bin/train --config %s --overwrite", conf), 0);
+    assert_non_null(strstr(out, "symbolic link"));
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt_00000001.bin", target);
+    assert_true(exists(ckpt));
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* bug 2: a config from a pipe; flags given twice */
+
+static void test_config_from_a_pipe_is_read(void **state) {
+    (void)state;
+    char conf[256], cfg_txt[600];
+    write_conf(conf, sizeof conf, "piped", 1, "d_model = 24\n");
+    /* the pipe holds the whole config; the flags keep a misread one small and out of runs/ */
+    const char *guard = "--steps 1 --warmup_steps 0 --threads 1 --probe_n 2 --probe_len 16";
+    assert_int_equal(sh("bin/train --config <(sed /^d_model.=.16/d %s) --out_dir %s --run_name piped --data_dir %s %s",
+                        conf, dir, data_dir, guard),
+                     0);
+    snprintf(cfg_txt, sizeof cfg_txt, "%s/piped/config.txt", dir);
+    char text[16384];
+    fixture_read_text(cfg_txt, text, sizeof text);
+    assert_non_null(strstr(text, "d_model         = 24 "));
+
+    assert_int_equal(sh("sed /^d_model.=.16/d %s | bin/train --config /dev/stdin --out_dir %s --run_name stdin "
+                        "--data_dir %s %s",
+                        conf, dir, data_dir, guard),
+                     0);
+    snprintf(cfg_txt, sizeof cfg_txt, "%s/stdin/config.txt", dir);
+    fixture_read_text(cfg_txt, text, sizeof text);
+    assert_non_null(strstr(text, "d_model         = 24 "));
+}
+
+static void test_a_flag_given_twice_or_swallowed_is_refused(void **state) {
+    (void)state;
+    char conf[256], run[512];
+    write_conf(conf, sizeof conf, "twice", 1, "");
+    snprintf(run, sizeof run, "%s/twice", dir);
+    assert_int_equal(sh("bin/train --config %s --config %s", conf, conf), 2);
+    assert_non_null(strstr(out, "--config: expected once, found twice"));
+    assert_int_equal(sh("bin/train --config %s --lr 0.1 --lr 0.2", conf), 2);
+    assert_non_null(strstr(out, "--lr: expected once"));
+    /* "--steps --lr 3": --lr is not the steps */
+    assert_int_equal(sh("bin/train --config %s --steps --lr 3", conf), 2);
+    assert_non_null(strstr(out, "--steps: expected a value, found the flag '--lr'"));
+    assert_int_equal(sh("bin/train --config %s --run_name --overwrite", conf), 2);
+    assert_int_equal(sh("bin/train --config %s --run_name -x", conf), 2);
+    assert_non_null(strstr(out, "run_name"));
+    assert_false(exists(run));
+}
+
+static void test_numbers_are_plain_decimals(void **state) {
+    (void)state;
+    char conf[256], run[512];
+    write_conf(conf, sizeof conf, "decimals", 1, "");
+    snprintf(run, sizeof run, "%s/decimals", dir);
+    const char *bad[][2] = {{"lr", "0x1p-4"}, {"lr", "inf"},   {"lr", "nan"},       {"lr", "1e-3x"},
+                            {"steps", "0x10"}, {"steps", "1e3"}, {"steps", "10abc"}, {"steps", " 5"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(sh("bin/train --config %s --%s \"%s\"", conf, bad[i][0], bad[i][1]), 2);
+        assert_non_null(strstr(out, bad[i][0]));
+    }
+    assert_false(exists(run));
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* bug 4: every size-like key has a ceiling, checked before the run directory is made */
+
+static void test_sizes_past_their_ceiling_are_refused_first(void **state) {
+    (void)state;
+    char conf[256], run[512];
+    write_conf(conf, sizeof conf, "ceiling", 1, "");
+    snprintf(run, sizeof run, "%s/ceiling", dir);
+    const char *bad[][3] = {{"threads", "100000", "1024"},     {"seq_len", "2147483648", "65536"},
+                            {"seq_len", "100000", "65536"},    {"grad_accum", "4294967297", "65536"},
+                            {"grad_accum", "100000", "65536"}, {"eval_batches", "100000", "4096"},
+                            {"batch_size", "100000", "4096"},  {"probe_n", "100000", "4096"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(sh("bin/train --config %s --%s %s", conf, bad[i][0], bad[i][1]), 2);
+        assert_non_null(strstr(out, bad[i][0]));
+        assert_non_null(strstr(out, bad[i][2])); /* the limit */
+        assert_null(strchr(strchr(out, '\n') + 1, '\n')); /* one line */
+        assert_false(exists(run));
+    }
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* bug 7: a stop before the first step, then --resume: step 0 is probed once */
+
+/* the lines of a JSONL file whose step is 0 */
+static int count_step0_lines(const char *path) {
+    char *text = st_malloc(1 << 20);
+    fixture_read_text(path, text, 1 << 20);
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, "\"step\":0,")); p++) n++;
+    free(text);
+    return n;
+}
+
+static void test_stop_at_step_0_then_resume_probes_step_0_once(void **state) {
+    (void)state;
+    char conf[256], run[512], ref[512], path[600];
+    write_conf(conf, sizeof conf, "ref0", 3, "");
+    assert_int_equal(sh("bin/train --config %s", conf), 0);
+    snprintf(ref, sizeof ref, "%s/ref0/probes.jsonl", dir);
+    int want = count_step0_lines(ref);
+    assert_true(want > 0);
+
+    /* a SIGTERM that arrives before the first step: a child asks for the stop before training */
+    write_conf(conf, sizeof conf, "stop0", 3, "");
+    snprintf(run, sizeof run, "%s/stop0", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        TrainConfig c;
+        char err[ST_ERR_LEN];
+        Trainer t;
+        config_defaults(&c);
+        if (config_load_file(&c, conf, err) || config_validate(&c, err) || trainer_open(&t, &c, run, RUN_NEW, err)) _exit(3);
+        trainer_request_stop();
+        int rc = trainer_run(&t, c.steps, err);
+        trainer_close(&t);
+        _exit(rc == 1 ? 0 : 4);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(sh("bin/train --resume %s", run), 0);
+    snprintf(path, sizeof path, "%s/probes.jsonl", run);
+    assert_int_equal(count_step0_lines(path), want);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* bug 8: what can be checked is checked before anything is created */
+
+static void test_a_small_validation_split_fails_before_the_run_dir(void **state) {
+    (void)state;
+    char conf[256], run[512];
+    write_conf(conf, sizeof conf, "fewval", 1, "");
+    snprintf(run, sizeof run, "%s/fewval", dir);
+    /* the tiny data's 3,000 validation tokens hold under 200 windows of 16 */
+    assert_int_equal(sh("bin/train --config %s --probe_n 4000", conf), 1);
+    assert_non_null(strstr(out, "probe_n = 4000"));
+    assert_false(exists(run));
+    /* so the same command, corrected, needs no --overwrite */
+    assert_int_equal(sh("bin/train --config %s --probe_n 4", conf), 0);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* bug 3: bin/sweep with spaces in the sweep's directory and its data path; bug 6 is in test_sweep */
+
+/* "<dir>/<sub>/<name>.sweep": two tiny runs (lr 0.01, 0.02) of `steps` steps on data_path */
+static void write_sweep(char *path, size_t size, const char *sub, const char *name, const char *data_path) {
+    char folder[256];
+    snprintf(folder, sizeof folder, "%s/%s", dir, sub);
+    mkdir(folder, 0755);
+    snprintf(path, size, "%s/%s.sweep", folder, name);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "d_model = 16\nn_layer = 1\nn_head = 2\nn_kv_head = 1\nn_expert = 2\ntop_k = 1\nd_ff = 16\n"
+            "seq_len = 16\nbatch_size = 2\nsteps = 2\nwarmup_steps = 0\neval_every = 0\neval_batches = 1\n"
+            "threads = 1\nprobe_n = 2\nprobe_len = 16\nprobe_every = 1\ndata_dir = %s\nlr = 0.01, 0.02\n",
+            data_path);
+    fclose(f);
+}
+
+static void test_sweep_with_spaces_in_its_paths(void **state) {
+    (void)state;
+    char sweep[512], spaced_data[256];
+    /* the data reached through a path with a space */
+    snprintf(spaced_data, sizeof spaced_data, "%s/my data", dir);
+    assert_int_equal(symlink(data_dir, spaced_data), 0);
+
+    write_sweep(sweep, sizeof sweep, "my sweeps", "run", spaced_data);
+    assert_int_equal(sh("bin/sweep \"%s\"", sweep), 0);
+    assert_non_null(strstr(out, "2 of 2 runs finished, 0 failed"));
+
+    /* the emitted lines run as they are in a shell */
+    write_sweep(sweep, sizeof sweep, "my sweeps", "par", spaced_data);
+    assert_int_equal(sh("bin/sweep \"%s\" --emit parallel | bash", sweep), 0);
+    assert_int_equal(sh("bin/sweep \"%s\" --list", sweep), 0);
+    assert_null(strstr(out, "new"));
+
+    write_sweep(sweep, sizeof sweep, "my sweeps", "slurm", spaced_data);
+    assert_int_equal(sh("bin/sweep \"%s\" --emit slurm > \"%s/my sweeps/job.sh\"", sweep, dir), 0);
+    for (int task = 0; task < 2; task++)
+        assert_int_equal(sh("SLURM_ARRAY_TASK_ID=%d SLURM_SUBMIT_DIR=$PWD bash \"%s/my sweeps/job.sh\"", task, dir), 0);
+    assert_int_equal(sh("bin/sweep \"%s\" --list", sweep), 0);
+    assert_null(strstr(out, "new"));
+}
+
+int main(void) {
+    snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
+    if (!mkdtemp(dir)) return 1;
+    snprintf(data_dir, sizeof data_dir, "%s/data", dir);
+    if (fixture_tiny_data(data_dir)) return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_overwrite_keeps_what_is_not_a_run),
+        cmocka_unit_test(test_overwrite_does_not_follow_a_symlink),
+        cmocka_unit_test(test_config_from_a_pipe_is_read),
+        cmocka_unit_test(test_a_flag_given_twice_or_swallowed_is_refused),
+        cmocka_unit_test(test_numbers_are_plain_decimals),
+        cmocka_unit_test(test_sizes_past_their_ceiling_are_refused_first),
+        cmocka_unit_test(test_stop_at_step_0_then_resume_probes_step_0_once),
+        cmocka_unit_test(test_a_small_validation_split_fails_before_the_run_dir),
+        cmocka_unit_test(test_sweep_with_spaces_in_its_paths),
+    };
+    int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);
+    if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;
+    return rc;
+}
