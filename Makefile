@@ -24,8 +24,8 @@ CFLAGS ?= -O2
 # -Wno-psabi: without AVX (ARCH=), gcc warns that 32-byte vector arguments change the ABI; the
 # vector helpers are static inline within one build, so no ABI boundary is crossed
 CFLAGS += -std=c11 -Wall -Wextra -Werror -Wno-psabi -fopenmp $(ARCH) -D_GNU_SOURCE -MMD -MP \
-          $(shell pkg-config --cflags stb libcjson 2>/dev/null)
-LDLIBS = $(shell pkg-config --libs stb libcjson 2>/dev/null) -lm
+          $(shell pkg-config --cflags stb libcjson zlib 2>/dev/null)
+LDLIBS = $(shell pkg-config --libs stb libcjson zlib 2>/dev/null) -lm
 TEST_LDLIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 ifeq ($(MPI),1)
 CC = mpicc

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what sinktrace needs from Debian when it is missing (as root), or prints the command.
 set -euo pipefail
-need=(gcc make pkg-config libcmocka-dev libstb-dev libcjson-dev)
+# zlib1g-dev: crc32, the checksum of every binary file (common/binfile.h) and of the data fingerprint
+need=(gcc make pkg-config libcmocka-dev libstb-dev libcjson-dev zlib1g-dev)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 # MPI=1 (make deps MPI=1): Open MPI for the data-parallel bin/train
 [ "${MPI:-}" = 1 ] && need+=(openmpi-bin libopenmpi-dev)

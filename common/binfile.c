@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "util.h"
 
@@ -88,6 +89,20 @@ int st_file_size(const char *path, int64_t *size, char *err) {
     struct stat st;
     if (stat(path, &st) != 0) return st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
     *size = (int64_t)st.st_size;
+    return 0;
+}
+
+int st_file_crc32(const char *path, int64_t *size, uint32_t *crc, char *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char buf[1 << 16];
+    uLong sum = crc32(0L, Z_NULL, 0);
+    *size = 0;
+    for (size_t got; (got = fread(buf, 1, sizeof buf, f)) > 0; *size += (int64_t)got) sum = crc32_z(sum, buf, got);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) return st_errorf(err, "%s: read failed: %s", path, strerror(errno));
+    *crc = (uint32_t)sum;
     return 0;
 }
 

@@ -31,6 +31,8 @@ int st_header_read(FILE *f, const char *path, const char *magic, uint32_t versio
 int st_read_exact(FILE *f, const char *path, void *buf, size_t bytes, const char *what, char *err);
 int st_write_all(FILE *f, const char *path, const void *buf, size_t bytes, char *err);
 int st_file_size(const char *path, int64_t *size, char *err);
+/* the size and CRC-32 (zlib's) of a whole file */
+int st_file_crc32(const char *path, int64_t *size, uint32_t *crc, char *err);
 /* mkdir -p: creates path and every missing parent */
 int st_make_dirs(const char *path, char *err);
 

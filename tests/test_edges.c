@@ -250,6 +250,33 @@ static void test_a_small_validation_split_fails_before_the_run_dir(void **state)
 }
 
 /* --------------------------------------------------------------------------------------------- */
+/* bug 5: --resume checks that the data is the data the run started on */
+
+static void test_resume_on_changed_data_is_refused(void **state) {
+    (void)state;
+    char conf[256], data2[256], run[512], shard[512];
+    /* a data directory of this test's own, changed after the run started */
+    snprintf(data2, sizeof data2, "%s/data_changed", dir);
+    assert_int_equal(fixture_tiny_data(data2), 0);
+    write_conf(conf, sizeof conf, "redata", 2, "");
+    snprintf(run, sizeof run, "%s/redata", dir);
+    assert_int_equal(sh("bin/train --config %s --data_dir %s", conf, data2), 0);
+    assert_int_equal(sh("bin/train --resume %s", run), 0); /* unchanged: resumes (and finds it finished) */
+
+    /* the next-to-last token of train.bin (uint16) made a control byte the fixture never writes, as a
+     * re-prepared corpus would change many */
+    snprintf(shard, sizeof shard, "%s/train.bin", data2);
+    FILE *f = fopen(shard, "r+b");
+    assert_non_null(f);
+    fseek(f, -4, SEEK_END);
+    fputc(1, f);
+    fputc(0, f);
+    fclose(f);
+    assert_int_equal(sh("bin/train --resume %s", run), 1);
+    assert_non_null(strstr(out, "train.bin changed since the run started"));
+}
+
+/* --------------------------------------------------------------------------------------------- */
 /* bug 3: bin/sweep with spaces in the sweep's directory and its data path; bug 6 is in test_sweep */
 
 /* "<dir>/<sub>/<name>.sweep": two tiny runs (lr 0.01, 0.02) of `steps` steps on data_path */
@@ -307,6 +334,7 @@ int main(void) {
         cmocka_unit_test(test_sizes_past_their_ceiling_are_refused_first),
         cmocka_unit_test(test_stop_at_step_0_then_resume_probes_step_0_once),
         cmocka_unit_test(test_a_small_validation_split_fails_before_the_run_dir),
+        cmocka_unit_test(test_resume_on_changed_data_is_refused),
         cmocka_unit_test(test_sweep_with_spaces_in_its_paths),
     };
     int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);

@@ -196,3 +196,57 @@ int jsonl_truncate_after_step(const char *path, int64_t step, char *err) {
     fclose(in);
     return st_atomic_commit(&a, err);
 }
+
+/* the files of a prepared data directory a run reads (a synthetic stream may read none of them) */
+static const char *const DATA_FILES[] = {"tokenizer.bin", "train.bin", "val.bin"};
+#define N_DATA_FILES (int)(sizeof DATA_FILES / sizeof DATA_FILES[0])
+
+/* line i of data.txt: "<file> <size> <crc32>", or "<file> absent" */
+static int fingerprint_line(const char *data_dir, int i, char *line, size_t size, char *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", data_dir, DATA_FILES[i]);
+    int64_t bytes;
+    uint32_t crc;
+    if (access(path, F_OK) != 0) snprintf(line, size, "%s absent", DATA_FILES[i]);
+    else if (st_file_crc32(path, &bytes, &crc, err)) return -1;
+    else snprintf(line, size, "%s %" PRId64 " %08" PRIx32, DATA_FILES[i], bytes, crc);
+    return 0;
+}
+
+int rundir_write_data_fingerprint(const char *run_dir, const char *data_dir, char *err) {
+    char path[4200], line[600];
+    snprintf(path, sizeof path, "%s/data.txt", run_dir);
+    StAtomic a;
+    if (st_atomic_open(&a, path, err)) return -1;
+    fprintf(a.f, "# the data this run trains on (%s): file, bytes, CRC-32; --resume checks it\n", data_dir);
+    for (int i = 0; i < N_DATA_FILES; i++) {
+        if (fingerprint_line(data_dir, i, line, sizeof line, err)) {
+            st_atomic_abort(&a);
+            return -1;
+        }
+        fprintf(a.f, "%s\n", line);
+    }
+    return st_atomic_commit(&a, err);
+}
+
+int rundir_check_data_fingerprint(const char *run_dir, const char *data_dir, char *err) {
+    char path[4200], stored[600], now[600];
+    snprintf(path, sizeof path, "%s/data.txt", run_dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return errno == ENOENT ? 0 : st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
+    int rc = 0;
+    for (int i = 0; i < N_DATA_FILES && rc == 0; i++) {
+        int got;
+        while ((got = fgets(stored, sizeof stored, f) != NULL) && stored[0] == '#') continue; /* the comment */
+        stored[strcspn(stored, "\n")] = 0;
+        if (!got) rc = st_errorf(err, "%s: expected a line for %s, found the end", path, DATA_FILES[i]);
+        else if (fingerprint_line(data_dir, i, now, sizeof now, err)) rc = -1;
+        else if (strcmp(stored, now) != 0)
+            rc = st_errorf(err,
+                           "%s/%s changed since the run started (then: %s; now: %s): resuming would train on other "
+                           "tokens; restore the data, or start a new run",
+                           data_dir, DATA_FILES[i], stored, now);
+    }
+    fclose(f);
+    return rc;
+}

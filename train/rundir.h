@@ -30,6 +30,11 @@ int rundir_create(const char *run_dir, RunMode mode, char *err);
 int rundir_lock(const char *run_dir, int *fd, char *err);
 /* writes config.txt, with the git commit, thread count and start time as comments at the top */
 int rundir_write_config(const char *run_dir, const TrainConfig *c, int threads, char *err);
+/* data.txt: the size and CRC-32 of each file of the data directory (tokenizer.bin, train.bin,
+ * val.bin), written when a run starts; the check on --resume names the file that changed, with its old
+ * and new size and CRC (a run from before data.txt passes unchecked) */
+int rundir_write_data_fingerprint(const char *run_dir, const char *data_dir, char *err);
+int rundir_check_data_fingerprint(const char *run_dir, const char *data_dir, char *err);
 /* appends "# resumed at step S ..." to config.txt */
 int rundir_note_resume(const char *run_dir, int64_t step, int threads, char *err);
 /* Drops the lines of a JSONL file whose "step" is greater than `step` (logged after the checkpoint a

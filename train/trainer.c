@@ -114,9 +114,12 @@ static int overwrite_only_if_unlocked(const char *run_dir, RunMode mode, char *e
 static int open_run_dir(Trainer *t, RunMode mode, char *err) {
     const char *run_dir = t->run_dir;
     if (mode == RUN_RESUME) {
-        if (rundir_lock(run_dir, &t->lock_fd, err) || resume_from_latest(t, err)) return -1;
+        if (rundir_lock(run_dir, &t->lock_fd, err) || rundir_check_data_fingerprint(run_dir, t->cfg.data_dir, err) ||
+            resume_from_latest(t, err))
+            return -1;
     } else if (overwrite_only_if_unlocked(run_dir, mode, err) || rundir_create(run_dir, mode, err) ||
-               rundir_lock(run_dir, &t->lock_fd, err) || rundir_write_config(run_dir, &t->cfg, t->threads, err)) {
+               rundir_lock(run_dir, &t->lock_fd, err) || rundir_write_config(run_dir, &t->cfg, t->threads, err) ||
+               rundir_write_data_fingerprint(run_dir, t->cfg.data_dir, err)) {
         return -1;
     }
     char log_path[4200];
