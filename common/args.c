@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,8 +59,10 @@ int args_is_decimal(const char *text, int allow_fraction) {
 int args_int(const char *flag, const char *text, long long lo, long long hi, long long *out, char *err) {
     errno = 0;
     long long v = args_is_decimal(text, 0) ? strtoll(text, NULL, 10) : 0;
-    if (!args_is_decimal(text, 0) || errno == ERANGE || v < lo || v > hi)
+    if (!args_is_decimal(text, 0) || errno == ERANGE || v < lo || v > hi) {
+        if (hi == INT64_MAX) return st_errorf(err, "%s: expected an integer >= %lld, found '%s'", flag, lo, text);
         return st_errorf(err, "%s: expected an integer in %lld..%lld, found '%s'", flag, lo, hi, text);
+    }
     *out = v;
     return 0;
 }

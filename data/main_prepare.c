@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../common/args.h"
 #include "../common/binfile.h"
 #include "../common/util.h"
 #include "bpe.h"
@@ -35,30 +36,12 @@ typedef struct {
     long long tokens;
 } Options;
 
-static void usage(void) {
-    fprintf(stderr,
+static void usage(FILE *f) {
+    fprintf(f,
             "usage: bin/prepare --input PATH... --out DIR [--tokenizer byte|bpe] [--vocab N] [--val_frac F]\n"
             "                   [--seed S] [--doc_bytes N]\n"
             "       bin/prepare --synthetic bb --out DIR [--vocab V] [--triggers K] [--trigger_prob P]\n"
             "                   [--successors S] [--tokens N] [--doc_len L] [--val_frac F] [--seed S]\n");
-}
-
-static int parse_long(const char *flag, const char *s, long long lo, long long hi, long long *v, char *err) {
-    char *end;
-    errno = 0;
-    long long x = strtoll(s, &end, 10);
-    if (errno || end == s || *end || x < lo || x > hi)
-        return st_errorf(err, "%s: expected an integer from %lld to %lld, found '%s'", flag, lo, hi, s);
-    *v = x;
-    return 0;
-}
-
-static int parse_double(const char *flag, const char *s, double *v, char *err) {
-    char *end;
-    errno = 0;
-    *v = strtod(s, &end);
-    if (errno || end == s || *end) return st_errorf(err, "%s: expected a number, found '%s'", flag, s);
-    return 0;
 }
 
 /* one flag and its value(s); returns how many arguments it used, or -1 */
@@ -73,19 +56,19 @@ static int parse_flag(Options *o, int argc, char **argv, int i, char *err) {
         if (k == i + 1) return st_errorf(err, "--input: expected at least one path, found none");
         return k - i;
     }
-    if (i + 1 >= argc) return st_errorf(err, "%s: expected a value, found the end of the arguments", f);
-    const char *v = argv[i + 1];
+    const char *v;
+    if (args_value(argc, argv, i, &v, err)) return -1;
     long long x;
     if (strcmp(f, "--out") == 0) o->out = v;
     else if (strcmp(f, "--tokenizer") == 0) o->tokenizer = v;
     else if (strcmp(f, "--synthetic") == 0) o->synthetic = v;
-    else if (strcmp(f, "--val_frac") == 0) return parse_double(f, v, &o->val_frac, err) ? -1 : 2;
-    else if (strcmp(f, "--trigger_prob") == 0) return parse_double(f, v, &o->trigger_prob, err) ? -1 : 2;
+    else if (strcmp(f, "--val_frac") == 0) return args_number(f, v, 0, 1, &o->val_frac, err) ? -1 : 2;
+    else if (strcmp(f, "--trigger_prob") == 0) return args_number(f, v, 0, 1, &o->trigger_prob, err) ? -1 : 2;
     else if (strcmp(f, "--seed") == 0) {
-        if (parse_long(f, v, 0, INT64_MAX, &x, err)) return -1;
+        if (args_int(f, v, 0, INT64_MAX, &x, err)) return -1;
         o->seed = (uint64_t)x;
     } else if (strcmp(f, "--tokens") == 0) {
-        if (parse_long(f, v, 1, (long long)1 << 40, &o->tokens, err)) return -1;
+        if (args_int(f, v, 1, (long long)1 << 40, &o->tokens, err)) return -1;
     } else {
         long *dst = strcmp(f, "--vocab") == 0        ? &o->vocab
                     : strcmp(f, "--doc_bytes") == 0  ? &o->doc_bytes
@@ -94,7 +77,7 @@ static int parse_flag(Options *o, int argc, char **argv, int i, char *err) {
                     : strcmp(f, "--doc_len") == 0    ? &o->doc_len
                                                      : NULL;
         if (!dst) return st_errorf(err, "%s: unknown flag", f);
-        if (parse_long(f, v, 0, INT32_MAX, &x, err)) return -1;
+        if (args_int(f, v, 0, INT32_MAX, &x, err)) return -1;
         *dst = (long)x;
     }
     return 2;
@@ -103,6 +86,7 @@ static int parse_flag(Options *o, int argc, char **argv, int i, char *err) {
 static int parse_options(Options *o, int argc, char **argv, char *err) {
     *o = (Options){.tokenizer = "byte", .vocab = -1, .val_frac = 0.1, .seed = 1, .triggers = 3, .successors = 3,
                    .doc_len = 256, .trigger_prob = 0.1, .tokens = 2000000};
+    if (args_check_repeats(argc, argv, err)) return -1;
     for (int i = 1; i < argc;) {
         int used = parse_flag(o, argc, argv, i, err);
         if (used < 0) return -1;
@@ -249,10 +233,14 @@ static int prepare_synthetic(const Options *o, char *err) {
 int main(int argc, char **argv) {
     char err[ST_ERR_LEN];
     Options o;
+    if (args_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     if (parse_options(&o, argc, argv, err)) {
         fprintf(stderr, "error: %s\n", err);
-        usage();
-        return 1;
+        usage(stderr);
+        return 2;
     }
     if ((o.synthetic ? prepare_synthetic(&o, err) : prepare_text(&o, err)) != 0) {
         fprintf(stderr, "error: %s\n", err);

@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "../common/args.h"
 #include "../common/binfile.h"
 #include "../common/jsonl.h"
 #include "../common/util.h"
@@ -296,17 +297,24 @@ static int bench_data_parallel(int steps) {
 
 int main(int argc, char **argv) {
     int steps = 5, quick = 0, data_parallel = 0;
-    const char *out_path = "bench.json";
+    const char *out_path = "bench.json", *value;
+    char err[ST_ERR_LEN];
+    if (args_wants_help(argc, argv)) {
+        printf("usage: bin/bench [--steps N] [--out FILE] [--quick] [--data-parallel]\n");
+        return 0;
+    }
+    if (args_check_repeats(argc, argv, err)) usage_error(err, "");
     for (int i = 1; i < argc; i++) {
+        long long v;
         if (!strcmp(argv[i], "--quick")) quick = 1;
         else if (!strcmp(argv[i], "--data-parallel")) data_parallel = 1;
-        else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
-            char *end;
-            long v = strtol(argv[++i], &end, 10);
-            if (*end || v < 1 || v > 1000) usage_error("--steps: expected an integer in 1..1000, found ", argv[i]);
+        else if (!strcmp(argv[i], "--steps")) {
+            if (args_value(argc, argv, i++, &value, err) || args_int("--steps", value, 1, 1000, &v, err))
+                usage_error(err, "");
             steps = (int)v;
-        } else if (!strcmp(argv[i], "--out") && i + 1 < argc) out_path = argv[++i];
-        else usage_error("unknown or incomplete argument ", argv[i]);
+        } else if (!strcmp(argv[i], "--out")) {
+            if (args_value(argc, argv, i++, &out_path, err)) usage_error(err, "");
+        } else usage_error("unknown argument ", argv[i]);
     }
     if (quick) steps = 2;
     if (data_parallel) {
@@ -318,7 +326,6 @@ int main(int argc, char **argv) {
     /* the output goes to a temporary file renamed over out_path at the end: an unwritable path fails
      * now, not after the run, and an interrupted run leaves the previous file intact */
     StAtomic out;
-    char err[ST_ERR_LEN];
     if (st_atomic_open(&out, out_path, err)) {
         fprintf(stderr, "bench: --out: %s\n", err);
         return 1;

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../common/args.h"
 #include "../common/util.h"
 #include "../model/moe.h"
 #include "../train/checkpoint.h"
@@ -28,30 +29,30 @@ typedef struct {
     int threads; /* 0 = the run's setting */
 } ProbeArgs;
 
-static int parse_count(const char *flag, const char *s, long lo, long *out, char *err) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo)
-        return st_errorf(err, "%s: expected an integer >= %ld, found '%s'", flag, lo, s);
-    *out = v;
-    return 0;
+static void usage(FILE *f) {
+    fprintf(f, "usage: bin/probe RUN_DIR [--step S] [--interventions] [--threads N]\n"
+               "Probes checkpoint S of the run (default: the latest) again into RUN_DIR/reprobe.jsonl (with\n"
+               "--interventions also reprobe_interventions.jsonl) and compares it with the run's own probes.\n");
 }
 
 static int parse_args(int argc, char **argv, ProbeArgs *a, char *err) {
     *a = (ProbeArgs){NULL, -1, 0, 0};
+    if (args_check_repeats(argc, argv, err)) return -1;
     for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
-        long v = 0;
+        const char *f = argv[i], *value;
+        long long v = 0;
         if (strncmp(f, "--", 2) != 0) {
             if (a->run_dir) return st_errorf(err, "expected one run directory, found '%s' and '%s'", a->run_dir, f);
             a->run_dir = f;
         } else if (strcmp(f, "--interventions") == 0) {
             a->interventions = 1;
         } else if (strcmp(f, "--step") == 0 || strcmp(f, "--threads") == 0) {
-            if (i + 1 >= argc) return st_errorf(err, "%s: expected a value after it, found the end", f);
-            if (parse_count(f, argv[++i], f[2] == 's' ? 0 : 1, &v, err)) return -1;
-            if (f[2] == 's') a->step = v;
+            int step = f[2] == 's';
+            /* --threads has the ceiling of the threads key of bin/train */
+            if (args_value(argc, argv, i++, &value, err) ||
+                args_int(f, value, step ? 0 : 1, step ? INT32_MAX : 1024, &v, err))
+                return -1;
+            if (step) a->step = (long)v;
             else a->threads = (int)v;
         } else {
             return st_errorf(err, "unknown flag '%s' (expected --step, --interventions, --threads)", f);
@@ -141,6 +142,10 @@ int main(int argc, char **argv) {
     Moe m = {0};
     CkptState s;
     Prober pr = {0};
+    if (args_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     if (parse_args(argc, argv, &a, err) || load_checkpoint(&a, &cfg, &m, &s, err)) {
         fprintf(stderr, "error: %s\n", err);
         moe_free(&m);

@@ -8,14 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../common/args.h"
 #include "../common/util.h"
 #include "report.h"
 #include "suite.h"
 
-static int usage(void) {
-    fprintf(stderr, "usage: bin/report RUN_DIR\n"
-                    "       bin/report --compare RUN_DIR RUN_DIR ... [--out DIR]\n"
-                    "       bin/report --suite SUITE_DIR [--out FILE]\n");
+/* the usage on f; returns the exit code of a usage error */
+static int usage(FILE *f) {
+    fprintf(f, "usage: bin/report RUN_DIR\n"
+               "       bin/report --compare RUN_DIR RUN_DIR ... [--out DIR]\n"
+               "       bin/report --suite SUITE_DIR [--out FILE]\n");
     return 2;
 }
 
@@ -23,8 +25,11 @@ static int usage(void) {
 static int suite_main(int argc, char **argv) {
     char err[ST_ERR_LEN];
     const char *out = NULL;
-    if (argc == 5 && !strcmp(argv[3], "--out")) out = argv[4];
-    else if (argc != 3) return usage();
+    if (argc > 5 || (argc > 3 && strcmp(argv[3], "--out"))) return usage(stderr);
+    if (argc > 3 && args_value(argc, argv, 3, &out, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        return usage(stderr);
+    }
     if (report_suite(argv[2], out, err)) {
         fprintf(stderr, "error: %s\n", err);
         return 1;
@@ -36,6 +41,14 @@ static int suite_main(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     char err[ST_ERR_LEN];
+    if (args_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    if (args_check_repeats(argc, argv, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
     if (argc == 2 && argv[1][0] != '-') {
         if (report_run(argv[1], err)) {
             fprintf(stderr, "error: %s\n", err);
@@ -45,14 +58,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc >= 3 && !strcmp(argv[1], "--suite")) return suite_main(argc, argv);
-    if (argc < 3 || strcmp(argv[1], "--compare")) return usage();
+    if (argc < 3 || strcmp(argv[1], "--compare")) return usage(stderr);
     const char *out = "runs/compare";
     const char *dirs[64];
     int n = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--out")) {
-            if (i + 1 >= argc) return usage();
-            out = argv[++i];
+            if (args_value(argc, argv, i++, &out, err)) {
+                fprintf(stderr, "error: %s\n", err);
+                return usage(stderr);
+            }
         } else if (n < 64) {
             dirs[n++] = argv[i];
         } else {

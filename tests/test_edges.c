@@ -320,6 +320,53 @@ static void test_sweep_with_spaces_in_its_paths(void **state) {
     assert_null(strstr(out, "new"));
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* every program: --help and -h; flags checked as what they claim */
+
+static void test_every_program_answers_help(void **state) {
+    (void)state;
+    const char *progs[] = {"prepare", "train", "probe", "sample", "export", "report", "sweep", "bench"};
+    const char *flags[] = {"--help", "-h"};
+    for (size_t p = 0; p < sizeof progs / sizeof progs[0]; p++)
+        for (int f = 0; f < 2; f++) {
+            int rc = sh("bin/%s %s 2>/dev/null", progs[p], flags[f]);
+            if (rc != 0 || strncmp(out, "usage: bin/", 11) != 0)
+                fail_msg("bin/%s %s: exit %d, stdout '%.80s'", progs[p], flags[f], rc, out);
+        }
+}
+
+static void test_every_program_checks_its_flags(void **state) {
+    (void)state;
+    char conf[256], run[512];
+    write_conf(conf, sizeof conf, "flags", 1, "");
+    snprintf(run, sizeof run, "%s/flags", dir);
+    assert_int_equal(sh("bin/train --config %s", conf), 0);
+    /* each: a program, its flags, and what the one-line error must name */
+    const char *cases[][2] = {
+        {"bin/sample %s --tokens 0x10", "--tokens"},          {"bin/sample %s --tokens 5 --tokens 6", "--tokens"},
+        {"bin/sample %s --temperature 1e", "--temperature"},  {"bin/sample %s --prompt --tokens 5", "--prompt"},
+        {"bin/probe %s --step 1abc", "--step"},               {"bin/probe %s --threads 100000", "--threads"},
+        {"bin/probe %s --step 1 --step 1", "--step"},         {"bin/export %s --out --step 1", "--out"},
+        {"bin/export %s --out x --step -1", "--step"},        {"bin/prepare --out %s/p --vocab 1e3", "--vocab"},
+        {"bin/prepare --out %s/p --val_frac 0x1", "--val_frac"}, {"bin/prepare --out %s/p --out x", "--out"},
+        {"bin/report --compare %s --out", "--out"},           {"bin/bench --steps 5x --out %s/b.json", "--steps"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, cases[c][0], cases[c][0][4] == 'p' && cases[c][0][5] == 'r' ? dir : run);
+        int rc = sh("%s", cmd);
+        if (rc == 0 || !strstr(out, cases[c][1]))
+            fail_msg("%s: exit %d, output '%.200s'", cmd, rc, out);
+    }
+    /* bin/sweep's own flags */
+    char sweep[512];
+    write_sweep(sweep, sizeof sweep, "flags", "f", data_dir);
+    assert_int_equal(sh("bin/sweep %s --jobs 2x", sweep), 2);
+    assert_non_null(strstr(out, "--jobs"));
+    assert_int_equal(sh("bin/sweep %s --emit --list", sweep), 2);
+    assert_non_null(strstr(out, "--emit: expected a value"));
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -336,6 +383,8 @@ int main(void) {
         cmocka_unit_test(test_a_small_validation_split_fails_before_the_run_dir),
         cmocka_unit_test(test_resume_on_changed_data_is_refused),
         cmocka_unit_test(test_sweep_with_spaces_in_its_paths),
+        cmocka_unit_test(test_every_program_answers_help),
+        cmocka_unit_test(test_every_program_checks_its_flags),
     };
     int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);
     if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;

@@ -159,7 +159,7 @@ static void test_prepare_bad_input_errors(void **state) {
     snprintf(args, sizeof args, "--input %s --out %s --tokenizer words", one, out);
     expect_prepare_error(args, "--tokenizer: expected byte or bpe, found 'words'");
     snprintf(args, sizeof args, "--input %s --out %s --val_frac half", one, out);
-    expect_prepare_error(args, "--val_frac: expected a number, found 'half'");
+    expect_prepare_error(args, "--val_frac: expected a decimal number in [0, 1], found 'half'");
     expect_prepare_error("--synthetic bb", "--out: expected a directory, found none");
     snprintf(args, sizeof args, "--synthetic bb --out %s --triggers 64", out);
     expect_prepare_error(args, "stream_triggers: expected 0 to 63 (fewer than the symbols), found 64");

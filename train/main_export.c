@@ -2,11 +2,11 @@
  * every tensor and metadata key; python/sinktrace_torch.py loads it).
  *   bin/export runs/NAME [--step S] --out FILE.safetensors
  * Exports ckpt_<S>.bin (default: the latest), then reads the file back and checks every tensor. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/args.h"
 #include "../common/util.h"
 #include "export.h"
 
@@ -15,29 +15,26 @@ typedef struct {
     long long step; /* -1 = the latest checkpoint */
 } ExportArgs;
 
-static int parse_step(const char *s, long long *step, char *err) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < 0) return st_errorf(err, "--step: expected an integer >= 0, found '%s'", s);
-    *step = v;
-    return 0;
+static void usage(FILE *f) {
+    fprintf(f, "usage: bin/export RUN_DIR [--step S] --out FILE.safetensors\n"
+               "Exports checkpoint S of the run (default: the latest), then reads the file back and checks it.\n");
 }
 
 static int parse_args(int argc, char **argv, ExportArgs *a, char *err) {
     *a = (ExportArgs){NULL, NULL, -1};
+    if (args_check_repeats(argc, argv, err)) return -1;
     for (int i = 1; i < argc; i++) {
-        const char *f = argv[i];
+        const char *f = argv[i], *value;
         if (strncmp(f, "--", 2) != 0) {
             if (a->run_dir) return st_errorf(err, "expected one run directory, found '%s' and '%s'", a->run_dir, f);
             a->run_dir = f;
         } else if (strcmp(f, "--step") != 0 && strcmp(f, "--out") != 0) {
             return st_errorf(err, "unknown flag '%s' (expected --step, --out)", f);
-        } else if (i + 1 >= argc) {
-            return st_errorf(err, "%s: expected a value after it, found the end", f);
+        } else if (args_value(argc, argv, i++, &value, err)) {
+            return -1;
         } else if (strcmp(f, "--out") == 0) {
-            a->out = argv[++i];
-        } else if (parse_step(argv[++i], &a->step, err)) {
+            a->out = value;
+        } else if (args_int(f, value, 0, INT64_MAX, &a->step, err)) {
             return -1;
         }
     }
@@ -51,6 +48,10 @@ int main(int argc, char **argv) {
     char err[ST_ERR_LEN];
     ExportArgs a;
     ExportInfo info;
+    if (args_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     if (parse_args(argc, argv, &a, err) || export_run(a.run_dir, a.step, a.out, &info, err)) {
         fprintf(stderr, "error: %s\n", err);
         return 1;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/args.h"
 #include "../common/util.h"
 #include "../data/loader.h"
 #include "../data/stream.h"
@@ -24,34 +25,25 @@ typedef struct {
     unsigned long long seed;
 } SampleArgs;
 
-/* a whole-string number for flag `name` within [lo, hi]; `integer` also rejects fractions */
-static int parse_flag_number(const char *name, const char *s, double lo, double hi, int integer, double *out,
-                             char *err) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= lo && v <= hi) || (integer && v != floor(v)))
-        return st_errorf(err, "%s: expected %s in [%g, %g], found '%s'", name, integer ? "an integer" : "a number",
-                         lo, hi, s);
-    *out = v;
-    return 0;
+static void usage(FILE *f) {
+    fprintf(f, "usage: bin/sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top_k K] [--seed S]\n"
+               "Generates --tokens tokens (default 200) after the prompt from the run's latest checkpoint.\n");
 }
 
 /* one `--flag value` pair */
 static int parse_flag(SampleArgs *a, const char *flag, const char *v, char *err) {
-    double x;
+    long long x;
     if (strcmp(flag, "--prompt") == 0) a->prompt = v;
     else if (strcmp(flag, "--tokens") == 0) {
-        if (parse_flag_number(flag, v, 1, 1e6, 1, &x, err)) return -1;
+        if (args_int(flag, v, 1, 1000000, &x, err)) return -1;
         a->tokens = (long)x;
     } else if (strcmp(flag, "--top_k") == 0) {
-        if (parse_flag_number(flag, v, 0, 1e9, 1, &x, err)) return -1;
+        if (args_int(flag, v, 0, 1000000000, &x, err)) return -1;
         a->top_k = (long)x;
     } else if (strcmp(flag, "--temperature") == 0) {
-        if (parse_flag_number(flag, v, 0, 100, 0, &x, err)) return -1;
-        a->temperature = x;
+        if (args_number(flag, v, 0, 100, &a->temperature, err)) return -1;
     } else if (strcmp(flag, "--seed") == 0) {
-        if (parse_flag_number(flag, v, 0, 1e15, 1, &x, err)) return -1;
+        if (args_int(flag, v, 0, INT64_MAX, &x, err)) return -1;
         a->seed = (unsigned long long)x;
     } else {
         return st_errorf(err, "unknown flag '%s' (expected --prompt, --tokens, --temperature, --top_k, --seed)", flag);
@@ -61,14 +53,14 @@ static int parse_flag(SampleArgs *a, const char *flag, const char *v, char *err)
 
 static int parse_args(int argc, char **argv, SampleArgs *a, char *err) {
     *a = (SampleArgs){NULL, "The ", 200, 40, 0.8, 1};
+    if (args_check_repeats(argc, argv, err)) return -1;
     for (int i = 1; i < argc; i++) {
+        const char *value;
         if (strncmp(argv[i], "--", 2) != 0) {
             if (a->run_dir)
                 return st_errorf(err, "expected one run directory, found '%s' and '%s'", a->run_dir, argv[i]);
             a->run_dir = argv[i];
-        } else if (i + 1 >= argc) {
-            return st_errorf(err, "%s: expected a value after it, found the end", argv[i]);
-        } else if (parse_flag(a, argv[i], argv[i + 1], err)) {
+        } else if (args_value(argc, argv, i, &value, err) || parse_flag(a, argv[i], value, err)) {
             return -1;
         } else {
             i++;
@@ -136,6 +128,10 @@ int main(int argc, char **argv) {
     TrainConfig cfg;
     Moe m = {0};
     Tokenizer *tok = NULL;
+    if (args_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
     if (parse_args(argc, argv, &a, err) || load_run(a.run_dir, &cfg, &m, &tok, err)) {
         fprintf(stderr, "error: %s\n", err);
         moe_free(&m);

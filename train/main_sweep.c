@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "../common/args.h"
 #include "../common/util.h"
 #include "sweep.h"
 
@@ -148,31 +149,44 @@ static int compare_runs(const Sweep *s, const int *ok, const char *report_exe) {
     return rc;
 }
 
-static int usage(void) {
-    fprintf(stderr, "usage: bin/sweep FILE.sweep [--jobs J] [--list]\n"
-                    "       bin/sweep FILE.sweep --emit parallel|slurm\n");
+/* the usage on f; returns the exit code of a usage error */
+static int usage(FILE *f) {
+    fprintf(f, "usage: bin/sweep FILE.sweep [--jobs J] [--list]\n"
+               "       bin/sweep FILE.sweep --emit parallel|slurm\n");
     return 2;
 }
 
+/* the flags after the sweep file; 0, or -1 with err */
+static int parse_flags(int argc, char **argv, int *jobs, int *list, const char **emit, char *err) {
+    if (args_check_repeats(argc, argv, err)) return -1;
+    for (int i = 2; i < argc; i++) {
+        const char *value;
+        long long j;
+        if (!strcmp(argv[i], "--list")) *list = 1;
+        else if (strcmp(argv[i], "--jobs") && strcmp(argv[i], "--emit"))
+            return st_errorf(err, "unknown argument '%s' (expected --jobs, --list, --emit)", argv[i]);
+        else if (args_value(argc, argv, i++, &value, err)) return -1;
+        else if (!strcmp(argv[i - 1], "--emit")) *emit = value;
+        else if (args_int("--jobs", value, 1, 256, &j, err)) return -1;
+        else *jobs = (int)j;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || argv[1][0] == '-') return usage();
+    if (args_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc < 2 || argv[1][0] == '-') return usage(stderr);
     int jobs = 1, list = 0;
     const char *emit = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--list")) list = 1;
-        else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) {
-            char *end;
-            long j = strtol(argv[++i], &end, 10);
-            if (*end || j < 1 || j > 256) {
-                fprintf(stderr, "error: --jobs: expected an integer in 1..256, found '%s'\n", argv[i]);
-                return 2;
-            }
-            jobs = (int)j;
-        } else if (!strcmp(argv[i], "--emit") && i + 1 < argc) emit = argv[++i];
-        else return usage();
-    }
     char err[ST_ERR_LEN];
     static Sweep s;
+    if (parse_flags(argc, argv, &jobs, &list, &emit, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        return usage(stderr);
+    }
     if (sweep_load(&s, argv[1], err)) {
         fprintf(stderr, "error: %s\n", err);
         return 2;
