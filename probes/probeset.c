@@ -10,7 +10,7 @@
 #include "../data/stream.h"
 
 #define PROBESET_MAGIC "STPROBE"
-#define PROBESET_VERSION 2
+#define PROBESET_VERSION 3 /* 3: the checksum trailer of common/binfile.h */
 /* int32 arrays after the header: the variants' tokens, the targets, the natural windows' query classes */
 #define PROBESET_ARRAYS (PV_COUNT + 2)
 
@@ -111,7 +111,7 @@ int probe_set_save(const ProbeSet *ps, const char *path, char *err) {
     for (size_t i = 0; i < nt; i++) buf[nt * (PV_COUNT + 1) + i] = ps->classes[i];
     StAtomic a;
     int rc = st_atomic_open(&a, path, err);
-    if (!rc) rc = st_header_write(a.f, path, &h, err);
+    if (!rc) rc = st_atomic_write_header(&a, &h, err);
     if (!rc) rc = st_write_all(a.f, path, buf, sizeof(int32_t) * nt * PROBESET_ARRAYS, err);
     if (!rc) rc = st_atomic_commit(&a, err);
     else st_atomic_abort(&a);
@@ -137,9 +137,9 @@ static int check_payload_size(const char *path, const StHeader *h, char *err) {
         if (h->field[i] < -1 || h->field[i] > INT_MAX)
             return st_errorf(err, "%s: %s: expected -1 to %d, found %lld", path, names[i], INT_MAX,
                              (long long)h->field[i]);
-    int64_t n = h->field[0], T = h->field[1], size;
-    if (st_file_size(path, &size, err)) return -1;
-    int64_t payload = size - st_header_bytes(h), per_window = PROBESET_ARRAYS * (int64_t)sizeof(int32_t);
+    int64_t n = h->field[0], T = h->field[1], payload;
+    if (st_payload_bytes(path, h, &payload, err)) return -1;
+    int64_t per_window = PROBESET_ARRAYS * (int64_t)sizeof(int32_t);
     /* n * T * per_window == payload, in divisions so that no product overflows */
     if (payload < 0 || (n && T && (payload / per_window / n != T || payload % (per_window * n) != 0)) ||
         ((n == 0 || T == 0) && payload != 0))

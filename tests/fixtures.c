@@ -8,7 +8,9 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "../common/binfile.h"
 #include "../common/util.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
@@ -96,4 +98,22 @@ void fixture_write_file(const char *path, const void *bytes, size_t n) {
     assert_non_null(f);
     assert_int_equal(fwrite(bytes, 1, n, f), n);
     fclose(f);
+}
+
+void fixture_write_sealed(const char *path, const void *bytes, size_t n) {
+    uint8_t *sealed = st_malloc(n + ST_TRAILER_BYTES);
+    memcpy(sealed, bytes, n);
+    st_checksum_trailer(sealed, n, sealed + n);
+    fixture_write_file(path, sealed, n + ST_TRAILER_BYTES);
+    free(sealed);
+}
+
+void fixture_reseal(const char *path) {
+    static uint8_t buf[1 << 20];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n >= ST_TRAILER_BYTES && n < sizeof buf);
+    fixture_write_sealed(path, buf, n - ST_TRAILER_BYTES);
 }

@@ -24,5 +24,10 @@ int fixture_remove_dir(const char *dir);
 size_t fixture_read_text(const char *path, char *out, size_t size);
 /* writes n bytes to path, failing the current test if it cannot */
 void fixture_write_file(const char *path, const void *bytes, size_t n);
+/* writes n bytes of a binary file's header and payload to path, with a valid checksum trailer
+ * (common/binfile.h) after them: a damaged file that reaches the format's own checks */
+void fixture_write_sealed(const char *path, const void *bytes, size_t n);
+/* rewrites the checksum trailer of the binary file at path to fit its other bytes */
+void fixture_reseal(const char *path);
 
 #endif

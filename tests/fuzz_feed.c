@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/binfile.h"
 #include "../common/safetensors.h"
 #include "../common/util.h"
 #include "../data/shard.h"
@@ -46,16 +47,30 @@ static const char *input_file(const char *name, const uint8_t *data, size_t size
     return path;
 }
 
+int fuzz_reseal_checksums = 0;
+
+/* input_file for a binary format: with fuzz_reseal_checksums, its last 8 bytes become the checksum
+ * trailer of the bytes before them */
+static const char *input_binfile(const char *name, const uint8_t *data, size_t size) {
+    if (!fuzz_reseal_checksums || size < ST_TRAILER_BYTES) return input_file(name, data, size);
+    uint8_t *copy = st_malloc(size);
+    memcpy(copy, data, size);
+    st_checksum_trailer(copy, size - ST_TRAILER_BYTES, copy + size - ST_TRAILER_BYTES);
+    const char *path = input_file(name, copy, size);
+    free(copy);
+    return path;
+}
+
 static int feed_shard(const uint8_t *data, size_t size, char *err) {
     Shard s;
-    int rc = shard_read(input_file("train.bin", data, size), &s, err);
+    int rc = shard_read(input_binfile("train.bin", data, size), &s, err);
     if (rc == 0) shard_free(&s);
     return rc;
 }
 
 static int feed_tokenizer(const uint8_t *data, size_t size, char *err) {
     Tokenizer *tok;
-    int rc = tokenizer_load(&tok, input_file("tokenizer.bin", data, size), err);
+    int rc = tokenizer_load(&tok, input_binfile("tokenizer.bin", data, size), err);
     if (rc == 0) {
         /* a loaded tokenizer must encode and decode without faults */
         static const uint8_t text[] = "Call me Ishmael. Some years ago";
@@ -71,7 +86,7 @@ static int feed_tokenizer(const uint8_t *data, size_t size, char *err) {
 /* checkpoints are read the way bin/probe and bin/sample read them: the stored config, a model built
  * from it, then the load (which the checkpoint's parameter count must fit) */
 static int feed_checkpoint(const uint8_t *data, size_t size, char *err) {
-    const char *path = input_file("ckpt_00000001.bin", data, size);
+    const char *path = input_binfile("ckpt_00000001.bin", data, size);
     TrainConfig cfg;
     int64_t step;
     if (ckpt_read_step(path, &step, err) || ckpt_read_config(path, &cfg, err)) return -1;
@@ -99,7 +114,7 @@ static int feed_sweep(const uint8_t *data, size_t size, char *err) {
 
 static int feed_probeset(const uint8_t *data, size_t size, char *err) {
     ProbeSet ps;
-    int rc = probe_set_load(&ps, input_file("probe_set.bin", data, size), err);
+    int rc = probe_set_load(&ps, input_binfile("probe_set.bin", data, size), err);
     if (rc == 0) probe_set_free(&ps);
     return rc;
 }

@@ -15,6 +15,11 @@ typedef struct {
     FuzzFeed feed;
 } FuzzParser;
 
+/* 1 (the fuzz targets): the binary formats' checksum trailer (common/binfile.h) is rewritten to fit
+ * each input, so that mutated inputs reach the parser behind the checksum; 0 (the corpus replay): the
+ * inputs are read as they are, checksum included */
+extern int fuzz_reseal_checksums;
+
 extern const FuzzParser FUZZ_PARSERS[];
 extern const int FUZZ_N_PARSERS;
 /* the parser called name, or NULL */

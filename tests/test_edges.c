@@ -16,6 +16,10 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "../data/shard.h"
+#include "../data/tokenizer.h"
+#include "../probes/probeset.h"
+#include "../train/checkpoint.h"
 #include "../train/trainer.h"
 #include "fixtures.h"
 
@@ -263,15 +267,15 @@ static void test_resume_on_changed_data_is_refused(void **state) {
     assert_int_equal(sh("bin/train --config %s --data_dir %s", conf, data2), 0);
     assert_int_equal(sh("bin/train --resume %s", run), 0); /* unchanged: resumes (and finds it finished) */
 
-    /* the next-to-last token of train.bin (uint16) made a control byte the fixture never writes, as a
-     * re-prepared corpus would change many */
+    /* train.bin written again with one token changed to a control byte the fixture never writes, as
+     * preparing a changed corpus would change many (a whole, valid shard: only the fingerprint tells) */
     snprintf(shard, sizeof shard, "%s/train.bin", data2);
-    FILE *f = fopen(shard, "r+b");
-    assert_non_null(f);
-    fseek(f, -4, SEEK_END);
-    fputc(1, f);
-    fputc(0, f);
-    fclose(f);
+    Shard s;
+    char err[ST_ERR_LEN];
+    assert_int_equal(shard_read(shard, &s, err), 0);
+    s.tokens[s.n_tokens - 2] = 1;
+    assert_int_equal(shard_write(shard, s.tokens, s.n_tokens, s.vocab_size, s.bos_id, err), 0);
+    shard_free(&s);
     assert_int_equal(sh("bin/train --resume %s", run), 1);
     assert_non_null(strstr(out, "train.bin changed since the run started"));
 }
@@ -367,6 +371,88 @@ static void test_every_program_checks_its_flags(void **state) {
     assert_non_null(strstr(out, "--emit: expected a value"));
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* every binary file: a flipped byte or a truncation anywhere is one error naming the file */
+
+static int read_shard_file(const char *path, char *err) {
+    Shard s;
+    int rc = shard_read(path, &s, err);
+    if (rc == 0) shard_free(&s);
+    return rc;
+}
+
+static int read_tokenizer_file(const char *path, char *err) {
+    Tokenizer *tok;
+    int rc = tokenizer_load(&tok, path, err);
+    if (rc == 0) tokenizer_free(tok);
+    return rc;
+}
+
+static int read_checkpoint_file(const char *path, char *err) {
+    TrainConfig c;
+    return ckpt_read_config(path, &c, err);
+}
+
+static int read_probe_set_file(const char *path, char *err) {
+    ProbeSet ps;
+    int rc = probe_set_load(&ps, path, err);
+    if (rc == 0) probe_set_free(&ps);
+    return rc;
+}
+
+/* the reader must refuse path, in one line naming it */
+static void expect_refused(int (*reader)(const char *, char *), const char *path, const char *damage) {
+    char err[ST_ERR_LEN] = "";
+    if (reader(path, err) == 0) fail_msg("%s: accepted after %s", path, damage);
+    if (!strstr(err, path) || strchr(err, '\n')) fail_msg("%s: after %s, expected one line naming it, found '%s'", path, damage, err);
+}
+
+/* flips one byte at several places of the file (header, payload, trailer), then cuts it at several
+ * lengths: each damage must be refused; the file is whole again at the end */
+static void damage_everywhere(int (*reader)(const char *, char *), const char *path) {
+    static uint8_t whole[1 << 20];
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    size_t n = fread(whole, 1, sizeof whole, f);
+    fclose(f);
+    assert_true(n > 41 && n < sizeof whole); /* past the byte flipped at 40 */
+    char err[ST_ERR_LEN], damage[64];
+    if (reader(path, err)) fail_msg("%s: the undamaged file was refused: %s", path, err);
+    size_t at[] = {0, 9, 13, 17, 40, n / 3, n / 2, n - 9, n - 5, n - 1};
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        whole[at[i]] ^= 0x04;
+        fixture_write_file(path, whole, n);
+        whole[at[i]] ^= 0x04;
+        snprintf(damage, sizeof damage, "a flipped bit in byte %zu of %zu", at[i], n);
+        expect_refused(reader, path, damage);
+    }
+    size_t cut[] = {n - 1, n - 8, n / 2, 20, 3};
+    for (size_t i = 0; i < sizeof cut / sizeof cut[0]; i++) {
+        fixture_write_file(path, whole, cut[i]);
+        snprintf(damage, sizeof damage, "a cut to %zu of %zu bytes", cut[i], n);
+        expect_refused(reader, path, damage);
+    }
+    fixture_write_file(path, whole, n);
+}
+
+static void test_every_binary_file_is_checked(void **state) {
+    (void)state;
+    char conf[256], path[600];
+    write_conf(conf, sizeof conf, "damage", 1, "");
+    assert_int_equal(sh("bin/train --config %s", conf), 0);
+    const struct {
+        const char *dir, *name;
+        int (*reader)(const char *, char *);
+    } files[] = {{data_dir, "tokenizer.bin", read_tokenizer_file}, {data_dir, "train.bin", read_shard_file},
+                 {data_dir, "val.bin", read_shard_file},           {"damage", "ckpt_00000001.bin", read_checkpoint_file},
+                 {"damage", "probe_set.bin", read_probe_set_file}};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        if (files[i].dir == data_dir) snprintf(path, sizeof path, "%s/%s", data_dir, files[i].name);
+        else snprintf(path, sizeof path, "%s/%s/%s", dir, files[i].dir, files[i].name);
+        damage_everywhere(files[i].reader, path);
+    }
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -385,6 +471,7 @@ int main(void) {
         cmocka_unit_test(test_sweep_with_spaces_in_its_paths),
         cmocka_unit_test(test_every_program_answers_help),
         cmocka_unit_test(test_every_program_checks_its_flags),
+        cmocka_unit_test(test_every_binary_file_is_checked),
     };
     int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);
     if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;

@@ -14,16 +14,9 @@
 #include "../common/util.h"
 
 #define CKPT_MAGIC "STCKPT"
-#define CKPT_VERSION 1
-enum { F_STEP, F_N_PARAMS, F_CONFIG_BYTES, F_TOKENS, F_LOADER_STATE, F_VAL_LOSS, F_CHECKSUM, N_CKPT_FIELDS };
-
-/* FNV-1a, 64 bits: a running checksum of the payload, so a flipped byte is caught on load */
-#define FNV_OFFSET 0xcbf29ce484222325ull
-static uint64_t fnv1a(uint64_t h, const void *buf, size_t n) {
-    const unsigned char *p = buf;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
+/* 2: the checksum is common/binfile.h's trailer over the whole file (1 had an FNV-1a header field) */
+#define CKPT_VERSION 2
+enum { F_STEP, F_N_PARAMS, F_CONFIG_BYTES, F_TOKENS, F_LOADER_STATE, F_VAL_LOSS, N_CKPT_FIELDS };
 
 static int64_t double_bits(double d) {
     int64_t b;
@@ -42,10 +35,6 @@ int ckpt_save(const char *path, const TrainConfig *cfg, const Moe *m, const Adam
     char *text = config_to_text(cfg);
     size_t text_bytes = strlen(text), n = m->n_params;
     size_t float_bytes = n * sizeof(float);
-    uint64_t sum = fnv1a(FNV_OFFSET, text, text_bytes);
-    sum = fnv1a(sum, m->params, float_bytes);
-    sum = fnv1a(sum, opt->m, float_bytes);
-    sum = fnv1a(sum, opt->v, float_bytes);
 
     StHeader h;
     st_header_init(&h, CKPT_MAGIC, CKPT_VERSION);
@@ -55,14 +44,13 @@ int ckpt_save(const char *path, const TrainConfig *cfg, const Moe *m, const Adam
     st_header_add(&h, s->tokens);
     st_header_add(&h, (int64_t)s->loader_state);
     st_header_add(&h, double_bits(s->last_val_loss));
-    st_header_add(&h, (int64_t)sum);
     st_header_add(&h, s->n_norms);
     for (int i = 0; i < s->n_norms; i++) st_header_add(&h, double_bits(s->norms[i]));
 
     StAtomic a;
     int rc = st_atomic_open(&a, path, err);
     if (rc == 0) {
-        rc = st_header_write(a.f, path, &h, err) || st_write_all(a.f, path, text, text_bytes, err) ||
+        rc = st_atomic_write_header(&a, &h, err) || st_write_all(a.f, path, text, text_bytes, err) ||
              st_write_all(a.f, path, m->params, float_bytes, err) ||
              st_write_all(a.f, path, opt->m, float_bytes, err) || st_write_all(a.f, path, opt->v, float_bytes, err)
                  ? -1
@@ -95,17 +83,17 @@ static FILE *open_ckpt(const char *path, StHeader *h, char **text, char *err) {
         goto fail;
     }
     /* the exact size is known from the header: anything else is a truncated or padded file; n is
-     * first bounded by the file's size, so the size it implies cannot overflow */
-    if (st_file_size(path, &size, err)) goto fail;
+     * first bounded by the payload's size, so the size it implies cannot overflow */
+    if (st_payload_bytes(path, h, &size, err)) goto fail;
     if (n > size / (3 * (int64_t)sizeof(float))) {
-        st_errorf(err, "%s: truncated: n_params %" PRId64 " needs more than the file's %" PRId64 " bytes", path, n,
+        st_errorf(err, "%s: truncated: n_params %" PRId64 " needs more than the payload's %" PRId64 " bytes", path, n,
                   size);
         goto fail;
     }
-    int64_t expected = st_header_bytes(h) + text_bytes + 3 * n * (int64_t)sizeof(float);
+    int64_t expected = text_bytes + 3 * n * (int64_t)sizeof(float);
     if (size != expected) {
-        st_errorf(err, "%s: %s: expected %" PRId64 " bytes for %" PRId64 " parameters, found %" PRId64, path,
-                  size < expected ? "truncated" : "size", expected, n, size);
+        st_errorf(err, "%s: %s: expected %" PRId64 " bytes after the header for %" PRId64 " parameters, found %" PRId64,
+                  path, size < expected ? "truncated" : "size", expected, n, size);
         goto fail;
     }
     *text = st_malloc((size_t)text_bytes + 1);
@@ -176,23 +164,13 @@ int ckpt_load(const char *path, const TrainConfig *run_cfg, Moe *m, AdamW *opt, 
         rc = st_errorf(err, "%s: n_params: expected %zu (this model), found %" PRId64, path, m->n_params,
                        h.field[F_N_PARAMS]);
     size_t float_bytes = m->n_params * sizeof(float);
-    /* without an optimizer to fill, the moments are still read: the checksum covers them */
-    float *mom_m = opt ? opt->m : st_malloc(float_bytes), *mom_v = opt ? opt->v : st_malloc(float_bytes);
+    /* the moments are read only into an optimizer (st_header_read's checksum covered them already) */
     if (rc == 0)
         rc = st_read_exact(f, path, m->params, float_bytes, "parameters", err) ||
-                     st_read_exact(f, path, mom_m, float_bytes, "AdamW first moments", err) ||
-                     st_read_exact(f, path, mom_v, float_bytes, "AdamW second moments", err)
+                     (opt && (st_read_exact(f, path, opt->m, float_bytes, "AdamW first moments", err) ||
+                              st_read_exact(f, path, opt->v, float_bytes, "AdamW second moments", err)))
                  ? -1
                  : 0;
-    if (rc == 0) {
-        uint64_t sum = fnv1a(FNV_OFFSET, text, strlen(text));
-        sum = fnv1a(sum, m->params, float_bytes);
-        sum = fnv1a(sum, mom_m, float_bytes);
-        sum = fnv1a(sum, mom_v, float_bytes);
-        if (sum != (uint64_t)h.field[F_CHECKSUM])
-            rc = st_errorf(err, "%s: checksum: expected %016" PRIx64 ", found %016" PRIx64 " (the file is corrupt)",
-                           path, (uint64_t)h.field[F_CHECKSUM], sum);
-    }
     if (rc == 0) {
         s->step = h.field[F_STEP];
         s->tokens = h.field[F_TOKENS];
@@ -200,10 +178,6 @@ int ckpt_load(const char *path, const TrainConfig *run_cfg, Moe *m, AdamW *opt, 
         s->last_val_loss = bits_double(h.field[F_VAL_LOSS]);
         s->n_norms = h.n_fields > N_CKPT_FIELDS ? (int)h.field[N_CKPT_FIELDS] : 0;
         for (int i = 0; i < s->n_norms; i++) s->norms[i] = bits_double(h.field[N_CKPT_FIELDS + 1 + i]);
-    }
-    if (!opt) {
-        free(mom_m);
-        free(mom_v);
     }
     free(text);
     fclose(f);
