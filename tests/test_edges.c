@@ -453,6 +453,33 @@ static void test_every_binary_file_is_checked(void **state) {
     }
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* a damaged latest checkpoint: the error names the newest valid one and how to resume from it */
+
+static void test_a_damaged_latest_checkpoint_names_the_one_before(void **state) {
+    (void)state;
+    char conf[256], run[512], latest[600], cmd[2048];
+    write_conf(conf, sizeof conf, "damaged", 3, "ckpt_every = 1\nkeep_ckpts = 3\n");
+    snprintf(run, sizeof run, "%s/damaged", dir);
+    assert_int_equal(sh("bin/train --config %s", conf), 0);
+    snprintf(latest, sizeof latest, "%s/ckpt_00000003.bin", run);
+    FILE *f = fopen(latest, "r+b");
+    assert_non_null(f);
+    fseek(f, 200, SEEK_SET);
+    fputc(0x5a ^ fgetc(f), f);
+    fclose(f);
+    assert_int_equal(sh("bin/train --resume %s", run), 1);
+    assert_non_null(strstr(out, "ckpt_00000003.bin: checksum"));
+    assert_non_null(strstr(out, "the newest valid earlier checkpoint is"));
+    assert_non_null(strstr(out, "ckpt_00000002.bin"));
+    /* the command it gives resumes */
+    char *start = strstr(out, "`mv "), *end = start ? strchr(start + 1, '`') : NULL;
+    assert_non_null(end);
+    snprintf(cmd, sizeof cmd, "%.*s", (int)(end - start - 1), start + 1);
+    assert_int_equal(sh("%s", cmd), 0);
+    assert_non_null(strstr(out, "step 2"));
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -472,6 +499,7 @@ int main(void) {
         cmocka_unit_test(test_every_program_answers_help),
         cmocka_unit_test(test_every_program_checks_its_flags),
         cmocka_unit_test(test_every_binary_file_is_checked),
+        cmocka_unit_test(test_a_damaged_latest_checkpoint_names_the_one_before),
     };
     int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);
     if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;

@@ -234,6 +234,20 @@ int ckpt_latest(const char *run_dir, char *out, size_t size, char *err) {
     return rc;
 }
 
+int ckpt_newest_valid(const char *run_dir, char *out, size_t size) {
+    int64_t *steps, found_step;
+    int n;
+    char err[ST_ERR_LEN];
+    if (list_ckpt_steps(run_dir, &steps, &n, err)) return -1;
+    int i = n - 1;
+    for (; i >= 0; i--) { /* newest first; reading the step checks the whole file's checksum */
+        ckpt_path(out, size, run_dir, steps[i]);
+        if (ckpt_read_step(out, &found_step, err) == 0) break;
+    }
+    free(steps);
+    return i >= 0 ? 0 : -1;
+}
+
 int ckpt_of_step(const char *run_dir, int64_t step, char *out, size_t size, char *err) {
     if (step < 0) return ckpt_latest(run_dir, out, size, err);
     int64_t *steps;

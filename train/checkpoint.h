@@ -47,6 +47,9 @@ void ckpt_path(char *out, size_t size, const char *run_dir, int64_t step);
 int ckpt_latest(const char *run_dir, char *out, size_t size, char *err);
 /* the path of the checkpoint at `step` (-1: the latest); -1 with an error naming the run and the steps it
  * has when there is none */
+/* the newest checkpoint of run_dir that reads back whole (header and checksum), in out; -1 when there
+ * is none */
+int ckpt_newest_valid(const char *run_dir, char *out, size_t size);
 int ckpt_of_step(const char *run_dir, int64_t step, char *out, size_t size, char *err);
 /* builds the model of run_dir's checkpoint at `step` (-1: the latest) into m (zeroed by the caller; free it
  * with moe_free also on failure) with its config and state; the checkpoint's path goes to path */

@@ -43,6 +43,18 @@ static int resolve_vocab(Trainer *t, char *err) {
     return loader_check_vocab(&t->loader, t->cfg.model.vocab_size, t->cfg.data_dir, err);
 }
 
+/* A damaged latest checkpoint: the error names the newest valid earlier one and the commands that
+ * resume from it (the damaged file set aside, so that it is no longer the latest). */
+static int explain_damaged_latest(const Trainer *t, const char *path, char *err) {
+    char cause[ST_ERR_LEN], earlier[4200];
+    memcpy(cause, err, ST_ERR_LEN);
+    if (ckpt_newest_valid(t->run_dir, earlier, sizeof earlier) != 0)
+        return st_errorf(err, "%s; no earlier checkpoint reads back whole: start again with --config FILE --overwrite",
+                         cause);
+    return st_errorf(err, "%s; the newest valid earlier checkpoint is %s: resume from it with `mv %s %s.damaged && "
+                     "bin/train --resume %s`", cause, earlier, path, path, t->run_dir);
+}
+
 /* loads the latest checkpoint of the run directory and continues from its state */
 static int resume_from_latest(Trainer *t, char *err) {
     char path[4200], log_path[4200];
@@ -53,7 +65,12 @@ static int resume_from_latest(Trainer *t, char *err) {
         memcpy(cause, err, ST_ERR_LEN);
         return st_errorf(err, "%s; start it again with --config FILE --overwrite", cause);
     }
-    if (ckpt_load(path, &t->cfg, &t->model, &t->opt, &s, err)) return -1;
+    if (ckpt_load(path, &t->cfg, &t->model, &t->opt, &s, err)) {
+        int64_t step;
+        char damage[ST_ERR_LEN];
+        /* a checkpoint that reads back whole differs from this run (its config): nothing earlier helps */
+        return ckpt_read_step(path, &step, damage) == 0 ? -1 : explain_damaged_latest(t, path, err);
+    }
     t->step = t->ckpt_step = s.step;
     t->tokens = s.tokens;
     t->last_val_loss = s.last_val_loss;
