@@ -480,6 +480,90 @@ static void test_a_damaged_latest_checkpoint_names_the_one_before(void **state) 
     assert_non_null(strstr(out, "step 2"));
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* schedulers: SIGTERM in a long step is honoured within a micro-batch, and the exit code says
+ * "stopped, resume me" */
+
+static void test_sigterm_in_a_long_step_stops_soon_with_exit_75(void **state) {
+    (void)state;
+    char conf[256], run[512], probes[600], ckpt[600], log[600];
+    /* 20,000 micro-batches: a step of seconds */
+    write_conf(conf, sizeof conf, "longstep", 2, "grad_accum = 20000\n");
+    snprintf(run, sizeof run, "%s/longstep", dir);
+    snprintf(probes, sizeof probes, "%s/probes.jsonl", run);
+    snprintf(log, sizeof log, "%s/longstep.log", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (!freopen(log, "w", stdout) || dup2(fileno(stdout), 2) < 0) _exit(127);
+        execl("bin/train", "bin/train", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    /* step 0's probes are written just before the first step starts */
+    while (count_step0_lines(probes) == 0) {
+        assert_int_equal(waitpid(pid, NULL, WNOHANG), 0);
+        usleep(2000);
+    }
+    usleep(300000);
+    double start = st_now_seconds();
+    kill(pid, SIGTERM);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    double seconds = st_now_seconds() - start;
+    print_message("stopped %.2f s after SIGTERM\n", seconds);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), TRAIN_EXIT_STOPPED);
+    /* the step was abandoned, not finished: the checkpoint is of step 0 */
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt_00000000.bin", run);
+    assert_true(exists(ckpt));
+    snprintf(ckpt, sizeof ckpt, "%s/ckpt_00000001.bin", run);
+    assert_false(exists(ckpt));
+}
+
+/* the --emit slurm script: a task whose bin/train the time limit stops (SIGTERM to the script) is
+ * requeued, and the requeued task resumes the run */
+static void test_slurm_script_requeues_a_stopped_task(void **state) {
+    (void)state;
+    char sweep[512], fake[256], calls[300], probes[600];
+    /* a stand-in for Slurm's scontrol, on PATH, that writes down how it was called */
+    snprintf(fake, sizeof fake, "%s/fakebin", dir);
+    mkdir(fake, 0755);
+    snprintf(calls, sizeof calls, "%s/scontrol.calls", dir);
+    char script[600], path[300];
+    snprintf(script, sizeof script, "#!/bin/sh\necho \"$@\" >> %s\n", calls);
+    snprintf(path, sizeof path, "%s/scontrol", fake);
+    fixture_write_file(path, script, strlen(script));
+    assert_int_equal(chmod(path, 0755), 0);
+
+    /* one run of 1 long step (20,000 micro-batches) */
+    write_sweep(sweep, sizeof sweep, "slurm requeue", "rq", data_dir);
+    FILE *f = fopen(sweep, "a");
+    fputs("grad_accum = 20000\nsteps = 1\n", f);
+    fclose(f);
+    {   /* the sweep's two lr values make two tasks; task 0 is the one under test */
+        char text[4096];
+        fixture_read_text(sweep, text, sizeof text);
+        char *steps = strstr(text, "steps = 2\n");
+        memmove(steps, steps + 10, strlen(steps + 10) + 1);
+        fixture_write_file(sweep, text, strlen(text));
+    }
+    assert_int_equal(sh("bin/sweep \"%s\" --emit slurm > \"%s/slurm requeue/job.sh\"", sweep, dir), 0);
+    snprintf(probes, sizeof probes, "%s/slurm requeue/rq/lr0.01/probes.jsonl", dir);
+    const char *env = "SLURM_ARRAY_JOB_ID=7 SLURM_ARRAY_TASK_ID=0 SLURM_SUBMIT_DIR=$PWD";
+    int rc = sh("PATH=%s:$PATH %s bash \"%s/slurm requeue/job.sh\" > %s/job.log 2>&1 & p=$!; "
+                "for i in $(seq 1200); do grep -qs step \"%s\" && break; sleep 0.05; done; sleep 0.3; kill -TERM $p; "
+                "wait $p",
+                fake, env, dir, dir, probes);
+    assert_int_equal(rc, TRAIN_EXIT_STOPPED);
+    char text[256];
+    fixture_read_text(calls, text, sizeof text);
+    assert_string_equal(text, "requeue 7_0\n");
+    /* the requeued task resumes the run to its end */
+    assert_int_equal(sh("PATH=%s:$PATH SLURM_RESTART_COUNT=1 %s bash \"%s/slurm requeue/job.sh\"", fake, env, dir), 0);
+    assert_non_null(strstr(out, "resuming"));
+    assert_non_null(strstr(out, "done: 1 steps"));
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -500,6 +584,8 @@ int main(void) {
         cmocka_unit_test(test_every_program_checks_its_flags),
         cmocka_unit_test(test_every_binary_file_is_checked),
         cmocka_unit_test(test_a_damaged_latest_checkpoint_names_the_one_before),
+        cmocka_unit_test(test_sigterm_in_a_long_step_stops_soon_with_exit_75),
+        cmocka_unit_test(test_slurm_script_requeues_a_stopped_task),
     };
     int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);
     if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;

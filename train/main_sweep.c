@@ -15,6 +15,7 @@
 #include "../common/args.h"
 #include "../common/util.h"
 #include "sweep.h"
+#include "trainer.h"
 
 static volatile sig_atomic_t stop_requested = 0;
 static void on_signal(int sig) {
@@ -97,7 +98,8 @@ static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok) {
         }
         for (int j = 0; j < n_running; j++) {
             if (running[j].pid != pid) continue;
-            int good = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+            /* a run stopped by a signal (exit 75) is not a failure: the next bin/sweep resumes it */
+            int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1, good = code == 0 || code == TRAIN_EXIT_STOPPED;
             TrainConfig cfg;
             char name[256], err[ST_ERR_LEN];
             sweep_run_config(s, running[j].index, &cfg, name, sizeof name, err);

@@ -20,7 +20,9 @@ static void usage(FILE *f) {
                "       bin/train --help\n"
                "A new run writes <out_dir>/<run_name>/ and refuses an existing one unless --overwrite.\n"
                "--resume continues RUN_DIR from its latest checkpoint, with RUN_DIR/config.txt as the config\n"
-               "(or --config FILE); keys that change the computation must equal the checkpoint's.\n\n");
+               "(or --config FILE); keys that change the computation must equal the checkpoint's.\n"
+               "Exit status: 0 finished; 75 stopped by SIGINT or SIGTERM before the last step, with a checkpoint\n"
+               "(--resume continues it); 1 an error; 2 a bad command line or config.\n\n");
 }
 
 typedef struct {
@@ -137,7 +139,7 @@ static int train_main(int argc, char **argv) {
         if (rc == 0) printf("report: %s/report.md\n", run_dir);
         else fprintf(stderr, "error: report: %s\n", err);
     }
-    return rc < 0 ? 1 : 0;
+    return rc < 0 ? 1 : rc == 1 ? TRAIN_EXIT_STOPPED : 0;
 }
 
 int main(int argc, char **argv) {

@@ -296,9 +296,10 @@ void sweep_run_command(const Sweep *s, const TrainConfig *cfg, SweepRunState sta
     }
 }
 
-/* the commands of the unfinished runs, one per line; as_element quotes each whole line once more, as
- * one word of a bash array (the Slurm script evals it) */
-static int emit_commands(const Sweep *s, FILE *f, int as_element, int *count, char *err) {
+/* the commands of the unfinished runs, one per line (with as_resume, the command that resumes each
+ * from its checkpoint); as_element quotes each whole line once more, as one word of a bash array (the
+ * Slurm script evals it) */
+static int emit_commands(const Sweep *s, FILE *f, int as_element, int as_resume, int *count, char *err) {
     *count = 0;
     for (int i = 0; i < s->n_runs; i++) {
         TrainConfig cfg;
@@ -306,7 +307,7 @@ static int emit_commands(const Sweep *s, FILE *f, int as_element, int *count, ch
         if (sweep_run_config(s, i, &cfg, name, sizeof name, err)) return -1;
         SweepRunState st = sweep_run_state(&cfg);
         if (st == SWEEP_RUN_DONE) continue;
-        sweep_run_command(s, &cfg, st, "bin/train", cmd, sizeof cmd);
+        sweep_run_command(s, &cfg, as_resume ? SWEEP_RUN_PARTIAL : st, "bin/train", cmd, sizeof cmd);
         if (as_element) sweep_shell_quote(cmd, element, sizeof element);
         fprintf(f, "%s\n", as_element ? element : cmd);
         (*count)++;
@@ -317,8 +318,25 @@ static int emit_commands(const Sweep *s, FILE *f, int as_element, int *count, ch
 int sweep_emit_parallel(const Sweep *s, FILE *f, char *err) {
     int n;
     if (sweep_write_configs(s, err)) return -1;
-    return emit_commands(s, f, 0, &n, err);
+    return emit_commands(s, f, 0, 0, &n, err);
 }
+
+/* the task part of the Slurm script: run the task's command with the time limit's SIGTERM passed on,
+ * and queue the task again when bin/train stopped before its last step (exit 75) */
+static const char SLURM_TASK[] =
+    "cmd=${cmds[$SLURM_ARRAY_TASK_ID]}\n"
+    "# a requeued task continues its run from the checkpoint its stop wrote\n"
+    "[ \"${SLURM_RESTART_COUNT:-0}\" -gt 0 ] && cmd=${resumes[$SLURM_ARRAY_TASK_ID]}\n"
+    "# the time limit's SIGTERM (--signal above) reaches this script: pass it on to bin/train\n"
+    "trap 'kill -TERM $pid 2>/dev/null' TERM\n"
+    "eval \"exec $cmd\" &\n"
+    "pid=$!\n"
+    "wait $pid; rc=$?\n"
+    "# wait returns as soon as the trap has run: wait again for bin/train's own exit status\n"
+    "while kill -0 $pid 2>/dev/null; do wait $pid; rc=$?; done\n"
+    "# 75: stopped before its last step, with a checkpoint: queue the task again, to resume\n"
+    "[ $rc -eq 75 ] && scontrol requeue \"${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}\"\n"
+    "exit $rc\n";
 
 int sweep_emit_slurm(const Sweep *s, FILE *f, char *err) {
     TrainConfig first;
@@ -326,21 +344,27 @@ int sweep_emit_slurm(const Sweep *s, FILE *f, char *err) {
     if (sweep_write_configs(s, err) || sweep_run_config(s, 0, &first, name, sizeof name, err)) return -1;
     fprintf(f, "#!/bin/bash\n# Slurm job array for sweep %s, written by bin/sweep --emit slurm.\n"
                "# Submit from the repository root: sbatch this-file. Each array task runs one unfinished run;\n"
-               "# rerun bin/sweep --emit slurm after a partial job to resume the rest.\n",
+               "# a task stopped by its time limit is requeued and resumes; rerun bin/sweep --emit slurm after\n"
+               "# a partial job to resume the rest.\n",
             s->path);
-    fprintf(f, "#SBATCH --job-name=sinktrace-%s\n#SBATCH --output=%s/slurm-%%A_%%a.log\n", s->name, s->dir);
+    /* --signal: SIGTERM to this script 120 s before the time limit, time for bin/train's checkpoint */
+    fprintf(f, "#SBATCH --job-name=sinktrace-%s\n#SBATCH --output=%s/slurm-%%A_%%a.log\n#SBATCH --requeue\n"
+               "#SBATCH --signal=B:TERM@120\n",
+            s->name, s->dir);
     if (first.threads > 0) fprintf(f, "#SBATCH --cpus-per-task=%d\n", first.threads);
     /* the array line comes last, once the number of commands is known */
     char *body = NULL;
     size_t body_size = 0;
     FILE *mem = open_memstream(&body, &body_size);
     int n;
-    int rc = emit_commands(s, mem, 1, &n, err);
+    int rc = emit_commands(s, mem, 1, 0, &n, err);
+    if (rc == 0) fprintf(mem, ")\nresumes=(\n");
+    if (rc == 0) rc = emit_commands(s, mem, 1, 1, &n, err);
     fclose(mem);
     if (rc == 0) {
         if (n == 0) fprintf(f, "# every run of this sweep is finished\nexit 0\n");
-        else fprintf(f, "#SBATCH --array=0-%d\ncd \"$SLURM_SUBMIT_DIR\"\n%scmds=(\n%s)\neval \"${cmds[$SLURM_ARRAY_TASK_ID]}\"\n",
-                     n - 1, first.threads > 0 ? "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK\n" : "", body);
+        else fprintf(f, "#SBATCH --array=0-%d\ncd \"$SLURM_SUBMIT_DIR\"\n%scmds=(\n%s)\n%s", n - 1,
+                     first.threads > 0 ? "export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK\n" : "", body, SLURM_TASK);
     }
     free(body);
     return rc;

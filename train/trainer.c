@@ -226,7 +226,16 @@ int trainer_compute_grads(Trainer *t, char *err) {
     float bad_loss = 0;
     moe_zero_grad(m);
     m->sum_counts = dist_size() > 1 ? dist_sum_doubles : NULL; /* only here: every rank runs these forwards */
+    uint64_t loader_before = loader_get_state(&t->loader);
     for (int a = 0; a < A && isfinite(bad_loss); a++) {
+        /* a stop asked for during a long step abandons it, so that it is honoured within one
+         * micro-batch: the windows are given back and nothing is updated */
+        if (a > 0 && dist_any(stop_requested)) {
+            m->sum_counts = NULL;
+            loader_set_state(&t->loader, loader_before);
+            free(sum);
+            return 1;
+        }
         loader_train_batch(&t->loader, t->inputs, t->targets, B);
         float l = moe_forward(m, t->inputs + at, t->targets + at, count, T, NULL);
         if (!isfinite(l)) bad_loss = l;
@@ -410,7 +419,9 @@ static int record_step(Trainer *t, int eval, double step_seconds, char *err) {
 static int train_step(Trainer *t, char *err) {
     const TrainConfig *c = &t->cfg;
     double start = st_now_seconds();
-    if (trainer_compute_grads(t, err) || trainer_check_grads(t, err)) return -1;
+    int rc = trainer_compute_grads(t, err);
+    if (rc) return rc; /* an error, or a step abandoned for a stop */
+    if (trainer_check_grads(t, err)) return -1;
     trainer_spike_guard(t);
     trainer_apply_update(t);
     double step_seconds = st_now_seconds() - start;
@@ -431,11 +442,13 @@ int trainer_run(Trainer *t, int64_t until, char *err) {
      * step), whose probes.jsonl has them already */
     if (t->step == 0 && t->ckpt_step != 0 && run_probes_if_due(t, err)) return -1;
     while (t->step < until && !dist_any(stop_requested)) {
-        if (train_step(t, err)) {
+        int rc = train_step(t, err);
+        if (rc < 0) {
             progress_break(&t->progress);
             explain_stop_on_error(t, err);
             return -1;
         }
+        if (rc == 1) break; /* abandoned for a stop */
     }
     progress_break(&t->progress);
     if (t->ckpt_step != t->step && trainer_checkpoint(t, err)) return -1;

@@ -74,16 +74,23 @@ BosPolicy probe_window_policy(const TrainConfig *c);
 /* Opens the data, builds the model and optimizer, and prepares the run directory: RUN_NEW and
  * RUN_OVERWRITE write config.txt; RUN_RESUME loads the latest checkpoint of run_dir (rejecting one
  * whose config differs from cfg) and continues exactly where it stopped. */
+/* the exit code of a bin/train stopped (SIGINT, SIGTERM) before its last step, with a checkpoint to
+ * resume from: EX_TEMPFAIL of sysexits.h, "try again", which a scheduler's wrapper can requeue on */
+#define TRAIN_EXIT_STOPPED 75
+
 int trainer_open(Trainer *t, const TrainConfig *cfg, const char *run_dir, RunMode mode, char *err);
 void trainer_close(Trainer *t);
 
 /* Trains until `until` steps are done (at most cfg.steps) or a stop is requested, then writes a
- * checkpoint. Returns 0 when `until` was reached, 1 when stopped by a signal, -1 on an error (NaN or
- * Inf: the last good checkpoint is kept, no new one is written). */
+ * checkpoint. A stop (SIGINT, SIGTERM) is honoured within one micro-batch: the step under way is
+ * abandoned (its windows given back, nothing updated) and the checkpoint holds the state before it.
+ * Returns 0 when `until` was reached, 1 when stopped by a signal, -1 on an error (NaN or Inf: the last
+ * good checkpoint is kept, no new one is written). */
 int trainer_run(Trainer *t, int64_t until, char *err);
 
 /* The phases of one step, in the order trainer_run calls them. */
-int trainer_compute_grads(Trainer *t, char *err); /* micro-batches forward + backward; -1 on a NaN loss */
+/* micro-batches forward + backward; -1 on a NaN loss, 1 when abandoned for a stop */
+int trainer_compute_grads(Trainer *t, char *err);
 int trainer_check_grads(Trainer *t, char *err);   /* grad norm; -1 naming the first non-finite tensor */
 /* the spike guard's decision for the step whose grad_norm trainer_check_grads just computed: sets
  * t->skipped and adds the norm to the window */
