@@ -1,5 +1,6 @@
 #include "interventions.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -263,6 +264,6 @@ int interventions_run(Prober *pr, Moe *m, int base_variant, const ProbeRecord *b
     }
     if (!rc) rc = run_head_ablations(&s);
     session_free(&s);
-    if (fclose(f) != 0 && !rc) rc = st_errorf(err, "%s: write failed", path);
+    if (fclose(f) != 0 && !rc) rc = st_errorf(err, "%s: write failed: %s", path, strerror(errno));
     return rc;
 }

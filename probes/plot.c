@@ -1,6 +1,7 @@
 /* probes/plot.c: the canvas, text, axes, legends, colour map and heat maps of plot.h. */
 #include "plot.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,21 +148,29 @@ void pl_disc(PlCanvas *c, double x, double y, double radius, PlColor col) {
         }
 }
 
+/* where the PNG goes, and errno of its first failed write (0: none) */
+typedef struct {
+    FILE *f;
+    int write_errno;
+} PngSink;
+
 static void write_to_file(void *ctx, void *data, int size) {
-    /* stb_image_write hands the PNG over in pieces; write errors surface at fflush/commit time */
-    fwrite(data, 1, (size_t)size, (FILE *)ctx);
+    /* stb_image_write hands the PNG over in pieces and cannot be told of a failure: keep the first */
+    PngSink *sink = ctx;
+    if (fwrite(data, 1, (size_t)size, sink->f) != (size_t)size && !sink->write_errno) sink->write_errno = errno;
 }
 
 int pl_save_png(const PlCanvas *c, const char *path, char *err) {
     StAtomic a;
     if (st_atomic_open(&a, path, err)) return -1;
-    if (!stbi_write_png_to_func(write_to_file, a.f, c->w, c->h, 3, c->rgb, c->w * 3)) {
+    PngSink sink = {a.f, 0};
+    if (!stbi_write_png_to_func(write_to_file, &sink, c->w, c->h, 3, c->rgb, c->w * 3)) {
         st_atomic_abort(&a);
         return st_errorf(err, "%s: PNG encoder failed for a %dx%d image", path, c->w, c->h);
     }
-    if (ferror(a.f)) {
+    if (sink.write_errno) {
         st_atomic_abort(&a);
-        return st_errorf(err, "%s: write failed", path);
+        return st_errorf(err, "%s: write failed: %s", path, strerror(sink.write_errno));
     }
     return st_atomic_commit(&a, err);
 }

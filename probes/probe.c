@@ -1,5 +1,6 @@
 #include "probe.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,7 +254,7 @@ static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, doubl
         }
     }
     record_free(&r);
-    if (fclose(f) != 0 && !rc) rc = st_errorf(err, "%s: write failed", path);
+    if (fclose(f) != 0 && !rc) rc = st_errorf(err, "%s: write failed: %s", path, strerror(errno));
     return rc;
 }
 

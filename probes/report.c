@@ -540,7 +540,7 @@ int report_run(const char *run_dir, char *err) {
         section_findings(f, &r, why);
         if (ferror(f)) {
             st_atomic_abort(&a);
-            rc = st_errorf(err, "%s: write failed", path);
+            rc = st_errorf(err, "%s: write failed: %s", path, strerror(errno));
         } else {
             rc = st_atomic_commit(&a, err);
         }
@@ -715,7 +715,7 @@ int report_compare(const char *const *run_dirs, int n_runs, const char *out_dir,
             rc = -1;
         } else if (ferror(f)) {
             st_atomic_abort(&a);
-            rc = st_errorf(err, "%s: write failed", path);
+            rc = st_errorf(err, "%s: write failed: %s", path, strerror(errno));
         } else {
             rc = st_atomic_commit(&a, err);
         }

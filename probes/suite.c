@@ -4,6 +4,7 @@
 #include "suite.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -1128,7 +1129,7 @@ int report_suite(const char *suite_dir, const char *out_file, char *err) {
         write_report(a.f, s, have_long);
         if (ferror(a.f)) {
             st_atomic_abort(&a);
-            rc = st_errorf(err, "%s: write failed", s->out);
+            rc = st_errorf(err, "%s: write failed: %s", s->out, strerror(errno));
         } else {
             rc = st_atomic_commit(&a, err);
         }

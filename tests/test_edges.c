@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,6 +20,7 @@
 #include "../common/util.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
+#include "../probes/plot.h"
 #include "../probes/probeset.h"
 #include "../train/checkpoint.h"
 #include "../train/trainer.h"
@@ -564,6 +567,38 @@ static void test_slurm_script_requeues_a_stopped_task(void **state) {
     assert_non_null(strstr(out, "done: 1 steps"));
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* a failed write says why (errno's text): a figure on a full disk */
+
+static void test_a_failed_png_write_says_why(void **state) {
+    (void)state;
+    char path[256], log[256];
+    snprintf(path, sizeof path, "%s/big.png", dir);
+    snprintf(log, sizeof log, "%s/png.err", dir);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) { /* a file size cap below the PNG's: its writes fail with EFBIG, as on a full disk */
+        struct rlimit rl = {4096, 4096};
+        signal(SIGXFSZ, SIG_IGN);
+        PlCanvas c;
+        char err[ST_ERR_LEN];
+        pl_canvas_init(&c, 400, 300);
+        for (int y = 0; y < 300; y += 3) pl_line(&c, 0, y, 400, 300 - y, 1.5, (PlColor){y % 255, 40, 200});
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(3);
+        int rc = pl_save_png(&c, path, err);
+        FILE *f = fopen(log, "w");
+        if (f) fputs(err, f), fclose(f);
+        _exit(rc == 0 ? 4 : 0);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_int_equal(WEXITSTATUS(status), 0);
+    char text[ST_ERR_LEN];
+    fixture_read_text(log, text, sizeof text);
+    if (!strstr(text, "big.png: write failed: File too large")) fail_msg("found '%s'", text);
+    assert_false(exists(path));
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -586,6 +621,7 @@ int main(void) {
         cmocka_unit_test(test_a_damaged_latest_checkpoint_names_the_one_before),
         cmocka_unit_test(test_sigterm_in_a_long_step_stops_soon_with_exit_75),
         cmocka_unit_test(test_slurm_script_requeues_a_stopped_task),
+        cmocka_unit_test(test_a_failed_png_write_says_why),
     };
     int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);
     if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;
