@@ -599,6 +599,25 @@ static void test_a_failed_png_write_says_why(void **state) {
     assert_false(exists(path));
 }
 
+/* --------------------------------------------------------------------------------------------- */
+/* a failed sweep run says why, in the sweep's summary and in compare.md */
+
+static void test_a_failed_sweep_run_says_why(void **state) {
+    (void)state;
+    char sweep[512], data_list[300], compare[600], text[8192];
+    /* a data_dir axis whose second value does not exist: two of the four runs fail */
+    snprintf(data_list, sizeof data_list, "%s, %s/no_such_data", data_dir, dir);
+    write_sweep(sweep, sizeof sweep, "failing", "fl", data_list);
+    assert_int_not_equal(sh("bin/sweep %s --jobs 2", sweep), 0);
+    assert_non_null(strstr(out, "2 of 4 runs finished, 2 failed"));
+    assert_non_null(strstr(out, "failed: data_dir"));
+    assert_non_null(strstr(out, "no_such_data/tokenizer.bin: cannot open tokenizer"));
+    snprintf(compare, sizeof compare, "%s/failing/fl/compare.md", dir);
+    fixture_read_text(compare, text, sizeof text);
+    assert_non_null(strstr(text, "## Runs that failed"));
+    assert_non_null(strstr(text, "no_such_data/tokenizer.bin: cannot open tokenizer"));
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -622,6 +641,7 @@ int main(void) {
         cmocka_unit_test(test_sigterm_in_a_long_step_stops_soon_with_exit_75),
         cmocka_unit_test(test_slurm_script_requeues_a_stopped_task),
         cmocka_unit_test(test_a_failed_png_write_says_why),
+        cmocka_unit_test(test_a_failed_sweep_run_says_why),
     };
     int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);
     if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;

@@ -56,8 +56,25 @@ typedef struct {
     int index;
 } Job;
 
-/* runs the unfinished runs J at a time; returns the number that failed */
-static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok) {
+/* why a run failed: the last line of its log that starts with "error", else its last line */
+static void failure_reason(const char *log, char *out, size_t size) {
+    FILE *f = fopen(log, "r");
+    snprintf(out, size, "(no log: %.480s)", log);
+    if (!f) return;
+    char line[ST_ERR_LEN + 64];
+    int have_error = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        int is_error = strncmp(line, "error", 5) == 0;
+        if (line[0] && (is_error || !have_error)) snprintf(out, size, "%.500s", line);
+        have_error |= is_error;
+    }
+    fclose(f);
+}
+
+/* runs the unfinished runs J at a time; ok[i] = 1 for a finished run, why[i] the reason of a failed
+ * one; returns the number that failed */
+static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok, char (*why)[ST_ERR_LEN]) {
     Job *running = st_calloc((size_t)jobs, sizeof(Job));
     int n_running = 0, failed = 0, next = 0, forwarded = 0;
     for (;;) {
@@ -67,6 +84,7 @@ static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok) {
             int i = next++;
             if (sweep_run_config(s, i, &cfg, name, sizeof name, err)) {
                 fprintf(stderr, "error: %s\n", err);
+                snprintf(why[i], ST_ERR_LEN, "error: %.480s", err);
                 failed++;
                 continue;
             }
@@ -101,12 +119,18 @@ static int run_all(const Sweep *s, int jobs, const char *train_exe, int *ok) {
             /* a run stopped by a signal (exit 75) is not a failure: the next bin/sweep resumes it */
             int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1, good = code == 0 || code == TRAIN_EXIT_STOPPED;
             TrainConfig cfg;
-            char name[256], err[ST_ERR_LEN];
-            sweep_run_config(s, running[j].index, &cfg, name, sizeof name, err);
+            char name[256], err[ST_ERR_LEN], log[1600];
+            int i = running[j].index;
+            sweep_run_config(s, i, &cfg, name, sizeof name, err);
             int done = good && sweep_run_state(&cfg) == SWEEP_RUN_DONE;
-            ok[running[j].index] = done;
-            if (!good) failed++;
-            printf("[%s] %s\n", done ? "finished" : good ? "stopped" : "FAILED", name);
+            ok[i] = done;
+            if (!good) {
+                failed++;
+                snprintf(log, sizeof log, "%s/%s.log", s->dir, name);
+                failure_reason(log, why[i], ST_ERR_LEN);
+            }
+            printf("[%s] %s%s%s\n", done ? "finished" : good ? "stopped" : "FAILED", name, good ? "" : ": ",
+                   good ? "" : why[i]);
             fflush(stdout);
             running[j] = running[--n_running];
             break;
@@ -152,6 +176,28 @@ static int compare_runs(const Sweep *s, const int *ok, const char *report_exe) {
 }
 
 /* the usage on f; returns the exit code of a usage error */
+/* the name of run i (its directory under the sweep's) */
+static const char *run_name(const Sweep *s, int i) {
+    static char name[256];
+    TrainConfig cfg;
+    char err[ST_ERR_LEN];
+    sweep_run_config(s, i, &cfg, name, sizeof name, err);
+    return name;
+}
+
+/* appends to the sweep's compare.md (made when no run finished) the runs that failed and why */
+static int note_failures(const Sweep *s, char (*why)[ST_ERR_LEN], char *err) {
+    char path[1400];
+    snprintf(path, sizeof path, "%s/compare.md", s->dir);
+    FILE *f = fopen(path, "a");
+    if (!f) return st_errorf(err, "%s: cannot append: %s", path, strerror(errno));
+    fprintf(f, "\n## Runs that failed\n\nTheir logs are beside this file (<run>.log); the last error of each:\n\n");
+    for (int i = 0; i < s->n_runs; i++)
+        if (why[i][0]) fprintf(f, "- %s: `%s`\n", run_name(s, i), why[i]);
+    if (fclose(f) != 0) return st_errorf(err, "%s: write failed: %s", path, strerror(errno));
+    return 0;
+}
+
 static int usage(FILE *f) {
     fprintf(f, "usage: bin/sweep FILE.sweep [--jobs J] [--list]\n"
                "       bin/sweep FILE.sweep --emit parallel|slurm\n");
@@ -222,12 +268,20 @@ int main(int argc, char **argv) {
     sibling_exe(argv[0], "report", report_exe, sizeof report_exe);
     printf("sweep %s: %d runs in %s, %d at a time\n", s.path, s.n_runs, s.dir, jobs);
     int *ok = st_calloc((size_t)s.n_runs, sizeof(int));
-    int failed = run_all(&s, jobs, train_exe, ok), finished = 0;
+    char(*why)[ST_ERR_LEN] = st_calloc((size_t)s.n_runs, sizeof *why);
+    int failed = run_all(&s, jobs, train_exe, ok, why), finished = 0;
     for (int i = 0; i < s.n_runs; i++) finished += ok[i];
     printf("sweep %s: %d of %d runs finished, %d failed%s\n", s.name, finished, s.n_runs, failed,
            stop_requested ? " (stopped: run the same command again to resume)" : "");
+    for (int i = 0; i < s.n_runs; i++)
+        if (why[i][0]) printf("  failed: %s: %s\n", run_name(&s, i), why[i]);
     int rc = failed || stop_requested || finished < s.n_runs;
     if (finished && compare_runs(&s, ok, report_exe)) rc = 1;
+    if (failed && note_failures(&s, why, err)) {
+        fprintf(stderr, "error: %s\n", err);
+        rc = 1;
+    }
+    free(why);
     free(ok);
     return rc;
 }
