@@ -410,16 +410,19 @@ static void expect_refused(int (*reader)(const char *, char *), const char *path
     if (!strstr(err, path) || strchr(err, '\n')) fail_msg("%s: after %s, expected one line naming it, found '%s'", path, damage, err);
 }
 
-/* flips one byte at several places of the file (header, payload, trailer), then cuts it at several
- * lengths: each damage must be refused; the file is whole again at the end */
-static void damage_everywhere(int (*reader)(const char *, char *), const char *path) {
+/* flips one byte at several places of a copy of the file (header, payload, trailer), then cuts the
+ * copy at several lengths: each damage must be refused (the original stays whole for later tests) */
+static void damage_everywhere(int (*reader)(const char *, char *), const char *original) {
     static uint8_t whole[1 << 20];
-    FILE *f = fopen(path, "rb");
+    char path[700];
+    snprintf(path, sizeof path, "%s/damaged_%s", dir, strrchr(original, '/') + 1);
+    FILE *f = fopen(original, "rb");
     assert_non_null(f);
     size_t n = fread(whole, 1, sizeof whole, f);
     fclose(f);
     assert_true(n > 41 && n < sizeof whole); /* past the byte flipped at 40 */
     char err[ST_ERR_LEN], damage[64];
+    fixture_write_file(path, whole, n);
     if (reader(path, err)) fail_msg("%s: the undamaged file was refused: %s", path, err);
     size_t at[] = {0, 9, 13, 17, 40, n / 3, n / 2, n - 9, n - 5, n - 1};
     for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
@@ -435,7 +438,6 @@ static void damage_everywhere(int (*reader)(const char *, char *), const char *p
         snprintf(damage, sizeof damage, "a cut to %zu of %zu bytes", cut[i], n);
         expect_refused(reader, path, damage);
     }
-    fixture_write_file(path, whole, n);
 }
 
 static void test_every_binary_file_is_checked(void **state) {
