@@ -620,6 +620,25 @@ static void test_a_failed_sweep_run_says_why(void **state) {
     assert_non_null(strstr(text, "no_such_data/tokenizer.bin: cannot open tokenizer"));
 }
 
+/* a sweep run whose latest checkpoint is damaged is resumed (and fails, saying from where), never
+ * restarted with --overwrite, which would delete its earlier checkpoints */
+static void test_a_sweep_keeps_a_run_with_a_damaged_checkpoint(void **state) {
+    (void)state;
+    char sweep[512], ckpt[600];
+    write_sweep(sweep, sizeof sweep, "keep", "kp", data_dir);
+    FILE *f = fopen(sweep, "a");
+    fputs("ckpt_every = 1\nkeep_ckpts = 2\n", f);
+    fclose(f);
+    assert_int_equal(sh("bin/sweep %s", sweep), 0);
+    snprintf(ckpt, sizeof ckpt, "%s/keep/kp/lr0.01/ckpt_00000002.bin", dir);
+    assert_int_equal(truncate(ckpt, 100), 0);
+    assert_int_not_equal(sh("bin/sweep %s", sweep), 0);
+    assert_non_null(strstr(out, "[resume] lr0.01"));
+    assert_non_null(strstr(out, "the newest valid earlier checkpoint is"));
+    snprintf(ckpt, sizeof ckpt, "%s/keep/kp/lr0.01/ckpt_00000001.bin", dir);
+    assert_true(exists(ckpt));
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
     if (!mkdtemp(dir)) return 1;
@@ -644,6 +663,7 @@ int main(void) {
         cmocka_unit_test(test_slurm_script_requeues_a_stopped_task),
         cmocka_unit_test(test_a_failed_png_write_says_why),
         cmocka_unit_test(test_a_failed_sweep_run_says_why),
+        cmocka_unit_test(test_a_sweep_keeps_a_run_with_a_damaged_checkpoint),
     };
     int rc = cmocka_run_group_tests_name("edges", tests, NULL, NULL);
     if (getenv("KEEP") == 0 && fixture_remove_dir(dir) != 0) return 1;

@@ -233,7 +233,10 @@ SweepRunState sweep_run_state(const TrainConfig *cfg) {
     run_dir_of(cfg, dir, sizeof dir);
     if (stat(dir, &st) != 0) return SWEEP_RUN_NEW;
     int64_t step;
-    if (ckpt_latest(dir, ckpt, sizeof ckpt, err) || ckpt_read_step(ckpt, &step, err)) return SWEEP_RUN_EMPTY;
+    if (ckpt_latest(dir, ckpt, sizeof ckpt, err)) return SWEEP_RUN_EMPTY;
+    /* a damaged latest checkpoint is not an empty run (restarting it would delete the earlier ones):
+     * its resume fails, saying which checkpoint to resume from */
+    if (ckpt_read_step(ckpt, &step, err)) return SWEEP_RUN_PARTIAL;
     return step >= cfg->steps ? SWEEP_RUN_DONE : SWEEP_RUN_PARTIAL;
 }
 

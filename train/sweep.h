@@ -63,7 +63,8 @@ int sweep_run_config(const Sweep *s, int i, TrainConfig *cfg, char *name, size_t
 
 typedef enum { SWEEP_RUN_NEW, SWEEP_RUN_EMPTY, SWEEP_RUN_PARTIAL, SWEEP_RUN_DONE } SweepRunState;
 /* NEW: no run directory; EMPTY: a directory without a checkpoint (died before its first: start it
- * again); PARTIAL: a checkpoint before the last step (resume it); DONE: a checkpoint at the last step */
+ * again); PARTIAL: a checkpoint before the last step, or a damaged latest one (resume it: a damaged one
+ * fails, naming the checkpoint to resume from); DONE: a checkpoint at the last step */
 SweepRunState sweep_run_state(const TrainConfig *cfg);
 
 /* writes <dir>/<run>.conf for every run (creating dir) */
