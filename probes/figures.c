@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "attnmaps.h"
 #include "plot.h"
 
 const Figure run_figures[] = {
@@ -408,44 +409,28 @@ int fig_cosine(const Run *r, char *why, char *err) {
 
 /* ---------------------------------------------------------------- attention_maps.png */
 
-typedef struct {
-    int T, L, H;
-    double step;
-    double *attn; /* [L][H][T][T] */
-} AttnMaps;
-
-/* reads the last line of attention.jsonl: 0, 1 absent, -1 error */
+/* the maps of attention.bin: 0, 1 when absent or empty (why says so), -1 on an error */
 static int read_attention(const char *dir, AttnMaps *m, char *why, char *err) {
     char path[1200];
-    snprintf(path, sizeof path, "%s/attention.jsonl", dir);
-    Jsonl j;
-    int rc = jsonl_read(path, &j, err);
-    if (rc == 1 || (rc == 0 && j.n == 0)) {
-        snprintf(why, FIG_WHY_LEN, "attention.jsonl is %s", rc == 1 ? "missing" : "empty");
-        jsonl_free(&j);
+    snprintf(path, sizeof path, "%s/attention.bin", dir);
+    int rc = attnmaps_read(path, m, err);
+    if (rc == 1 || (rc == 0 && m->n_steps == 0)) {
+        snprintf(why, FIG_WHY_LEN, "attention.bin is %s", rc == 1 ? "missing" : "empty");
+        attnmaps_free(m);
         return 1;
     }
-    if (rc < 0) return -1;
-    const cJSON *row = j.row[j.n - 1];
-    int line = j.line[j.n - 1];
-    double T = jnum(row, "T"), L = jnum(row, "n_layer"), H = jnum(row, "n_head");
-    if (!(T >= 2 && L >= 1 && H >= 1 && T <= 4096 && L <= 64 && H <= 64)) {
-        jsonl_free(&j);
-        return st_errorf(err, "%s:%d: keys 'T', 'n_layer', 'n_head': expected positive sizes, found %g, %g, %g",
-                         path, line, T, L, H);
-    }
-    m->T = (int)T, m->L = (int)L, m->H = (int)H;
-    m->step = jnum(row, "step");
-    size_t count = (size_t)m->L * m->H * m->T * m->T;
-    m->attn = st_malloc(sizeof(double) * count);
-    int got = jarr(row, "attn", m->attn, (int)count);
-    jsonl_free(&j);
-    if (got != (int)count) {
-        free(m->attn);
-        return st_errorf(err, "%s:%d: key 'attn': expected %zu numbers (L*H*T*T), found %d", path, line, count,
-                         got);
-    }
-    return 0;
+    return rc;
+}
+
+/* map (l, h) of record s as doubles [T][T]; h = -1: the mean over the heads */
+static void attention_map(const AttnMaps *m, int s, int l, int h, double *out) {
+    int T = m->T, h0 = h < 0 ? 0 : h, h1 = h < 0 ? m->H : h + 1;
+    for (int q = 0; q < T; q++)
+        for (int k = 0; k < T; k++) {
+            double sum = 0;
+            for (int hh = h0; hh < h1; hh++) sum += attnmaps_prob(m, s, l, hh, q, k);
+            out[(size_t)q * T + k] = sum / (h1 - h0);
+        }
 }
 
 /* draws one T x T map into an s x s square at (x0, y0): each pixel shows the mean probability of the
@@ -473,33 +458,29 @@ static void draw_attention_square(PlCanvas *c, const double *map, int T, int x0,
 }
 
 int fig_attention_maps(const Run *r, char *why, char *err) {
-    AttnMaps m = {0};
+    AttnMaps m;
     int rc = read_attention(r->dir, &m, why, err);
     if (rc) return rc;
-    /* columns: the mean over heads, then each head for blocks 0-2 */
-    int T = m.T, L = m.L, H = m.H, cols = 1 + H, detail = L < 3 ? L : 3;
+    /* columns: the mean over heads, then each head for blocks 0-2; the last step of the file */
+    int T = m.T, L = m.L, H = m.H, cols = 1 + H, detail = L < 3 ? L : 3, last = m.n_steps - 1;
     int s = 150, gap = 34, left = 70, top = 70;
     while (L * (s + gap) > 1500 && s > 60) s -= 10;
     int w = left + cols * (s + 16) + 170, h = top + L * (s + gap) + 20;
     PlCanvas c;
     pl_canvas_init(&c, w, h);
     char title[160];
-    snprintf(title, sizeof title, "Attention maps at step %.0f (query down, key across), T = %d", m.step, T);
+    snprintf(title, sizeof title, "Attention maps at step %lld (query down, key across), T = %d",
+             (long long)m.step[last], T);
     pl_text(&c, w / 2.0, 16, title, 2, PL_CENTER, PL_BLACK);
-    double *mean = st_malloc(sizeof(double) * T * T);
+    double *map = st_malloc(sizeof(double) * T * T);
     for (int l = 0; l < L; l++) {
         int y0 = top + l * (s + gap);
         char lab[32];
         snprintf(lab, sizeof lab, "layer %d", l);
         pl_text_up(&c, 20, y0 + s / 2.0, lab, 2, PL_BLACK);
-        for (size_t i = 0; i < (size_t)T * T; i++) {
-            double sum = 0;
-            for (int hh = 0; hh < H; hh++) sum += m.attn[((size_t)l * H + hh) * T * T + i];
-            mean[i] = sum / H;
-        }
         for (int col = 0; col < (l < detail ? cols : 1); col++) {
             int x0 = left + col * (s + 16);
-            const double *map = col == 0 ? mean : m.attn + ((size_t)l * H + col - 1) * T * T;
+            attention_map(&m, last, l, col - 1, map);
             draw_attention_square(&c, map, T, x0, y0, s);
             if (col == 0)
                 snprintf(lab, sizeof lab, "mean of heads");
@@ -515,8 +496,8 @@ int fig_attention_maps(const Run *r, char *why, char *err) {
     bar.top = top;
     bar.bottom = top + (L < 3 ? L : 3) * (s + gap) - gap;
     pl_colorbar(&bar, 1e-3, 1, 1, "attention probability");
-    free(mean);
-    free(m.attn);
+    free(map);
+    attnmaps_free(&m);
     return save_figure(&c, r->dir, "attention_maps.png", err);
 }
 
