@@ -62,6 +62,9 @@ build/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# the viewer's script and style are built into viewer.o (an .incbin of each, probes/viewer.h)
+build/probes/viewer.o: probes/viewer.js probes/viewer.css
+
 build/libsinktrace.a: $(LIB_OBJ)
 	@mkdir -p build
 	rm -f $@

@@ -47,6 +47,16 @@ static char *read_text(const char *run, const char *file) {
     return buf;
 }
 
+/* a page with its figures inlined: larger than read_text's buffer */
+static const char *read_page(const char *run, const char *file) {
+    static char html[1 << 23];
+    char path[512];
+    path_in(path, run, file);
+    size_t n = fixture_read_text(path, html, sizeof html);
+    assert_true(n > 0 && n < sizeof html - 1);
+    return html;
+}
+
 static int file_exists(const char *run, const char *file) {
     char path[512];
     path_in(path, run, file);
@@ -239,6 +249,27 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
     }
 }
 
+/* report.html: the report as HTML with its figures inlined, the run's data, the viewer; nothing fetched
+ * from outside the file */
+static void test_report_html_is_self_contained(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("html", 1, 1);
+    snprintf(path, sizeof path, "%s/html", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *html = read_page("html", "report.html");
+    assert_non_null(strstr(html, "<h1>Run report: html</h1>"));
+    assert_non_null(strstr(html, "<tr><th>layer</th><th>mean attention on P0</th>"));
+    assert_non_null(strstr(html, "<img alt=\"loss.png\" src=\"data:image/png;base64,iVBORw0KGgo"));
+    assert_non_null(strstr(html, "<strong>A P0 sink formed</strong>"));
+    assert_non_null(strstr(html, "<script type=\"application/json\" id=\"run-data\">{\"runs\":[{\"name\":\"html\""));
+    assert_non_null(strstr(html, "const data = JSON.parse(")); /* probes/viewer.js, built in */
+    assert_non_null(strstr(html, "<style>\n/* probes/viewer.css"));
+    assert_null(strstr(html, "http://"));
+    assert_null(strstr(html, "https://"));
+    assert_null(strstr(html, "src=\"/"));
+}
+
 /* a run trained with BOS is read on its bos rows and summary_bos.json: the sink on BOS is reported
  * even though the natural windows (no BOS, out of its training distribution) show none */
 static void test_bos_trained_run_is_read_on_its_bos_rows(void **state) {
@@ -395,6 +426,9 @@ static void test_compare_overlays_runs(void **state) {
     assert_non_null(strstr(md, "| cmp_b | 1 |"));
     assert_true(file_exists("cmp_out", "compare_val_loss.png"));
     assert_true(file_exists("cmp_out", "compare_a_p0_2plus.png"));
+    const char *html = read_page("cmp_out", "compare.html"); /* both runs' data in one page */
+    assert_non_null(strstr(html, "{\"name\":\"cmp_a\""));
+    assert_non_null(strstr(html, "{\"name\":\"cmp_b\""));
 }
 
 static int setup(void **state) {
@@ -410,6 +444,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_report_with_sink_states_fixture_numbers),
+        cmocka_unit_test(test_report_html_is_self_contained),
         cmocka_unit_test(test_report_without_sink_claims_none),
         cmocka_unit_test(test_bos_trained_run_is_read_on_its_bos_rows),
         cmocka_unit_test(test_report_falls_back_to_the_overall_sink_rate),
