@@ -22,6 +22,7 @@ const Figure run_figures[] = {
     {"concentration.png", fig_concentration},
     {"experts.png", fig_experts},
     {"interventions.png", fig_interventions},
+    {"story.png", fig_story},
 };
 const int n_run_figures = sizeof run_figures / sizeof run_figures[0];
 
@@ -499,6 +500,104 @@ int fig_attention_maps(const Run *r, char *why, char *err) {
     free(map);
     attnmaps_free(&m);
     return save_figure(&c, r->dir, "attention_maps.png", err);
+}
+
+/* ---------------------------------------------------------------- story.png */
+
+/* the headline of story.png: when the sink emerged (summary.json), or that none formed */
+static void story_title(const Run *r, const cJSON *last, char *out, int len) {
+    double rate = jnum(last, "sink_rate_30"), at = NAN;
+    const char *keys[2] = {"sink_rate_2plus_30_emergence_step", "sink_rate_30_emergence_step"};
+    for (int k = 0; k < 2 && r->summary && !isfinite(at); k++) at = jnum(r->summary, keys[k]);
+    if (!(rate > 0))
+        snprintf(out, len, "Run %s: no attention sink on position 0 formed", r->name);
+    else if (isfinite(at))
+        snprintf(out, len, "Run %s: the attention sink on position 0 emerges at step %.0f", r->name, at);
+    else
+        snprintf(out, len, "Run %s: an attention sink on position 0 formed", r->name);
+}
+
+/* the layer with the most attention on P0 at the last probe step */
+static int top_sink_layer(const Run *r, const cJSON *last) {
+    double *a = st_malloc(sizeof(double) * r->L);
+    jarr(last, "a_p0_layer", a, r->L);
+    int top = 0;
+    for (int l = 1; l < r->L; l++)
+        if (a[l] > a[top]) top = l;
+    free(a);
+    return top;
+}
+
+/* the three curve panels of the top row: loss, attention on P0 per layer, rho after block 1 */
+static void story_curves(const Run *r, PlCanvas *c, int y0, int y1) {
+    int n = r->train.n, np = r->np, L = r->L < 10 ? r->L : 10;
+    double *tstep = run_train_col(r, "step"), *ce = run_train_col(r, "ce"), *val = run_train_col(r, "val_loss");
+    double *vx = st_malloc(sizeof(double) * (n + 1)), *vy = st_malloc(sizeof(double) * (n + 1));
+    int nv = compact(tstep, val, n, vx, vy);
+    FigCurve loss[2] = {{"train", tstep, ce, n, pl_palette(0), 1.5, 0}, {"validation", vx, vy, nv, pl_palette(1), 2.5, 3}};
+    FigPanel lp = {"Loss", "step", "nats per token", NAN, NULL, 0};
+    fig_curves_panel(c, 0, y0, 640, y1, 150, loss, nv ? 2 : 1, &lp);
+
+    double *step = run_probe_col(r, "step"), *chance = run_probe_col(r, "chance");
+    double *layer_rows = run_probe_mat(r, "a_p0_layer", r->L), *by_layer = transpose(layer_rows, np, r->L);
+    FigCurve layers[10];
+    char names[10][16];
+    for (int l = 0; l < L; l++) {
+        snprintf(names[l], sizeof names[l], "layer %d", l);
+        layers[l] = (FigCurve){names[l], step, by_layer + (size_t)l * np, np, pl_palette(l), 2.5, 2.5};
+    }
+    FigPanel ap = {"Attention on position 0, per layer", "probe step", "attention on P0",
+                   last_finite(chance, np, NULL), "chance", 0};
+    fig_curves_panel(c, 640, y0, 1280, y1, 150, layers, L, &ap);
+
+    /* rho at residual point 2, the state after block 1 (NaN in a model of one block) */
+    double *rho = run_probe_mat(r, "rho", r->P), *rho2 = st_malloc(sizeof(double) * (np + 1));
+    for (int k = 0; k < np; k++) rho2[k] = r->P > 4 ? rho[(size_t)k * r->P + 4] : NAN;
+    FigCurve rc = {"rho", step, rho2, np, pl_palette(3), 2.5, 2.5};
+    FigPanel rp = {"Norm of P0 after block 1 over the median (rho)", "probe step", "rho", 1, "rho = 1", 0};
+    fig_curves_panel(c, 1280, y0, 1920, y1, 150, &rc, 1, &rp);
+    free(tstep), free(ce), free(val), free(vx), free(vy), free(step), free(chance);
+    free(layer_rows), free(by_layer), free(rho), free(rho2);
+}
+
+/* the bottom row: the mean attention map of `layer` at the first, middle and last probe steps */
+static void story_maps(const Run *r, const AttnMaps *m, int layer, PlCanvas *c, int y0) {
+    int rows[3], k = profile_rows(r, rows), s = 330;
+    double *step = run_probe_col(r, "step"), *map = st_malloc(sizeof(double) * m->T * m->T);
+    for (int i = 0; i < k; i++) {
+        int rec = attnmaps_nearest(m, step[rows[i]]), x0 = 170 + i * (s + 190);
+        char lab[96];
+        snprintf(lab, sizeof lab, "layer %d at step %lld", layer, (long long)m->step[rec]);
+        pl_text(c, x0 + s / 2.0, y0, lab, 3, PL_CENTER, PL_BLACK);
+        attention_map(m, rec, layer, -1, map);
+        draw_attention_square(c, map, m->T, x0, y0 + 40, s);
+    }
+    pl_text(c, 1600, y0 + 90, "query down, key across", 2, PL_LEFT, PL_BLACK);
+    pl_text(c, 1600, y0 + 120, "mean of the heads", 2, PL_LEFT, PL_BLACK);
+    pl_text(c, 1600, y0 + 150, "column 0 = the sink", 2, PL_LEFT, PL_BLACK);
+    PlAxes bar; /* an axes object whose only use is to place the colour bar */
+    pl_axes_init(&bar, c, 0, 0, c->w, c->h, 0);
+    bar.right = 1740, bar.top = y0 + 190, bar.bottom = y0 + 40 + s;
+    pl_colorbar(&bar, 1e-3, 1, 1, "attention");
+    free(step);
+    free(map);
+}
+
+int fig_story(const Run *r, char *why, char *err) {
+    if (need_probes(r, why)) return 1;
+    AttnMaps m;
+    int rc = read_attention(r->dir, &m, why, err);
+    if (rc) return rc;
+    const cJSON *last = r->probes.row[r->sel[r->np - 1]];
+    PlCanvas c;
+    pl_canvas_init(&c, 1920, 1080);
+    char title[320];
+    story_title(r, last, title, sizeof title);
+    pl_text(&c, 960, 20, title, 4, PL_CENTER, PL_BLACK);
+    story_curves(r, &c, 90, 590);
+    story_maps(r, &m, top_sink_layer(r, last), &c, 640);
+    attnmaps_free(&m);
+    return save_figure(&c, r->dir, "story.png", err);
 }
 
 /* ---------------------------------------------------------------- concentration.png */

@@ -536,6 +536,7 @@ int report_run(const char *run_dir, char *err) {
             fprintf(f, " The run trained with BOS at position 0, so the probe numbers are the `bos` variant's (the "
                        "probe windows with BOS in front, as in training) and summary_bos.json's.");
         fprintf(f, "\n\n");
+        figure_line(f, "story.png", why);
         section_config(f, &r);
         section_training(f, &r, why);
         section_findings(f, &r, why);

@@ -55,6 +55,9 @@ static void test_viewer_scrubs_through_the_steps(void **state) {
     assert_int_equal(fixture_tiny_data(data), 0);
     assert_int_equal(fixture_tiny_run(data, dir, "run", kv, 2, 20), 0);
     if (report_run(run, err)) fail_msg("%s", err);
+    char story[160], png[8];
+    snprintf(story, sizeof story, "%s/story.png", run); /* the slide, drawn from attention.bin too */
+    assert_true(fixture_read_text(story, png, sizeof png) >= 4 && !memcmp(png + 1, "PNG", 3));
 
     Cdp c;
     snprintf(page, sizeof page, "file://%s/report.html", run);
@@ -104,7 +107,6 @@ static void test_viewer_scrubs_through_the_steps(void **state) {
     snprintf(first, sizeof first, "%s", c.first_error);
     cdp_close(&c);
     if (errors) fail_msg("%d console error(s), the first: %s", errors, first);
-    char png[8];
     assert_true(fixture_read_text(shot, png, sizeof png) >= 4 && !memcmp(png + 1, "PNG", 3));
     printf("note: test_viewer: chromium scrubbed report.html in %.1f s; screenshot %s\n", st_now_seconds() - t0, shot);
 }
