@@ -90,8 +90,9 @@
     };
   }
 
-  /* a polyline through the finite points (x[i], y[i]) */
-  function line(ax, x, y, colour, width) {
+  /* a polyline through the finite points (x[i], y[i]), with a dot at each when `dots` (so a series of
+   * one point, such as the first validation loss, shows) */
+  function line(ax, x, y, colour, width, dots) {
     const ctx = ax.ctx;
     ctx.strokeStyle = colour;
     ctx.lineWidth = width;
@@ -105,6 +106,13 @@
     }
     ctx.stroke();
     ctx.lineWidth = 1;
+    ctx.fillStyle = colour;
+    for (let i = 0; dots && i < x.length; i++) {
+      if (y[i] === null || !isFinite(y[i])) continue;
+      ctx.beginPath();
+      ctx.arc(ax.x(x[i]), ax.y(y[i]), 3, 0, 2 * Math.PI);
+      ctx.fill();
+    }
   }
 
   function dashedHLine(ax, y, colour) {
@@ -185,13 +193,13 @@
       const rx = axes(rho, [0, (P - 1) / 2], [0, finiteRange(run.rho)[1] * 1.1], "rho at each residual point");
       dashedHLine(rx, 1, "#bbb");
       line(rx, pts, run.rho.slice(0, P), "#aaa", 1.5);
-      line(rx, pts, run.rho.slice(k * P, (k + 1) * P), "#c0392b", 2.5);
+      line(rx, pts, run.rho.slice(k * P, (k + 1) * P), "#c0392b", 2.5, true);
       /* the loss up to this step */
       const upto = run.train_step.filter((s) => s <= step).length;
       const lr = finiteRange(run.train_ce.concat(run.train_val_loss));
       const lx = axes(loss, [0, Math.max(...run.train_step, 1)], lr, "loss (nats per token)");
       line(lx, run.train_step.slice(0, upto), run.train_ce.slice(0, upto), "#3b6fb6", 1.5);
-      line(lx, run.train_step.slice(0, upto), run.train_val_loss.slice(0, upto), "#e67e22", 2.5);
+      line(lx, run.train_step.slice(0, upto), run.train_val_loss.slice(0, upto), "#e67e22", 2.5, true);
       let val = null;
       for (let i = 0; i < upto; i++) if (run.train_val_loss[i] !== null) val = run.train_val_loss[i];
       /* the step's numbers */
