@@ -4,8 +4,8 @@
  * attention maps lights up; the block-0 MoE ablation at BOS removes it and the same at T/2 does not;
  * without BOS no head sinks on P0 and heads park on the space or the comma; a learned sink logit, a
  * sliding window and an output gate each take attention off BOS at about the same loss. Needs the
- * corpus (make data; CI runs it); skipped with a note without it. Five runs of the miniature: 8 minutes
- * on the shared 2-core development machine (load 4-5), a fraction of that on an idle one. */
+ * corpus (make data; CI runs it); skipped with a note without it. The five runs of the miniature train
+ * at once, one thread each: 70 s on the shared 2-core development machine (load 4-5). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -24,10 +24,36 @@
 #include "fixtures.h"
 
 static char dir[64];
+static int have_corpus;
 
+/* the lab's runs: name and the flags it adds to runs/lab/mini.conf */
+static const char *const lab_runs[][2] = {{"mini", ""},
+                                          {"mini_nobos", "--bos start"},
+                                          {"mini_sinklogit", "--attn_sink_logit 1"},
+                                          {"mini_window", "--attn_window 8"},
+                                          {"mini_gate", "--attn_gate 1"}};
+
+/* trains every run of the lab at once, one thread each, as a learner may (bin/train --config
+ * runs/lab/mini.conf --run_name NAME FLAGS &), and waits for them */
 static int setup(void **state) {
     (void)state;
-    return fixture_make_tmpdir(dir, sizeof dir, "test_lab");
+    if (fixture_make_tmpdir(dir, sizeof dir, "test_lab")) return -1;
+    have_corpus = access("data/prepared/moby/train.bin", F_OK) == 0;
+    if (!have_corpus) return 0;
+    /* one sh command: each run in the background (its pid in p<i>), then a wait for each */
+    char cmd[4096];
+    int n = snprintf(cmd, sizeof cmd, "rc=0; "), runs = (int)(sizeof lab_runs / sizeof *lab_runs);
+    for (int i = 0; i < runs; i++)
+        n += snprintf(cmd + n, sizeof cmd - (size_t)n,
+                      "bin/train --config runs/lab/mini.conf --out_dir %s --run_name %s %s > %s/%s.log 2>&1 & p%d=$!; ",
+                      dir, lab_runs[i][0], lab_runs[i][1], dir, lab_runs[i][0], i);
+    for (int i = 0; i < runs; i++) n += snprintf(cmd + n, sizeof cmd - (size_t)n, "wait $p%d || rc=1; ", i);
+    snprintf(cmd + n, sizeof cmd - (size_t)n, "exit $rc");
+    double t0 = st_now_seconds();
+    int rc = system(cmd);
+    printf("note: test_lab: the lab's five miniature runs trained and reported in %.0f s%s\n", st_now_seconds() - t0,
+           rc ? " (one failed: see its .log)" : "");
+    return 0;
 }
 
 static int teardown(void **state) {
@@ -35,20 +61,17 @@ static int teardown(void **state) {
     return fixture_remove_dir(dir);
 }
 
-/* trains the miniature once per name (bin/train --config runs/lab/mini.conf --run_name NAME FLAGS) */
-static void train(const char *name, const char *flags) {
-    if (access("data/prepared/moby/train.bin", F_OK) != 0) {
+/* the run `name` of the lab, which setup trained (skips the test without the corpus) */
+static void need(const char *name) {
+    if (!have_corpus) {
         printf("note: test_lab skipped: the lab trains on the corpus; run make data first\n");
         skip();
     }
-    char cmd[1024], done[256];
+    char done[256], log[256], text[2048];
     snprintf(done, sizeof done, "%s/%s/report.html", dir, name);
-    if (access(done, F_OK) == 0) return;
-    snprintf(cmd, sizeof cmd, "bin/train --config runs/lab/mini.conf --out_dir %s --run_name %s %s > %s/%s.log 2>&1",
-             dir, name, flags, dir, name);
-    double t0 = st_now_seconds();
-    if (system(cmd) != 0) fail_msg("%s failed; its output is in %s/%s.log", cmd, dir, name);
-    printf("note: test_lab: %s trained and reported in %.1f s\n", name, st_now_seconds() - t0);
+    snprintf(log, sizeof log, "%s/%s.log", dir, name);
+    fixture_read_text(log, text, sizeof text);
+    if (access(done, F_OK) != 0) fail_msg("the lab's run %s did not finish; %s begins: %.300s", name, log, text);
 }
 
 /* the run `name` read on its probe variant; the caller frees it with run_free */
@@ -79,7 +102,7 @@ static double final_val_loss(const Run *r) {
 /* step 1: the sink forms on BOS in layers 0-2, layer 3 turns away, and it has an emergence step */
 static void test_step1_the_sink_emerges(void **state) {
     (void)state;
-    train("mini", "");
+    need("mini");
     Run r;
     load(&r, "mini");
     assert_string_equal(r.variant, "bos");
@@ -105,7 +128,7 @@ static double column0(const AttnMaps *m, int s, int l) {
 /* step 2: one map per probe step; column 0 of layer 2 lights up between step 0 and the end */
 static void test_step2_the_maps_light_up_column_0(void **state) {
     (void)state;
-    train("mini", "");
+    need("mini");
     Run r;
     load(&r, "mini");
     char path[256], err[ST_ERR_LEN];
@@ -138,7 +161,7 @@ static double after_intervention(const Run *r, const char *what, int position, i
  * attention output at BOS and BOS's norm do not matter */
 static void test_step3_the_circuit(void **state) {
     (void)state;
-    train("mini", "");
+    need("mini");
     Run r;
     load(&r, "mini");
     double rho0[5], rho[5], kp[5], km[5], before, T = jnum(last_row(&r), "T");
@@ -157,8 +180,8 @@ static void test_step3_the_circuit(void **state) {
 /* step 4: without BOS no head sinks on P0 (every layer below chance) at about the same loss */
 static void test_step4_without_bos_no_sink(void **state) {
     (void)state;
-    train("mini", "");
-    train("mini_nobos", "--bos start");
+    need("mini");
+    need("mini_nobos");
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "bin/report --compare %s/mini %s/mini_nobos --out %s/cmp > /dev/null", dir, dir, dir);
     assert_int_equal(system(cmd), 0);
@@ -178,13 +201,12 @@ static void test_step4_without_bos_no_sink(void **state) {
 /* step 5: each way to remove the sink takes attention off BOS in layers 0-2 at about the same loss */
 static void test_step5_removing_the_sink(void **state) {
     (void)state;
-    train("mini", "");
+    need("mini");
     const char *names[3] = {"mini_sinklogit", "mini_window", "mini_gate"};
-    const char *flags[3] = {"--attn_sink_logit 1", "--attn_window 8", "--attn_gate 1"};
     Run base;
     load(&base, "mini");
     for (int i = 0; i < 3; i++) {
-        train(names[i], flags[i]);
+        need(names[i]);
         Run r;
         load(&r, names[i]);
         double lift = best_lift(&r, 0, 3), base_lift = best_lift(&base, 0, 3);
@@ -199,7 +221,7 @@ static void test_step5_removing_the_sink(void **state) {
  * well above what uniform attention gives it */
 static void test_step6_a_content_token_becomes_the_sink(void **state) {
     (void)state;
-    train("mini_nobos", "--bos start");
+    need("mini_nobos");
     Run r;
     load(&r, "mini_nobos");
     int LH = r.L * r.H, top = jlen(last_row(&r), "park_id") / LH, parked = 0;
