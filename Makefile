@@ -12,6 +12,8 @@
 #   MPI=1         (with any of the above) build with mpicc for `mpirun -np N bin/train` (train/dist.h)
 #   PYTHON=1      (with make deps) also install PyTorch for /usr/bin/python3: the twin, its parity
 #                 check in make test (skipped without it), make bench-torch
+#   BROWSER=1     (with make deps) also install chromium for the browser test of report.html
+#                 (tests/test_viewer.c; skipped without it)
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
 # of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
@@ -62,6 +64,9 @@ build/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# the viewer's script and style are built into viewer.o (an .incbin of each, probes/viewer.h)
+build/probes/viewer.o: probes/viewer.js probes/viewer.css
+
 build/libsinktrace.a: $(LIB_OBJ)
 	@mkdir -p build
 	rm -f $@
@@ -80,11 +85,12 @@ bin/test_%: build/tests/test_%.o $(TEST_HELP_OBJ) build/libsinktrace.a
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $^ -o $@ $(TEST_LDLIBS) $(LDLIBS)
 
+# SKIP_TESTS: test programs built but not run (make sanitize skips the lab's training runs)
 test: $(PROGS) $(TESTS)
-	@bash tests/run.sh $(TESTS)
+	@bash tests/run.sh $(filter-out $(SKIP_TESTS),$(TESTS))
 
 deps:
-	@MPI=$(MPI) PYTHON=$(PYTHON) bash .ci/deps.sh
+	@MPI=$(MPI) PYTHON=$(PYTHON) BROWSER=$(BROWSER) bash .ci/deps.sh
 
 data: $(PROGS)
 	@bash data/fetch.sh $(CORPUS)

@@ -17,6 +17,9 @@ command -v npm >/dev/null 2>&1 || need+=(npm)
 # installed without their recommends (libtorch-dev, build-essential, ...: headers the twin never uses)
 lean=()
 [ "${PYTHON:-}" = 1 ] && lean+=(python3-torch python3-numpy libopenblas0-openmp)
+# BROWSER=1 (CI): chromium, the headless browser tests/test_viewer.c loads report.html in (it skips
+# without one); without its recommends (fonts and desktop integration the headless page never uses)
+[ "${BROWSER:-}" = 1 ] && lean+=(chromium)
 missing=()
 missing_lean=()
 for p in "${need[@]}"; do

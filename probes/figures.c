@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "attnmaps.h"
 #include "plot.h"
 
 const Figure run_figures[] = {
@@ -21,6 +22,7 @@ const Figure run_figures[] = {
     {"concentration.png", fig_concentration},
     {"experts.png", fig_experts},
     {"interventions.png", fig_interventions},
+    {"story.png", fig_story},
 };
 const int n_run_figures = sizeof run_figures / sizeof run_figures[0];
 
@@ -408,44 +410,28 @@ int fig_cosine(const Run *r, char *why, char *err) {
 
 /* ---------------------------------------------------------------- attention_maps.png */
 
-typedef struct {
-    int T, L, H;
-    double step;
-    double *attn; /* [L][H][T][T] */
-} AttnMaps;
-
-/* reads the last line of attention.jsonl: 0, 1 absent, -1 error */
+/* the maps of attention.bin: 0, 1 when absent or empty (why says so), -1 on an error */
 static int read_attention(const char *dir, AttnMaps *m, char *why, char *err) {
     char path[1200];
-    snprintf(path, sizeof path, "%s/attention.jsonl", dir);
-    Jsonl j;
-    int rc = jsonl_read(path, &j, err);
-    if (rc == 1 || (rc == 0 && j.n == 0)) {
-        snprintf(why, FIG_WHY_LEN, "attention.jsonl is %s", rc == 1 ? "missing" : "empty");
-        jsonl_free(&j);
+    snprintf(path, sizeof path, "%s/attention.bin", dir);
+    int rc = attnmaps_read(path, m, err);
+    if (rc == 1 || (rc == 0 && m->n_steps == 0)) {
+        snprintf(why, FIG_WHY_LEN, "attention.bin is %s", rc == 1 ? "missing" : "empty");
+        attnmaps_free(m);
         return 1;
     }
-    if (rc < 0) return -1;
-    const cJSON *row = j.row[j.n - 1];
-    int line = j.line[j.n - 1];
-    double T = jnum(row, "T"), L = jnum(row, "n_layer"), H = jnum(row, "n_head");
-    if (!(T >= 2 && L >= 1 && H >= 1 && T <= 4096 && L <= 64 && H <= 64)) {
-        jsonl_free(&j);
-        return st_errorf(err, "%s:%d: keys 'T', 'n_layer', 'n_head': expected positive sizes, found %g, %g, %g",
-                         path, line, T, L, H);
-    }
-    m->T = (int)T, m->L = (int)L, m->H = (int)H;
-    m->step = jnum(row, "step");
-    size_t count = (size_t)m->L * m->H * m->T * m->T;
-    m->attn = st_malloc(sizeof(double) * count);
-    int got = jarr(row, "attn", m->attn, (int)count);
-    jsonl_free(&j);
-    if (got != (int)count) {
-        free(m->attn);
-        return st_errorf(err, "%s:%d: key 'attn': expected %zu numbers (L*H*T*T), found %d", path, line, count,
-                         got);
-    }
-    return 0;
+    return rc;
+}
+
+/* map (l, h) of record s as doubles [T][T]; h = -1: the mean over the heads */
+static void attention_map(const AttnMaps *m, int s, int l, int h, double *out) {
+    int T = m->T, h0 = h < 0 ? 0 : h, h1 = h < 0 ? m->H : h + 1;
+    for (int q = 0; q < T; q++)
+        for (int k = 0; k < T; k++) {
+            double sum = 0;
+            for (int hh = h0; hh < h1; hh++) sum += attnmaps_prob(m, s, l, hh, q, k);
+            out[(size_t)q * T + k] = sum / (h1 - h0);
+        }
 }
 
 /* draws one T x T map into an s x s square at (x0, y0): each pixel shows the mean probability of the
@@ -473,33 +459,29 @@ static void draw_attention_square(PlCanvas *c, const double *map, int T, int x0,
 }
 
 int fig_attention_maps(const Run *r, char *why, char *err) {
-    AttnMaps m = {0};
+    AttnMaps m;
     int rc = read_attention(r->dir, &m, why, err);
     if (rc) return rc;
-    /* columns: the mean over heads, then each head for blocks 0-2 */
-    int T = m.T, L = m.L, H = m.H, cols = 1 + H, detail = L < 3 ? L : 3;
+    /* columns: the mean over heads, then each head for blocks 0-2; the last step of the file */
+    int T = m.T, L = m.L, H = m.H, cols = 1 + H, detail = L < 3 ? L : 3, last = m.n_steps - 1;
     int s = 150, gap = 34, left = 70, top = 70;
     while (L * (s + gap) > 1500 && s > 60) s -= 10;
     int w = left + cols * (s + 16) + 170, h = top + L * (s + gap) + 20;
     PlCanvas c;
     pl_canvas_init(&c, w, h);
     char title[160];
-    snprintf(title, sizeof title, "Attention maps at step %.0f (query down, key across), T = %d", m.step, T);
+    snprintf(title, sizeof title, "Attention maps at step %lld (query down, key across), T = %d",
+             (long long)m.step[last], T);
     pl_text(&c, w / 2.0, 16, title, 2, PL_CENTER, PL_BLACK);
-    double *mean = st_malloc(sizeof(double) * T * T);
+    double *map = st_malloc(sizeof(double) * T * T);
     for (int l = 0; l < L; l++) {
         int y0 = top + l * (s + gap);
         char lab[32];
         snprintf(lab, sizeof lab, "layer %d", l);
         pl_text_up(&c, 20, y0 + s / 2.0, lab, 2, PL_BLACK);
-        for (size_t i = 0; i < (size_t)T * T; i++) {
-            double sum = 0;
-            for (int hh = 0; hh < H; hh++) sum += m.attn[((size_t)l * H + hh) * T * T + i];
-            mean[i] = sum / H;
-        }
         for (int col = 0; col < (l < detail ? cols : 1); col++) {
             int x0 = left + col * (s + 16);
-            const double *map = col == 0 ? mean : m.attn + ((size_t)l * H + col - 1) * T * T;
+            attention_map(&m, last, l, col - 1, map);
             draw_attention_square(&c, map, T, x0, y0, s);
             if (col == 0)
                 snprintf(lab, sizeof lab, "mean of heads");
@@ -515,9 +497,107 @@ int fig_attention_maps(const Run *r, char *why, char *err) {
     bar.top = top;
     bar.bottom = top + (L < 3 ? L : 3) * (s + gap) - gap;
     pl_colorbar(&bar, 1e-3, 1, 1, "attention probability");
-    free(mean);
-    free(m.attn);
+    free(map);
+    attnmaps_free(&m);
     return save_figure(&c, r->dir, "attention_maps.png", err);
+}
+
+/* ---------------------------------------------------------------- story.png */
+
+/* the headline of story.png: when the sink emerged (summary.json), or that none formed */
+static void story_title(const Run *r, const cJSON *last, char *out, int len) {
+    double rate = jnum(last, "sink_rate_30"), at = NAN;
+    const char *keys[2] = {"sink_rate_2plus_30_emergence_step", "sink_rate_30_emergence_step"};
+    for (int k = 0; k < 2 && r->summary && !isfinite(at); k++) at = jnum(r->summary, keys[k]);
+    if (!(rate > 0))
+        snprintf(out, len, "Run %s: no attention sink on position 0 formed", r->name);
+    else if (isfinite(at))
+        snprintf(out, len, "Run %s: the attention sink on position 0 emerges at step %.0f", r->name, at);
+    else
+        snprintf(out, len, "Run %s: an attention sink on position 0 formed", r->name);
+}
+
+/* the layer with the most attention on P0 at the last probe step */
+static int top_sink_layer(const Run *r, const cJSON *last) {
+    double *a = st_malloc(sizeof(double) * r->L);
+    jarr(last, "a_p0_layer", a, r->L);
+    int top = 0;
+    for (int l = 1; l < r->L; l++)
+        if (a[l] > a[top]) top = l;
+    free(a);
+    return top;
+}
+
+/* the three curve panels of the top row: loss, attention on P0 per layer, rho after block 1 */
+static void story_curves(const Run *r, PlCanvas *c, int y0, int y1) {
+    int n = r->train.n, np = r->np, L = r->L < 10 ? r->L : 10;
+    double *tstep = run_train_col(r, "step"), *ce = run_train_col(r, "ce"), *val = run_train_col(r, "val_loss");
+    double *vx = st_malloc(sizeof(double) * (n + 1)), *vy = st_malloc(sizeof(double) * (n + 1));
+    int nv = compact(tstep, val, n, vx, vy);
+    FigCurve loss[2] = {{"train", tstep, ce, n, pl_palette(0), 1.5, 0}, {"validation", vx, vy, nv, pl_palette(1), 2.5, 3}};
+    FigPanel lp = {"Loss", "step", "nats per token", NAN, NULL, 0};
+    fig_curves_panel(c, 0, y0, 640, y1, 150, loss, nv ? 2 : 1, &lp);
+
+    double *step = run_probe_col(r, "step"), *chance = run_probe_col(r, "chance");
+    double *layer_rows = run_probe_mat(r, "a_p0_layer", r->L), *by_layer = transpose(layer_rows, np, r->L);
+    FigCurve layers[10];
+    char names[10][16];
+    for (int l = 0; l < L; l++) {
+        snprintf(names[l], sizeof names[l], "layer %d", l);
+        layers[l] = (FigCurve){names[l], step, by_layer + (size_t)l * np, np, pl_palette(l), 2.5, 2.5};
+    }
+    FigPanel ap = {"Attention on position 0, per layer", "probe step", "attention on P0",
+                   last_finite(chance, np, NULL), "chance", 0};
+    fig_curves_panel(c, 640, y0, 1280, y1, 150, layers, L, &ap);
+
+    /* rho at residual point 2, the state after block 1 (NaN in a model of one block) */
+    double *rho = run_probe_mat(r, "rho", r->P), *rho2 = st_malloc(sizeof(double) * (np + 1));
+    for (int k = 0; k < np; k++) rho2[k] = r->P > 4 ? rho[(size_t)k * r->P + 4] : NAN;
+    FigCurve rc = {"rho", step, rho2, np, pl_palette(3), 2.5, 2.5};
+    FigPanel rp = {"Norm of P0 after block 1 over the median (rho)", "probe step", "rho", 1, "rho = 1", 0};
+    fig_curves_panel(c, 1280, y0, 1920, y1, 150, &rc, 1, &rp);
+    free(tstep), free(ce), free(val), free(vx), free(vy), free(step), free(chance);
+    free(layer_rows), free(by_layer), free(rho), free(rho2);
+}
+
+/* the bottom row: the mean attention map of `layer` at the first, middle and last probe steps */
+static void story_maps(const Run *r, const AttnMaps *m, int layer, PlCanvas *c, int y0) {
+    int rows[3], k = profile_rows(r, rows), s = 330;
+    double *step = run_probe_col(r, "step"), *map = st_malloc(sizeof(double) * m->T * m->T);
+    for (int i = 0; i < k; i++) {
+        int rec = attnmaps_nearest(m, step[rows[i]]), x0 = 170 + i * (s + 190);
+        char lab[96];
+        snprintf(lab, sizeof lab, "layer %d at step %lld", layer, (long long)m->step[rec]);
+        pl_text(c, x0 + s / 2.0, y0, lab, 3, PL_CENTER, PL_BLACK);
+        attention_map(m, rec, layer, -1, map);
+        draw_attention_square(c, map, m->T, x0, y0 + 40, s);
+    }
+    pl_text(c, 1600, y0 + 90, "query down, key across", 2, PL_LEFT, PL_BLACK);
+    pl_text(c, 1600, y0 + 120, "mean of the heads", 2, PL_LEFT, PL_BLACK);
+    pl_text(c, 1600, y0 + 150, "column 0 = the sink", 2, PL_LEFT, PL_BLACK);
+    PlAxes bar; /* an axes object whose only use is to place the colour bar */
+    pl_axes_init(&bar, c, 0, 0, c->w, c->h, 0);
+    bar.right = 1740, bar.top = y0 + 190, bar.bottom = y0 + 40 + s;
+    pl_colorbar(&bar, 1e-3, 1, 1, "attention");
+    free(step);
+    free(map);
+}
+
+int fig_story(const Run *r, char *why, char *err) {
+    if (need_probes(r, why)) return 1;
+    AttnMaps m;
+    int rc = read_attention(r->dir, &m, why, err);
+    if (rc) return rc;
+    const cJSON *last = r->probes.row[r->sel[r->np - 1]];
+    PlCanvas c;
+    pl_canvas_init(&c, 1920, 1080);
+    char title[320];
+    story_title(r, last, title, sizeof title);
+    pl_text(&c, 960, 20, title, 4, PL_CENTER, PL_BLACK);
+    story_curves(r, &c, 90, 590);
+    story_maps(r, &m, top_sink_layer(r, last), &c, 640);
+    attnmaps_free(&m);
+    return save_figure(&c, r->dir, "story.png", err);
 }
 
 /* ---------------------------------------------------------------- concentration.png */

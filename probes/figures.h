@@ -31,6 +31,10 @@ int fig_cosine(const Run *r, char *why, char *err);
 int fig_concentration(const Run *r, char *why, char *err);
 int fig_experts(const Run *r, char *why, char *err);
 int fig_interventions(const Run *r, char *why, char *err);
+/* one slide of the whole run (1920 x 1080): a title saying when the sink emerged, the loss, attention
+ * on P0 per layer and rho after block 1 against the step, and the attention map of the layer with the
+ * most attention on P0 at three steps */
+int fig_story(const Run *r, char *why, char *err);
 
 /* the three probe rows (indices into the natural rows) the profile figures show: the first, the one
  * nearest half the final step, and the last; returns how many distinct ones there are (1..3) */

@@ -10,6 +10,7 @@
 #include "../common/binfile.h"
 #include "../common/util.h"
 #include "../data/loader.h"
+#include "attnmaps.h"
 #include "interventions.h"
 
 /* ---- config and schedule -------------------------------------------------------------------- */
@@ -199,34 +200,25 @@ int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *p
     return sj_write_line(&pr->json, f, path, err);
 }
 
-/* attention.jsonl: the attention probabilities [L][H][T][T] of window 0 of the last forward */
-static int write_attention(Prober *pr, long step, char *err) {
+/* attention.bin: adds the attention probabilities [L][H][T][T] of window 0 of the last forward */
+static int append_attention(Prober *pr, long step, char *err) {
     const ProbeDims *d = &pr->dims;
     size_t TT = (size_t)d->T * d->T;
     float *maps = st_malloc(sizeof(float) * (size_t)d->L * d->H * TT);
     for (int l = 0; l < d->L; l++) /* sequence 0 of the capture [L][N][H][T][T] */
         memcpy(maps + (size_t)l * d->H * TT, pr->cap.attn + (size_t)l * d->N * d->H * TT, sizeof(float) * d->H * TT);
-    StJson *j = &pr->json;
-    sj_begin(j);
-    sj_int(j, "step", step);
-    sj_int(j, "T", d->T);
-    sj_int(j, "n_layer", d->L);
-    sj_int(j, "n_head", d->H);
-    sj_floats(j, "attn", maps, (int)((size_t)d->L * d->H * TT));
-    free(maps);
     char path[4200];
-    StAtomic a;
-    if (run_path(path, sizeof path, pr, "attention.jsonl", err) || st_atomic_open(&a, path, err)) return -1;
-    int rc = sj_write_line(j, a.f, path, err);
-    if (!rc) rc = st_atomic_commit(&a, err);
-    else st_atomic_abort(&a);
-    return rc;
+    int rc = run_path(path, sizeof path, pr, "attention.bin", err) ||
+             attnmaps_append(path, step, maps, d->L, d->H, d->T, err);
+    free(maps);
+    return rc ? -1 : 0;
 }
 
 /* Measures the natural variant (its line goes to run_dir/name) and, for a run trained with BOS, the
  * bos variant; then with `all` every other variant and, when `interventions` names a file, the
  * interventions into it (their forwards of the variants give the variants' lines). `attention`: also
- * attention.jsonl. Attention maps and interventions come from the variant the run trained on. */
+ * the maps of this step into attention.bin. Attention maps and interventions come from the variant the
+ * run trained on. */
 static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, double val_loss, const char *name,
                           int all, const char *interventions, int attention, char *err) {
     char path[4200];
@@ -242,7 +234,7 @@ static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, doubl
         r.step = step, r.tokens = tokens, r.val_loss = v == PV_NATURAL ? val_loss : NAN;
         rc = prober_write_record(pr, &r, f, path, err);
     }
-    if (!rc && attention) rc = write_attention(pr, step, err);
+    if (!rc && attention) rc = append_attention(pr, step, err);
     if (!rc && interventions) {
         rc = interventions_run(pr, m, home, &r, tokens, f, path, interventions, err);
     } else {
@@ -261,9 +253,10 @@ static int probe_variants(Prober *pr, Moe *m, long step, long long tokens, doubl
 int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long tokens, double val_loss, char *err) {
     double t0 = st_now_seconds();
     int final = step >= total_steps;
-    /* every step: natural, and bos when the run trains with it; the final step: everything */
+    /* every step: natural, and bos when the run trains with it, and the attention maps of the last of
+     * those; the final step: everything */
     int rc = probe_variants(pr, m, step, tokens, val_loss, "probes.jsonl", final,
-                            final ? "interventions.jsonl" : NULL, final, err);
+                            final ? "interventions.jsonl" : NULL, 1, err);
     double spent = st_now_seconds() - t0;
     pr->seconds += spent;
     if (final) pr->final_seconds += spent;

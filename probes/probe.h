@@ -4,7 +4,8 @@
  * windows at once, and the run's probe outputs:
  *   probes.jsonl       one line per probe step and variant (probes/record.h has every key)
  *   summary.json       rewritten after each probe step (emergence steps, final values, d* and C2)
- *   attention.jsonl    at the final probe: the attention maps of probe window 0 (natural variant)
+ *   attention.bin      at every probe step: the attention maps of probe window 0 of the variant the
+ *                      run trained on (probes/attnmaps.h)
  *   interventions.jsonl at the final probe: every intervention of probes/interventions.h
  *
  * Steps count optimizer updates done: step 0 is the initial model, step total_steps the trained one. */
@@ -78,7 +79,7 @@ int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *p
 
 /* The probe step `step` of a run of total_steps: measures natural (and bos when probe_bos), appends to
  * probes.jsonl and rewrites summary.json; at step >= total_steps also every other variant,
- * attention.jsonl and interventions.jsonl. val_loss may be NaN. */
+ * interventions.jsonl; attention.bin gets this step's maps. val_loss may be NaN. */
 int prober_step(Prober *pr, Moe *m, long step, long total_steps, long long tokens, double val_loss, char *err);
 
 /* every variant of one step outside the schedule, and the interventions when interventions_name is

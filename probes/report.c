@@ -13,6 +13,7 @@
 #include "../common/util.h"
 #include "figures.h"
 #include "runlog.h"
+#include "viewer.h"
 
 /* ---------------------------------------------------------------- number helpers */
 
@@ -535,6 +536,7 @@ int report_run(const char *run_dir, char *err) {
             fprintf(f, " The run trained with BOS at position 0, so the probe numbers are the `bos` variant's (the "
                        "probe windows with BOS in front, as in training) and summary_bos.json's.");
         fprintf(f, "\n\n");
+        figure_line(f, "story.png", why);
         section_config(f, &r);
         section_training(f, &r, why);
         section_findings(f, &r, why);
@@ -545,6 +547,7 @@ int report_run(const char *run_dir, char *err) {
             rc = st_atomic_commit(&a, err);
         }
     }
+    if (!rc) rc = viewer_write_run(&r, err); /* report.html: report.md and the viewer */
     free(why);
     free(why_buf);
     run_free(&r);
@@ -720,6 +723,7 @@ int report_compare(const char *const *run_dirs, int n_runs, const char *out_dir,
             rc = st_atomic_commit(&a, err);
         }
     }
+    if (!rc) rc = viewer_write_compare(runs, n_runs, out_dir, err); /* compare.html */
     for (int i = 0; i < loaded; i++) run_free(&runs[i]);
     free(runs);
     return rc;

@@ -1,5 +1,5 @@
 /* probes/runlog.h: reading a run directory back (train.jsonl, probes.jsonl, summary.json,
- * interventions.jsonl, attention.jsonl, config.txt) for the figures and the report.
+ * interventions.jsonl, config.txt) for the figures and the report (attention.bin: probes/attnmaps.h).
  *
  * JSONL files are read one line at a time with cJSON; a line that is not a JSON object, a required key
  * that is missing, or a value of the wrong type or length is an error naming the file, the line and

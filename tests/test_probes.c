@@ -20,6 +20,7 @@
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
 #include "../model/moe.h"
+#include "../probes/attnmaps.h"
 #include "../probes/metrics.h"
 #include "../probes/probe.h"
 #include "../probes/probeset.h"
@@ -617,7 +618,13 @@ static void test_prober_run(void **state) {
     assert_int_equal(prober_step(&pr, &m, 10, 10, 1000, 3.5, err), 0);
     assert_int_equal(count_lines("run", "probes.jsonl"), 1 + PV_COUNT);
     assert_int_equal(count_lines("run", "summary.json"), 1);
-    assert_int_equal(count_lines("run", "attention.jsonl"), 1);
+    AttnMaps maps; /* one record per probe step */
+    char path[300];
+    snprintf(path, sizeof path, "%s/run/attention.bin", dir);
+    assert_int_equal(attnmaps_read(path, &maps, err), 0);
+    assert_int_equal(maps.n_steps, 2);
+    assert_true(maps.step[0] == 0 && maps.step[1] == 10);
+    attnmaps_free(&maps);
     /* 6 variants, rope and window, 2 positions x (2 attention + 4 MoE ablations + 3 state patches),
      * 2 blocks x 2 heads */
     assert_int_equal(count_lines("run", "interventions.jsonl"), 6 + 2 + 2 * 9 + 4);
@@ -943,6 +950,35 @@ static void test_probe_set_from_data(void **state) {
     loader_close(&ld);
 }
 
+/* attention.bin: records in step order, a re-probed step replaces the later ones, shapes are checked,
+ * and a truncated file is named */
+static void test_attention_file(void **state) {
+    (void)state;
+    char path[300], err[ST_ERR_LEN];
+    snprintf(path, sizeof path, "%s/attention.bin", dir);
+    const int L = 2, H = 1, T = 3;
+    float maps[2 * 1 * 3 * 3] = {1, 0, 0, 0.5f, 0.5f, 0, 0.25f, 0.25f, 0.5f, 1, 0, 0, 1, 0, 0, 1, 0, 0};
+    AttnMaps m;
+    assert_int_equal(attnmaps_read(path, &m, err), 1);
+    for (long step = 0; step <= 20; step += 10) assert_int_equal(attnmaps_append(path, step, maps, L, H, T, err), 0);
+    maps[3] = 0; /* step 10 again, as a resumed run would probe it: step 20 goes */
+    maps[4] = 1;
+    assert_int_equal(attnmaps_append(path, 10, maps, L, H, T, err), 0);
+    assert_int_equal(attnmaps_read(path, &m, err), 0);
+    assert_int_equal(m.n_steps, 2);
+    assert_true(m.step[1] == 10);
+    assert_true(fabs(attnmaps_prob(&m, 0, 0, 0, 1, 0) - 0.5) < 1e-4);
+    assert_true(fabs(attnmaps_prob(&m, 1, 0, 0, 1, 1) - 1) < 1e-4);
+    assert_true(fabs(attnmaps_prob(&m, 1, 0, 0, 2, 2) - 0.5) < 1e-4);
+    assert_int_equal(attnmaps_nearest(&m, 7), 1);
+    attnmaps_free(&m);
+    assert_int_equal(attnmaps_append(path, 30, maps, L, H, 2, err), -1);
+    assert_non_null(strstr(err, "attention.bin: shapes: expected n_layer 2, n_head 1, T 2"));
+    assert_int_equal(truncate(path, 50), 0);
+    assert_int_equal(attnmaps_read(path, &m, err), -1);
+    assert_non_null(strstr(err, "attention.bin: size: expected"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chance_value),     cmocka_unit_test(test_uniform_attention_is_chance),
@@ -956,6 +992,7 @@ int main(void) {
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_prober_run), cmocka_unit_test(test_prober_run_trained_with_bos),       cmocka_unit_test(test_interventions_on_capture),
         cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_bin_probe_reproduces_the_run),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
+        cmocka_unit_test(test_attention_file),
     };
     return cmocka_run_group_tests_name("probes", tests, make_dir, remove_dir);
 }

@@ -47,6 +47,16 @@ static char *read_text(const char *run, const char *file) {
     return buf;
 }
 
+/* a page with its figures inlined: larger than read_text's buffer */
+static const char *read_page(const char *run, const char *file) {
+    static char html[1 << 23];
+    char path[512];
+    path_in(path, run, file);
+    size_t n = fixture_read_text(path, html, sizeof html);
+    assert_true(n > 0 && n < sizeof html - 1);
+    return html;
+}
+
 static int file_exists(const char *run, const char *file) {
     char path[512];
     path_in(path, run, file);
@@ -216,7 +226,8 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
     assert_non_null(strstr(md, "| training tokens seen | 400000 |"));
     /* the parking table: head 2.1 at the end, on P0 and on its top key token */
     assert_non_null(strstr(md, "| 2.1 | 0.875 | 7 | 0.5 | 0.1 | 7 | 0.4 | 3.2 | 0.25 | 0.5 |"));
-    assert_non_null(strstr(md, "attention_maps.png not drawn: attention.jsonl is missing"));
+    assert_non_null(strstr(md, "attention_maps.png not drawn: attention.bin is missing"));
+    assert_non_null(strstr(md, "story.png not drawn: attention.bin is missing"));
     /* the intervention table keeps each ablation next to its control, and the halving is stated */
     const char *p0 = strstr(md, "| zero_moe1 @P0 | 0.75 -> 0.2 |"), *t2 = strstr(md, "| zero_moe1 @T/2 | 0.75 -> 0.74 |");
     const char *bos = strstr(md, "| bos | 0.75 -> 0.7 |");
@@ -226,7 +237,7 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
     /* every other figure is a real PNG */
     for (int i = 0; i < n_run_figures; i++) {
         const char *file = run_figures[i].file;
-        if (!strcmp(file, "attention_maps.png")) {
+        if (!strcmp(file, "attention_maps.png") || !strcmp(file, "story.png")) { /* no attention.bin here */
             assert_false(file_exists("sink", file));
             continue;
         }
@@ -237,6 +248,27 @@ static void test_report_with_sink_states_fixture_numbers(void **state) {
         assert_true(w >= 400 && h >= 300);
         free(px);
     }
+}
+
+/* report.html: the report as HTML with its figures inlined, the run's data, the viewer; nothing fetched
+ * from outside the file */
+static void test_report_html_is_self_contained(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], path[512];
+    make_run("html", 1, 1);
+    snprintf(path, sizeof path, "%s/html", dir);
+    assert_int_equal(report_run(path, err), 0);
+    const char *html = read_page("html", "report.html");
+    assert_non_null(strstr(html, "<h1>Run report: html</h1>"));
+    assert_non_null(strstr(html, "<tr><th>layer</th><th>mean attention on P0</th>"));
+    assert_non_null(strstr(html, "<img alt=\"loss.png\" src=\"data:image/png;base64,iVBORw0KGgo"));
+    assert_non_null(strstr(html, "<strong>A P0 sink formed</strong>"));
+    assert_non_null(strstr(html, "<script type=\"application/json\" id=\"run-data\">{\"runs\":[{\"name\":\"html\""));
+    assert_non_null(strstr(html, "const data = JSON.parse(")); /* probes/viewer.js, built in */
+    assert_non_null(strstr(html, "<style>\n/* probes/viewer.css"));
+    assert_null(strstr(html, "http://"));
+    assert_null(strstr(html, "https://"));
+    assert_null(strstr(html, "src=\"/"));
 }
 
 /* a run trained with BOS is read on its bos rows and summary_bos.json: the sink on BOS is reported
@@ -395,6 +427,9 @@ static void test_compare_overlays_runs(void **state) {
     assert_non_null(strstr(md, "| cmp_b | 1 |"));
     assert_true(file_exists("cmp_out", "compare_val_loss.png"));
     assert_true(file_exists("cmp_out", "compare_a_p0_2plus.png"));
+    const char *html = read_page("cmp_out", "compare.html"); /* both runs' data in one page */
+    assert_non_null(strstr(html, "{\"name\":\"cmp_a\""));
+    assert_non_null(strstr(html, "{\"name\":\"cmp_b\""));
 }
 
 static int setup(void **state) {
@@ -410,6 +445,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_report_with_sink_states_fixture_numbers),
+        cmocka_unit_test(test_report_html_is_self_contained),
         cmocka_unit_test(test_report_without_sink_claims_none),
         cmocka_unit_test(test_bos_trained_run_is_read_on_its_bos_rows),
         cmocka_unit_test(test_report_falls_back_to_the_overall_sink_rate),

@@ -102,8 +102,8 @@ double trainer_evaluate(Trainer *t);
 int trainer_checkpoint(Trainer *t, char *err);
 
 /* THE place where the probes run, after every step (and once before the first): when the schedule
- * (probes/probe.h) says the step is due, probes the model into t->run_dir (probes.jsonl, summary.json;
- * at the last step also every variant, attention.jsonl and interventions.jsonl). -1 on a write error. */
+ * (probes/probe.h) says the step is due, probes the model into t->run_dir (probes.jsonl, summary.json,
+ * attention.bin; at the last step also every variant and interventions.jsonl). -1 on a write error. */
 int run_probes_if_due(Trainer *t, char *err);
 
 /* SIGINT and SIGTERM ask the loop to stop after the current step (a second one kills at once) */
