@@ -19,16 +19,16 @@ void attnmaps_free(AttnMaps *m) {
 }
 
 /* the shapes of a header, checked before anything is allocated from them */
-static int read_shapes(const char *path, const StHeader *h, int64_t file_bytes, AttnMaps *m, char *err) {
+static int read_shapes(const char *path, const StHeader *h, int64_t payload_bytes, AttnMaps *m, char *err) {
     int64_t T = h->field[F_T], L = h->field[F_L], H = h->field[F_H], n = h->field[F_STEPS];
     if (T < 2 || T > 4096 || L < 1 || L > 64 || H < 1 || H > 64 || n < 0)
         return st_errorf(err, "%s: header fields T, n_layer, n_head, n_steps: expected 2..4096, 1..64, 1..64, >= 0, "
                               "found %lld, %lld, %lld, %lld",
                          path, (long long)T, (long long)L, (long long)H, (long long)n);
-    int64_t record = 8 + 2 * L * H * T * T, expected = st_header_bytes(h) + n * record;
-    if (file_bytes != expected)
-        return st_errorf(err, "%s: size: expected %lld bytes for %lld steps, found %lld", path, (long long)expected,
-                         (long long)n, (long long)file_bytes);
+    int64_t record = 8 + 2 * L * H * T * T, expected = n * record;
+    if (payload_bytes != expected)
+        return st_errorf(err, "%s: payload size: expected %lld bytes for %lld steps, found %lld", path,
+                         (long long)expected, (long long)n, (long long)payload_bytes);
     m->T = (int)T, m->L = (int)L, m->H = (int)H, m->n_steps = (int)n;
     return 0;
 }
@@ -36,13 +36,13 @@ static int read_shapes(const char *path, const StHeader *h, int64_t file_bytes, 
 int attnmaps_read(const char *path, AttnMaps *m, char *err) {
     memset(m, 0, sizeof *m);
     if (access(path, F_OK) != 0) return 1;
-    int64_t bytes;
-    if (st_file_size(path, &bytes, err)) return -1;
     FILE *f = fopen(path, "rb");
     if (!f) return st_errorf(err, "%s: cannot open", path);
     StHeader h;
-    int rc = st_header_read(f, path, ATTN_MAGIC, ATTN_VERSION, N_FIELDS, &h, err);
-    if (!rc) rc = read_shapes(path, &h, bytes, m, err);
+    int64_t payload = 0;
+    int rc = st_header_read(f, path, ATTN_MAGIC, ATTN_VERSION, N_FIELDS, &h, err) ||
+             st_payload_bytes(path, &h, &payload, err);
+    if (!rc) rc = read_shapes(path, &h, payload, m, err);
     size_t per_step = (size_t)m->L * m->H * attnmaps_map_size(m);
     if (!rc) {
         m->step = st_malloc(sizeof(int64_t) * ((size_t)m->n_steps + 1));
@@ -73,7 +73,7 @@ static int write_file(const char *path, const AttnMaps *m, int keep, long step, 
     }
     int64_t s64 = step;
     StAtomic a;
-    int rc = st_atomic_open(&a, path, err) ? -1 : st_header_write(a.f, path, &h, err);
+    int rc = st_atomic_open(&a, path, err) ? -1 : st_atomic_write_header(&a, &h, err);
     for (int s = 0; s < keep && !rc; s++)
         rc = st_write_all(a.f, path, &m->step[s], 8, err) || st_write_all(a.f, path, m->q + per_step * s, 2 * per_step, err);
     if (!rc) rc = st_write_all(a.f, path, &s64, 8, err) || st_write_all(a.f, path, q, 2 * per_step, err);

@@ -20,6 +20,7 @@
 #include "../common/util.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
+#include "../probes/attnmaps.h"
 #include "../probes/plot.h"
 #include "../probes/probeset.h"
 #include "../train/checkpoint.h"
@@ -403,6 +404,13 @@ static int read_probe_set_file(const char *path, char *err) {
     return rc;
 }
 
+static int read_attention_file(const char *path, char *err) {
+    AttnMaps m;
+    int rc = attnmaps_read(path, &m, err);
+    if (rc == 0) attnmaps_free(&m);
+    return rc;
+}
+
 /* the reader must refuse path, in one line naming it */
 static void expect_refused(int (*reader)(const char *, char *), const char *path, const char *damage) {
     char err[ST_ERR_LEN] = "";
@@ -450,7 +458,7 @@ static void test_every_binary_file_is_checked(void **state) {
         int (*reader)(const char *, char *);
     } files[] = {{data_dir, "tokenizer.bin", read_tokenizer_file}, {data_dir, "train.bin", read_shard_file},
                  {data_dir, "val.bin", read_shard_file},           {"damage", "ckpt_00000001.bin", read_checkpoint_file},
-                 {"damage", "probe_set.bin", read_probe_set_file}};
+                 {"damage", "probe_set.bin", read_probe_set_file}, {"damage", "attention.bin", read_attention_file}};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         if (files[i].dir == data_dir) snprintf(path, sizeof path, "%s/%s", data_dir, files[i].name);
         else snprintf(path, sizeof path, "%s/%s/%s", dir, files[i].dir, files[i].name);

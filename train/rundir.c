@@ -22,7 +22,7 @@ static int is_dir(const char *path) {
 }
 
 /* the names of the files a run of bin/train (and bin/probe, bin/report, bin/export into it) writes */
-static const char *const RUN_FILES[] = {"config.txt", "train.lock", "data.txt", "ckpt_*.bin", "ckpt_*.bin.damaged", "probe_set.bin",
+static const char *const RUN_FILES[] = {"config.txt", "train.lock", "data.txt", "ckpt_*.bin", "ckpt_*.bin.damaged", "probe_set.bin", "attention.bin",
                                         "*.jsonl",    "*.json",     "*.png",    "*.md",         "*.html",
                                         "*.safetensors", "*.tmp"};
 
