@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int st_errorf(char *err, const char *fmt, ...) {
     if (err) {
@@ -43,6 +44,12 @@ double st_rng_uniform(StRng *r) { return (double)(st_rng_u64(r) >> 11) * (1.0 / 
 double st_rng_normal(StRng *r) {
     double u1 = st_rng_uniform(r), u2 = st_rng_uniform(r);
     return sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2); /* 1-u1 is in (0, 1] */
+}
+
+void st_openmp_wait_passively(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv); /* returns only if it failed: then run on with the default policy */
 }
 
 double st_now_seconds(void) {

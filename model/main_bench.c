@@ -296,6 +296,7 @@ static int bench_data_parallel(int steps) {
 }
 
 int main(int argc, char **argv) {
+    st_openmp_wait_passively(argv);
     int steps = 5, quick = 0, data_parallel = 0;
     const char *out_path = "bench.json", *value;
     char err[ST_ERR_LEN];

@@ -136,6 +136,7 @@ static void compare_with_run(const char *run_dir, long step) {
 }
 
 int main(int argc, char **argv) {
+    st_openmp_wait_passively(argv);
     char err[ST_ERR_LEN];
     ProbeArgs a;
     TrainConfig cfg;

@@ -604,6 +604,26 @@ static void test_sample_speaks_a_symbol_stream(void **state) {
     assert_non_null(strstr(out, "error: --prompt: expected symbol ids 0 to 5 separated by spaces"));
 }
 
+/* bin/train runs its OpenMP threads with a passive wait policy unless the user set one: the start
+ * line names the policy the process ran with (after it executed itself again with the variable set) */
+static void test_bin_train_waits_passively_unless_told(void **state) {
+    (void)state;
+    char err[ST_ERR_LEN], conf[256], cmd[800], out[4096];
+    TrainConfig c;
+    tiny_config(&c, "waiting");
+    c.steps = 1, c.warmup_steps = 0;
+    path_in_dir(conf, sizeof conf, "waiting.conf");
+    FILE *f = fopen(conf, "w");
+    assert_int_equal(config_write(&c, f, conf, err), 0);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY bin/train --config %s --threads 2 --overwrite 2>&1", conf);
+    run_capture(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "2 threads (OMP_WAIT_POLICY=passive)"));
+    snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=active bin/train --config %s --threads 2 --overwrite 2>&1", conf);
+    run_capture(cmd, out, sizeof out);
+    assert_non_null(strstr(out, "2 threads (OMP_WAIT_POLICY=active)"));
+}
+
 static void test_nan_loss_stops_bin_train(void **state) {
     (void)state;
     char err[ST_ERR_LEN], conf[256], run_dir[256], path[300], want[300];
@@ -638,6 +658,7 @@ int main(void) {
         cmocka_unit_test(test_adamw_vectorised_matches_scalar),
         cmocka_unit_test(test_sample_next),
         cmocka_unit_test(test_resume_is_bit_identical),
+        cmocka_unit_test(test_bin_train_waits_passively_unless_told),
         cmocka_unit_test(test_stream_run_resumes_bit_identically),
         cmocka_unit_test(test_sample_speaks_a_symbol_stream),
         cmocka_unit_test(test_checkpoints_every_n_steps_keep_the_latest),

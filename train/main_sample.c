@@ -123,6 +123,7 @@ static int encode_prompt(const Tokenizer *tok, const TrainConfig *cfg, const cha
 }
 
 int main(int argc, char **argv) {
+    st_openmp_wait_passively(argv);
     char err[ST_ERR_LEN];
     SampleArgs a;
     TrainConfig cfg;

@@ -5,6 +5,7 @@
  * Under mpirun (built with `make MPI=1`), every rank trains its slice of each batch (train/dist.h)
  * and rank 0 alone prints and writes. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../common/args.h"
@@ -114,8 +115,10 @@ static int train_main(int argc, char **argv) {
     if (root) {
         char ranks[32] = "";
         if (dist_size() > 1) snprintf(ranks, sizeof ranks, "%d MPI ranks x ", dist_size());
-        printf("run %s: %zu parameters, %s%d threads, %d steps of %lld tokens\n", run_dir, t.model.n_params, ranks,
-               t.threads, cfg.steps, (long long)cfg.batch_size * cfg.model.seq_len * cfg.grad_accum);
+        const char *wait = getenv("OMP_WAIT_POLICY");
+        printf("run %s: %zu parameters, %s%d threads (OMP_WAIT_POLICY=%s), %d steps of %lld tokens\n", run_dir,
+               t.model.n_params, ranks, t.threads, wait ? wait : "unset", cfg.steps,
+               (long long)cfg.batch_size * cfg.model.seq_len * cfg.grad_accum);
     }
     rc = trainer_run(&t, cfg.steps, err);
     if (rc < 0) { /* an error on one rank may leave the others waiting in a collective: end them all */
@@ -143,6 +146,7 @@ static int train_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    st_openmp_wait_passively(argv);
     dist_init(&argc, &argv);
     int code = train_main(argc, argv);
     dist_finalize();
