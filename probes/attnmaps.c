@@ -25,10 +25,10 @@ static int read_shapes(const char *path, const StHeader *h, int64_t payload_byte
         return st_errorf(err, "%s: header fields T, n_layer, n_head, n_steps: expected 2..4096, 1..64, 1..64, >= 0, "
                               "found %lld, %lld, %lld, %lld",
                          path, (long long)T, (long long)L, (long long)H, (long long)n);
-    int64_t record = 8 + 2 * L * H * T * T, expected = n * record;
-    if (payload_bytes != expected)
-        return st_errorf(err, "%s: payload size: expected %lld bytes for %lld steps, found %lld", path,
-                         (long long)expected, (long long)n, (long long)payload_bytes);
+    int64_t record = 8 + 2 * L * H * T * T; /* a record: its step, then L x H maps of T x T */
+    if (payload_bytes % record != 0 || payload_bytes / record != n) /* divided, so a huge n cannot overflow */
+        return st_errorf(err, "%s: payload size: expected %lld steps of %lld bytes, found %lld bytes", path,
+                         (long long)n, (long long)record, (long long)payload_bytes);
     m->T = (int)T, m->L = (int)L, m->H = (int)H, m->n_steps = (int)n;
     return 0;
 }

@@ -12,6 +12,7 @@
 #include "../common/util.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
+#include "../probes/attnmaps.h"
 #include "../probes/probeset.h"
 #include "../probes/runlog.h"
 #include "../train/checkpoint.h"
@@ -119,6 +120,13 @@ static int feed_probeset(const uint8_t *data, size_t size, char *err) {
     return rc;
 }
 
+static int feed_attention(const uint8_t *data, size_t size, char *err) {
+    AttnMaps m;
+    int rc = attnmaps_read(input_binfile("attention.bin", data, size), &m, err);
+    if (rc == 0) attnmaps_free(&m);
+    return rc;
+}
+
 /* JSONL as the report reads it: the rows, then the checks of train.jsonl's columns */
 static int feed_jsonl(const uint8_t *data, size_t size, char *err) {
     Jsonl j;
@@ -150,6 +158,7 @@ const FuzzParser FUZZ_PARSERS[] = {
     {"shard", feed_shard},     {"tokenizer", feed_tokenizer}, {"checkpoint", feed_checkpoint},
     {"config", feed_config},   {"sweep", feed_sweep},         {"probeset", feed_probeset},
     {"jsonl", feed_jsonl},     {"runconfig", feed_runconfig}, {"safetensors", feed_safetensors},
+    {"attention", feed_attention},
 };
 const int FUZZ_N_PARSERS = sizeof FUZZ_PARSERS / sizeof FUZZ_PARSERS[0];
 
