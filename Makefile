@@ -16,7 +16,7 @@
 #                 (tests/test_viewer.c; skipped without it)
 #
 # Layout convention: a program `bin/NAME` has its main() in `<room>/main_NAME.c`; every other .c file
-# of common/ model/ data/ train/ probes/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
+# of common/ model/ data/ train/ probes/ probes/report/ goes into build/libsinktrace.a; each tests/test_NAME.c is a
 # cmocka program bin/test_NAME linked with the other tests/*.c helpers.
 
 CC = gcc
@@ -38,7 +38,7 @@ endif
 BUILD_KIND := $(if $(filter 1,$(MPI)),mpi,serial)
 $(shell mkdir -p build; [ "$$(cat build/kind 2>/dev/null)" = $(BUILD_KIND) ] || echo $(BUILD_KIND) > build/kind)
 
-ROOMS = common model data train probes
+ROOMS = common model data train probes probes/report
 MAIN_SRC = $(foreach r,$(ROOMS),$(wildcard $(r)/main_*.c))
 LIB_SRC = $(filter-out $(MAIN_SRC),$(foreach r,$(ROOMS),$(wildcard $(r)/*.c)))
 LIB_OBJ = $(patsubst %.c,build/%.o,$(LIB_SRC))
@@ -64,8 +64,8 @@ build/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-# the viewer's script and style are built into viewer.o (an .incbin of each, probes/viewer.h)
-build/probes/viewer.o: probes/viewer.js probes/viewer.css
+# the viewer's script and style are built into viewer.o (an .incbin of each, probes/report/viewer.h)
+build/probes/report/viewer.o: probes/report/viewer.js probes/report/viewer.css
 
 build/libsinktrace.a: $(LIB_OBJ)
 	@mkdir -p build

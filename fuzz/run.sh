@@ -19,7 +19,7 @@ parsers=${*:-$(grep -o '{"[a-z]*", feed_[a-z]*}' tests/fuzz_feed.c | sed 's/{"\(
 
 # the library and the feed functions, once, instrumented for coverage (fuzzer-no-link)
 objs=()
-for src in $(ls common/*.c model/*.c data/*.c train/*.c probes/*.c tests/fuzz_feed.c | grep -v '/main_'); do
+for src in $(ls common/*.c model/*.c data/*.c train/*.c probes/*.c probes/report/*.c tests/fuzz_feed.c | grep -v '/main_'); do
     obj="$out/obj/${src//\//_}.o"
     if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ]; then clang "${flags[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$obj"; fi
     objs+=("$obj")

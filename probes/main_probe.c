@@ -20,7 +20,7 @@
 #include "../train/config.h"
 #include "../train/trainer.h"
 #include "probe.h"
-#include "report.h"
+#include "report/report.h"
 
 typedef struct {
     const char *run_dir;

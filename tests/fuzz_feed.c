@@ -14,7 +14,7 @@
 #include "../data/tokenizer.h"
 #include "../probes/attnmaps.h"
 #include "../probes/probeset.h"
-#include "../probes/runlog.h"
+#include "../probes/report/runlog.h"
 #include "../train/checkpoint.h"
 #include "../train/config.h"
 #include "../train/sweep.h"

@@ -19,8 +19,8 @@
 
 #include "../common/util.h"
 #include "../probes/attnmaps.h"
-#include "../probes/figures.h"
-#include "../probes/runlog.h"
+#include "../probes/report/figures.h"
+#include "../probes/report/runlog.h"
 #include "fixtures.h"
 
 static char dir[64];

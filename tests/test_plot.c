@@ -13,7 +13,7 @@
 #include <stb_image.h>
 
 #include "../common/util.h"
-#include "../probes/plot.h"
+#include "../probes/report/plot.h"
 #include "fixtures.h"
 
 static char dir[64];

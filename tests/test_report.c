@@ -16,8 +16,8 @@
 
 #include "../common/jsonl.h"
 #include "../common/util.h"
-#include "../probes/figures.h"
-#include "../probes/report.h"
+#include "../probes/report/figures.h"
+#include "../probes/report/report.h"
 #include "fixtures.h"
 
 static char dir[64];
@@ -264,8 +264,8 @@ static void test_report_html_is_self_contained(void **state) {
     assert_non_null(strstr(html, "<img alt=\"loss.png\" src=\"data:image/png;base64,iVBORw0KGgo"));
     assert_non_null(strstr(html, "<strong>A P0 sink formed</strong>"));
     assert_non_null(strstr(html, "<script type=\"application/json\" id=\"run-data\">{\"runs\":[{\"name\":\"html\""));
-    assert_non_null(strstr(html, "const data = JSON.parse(")); /* probes/viewer.js, built in */
-    assert_non_null(strstr(html, "<style>\n/* probes/viewer.css"));
+    assert_non_null(strstr(html, "const data = JSON.parse(")); /* probes/report/viewer.js, built in */
+    assert_non_null(strstr(html, "<style>\n/* probes/report/viewer.css"));
     assert_null(strstr(html, "http://"));
     assert_null(strstr(html, "https://"));
     assert_null(strstr(html, "src=\"/"));

@@ -1,4 +1,4 @@
-/* tests/test_suite.c: bin/report --suite (probes/suite.h) on hand-built suite directories: known
+/* tests/test_suite.c: bin/report --suite (probes/report/suite.h) on hand-built suite directories: known
  * verdicts for known runs (all seeds with an early sink, none, one of three, late sinks, a dense model
  * without a sink), BOS-trained runs judged on the bos variant, missing and unfinished runs reported as such, malformed files named in one line. */
 #include <setjmp.h>
@@ -17,7 +17,7 @@
 
 #include "../common/jsonl.h"
 #include "../common/util.h"
-#include "../probes/suite.h"
+#include "../probes/report/suite.h"
 #include "fixtures.h"
 
 static char dir[64];

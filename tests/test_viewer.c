@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "../common/util.h"
-#include "../probes/report.h"
+#include "../probes/report/report.h"
 #include "cdp.h"
 #include "fixtures.h"
 

@@ -13,7 +13,7 @@
 #include "../data/tokenizer.h"
 #include "../model/moe.h"
 #include "../probes/probeset.h"
-#include "../probes/runlog.h"
+#include "../probes/report/runlog.h"
 #include "checkpoint.h"
 #include "config.h"
 

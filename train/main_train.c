@@ -10,7 +10,7 @@
 
 #include "../common/args.h"
 #include "../common/util.h"
-#include "../probes/report.h"
+#include "../probes/report/report.h"
 #include "config.h"
 #include "dist.h"
 #include "trainer.h"

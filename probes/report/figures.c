@@ -1,4 +1,4 @@
-/* probes/figures.c: the figures of a run and of a comparison (see figures.h). */
+/* probes/report/figures.c: the figures of a run and of a comparison (see figures.h). */
 #include "figures.h"
 
 #include <math.h>
@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/util.h"
-#include "attnmaps.h"
+#include "../../common/util.h"
+#include "../attnmaps.h"
 #include "plot.h"
 
 const Figure run_figures[] = {

@@ -1,4 +1,4 @@
-/* probes/viewer.c: report.html and compare.html (see viewer.h). The page is written in three parts:
+/* probes/report/viewer.c: report.html and compare.html (see viewer.h). The page is written in three parts:
  * the report's markdown as HTML (figures inlined as base64 PNG), the runs' data as one JSON block, and
  * the viewer's script and style. */
 #include "viewer.h"
@@ -8,22 +8,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common/binfile.h"
-#include "../common/util.h"
-#include "attnmaps.h"
+#include "../../common/binfile.h"
+#include "../../common/util.h"
+#include "../attnmaps.h"
 #include "plot.h"
 
-/* probes/viewer.js and probes/viewer.css, built into the program by the assembler (paths relative to
+/* probes/report/viewer.js and probes/report/viewer.css, built into the program by the assembler (paths relative to
  * the directory the compiler runs in, the repository's root; the Makefile makes viewer.o depend on
  * both files); each ends with a NUL so it reads as one C string */
 __asm__(".section .rodata\n"
         ".global st_viewer_js\n"
         "st_viewer_js:\n"
-        ".incbin \"probes/viewer.js\"\n"
+        ".incbin \"probes/report/viewer.js\"\n"
         ".byte 0\n"
         ".global st_viewer_css\n"
         "st_viewer_css:\n"
-        ".incbin \"probes/viewer.css\"\n"
+        ".incbin \"probes/report/viewer.css\"\n"
         ".byte 0\n"
         ".previous\n");
 extern const char st_viewer_js[], st_viewer_css[];

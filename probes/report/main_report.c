@@ -1,4 +1,4 @@
-/* probes/main_report.c: bin/report, the figures and report.md of a run, or a comparison of runs.
+/* probes/report/main_report.c: bin/report, the figures and report.md of a run, or a comparison of runs.
  *   bin/report runs/<name>                                  figures + report.md in runs/<name>/
  *   bin/report --compare runs/a runs/b ... [--out DIR]      compare_*.png + compare.md in DIR
  *                                                           (default runs/compare)
@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../common/args.h"
-#include "../common/util.h"
+#include "../../common/args.h"
+#include "../../common/util.h"
 #include "report.h"
 #include "suite.h"
 

@@ -1,4 +1,4 @@
-/* probes/report.c: report.md of a run and the --compare table (see report.h). Every sentence of the
+/* probes/report/report.c: report.md of a run and the --compare table (see report.h). Every sentence of the
  * findings is built from a number it prints; where the numbers are missing, the report says so. */
 #include "report.h"
 
@@ -9,8 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../common/binfile.h"
-#include "../common/util.h"
+#include "../../common/binfile.h"
+#include "../../common/util.h"
 #include "figures.h"
 #include "runlog.h"
 #include "viewer.h"

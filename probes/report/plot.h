@@ -1,4 +1,4 @@
-/* probes/plot.h: a tiny plotting library for the run's figures. A canvas of RGB pixels with
+/* probes/report/plot.h: a tiny plotting library for the run's figures. A canvas of RGB pixels with
  * anti-aliased lines and markers, filled rectangles and text (stb_easy_font's segment font, scaled),
  * axes with round-number ticks (linear or log x), legends, a viridis-like colour map with a colour bar,
  * heat maps, and PNG output (stb_image_write) through a crash-safe write.

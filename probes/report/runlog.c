@@ -1,4 +1,4 @@
-/* probes/runlog.c: JSONL and config.txt readers for the report (see runlog.h). */
+/* probes/report/runlog.c: JSONL and config.txt readers for the report (see runlog.h). */
 #include "runlog.h"
 
 #include <ctype.h>
@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../common/util.h"
-#include "../train/config.h"
+#include "../../common/util.h"
+#include "../../train/config.h"
 
 const char *json_kind(const cJSON *v) {
     if (!v) return "nothing";

@@ -1,4 +1,4 @@
-/* probes/viewer.js: the run viewer of report.html and compare.html (probes/viewer.h). It reads the
+/* probes/report/viewer.js: the run viewer of report.html and compare.html (probes/report/viewer.h). It reads the
  * page's JSON block (id "run-data": the colour map and, per run, its train curve and probe rows) and
  * each run's attention records (id "attn-data-<i>": base64 of attention.bin's uint16 records), and builds
  * one panel per run: a slider over the probe steps, the attention map of the chosen layer and head at

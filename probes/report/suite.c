@@ -1,4 +1,4 @@
-/* probes/suite.c: the experiment suite's claim-by-claim report (see suite.h). Every verdict comes from
+/* probes/report/suite.c: the experiment suite's claim-by-claim report (see suite.h). Every verdict comes from
  * the rules table below, applied to numbers read from the run directories; the report prints the
  * rules and the numbers next to each verdict. */
 #include "suite.h"
@@ -13,12 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../common/binfile.h"
-#include "../common/util.h"
-#include "../model/moe.h"
-#include "../train/checkpoint.h"
+#include "../../common/binfile.h"
+#include "../../common/util.h"
+#include "../../model/moe.h"
+#include "../../train/checkpoint.h"
+#include "../metrics.h"
 #include "figures.h"
-#include "metrics.h"
 #include "plot.h"
 #include "report.h"
 #include "runlog.h"
@@ -741,7 +741,7 @@ static void section_what_ran(FILE *f, const Suite *s) {
 }
 
 static void section_rules(FILE *f) {
-    fprintf(f, "## Rules\n\nPre-registered in probes/suite.c before any suite result was seen, and not tuned to "
+    fprintf(f, "## Rules\n\nPre-registered in probes/report/suite.c before any suite result was seen, and not tuned to "
                "the outcome. Definitions and metric names are docs/SCIENCE.md's; the thresholds are ours (the paper "
                "defines neither \"early\" nor \"concentrated\").\n\n| rule | value | meaning |\n|---|---|---|\n");
     for (int i = 0; i < N_RULES; i++) fprintf(f, "| %s | %s | %s |\n", rules[i].name, num(rules[i].value), rules[i].meaning);

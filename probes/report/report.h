@@ -1,4 +1,4 @@
-/* probes/report.h: the run report. report_run reads a run directory (runlog.h), draws every figure of
+/* probes/report/report.h: the run report. report_run reads a run directory (runlog.h), draws every figure of
  * figures.h into it and writes report.md: the config, the training numbers, and findings stated from
  * probes.jsonl, summary.json and interventions.jsonl, each next to its figure. report_compare overlays
  * several runs (compare_*.png) and writes a table of their headline numbers (compare.md). */

@@ -1,4 +1,4 @@
-/* probes/plot.c: the canvas, text, axes, legends, colour map and heat maps of plot.h. */
+/* probes/report/plot.c: the canvas, text, axes, legends, colour map and heat maps of plot.h. */
 #include "plot.h"
 
 #include <errno.h>
@@ -17,8 +17,8 @@
 #include <stb_easy_font.h>
 #pragma GCC diagnostic pop
 
-#include "../common/binfile.h"
-#include "../common/util.h"
+#include "../../common/binfile.h"
+#include "../../common/util.h"
 
 /* ---------------------------------------------------------------- colours */
 

@@ -1,4 +1,4 @@
-/* probes/suite.h: the experiment suite's claim-by-claim report (bin/report --suite).
+/* probes/report/suite.h: the experiment suite's claim-by-claim report (bin/report --suite).
  *
  * report_suite reads every run of a suite directory written by bin/sweep (runs/experiments/suite/:
  * <run>/ with train.jsonl, probes.jsonl, summary.json, and <run>.conf beside it), groups the runs into

@@ -1,4 +1,4 @@
-/* probes/runlog.h: reading a run directory back (train.jsonl, probes.jsonl, summary.json,
+/* probes/report/runlog.h: reading a run directory back (train.jsonl, probes.jsonl, summary.json,
  * interventions.jsonl, config.txt) for the figures and the report (attention.bin: probes/attnmaps.h).
  *
  * JSONL files are read one line at a time with cJSON; a line that is not a JSON object, a required key

@@ -1,4 +1,4 @@
-/* probes/figures.h: the figures of one run (PNG files written into its directory) and the overlays of
+/* probes/report/figures.h: the figures of one run (PNG files written into its directory) and the overlays of
  * several runs for --compare. Each figure function returns 0 when it wrote the file, 1 when the run
  * lacks what the figure needs (then `why` says what, in one sentence), -1 on an error (err). */
 #ifndef SINKTRACE_FIGURES_H
