@@ -8,12 +8,12 @@
 #include <unistd.h>
 
 #include "../common/binfile.h"
+#include "../common/jsonl.h"
 #include "../common/safetensors.h"
 #include "../common/util.h"
 #include "../data/tokenizer.h"
 #include "../model/moe.h"
 #include "../probes/probeset.h"
-#include "../probes/report/runlog.h"
 #include "checkpoint.h"
 #include "config.h"
 

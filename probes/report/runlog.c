@@ -1,7 +1,6 @@
 /* probes/report/runlog.c: JSONL and config.txt readers for the report (see runlog.h). */
 #include "runlog.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -9,129 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../../common/jsonl.h"
 #include "../../common/util.h"
 #include "../../train/config.h"
-
-const char *json_kind(const cJSON *v) {
-    if (!v) return "nothing";
-    if (cJSON_IsNumber(v)) return "a number";
-    if (cJSON_IsString(v)) return "a string";
-    if (cJSON_IsNull(v)) return "null";
-    if (cJSON_IsBool(v)) return "a boolean";
-    if (cJSON_IsArray(v)) return "an array";
-    return "an object";
-}
-
-static int blank(const char *s) {
-    while (*s && isspace((unsigned char)*s)) s++;
-    return *s == 0;
-}
-
-static void jsonl_append(Jsonl *j, cJSON *obj, int line, int *cap) {
-    if (j->n == *cap) {
-        *cap = *cap ? 2 * *cap : 64;
-        j->row = realloc(j->row, sizeof(cJSON *) * *cap);
-        j->line = realloc(j->line, sizeof(int) * *cap);
-        if (!j->row || !j->line) {
-            fprintf(stderr, "out of memory reading %s\n", j->path);
-            exit(1);
-        }
-    }
-    j->row[j->n] = obj;
-    j->line[j->n++] = line;
-}
-
-int jsonl_read(const char *path, Jsonl *j, char *err) {
-    memset(j, 0, sizeof *j);
-    snprintf(j->path, sizeof j->path, "%s", path);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT) return 1;
-        return st_errorf(err, "%s: cannot open: %s", path, strerror(errno));
-    }
-    char *buf = NULL;
-    size_t bufcap = 0;
-    int cap = 0, line = 0, rc = 0;
-    while (getline(&buf, &bufcap, f) >= 0) {
-        line++;
-        if (blank(buf)) continue;
-        cJSON *obj = cJSON_Parse(buf);
-        if (!obj || !cJSON_IsObject(obj)) {
-            rc = st_errorf(err, "%s:%d: expected one JSON object per line, found %s", path, line,
-                           obj ? json_kind(obj) : "text that is not valid JSON");
-            cJSON_Delete(obj);
-            break;
-        }
-        jsonl_append(j, obj, line, &cap);
-    }
-    if (!rc && ferror(f)) rc = st_errorf(err, "%s: read error after line %d", path, line);
-    free(buf);
-    fclose(f);
-    if (rc) jsonl_free(j);
-    return rc;
-}
-
-void jsonl_free(Jsonl *j) {
-    for (int i = 0; i < j->n; i++) cJSON_Delete(j->row[i]);
-    free(j->row);
-    free(j->line);
-    j->row = NULL;
-    j->line = NULL;
-    j->n = 0;
-}
-
-double jnum(const cJSON *row, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
-    return cJSON_IsNumber(v) ? v->valuedouble : NAN;
-}
-
-int jarr(const cJSON *row, const char *key, double *out, int n) {
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(row, key);
-    int len = cJSON_IsArray(a) ? cJSON_GetArraySize(a) : 0, i = 0;
-    const cJSON *v;
-    for (int k = 0; k < n; k++) out[k] = NAN;
-    cJSON_ArrayForEach(v, a) {
-        if (i < n && cJSON_IsNumber(v)) out[i] = v->valuedouble;
-        i++;
-    }
-    return len;
-}
-
-int jlen(const cJSON *row, const char *key) {
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(row, key);
-    return cJSON_IsArray(a) ? cJSON_GetArraySize(a) : -1;
-}
-
-int jsonl_require_num(const Jsonl *j, const char *key, int required, char *err) {
-    for (int r = 0; r < j->n; r++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j->row[r], key);
-        if (!v && !required) continue;
-        if (!v) return st_errorf(err, "%s:%d: missing key '%s' (a number)", j->path, j->line[r], key);
-        if (!cJSON_IsNumber(v) && !cJSON_IsNull(v))
-            return st_errorf(err, "%s:%d: key '%s': expected a number, found %s", j->path, j->line[r], key,
-                             json_kind(v));
-    }
-    return 0;
-}
-
-int jsonl_require_arr(const Jsonl *j, const char *key, int n, char *err) {
-    for (int r = 0; r < j->n; r++) {
-        const cJSON *a = cJSON_GetObjectItemCaseSensitive(j->row[r], key), *v;
-        if (!a || cJSON_IsNull(a)) continue;
-        if (!cJSON_IsArray(a))
-            return st_errorf(err, "%s:%d: key '%s': expected an array of %d numbers, found %s", j->path,
-                             j->line[r], key, n, json_kind(a));
-        if (cJSON_GetArraySize(a) != n)
-            return st_errorf(err, "%s:%d: key '%s': expected an array of %d numbers, found %d", j->path,
-                             j->line[r], key, n, cJSON_GetArraySize(a));
-        cJSON_ArrayForEach(v, a) {
-            if (!cJSON_IsNumber(v) && !cJSON_IsNull(v))
-                return st_errorf(err, "%s:%d: key '%s': expected numbers in the array, found %s", j->path,
-                                 j->line[r], key, json_kind(v));
-        }
-    }
-    return 0;
-}
 
 /* one `key = value` line of config.txt into the display list */
 static int keep_config_line(void *ctx, const char *key, const char *value, const char *where, char *err) {

@@ -1,38 +1,12 @@
 /* probes/report/runlog.h: reading a run directory back (train.jsonl, probes.jsonl, summary.json,
  * interventions.jsonl, config.txt) for the figures and the report (attention.bin: probes/attnmaps.h).
  *
- * JSONL files are read one line at a time with cJSON; a line that is not a JSON object, a required key
- * that is missing, or a value of the wrong type or length is an error naming the file, the line and
- * the key. After validation, the getters are lenient: a missing key or a JSON null reads as NaN. */
+ * JSONL files are read with common/jsonl.h's reader; a required key that is missing, or a value of the
+ * wrong type or length, is an error naming the file, the line and the key. */
 #ifndef SINKTRACE_RUNLOG_H
 #define SINKTRACE_RUNLOG_H
 
-#include <cJSON.h>
-
-typedef struct {
-    char path[1024];
-    int n;        /* objects read */
-    cJSON **row;  /* [n] */
-    int *line;    /* [n] 1-based line number of each object */
-} Jsonl;
-
-/* 0 read, 1 file absent (j empty), -1 unreadable or malformed (err names path:line) */
-int jsonl_read(const char *path, Jsonl *j, char *err);
-void jsonl_free(Jsonl *j);
-
-/* what a JSON value is, for error messages: "a number", "a string", "null", ..., "nothing" (NULL) */
-const char *json_kind(const cJSON *v);
-/* row r's key as a number: NaN when absent or null */
-double jnum(const cJSON *row, const char *key);
-/* row r's array key into out[0..n): NaN for absent entries; returns the array's length (0 if none) */
-int jarr(const cJSON *row, const char *key, double *out, int n);
-/* the array length of key in row (-1 when the key is absent or not an array) */
-int jlen(const cJSON *row, const char *key);
-
-/* Checks that every row has `key` as a number (required) or as a number/null when present. */
-int jsonl_require_num(const Jsonl *j, const char *key, int required, char *err);
-/* Checks that every row that has `key` holds an array of numbers/nulls of length n. */
-int jsonl_require_arr(const Jsonl *j, const char *key, int n, char *err);
+#include "../../common/jsonl.h"
 
 /* config.txt: `key = value` lines (# comments) kept in file order, for display */
 typedef struct {
