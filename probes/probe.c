@@ -142,6 +142,7 @@ int prober_open(Prober *pr, const char *run_dir, const Loader *windows, const Pr
     for (int n = 0; n < N; n++)
         memcpy(pr->bos_classes + (size_t)n * T + 1, pr->set.classes + (size_t)n * T, (size_t)T - 1);
     pr->norm_gains = floats((size_t)(2 * mc->n_layer + 1) * mc->d_model);
+    if (mc->attn_sink_logit) pr->sink_logit = floats((size_t)mc->n_layer * mc->n_head);
     pr->opened_at = st_now_seconds();
     return 0;
 }
@@ -150,6 +151,7 @@ void prober_close(Prober *pr) {
     probe_set_free(&pr->set);
     capture_free(&pr->cap);
     free(pr->norm_gains);
+    free(pr->sink_logit);
     free(pr->bos_classes);
     sj_free(&pr->json);
     memset(pr, 0, sizeof *pr);
@@ -168,6 +170,17 @@ static void copy_norm_gains(float *out, const Moe *m) {
     }
 }
 
+/* the learned sink logits blocks.<l>.attn.sink [H], layer after layer */
+static void copy_sink_logits(float *out, const Moe *m) {
+    int H = m->cfg.n_head;
+    char name[40];
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        snprintf(name, sizeof name, "blocks.%d.attn.sink", l);
+        const MoeTensor *t = moe_find(m, name);
+        for (int h = 0; h < H; h++) out[(size_t)l * H + h] = t ? m->params[t->offset + h] : NAN;
+    }
+}
+
 void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord *r) {
     MoeCapture cap = pr->cap;
     if (iv) { /* the interventions of iv, the capture arrays of the prober */
@@ -182,6 +195,7 @@ void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord
     const int *targets = v == PV_NATURAL ? ps->targets : v == PV_BOS ? probe_set_tokens(ps, PV_NATURAL) : NULL;
     moe_forward(m, probe_set_tokens(ps, v), targets, pr->dims.N, pr->dims.T, &cap);
     copy_norm_gains(pr->norm_gains, m);
+    if (pr->sink_logit) copy_sink_logits(pr->sink_logit, m);
     /* query classes: the natural windows', shifted one place behind BOS in the bos variant */
     const uint8_t *classes = v == PV_NATURAL ? ps->classes : v == PV_BOS ? pr->bos_classes : NULL;
     record_compute(r, &cap, &pr->dims, pr->norm_gains, probe_set_tokens(ps, v), classes);
@@ -197,6 +211,7 @@ static int run_path(char *out, size_t cap, const Prober *pr, const char *name, c
 int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *path, char *err) {
     record_to_json(r, &pr->json);
     sj_num(&pr->json, "probe_seconds", pr->seconds); /* probing time of the run before this step */
+    if (pr->sink_logit) sj_floats(&pr->json, "sink_logit", pr->sink_logit, pr->dims.L * pr->dims.H);
     return sj_write_line(&pr->json, f, path, err);
 }
 

@@ -2,7 +2,9 @@
  *
  * A Prober owns a run's probe set (probe_set.bin), the capture buffers for one forward of all probe_n
  * windows at once, and the run's probe outputs:
- *   probes.jsonl       one line per probe step and variant (probes/record.h has every key)
+ *   probes.jsonl       one line per probe step and variant (probes/record.h has every key, and the
+ *                      Prober adds probe_seconds and, for a model with attn_sink_logit, sink_logit
+ *                      [L*H]: the learned sink logits blocks.<l>.attn.sink, so a report needs no model)
  *   summary.json       rewritten after each probe step (emergence steps, final values, d* and C2)
  *   attention.bin      at every probe step: the attention maps of probe window 0 of the variant the
  *                      run trained on (probes/attnmaps.h)
@@ -57,6 +59,7 @@ typedef struct {
     StJson json;
     MoeCapture cap;            /* capture arrays for N = probe_n sequences of T = probe_len tokens */
     float *norm_gains;         /* [2L+1][C] gain of the RMSNorm that reads each residual point */
+    float *sink_logit;         /* [L][H] the learned sink logits at the last measure (NULL: the model has none) */
     uint8_t *bos_classes;      /* [N][T] query classes of the bos variant (the natural ones, one place on) */
     double seconds;            /* wall time spent probing so far (this process) */
     double final_seconds;      /* the part of it spent on the final step (variants, interventions) */
@@ -74,7 +77,7 @@ void prober_close(Prober *pr);
  * Leaves the capture arrays filled. */
 void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord *r);
 
-/* appends one probes.jsonl line: the record plus "probe_seconds" */
+/* appends one probes.jsonl line: the record plus "probe_seconds" (and "sink_logit" when the model has them) */
 int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *path, char *err);
 
 /* The probe step `step` of a run of total_steps: measures natural (and bos when probe_bos), appends to

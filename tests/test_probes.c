@@ -545,9 +545,9 @@ static MoeConfig tiny_model_config(void) {
     return c;
 }
 
-/* a run directory holding a saved probe set, a tiny model (dense: E = 1, k = 1) and a prober on it
- * (probe_bos: for a run trained with BOS) */
-static void open_tiny_prober(const char *name, int dense, int probe_bos, Moe *m, Prober *pr) {
+/* a run directory holding a saved probe set, a model of config mc and a prober on it (probe_bos: for a
+ * run trained with BOS) */
+static void open_prober_on(const char *name, const MoeConfig *mc, int probe_bos, Moe *m, Prober *pr) {
     char run[256], path[300], err[ST_ERR_LEN];
     snprintf(run, sizeof run, "%s/%s", dir, name);
     assert_int_equal(mkdir(run, 0755), 0);
@@ -556,11 +556,16 @@ static void open_tiny_prober(const char *name, int dense, int probe_bos, Moe *m,
     snprintf(path, sizeof path, "%s/probe_set.bin", run);
     assert_int_equal(probe_set_save(&ps, path, err), 0);
     probe_set_free(&ps);
-    MoeConfig mc = tiny_model_config();
-    if (dense) mc.n_expert = 1, mc.top_k = 1;
-    assert_int_equal(moe_init(m, &mc, err), 0);
+    assert_int_equal(moe_init(m, mc, err), 0);
     ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
     if (prober_open(pr, run, NULL, &pc, &m->cfg, probe_bos, 4, err)) fail_msg("%s", err);
+}
+
+/* the same with the tiny model (dense: E = 1, k = 1) */
+static void open_tiny_prober(const char *name, int dense, int probe_bos, Moe *m, Prober *pr) {
+    MoeConfig mc = tiny_model_config();
+    if (dense) mc.n_expert = 1, mc.top_k = 1;
+    open_prober_on(name, &mc, probe_bos, m, pr);
 }
 
 static void open_tiny_model(const char *name, int dense, Moe *m, Prober *pr) { open_tiny_prober(name, dense, 0, m, pr); }
@@ -836,6 +841,47 @@ static char *natural_line_text(const char *run, const char *name, long step) {
     return text;
 }
 
+/* a model with learned sink logits gets them in every probes.jsonl line (sink_logit [L*H], what the
+ * suite's report reads instead of a checkpoint); a model without them gets no such key */
+static void test_prober_writes_sink_logits(void **state) {
+    (void)state;
+    Moe m;
+    Prober pr;
+    char err[ST_ERR_LEN];
+    MoeConfig mc = tiny_model_config();
+    mc.attn_sink_logit = 1;
+    open_prober_on("sinklogit", &mc, 0, &m, &pr);
+    int L = mc.n_layer, H = mc.n_head;
+    for (int l = 0; l < L; l++) {
+        char name[40];
+        snprintf(name, sizeof name, "blocks.%d.attn.sink", l);
+        const MoeTensor *t = moe_find(&m, name);
+        assert_non_null(t);
+        for (int h = 0; h < H; h++) m.params[t->offset + h] = 0.5f * l - 0.25f * h;
+    }
+    assert_int_equal(prober_step(&pr, &m, 0, 10, 0, NAN, err), 0);
+    char *text = natural_line_text("sinklogit", "probes.jsonl", 0);
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    const cJSON *a = cJSON_GetObjectItem(o, "sink_logit");
+    assert_int_equal(cJSON_GetArraySize(a), L * H);
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < H; h++) assert_true(item(o, "sink_logit", l * H + h) == 0.5 * l - 0.25 * h);
+    cJSON_Delete(o);
+    prober_close(&pr);
+    moe_free(&m);
+
+    open_tiny("nosinklogit", &m, &pr);
+    assert_int_equal(prober_step(&pr, &m, 0, 10, 0, NAN, err), 0);
+    text = natural_line_text("nosinklogit", "probes.jsonl", 0);
+    o = cJSON_Parse(text);
+    free(text);
+    assert_null(cJSON_GetObjectItem(o, "sink_logit"));
+    cJSON_Delete(o);
+    prober_close(&pr);
+    moe_free(&m);
+}
+
 /* a checkpoint re-probed by bin/probe gives exactly the line the run wrote at that step */
 static void test_bin_probe_reproduces_the_run(void **state) {
     (void)state;
@@ -991,7 +1037,7 @@ int main(void) {
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_prober_run), cmocka_unit_test(test_prober_run_trained_with_bos),       cmocka_unit_test(test_interventions_on_capture),
-        cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_bin_probe_reproduces_the_run),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
+        cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_prober_writes_sink_logits),     cmocka_unit_test(test_bin_probe_reproduces_the_run),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
         cmocka_unit_test(test_attention_file),
     };
     return cmocka_run_group_tests_name("probes", tests, make_dir, remove_dir);

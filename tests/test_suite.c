@@ -70,6 +70,10 @@ static void write_train(const char *suite, const char *run) {
 
 /* one probe row of a variant: with a grown sink (g = 1) layers 2-3 put 0.725 on P0 (5.8 x chance), rho
  * jumps from 1.5 to 7.5 after block 1, and P0's states are alike across inputs (kappa 0.9 vs 0.1) */
+/* set while a fixture run with learned sink logits is written: its probe rows then carry sink_logit
+ * [L*H] as the prober writes it, (0.25 (L - l) + 0.5 h) step / STEPS for layer l, head h */
+static int sink_logit_rows;
+
 static void probe_row(StJson *j, int step, const char *variant, Kind kind) {
     double g = kind != NO_SINK && step >= emergence_step(kind) ? 1 : 0;
     double a[L * H], al[L], rho[P], kappa[P], control[P];
@@ -100,6 +104,12 @@ static void probe_row(StJson *j, int step, const char *variant, Kind kind) {
     /* C2 climbs with the sink through the second half (0.75 at step 300, 0.9 at 400) */
     sj_num(j, "C2", 0.3 + 0.6 * g * step / STEPS);
     sj_num(j, "d_star", g ? 1.5 : 0.5);
+    if (sink_logit_rows) {
+        double logit[L * H];
+        for (int l = 0; l < L; l++)
+            for (int h = 0; h < H; h++) logit[l * H + h] = (0.25 * (L - l) + 0.5 * h) * step / STEPS;
+        sj_doubles(j, "sink_logit", logit, L * H);
+    }
 }
 
 /* which bos-variant rows a fixture run's probes.jsonl holds: none (a run trained without BOS), one at
@@ -226,7 +236,8 @@ static void test_all_early_sinks_reproduce_every_claim(void **state) {
     assert_non_null(strstr(md, "| moe_nobos-seed1 | yes | 1.5 | 7.5 | 5 | 0.9 | 0.1 | 5.8 | 5.8 | 5.8 | rho yes, kappa yes, inputs yes |"));
     assert_non_null(strstr(md, "| moe_nobos_long | yes | 0.9 | 1.5 | 0.75 | 0.9 | 0.15 | C2 yes, d* yes, rising yes |"));
     assert_non_null(strstr(md, "| window_nobos | no | 1 | 0 | 0 | 0 | 1.5 | as predicted |"));
-    assert_non_null(strstr(md, "sinklogit_nobos has no checkpoint, so its learned sink logits cannot be read."));
+    assert_non_null(strstr(md, "sinklogit_nobos has no sink logits in its probes.jsonl (key sink_logit), so its "
+                               "learned sink logits cannot be reported."));
     /* what ran: the settings that differ from moe_nobos, and the suite's total time */
     assert_non_null(strstr(md, "| dense_bos | dense_bos | finished | n_expert = 1, bos = prepend | 400 | 400000 | 40 | 50 | 2 |"));
     assert_non_null(strstr(md, "10 of 10 runs finished. Suite total: 500 s"));
@@ -283,6 +294,23 @@ static void test_one_seed_of_three_or_late_sinks_are_mixed(void **state) {
     assert_verdict(md, "(a) emerges early", "mixed");
     assert_non_null(strstr(md, "3 of 3 finished moe_nobos seeds have a P0 sink; 0 of them emerged within 0.25"));
     assert_non_null(strstr(md, "| 300 +- 0 (3 runs) | 0.75 +- 0 (3 runs) |"));
+}
+
+/* the learned sink logits of the sink-logit control come from its last natural probe row (the prober
+ * writes them; the report builds no model): per layer the mean and the largest over heads */
+static void test_sink_logits_are_read_from_probes_jsonl(void **state) {
+    (void)state;
+    new_suite("logits");
+    make_seeds("logits", EARLY, EARLY, EARLY);
+    sink_logit_rows = 1;
+    make_run("logits", "suite/sinklogit_nobos", NO_SINK, "n_layer = 4\nseed = 1\nattn_sink_logit = 1\n");
+    sink_logit_rows = 0;
+    make_run("logits", "suite/sinklogit_nobos-seed2", NO_SINK, "n_layer = 4\nseed = 2\nattn_sink_logit = 1\n");
+    const char *md = report("logits");
+    assert_non_null(strstr(md, "Learned sink logits of sinklogit_nobos (probes.jsonl, step 400), per layer mean / "
+                               "largest over heads: layer 0: 1.25 / 1.5; layer 1: 1 / 1.25; layer 2: 0.75 / 1; "
+                               "layer 3: 0.5 / 0.75."));
+    assert_non_null(strstr(md, "sinklogit_nobos-seed2 has no sink logits in its probes.jsonl"));
 }
 
 /* a dense model without a sink where its BOS twin has one: the dense pair disagrees with the paper */
@@ -421,6 +449,7 @@ int main(void) {
         cmocka_unit_test(test_all_early_sinks_reproduce_every_claim),
         cmocka_unit_test(test_no_seed_with_a_sink_is_not_reproduced),
         cmocka_unit_test(test_one_seed_of_three_or_late_sinks_are_mixed),
+        cmocka_unit_test(test_sink_logits_are_read_from_probes_jsonl),
         cmocka_unit_test(test_dense_without_a_sink_makes_d_and_e_mixed),
         cmocka_unit_test(test_contradicting_runs_are_not_reproduced),
         cmocka_unit_test(test_bos_runs_with_a_sink_on_bos_only_have_a_sink),

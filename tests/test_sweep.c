@@ -333,9 +333,10 @@ static void test_miniature_suite_end_to_end(void **state) {
     assert_non_null(strstr(md, "Conditions with no run at all: moe_nobos_long, dense_nobos"));
     /* the BOS-trained run is judged on the bos variant, which bin/train probed at every scheduled step */
     assert_non_null(strstr(md, "| moe_bos | MoE | at P0 | bos (every probe) |"));
-    /* the sink-logit control's learned logits, read from its last checkpoint (step 6) */
-    assert_non_null(strstr(md, "Learned sink logits of sinklogit_nobos ("));
-    assert_non_null(strstr(md, "sinklogit_nobos/ckpt_00000006.bin), per layer mean / largest over heads: layer 0: "));
+    /* the sink-logit control's learned logits, written into probes.jsonl by bin/train's prober at its
+     * last probe (step 6) */
+    assert_non_null(strstr(md, "Learned sink logits of sinklogit_nobos (probes.jsonl, step 6), per layer mean / "
+                               "largest over heads: layer 0: "));
     snprintf(path, sizeof path, "%s/suite_lift.png", dir);
     assert_true(file_exists(path));
 }

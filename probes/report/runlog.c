@@ -54,7 +54,8 @@ static const struct {
     {"mu", PER_LAYER},           {"gain", PER_LAYER},           {"qk_cos_p0", PER_LAYER},
     {"qk_cos_other", PER_LAYER}, {"k0_ratio", PER_LAYER},       {"v0_ratio", PER_LAYER},
     {"p0_route_consistency", PER_LAYER}, {"router_entropy_p0", PER_LAYER},
-    {"router_entropy_median", PER_LAYER}, {"delta", PER_SUBLAYER}, {"p0_units", PAIR}};
+    {"router_entropy_median", PER_LAYER}, {"delta", PER_SUBLAYER}, {"p0_units", PAIR},
+    {"sink_logit", PER_HEAD}};
 static const char *probe_scalars[] = {
     "tokens", "val_loss", "probe_loss", "T", "chance", "sink_rate_20", "sink_rate_30", "sink_rate_50",
     "sink_rate_2plus_20", "sink_rate_2plus_30", "sink_rate_2plus_50", "sink_rate_k1_30",

@@ -15,8 +15,6 @@
 
 #include "../../common/binfile.h"
 #include "../../common/util.h"
-#include "../../model/moe.h"
-#include "../../train/checkpoint.h"
 #include "../metrics.h"
 #include "figures.h"
 #include "plot.h"
@@ -132,11 +130,12 @@ typedef struct {
     double variant_lift[N_VARIANTS];
     int L;
     double layer_lift[SUITE_MAX_LAYERS]; /* final attention on P0 per layer over chance */
-    /* a run with attn_sink_logit (has_sink_logit): its latest checkpoint's learned sink logits, per
-     * layer the mean and the largest over heads (n_sink_layers = 0 when it has no checkpoint) */
+    /* a run with attn_sink_logit (has_sink_logit): its learned sink logits at the last natural probe
+     * (probes.jsonl's sink_logit), per layer the mean and the largest over heads (n_sink_layers = 0
+     * when its probes.jsonl has none) */
     int has_sink_logit, n_sink_layers;
     double sink_logit_mean[SUITE_MAX_LAYERS], sink_logit_max[SUITE_MAX_LAYERS];
-    char sink_ckpt[1400]; /* the checkpoint they were read from */
+    double sink_step; /* the probe step they were read from */
 } SuiteRun;
 
 typedef struct {
@@ -366,37 +365,28 @@ static void read_bos_numbers(SuiteRun *s) {
     free(rows);
 }
 
-/* the learned per-head sink logits (tensors blocks.<l>.attn.sink [H]) of the run's latest checkpoint;
- * a run without a checkpoint (deleted to save space) has none to read, which is not an error */
-static int read_sink_logits(SuiteRun *s, char *err) {
-    TrainConfig cfg;
-    CkptState st;
-    Moe m;
-    memset(&m, 0, sizeof m);
-    char none[ST_ERR_LEN];
-    if (ckpt_latest(s->run.dir, s->sink_ckpt, sizeof s->sink_ckpt, none)) {
-        s->sink_ckpt[0] = 0;
-        return 0;
-    }
-    int rc = ckpt_read_config(s->sink_ckpt, &cfg, err) || moe_init(&m, &cfg.model, err) ||
-             ckpt_load(s->sink_ckpt, NULL, &m, NULL, &st, err) ? -1 : 0;
-    for (int l = 0; !rc && l < cfg.model.n_layer && l < SUITE_MAX_LAYERS; l++) {
-        char name[64];
-        snprintf(name, sizeof name, "blocks.%d.attn.sink", l);
-        const MoeTensor *t = moe_find(&m, name);
-        if (!t) break;
-        const float *logit = m.params + t->offset;
+/* the learned per-head sink logits (tensors blocks.<l>.attn.sink [H]) at the run's last natural probe:
+ * the prober writes them into probes.jsonl (key sink_logit [L*H]); a run probed before it did has none
+ * to read, which is not an error */
+static void read_sink_logits(SuiteRun *s) {
+    const Run *r = &s->run;
+    const cJSON *last = r->probes.row[r->sel[r->np - 1]];
+    int L = r->L, H = r->H;
+    if (jlen(last, "sink_logit") != L * H) return;
+    double *logit = st_malloc(sizeof(double) * (size_t)L * H);
+    jarr(last, "sink_logit", logit, L * H);
+    s->sink_step = jnum(last, "step");
+    for (int l = 0; l < L && l < SUITE_MAX_LAYERS; l++) {
         double sum = 0, top = -INFINITY;
-        for (size_t h = 0; h < t->size; h++) {
-            sum += logit[h];
-            if (logit[h] > top) top = logit[h];
+        for (int h = 0; h < H; h++) {
+            sum += logit[l * H + h];
+            if (logit[l * H + h] > top) top = logit[l * H + h];
         }
-        s->sink_logit_mean[l] = sum / (double)t->size;
+        s->sink_logit_mean[l] = sum / H;
         s->sink_logit_max[l] = top;
         s->n_sink_layers = l + 1;
     }
-    if (m.params) moe_free(&m);
-    return rc;
+    free(logit);
 }
 
 static void clear_numbers(SuiteRun *s) {
@@ -442,7 +432,8 @@ static int load_run(const Suite *suite, SuiteRun *s, char *err) {
     if (s->bos_trained) read_bos_numbers(s);
     const char *sink_logit = s->has_conf ? runconfig_get(&s->conf, "attn_sink_logit") : NULL;
     s->has_sink_logit = sink_logit && atoi(sink_logit);
-    return s->has_sink_logit ? read_sink_logits(s, err) : 0;
+    if (s->has_sink_logit) read_sink_logits(s);
+    return 0;
 }
 
 static int load_suite(Suite *s, char *err) {
@@ -1008,10 +999,12 @@ static void sink_logit_lines(FILE *f, const Condition *c) {
         const SuiteRun *r = c->run[i];
         if (!r->has_sink_logit || r->state != RUN_DONE) continue;
         if (r->n_sink_layers == 0) {
-            fprintf(f, "%s has no checkpoint, so its learned sink logits cannot be read.\n\n", r->name);
+            fprintf(f, "%s has no sink logits in its probes.jsonl (key sink_logit), so its learned sink logits "
+                       "cannot be reported.\n\n", r->name);
             continue;
         }
-        fprintf(f, "Learned sink logits of %s (%s), per layer mean / largest over heads:", r->name, r->sink_ckpt);
+        fprintf(f, "Learned sink logits of %s (probes.jsonl, step %s), per layer mean / largest over heads:", r->name,
+                num(r->sink_step));
         for (int l = 0; l < r->n_sink_layers; l++)
             fprintf(f, " layer %d: %s / %s%s", l, num(r->sink_logit_mean[l]), num(r->sink_logit_max[l]),
                     l + 1 < r->n_sink_layers ? ";" : ".");
