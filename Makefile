@@ -1,6 +1,7 @@
 # sinktrace: every entry point.
 #   make          build every program into bin/
-#   make test     build and run every cmocka test (tests/test_*.c)
+#   make test     check the include rule (make includes), build and run every cmocka test (tests/test_*.c)
+#   make includes every #include of the rooms points down docs/DESIGN.md's layers (tests/check_includes.sh)
 #   make run      deps + data + train the default config (+ probes and report)
 #   make data     fetch and prepare the default corpus (CORPUS=moby|sotu)
 #   make deps     install what is missing from Debian (as root), or print the command
@@ -55,7 +56,7 @@ TORCH_PYTHON = /usr/bin/python3
 CORPUS ?= moby
 CONFIG ?= runs/default.conf
 
-.PHONY: all test deps data run bench bench-torch sanitize fuzz clean experiments
+.PHONY: all test includes deps data run bench bench-torch sanitize fuzz clean experiments
 all: $(PROGS)
 
 $(LIB_OBJ) $(TEST_HELP_OBJ) $(patsubst %.c,build/%.o,$(TEST_SRC)) $(patsubst %,build/%.o,$(basename $(notdir $(MAIN_SRC)))): build/kind
@@ -85,8 +86,12 @@ bin/test_%: build/tests/test_%.o $(TEST_HELP_OBJ) build/libsinktrace.a
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $^ -o $@ $(TEST_LDLIBS) $(LDLIBS)
 
+# the rooms import one way (docs/DESIGN.md, "Data flows one way"): an include pointing up fails here
+includes:
+	@bash tests/check_includes.sh
+
 # SKIP_TESTS: test programs built but not run (make sanitize skips the lab's training runs)
-test: $(PROGS) $(TESTS)
+test: includes $(PROGS) $(TESTS)
 	@bash tests/run.sh $(filter-out $(SKIP_TESTS),$(TESTS))
 
 deps:
