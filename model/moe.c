@@ -103,12 +103,7 @@ int moe_config_validate(MoeConfig *c, char *err) {
 }
 
 /* ================================================================================================ */
-/* 2. Parameters: one float buffer, a table of named tensors into it */
-
-/* offsets of one block's tensors in the buffer; -1 = absent */
-typedef struct {
-    size_t attn_norm, wq, wk, wv, q_norm, k_norm, wo, moe_norm, router, w_gate, w_up, w_down;
-} BlockOffsets;
+/* 2. Parameters: one float buffer, a table of named tensors into it, typed pointers to each */
 
 static int is_dense(const MoeConfig *c) { return c->n_expert == 1; }
 
@@ -177,6 +172,32 @@ const MoeTensor *moe_find(const Moe *m, const char *name) {
 static float *tensor_in(const Moe *m, float *buf, const char *name) {
     const MoeTensor *t = moe_find(m, name);
     return t ? buf + t->offset : NULL;
+}
+
+/* block l's tensors in buf, looked up by name once (the model's code then uses the fields) */
+static void bind_block(const Moe *m, float *buf, int l, BlockWeights *w) {
+    const struct {
+        const char *suffix;
+        float **field;
+    } fields[] = {{"attn_norm", &w->attn_norm}, {"attn.wq", &w->wq}, {"attn.wk", &w->wk}, {"attn.wv", &w->wv},
+                  {"attn.q_norm", &w->q_norm}, {"attn.k_norm", &w->k_norm}, {"attn.sink", &w->sink},
+                  {"attn.w_gate", &w->attn_gate}, {"attn.wo", &w->wo}, {"moe_norm", &w->moe_norm},
+                  {"moe.router", &w->router}, {"moe.w_gate", &w->w_gate}, {"moe.w_up", &w->w_up},
+                  {"moe.w_down", &w->w_down}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        char name[40];
+        snprintf(name, sizeof name, "blocks.%d.%s", l, fields[i].suffix);
+        *fields[i].field = tensor_in(m, buf, name);
+    }
+}
+
+/* the typed pointers of every tensor into buf (params or grads), built once by moe_init */
+static void bind_weights(const Moe *m, float *buf, MoeWeights *w) {
+    w->wte = tensor_in(m, buf, "wte");
+    w->block = st_calloc((size_t)m->cfg.n_layer, sizeof(BlockWeights));
+    for (int l = 0; l < m->cfg.n_layer; l++) bind_block(m, buf, l, &w->block[l]);
+    w->final_norm = tensor_in(m, buf, "final_norm");
+    w->lm_head = m->cfg.tie_embeddings ? w->wte : tensor_in(m, buf, "lm_head");
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -725,6 +746,8 @@ int moe_init(Moe *m, const MoeConfig *cfg, char *err) {
     build_tensor_table(m);
     m->params = fbuf(m->n_params);
     m->grads = fbuf(m->n_params);
+    bind_weights(m, m->params, &m->weights);
+    bind_weights(m, m->grads, &m->weight_grads);
     m->acts = st_calloc(1, sizeof(MoeActs));
     m->acts->rope_cos = fbuf((size_t)m->cfg.seq_len * m->cfg.head_dim / 2);
     m->acts->rope_sin = fbuf((size_t)m->cfg.seq_len * m->cfg.head_dim / 2);
@@ -754,6 +777,8 @@ void moe_free(Moe *m) {
     free(m->params);
     free(m->grads);
     free(m->tensors);
+    free(m->weights.block);
+    free(m->weight_grads.block);
     free(m->expert_load);
     memset(m, 0, sizeof *m);
 }
@@ -777,13 +802,6 @@ const char *const moe_op_class_names[MOE_OP_CLASSES] = {"matmul", "attention", "
         stmt;                                               \
         (m)->op_seconds[cls] += st_now_seconds() - t0_;     \
     } while (0)
-
-/* a block tensor's values in buf (params or grads), e.g. block_tensor(m, m->params, 2, "attn.wq") */
-static float *block_tensor(const Moe *m, float *buf, int l, const char *suffix) {
-    char name[40];
-    snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);
-    return tensor_in(m, buf, name);
-}
 
 static float *resid_at(const Moe *m, int p) {
     return m->acts->resid + (size_t)p * m->acts->N_cap * m->cfg.d_model;
@@ -837,33 +855,32 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     MoeActs *a = m->acts;
     BlockActs *b = &a->blk[l];
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
-    float *P = m->params;
+    const BlockWeights *W = &m->weights.block[l];
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
-    Gemm proj[4] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
-                    linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
-                    linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D),
-                    linear_forward(b->gz, b->xn1, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
+    Gemm proj[4] = {linear_forward(q, b->xn1, W->wq, N, C, H * D), /* one pass */
+                    linear_forward(k, b->xn1, W->wk, N, C, KV * D),
+                    linear_forward(b->v, b->xn1, W->wv, N, C, KV * D),
+                    linear_forward(b->gz, b->xn1, W->attn_gate, N, C, H * D)};
     TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
     if (c->qk_norm) { /* each head's q and k normalised over its D channels (one gain for all heads), rotated */
         TIMED(m, MOE_OP_ELEMENTWISE,
-              qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), a->rope_cos,
-                                   a->rope_sin, N, T, H, D, c->rms_eps));
+              qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, W->q_norm, a->rope_cos, a->rope_sin, N, T, H, D,
+                                   c->rms_eps));
         TIMED(m, MOE_OP_ELEMENTWISE,
-              qk_norm_rope_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), a->rope_cos,
-                                   a->rope_sin, N, T, KV, D, c->rms_eps));
+              qk_norm_rope_forward(b->k, b->k_rstd, b->k_pre, W->k_norm, a->rope_cos, a->rope_sin, N, T, KV, D,
+                                   c->rms_eps));
     } else {
         TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
         TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
     }
     TIMED(m, MOE_OP_ATTENTION,
-          attention_forward(b->y, b->lse, b->q, b->k, b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D,
-                            attention_window(m, cap)));
+          attention_forward(b->y, b->lse, b->q, b->k, b->v, W->sink, B, T, H, KV, D, attention_window(m, cap)));
     if (c->attn_gate) TIMED(m, MOE_OP_ELEMENTWISE, gate_forward(b->yg, b->y, b->gz, (size_t)N * H * D));
     if (cap && cap->zero_head)
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++)
                 if (cap->zero_head[l * H + h]) memset(b->yg + ((size_t)n * H + h) * D, 0, sizeof(float) * D);
-    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->o, b->yg, block_tensor(m, P, l, "attn.wo"), N, H * D, C));
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->o, b->yg, W->wo, N, H * D, C));
     if (cap && cap->ablate_attn)
         ablate_positions(b->o, cap->ablate_attn + (size_t)l * T, cap->attn_repl ? cap->attn_repl + (size_t)l * C : NULL,
                          B, T, C);
@@ -905,30 +922,20 @@ static void combine_expert_outputs(BlockActs *b, int N, int K, int C) {
     }
 }
 
-/* the expert weights of block l: gate and up [E][F][C], down [E][C][F] */
-typedef struct {
-    float *gate, *up, *down;
-} ExpertWeights;
-
-static ExpertWeights expert_weights(const Moe *m, float *buf, int l) {
-    ExpertWeights w = {block_tensor(m, buf, l, "moe.w_gate"), block_tensor(m, buf, l, "moe.w_up"),
-                       block_tensor(m, buf, l, "moe.w_down")};
-    return w;
-}
-
 /* m = sum_j w_j SwiGLU_{e_j}(xn): route, group the slots by expert, run each expert as dense matmuls
  * over its rows, and combine. A dense block (E = 1) routes every token to expert 0 with weight 1. */
 static void moe_block_forward(Moe *m, int l) {
     const MoeConfig *c = &m->cfg;
     MoeActs *a = m->acts;
     BlockActs *b = &a->blk[l];
+    const BlockWeights *W = &m->weights.block[l];
     int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff;
     if (is_dense(c)) {
         for (int n = 0; n < N; n++) b->idx[n] = 0, b->w[n] = 1.0f;
         b->aux = b->z = 0.0f;
     } else {
         TIMED(m, MOE_OP_MATMUL,
-              matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E));
+              matmul_forward(b->rlogits, b->xn2, W->router, N, C, E));
         TIMED(m, MOE_OP_ROUTING, softmax_forward(b->probs, b->rlogits, N, E));
         TIMED(m, MOE_OP_ROUTING, topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk));
         routing_counts(b->shares, b->idx, N, E, K);
@@ -939,15 +946,14 @@ static void moe_block_forward(Moe *m, int l) {
     }
     TIMED(m, MOE_OP_ROUTING, group_by_expert(b, N, E, K));
     TIMED(m, MOE_OP_ROUTING, gather_rows(b, N * K, C));
-    ExpertWeights ew = expert_weights(m, m->params, l);
     Gemm g[2 * E]; /* every expert's gate and up products in one parallel pass, then every down product */
     int n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         m->expert_load[l * E + e] = (float)ne / (float)(N * K);
         if (!ne) continue;
-        g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
-        g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
+        g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_gate + (size_t)e * F * C, ne, C, F);
+        g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_up + (size_t)e * F * C, ne, C, F);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
@@ -955,7 +961,7 @@ static void moe_block_forward(Moe *m, int l) {
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (ne)
-            g[n++] = linear_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
+            g[n++] = linear_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, W->w_down + (size_t)e * C * F, ne, F, C);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs(b, N, K, C));
@@ -1001,24 +1007,24 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
     rope_table(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta, cap ? cap->pos_offset : 0);
 
-    TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->params, N, C)); /* wte: the first tensor */
+    TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->weights.wte, N, C));
     apply_patch(m, cap, 0);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->blk[0].xn1, a->blk[0].rstd1, resid_at(m, 0),
-                                                 block_tensor(m, m->params, 0, "attn_norm"), N, C, c->rms_eps));
+                                                 m->weights.block[0].attn_norm, N, C, c->rms_eps));
     for (int l = 0; l < L; l++) {
         BlockActs *b = &a->blk[l];
         attention_block_forward(m, l, cap);
-        residual_and_norm(m, cap, 2 * l + 1, resid_at(m, 2 * l), b->o, block_tensor(m, m->params, l, "moe_norm"),
-                          b->xn2, b->rstd2);
+        residual_and_norm(m, cap, 2 * l + 1, resid_at(m, 2 * l), b->o, m->weights.block[l].moe_norm, b->xn2,
+                          b->rstd2);
         moe_block_forward(m, l);
         if (cap && cap->ablate_moe)
             ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
                              B, T, C);
         if (l + 1 < L) /* the residual after block l, normalised for block l+1's attention */
             residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo,
-                              block_tensor(m, m->params, l + 1, "attn_norm"), a->blk[l + 1].xn1, a->blk[l + 1].rstd1);
+                              m->weights.block[l + 1].attn_norm, a->blk[l + 1].xn1, a->blk[l + 1].rstd1);
         else /* or for the LM head */
-            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, tensor_in(m, m->params, "final_norm"),
+            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, m->weights.final_norm,
                               a->xnf, a->rstdf);
         if (cap) capture_block(m, l, cap);
     }
@@ -1026,7 +1032,7 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
         for (int p = 0; p <= 2 * L; p++)
             memcpy(cap->resid + (size_t)p * N * C, resid_at(m, p), sizeof(float) * (size_t)N * C);
 
-    const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
+    const float *head = m->weights.lm_head;
     a->backward_ready = 0;
     if (!targets) { /* inference: every row's logits, into the [N][V] buffer allocated on first use */
         if (!m->logits) m->logits = fbuf((size_t)a->N_cap * V);
@@ -1087,7 +1093,7 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
     int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
     size_t NK = (size_t)N * K;
-    ExpertWeights ew = expert_weights(m, m->params, l), dew = expert_weights(m, m->grads, l);
+    const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
     /* each step runs every expert's products in one parallel pass. Every grouped row belongs to one
      * expert, so the first product into dh and into dxg overwrites them (no zeroing pass). */
     Gemm g[3 * E];
@@ -1095,9 +1101,9 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
     for (int e = 0; e < E; e++) { /* down: dh = deo W_down, dW_down += deo^T h */
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (!ne) continue;
-        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, ew.down + (size_t)e * C * F, ne, F, C);
+        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, W->w_down + (size_t)e * C * F, ne, F, C);
         g[n++].accumulate = 0;
-        g[n++] = linear_dw(dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
+        g[n++] = linear_dw(dW->w_down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
@@ -1106,17 +1112,17 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (!ne) continue;
         const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
-        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, ew.gate + (size_t)e * F * C, ne, C, F);
+        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, W->w_gate + (size_t)e * F * C, ne, C, F);
         g[n++].accumulate = 0;
-        g[n++] = linear_dw(dew.gate + (size_t)e * F * C, dg, xg, ne, C, F);
-        g[n++] = linear_dw(dew.up + (size_t)e * F * C, du, xg, ne, C, F);
+        g[n++] = linear_dw(dW->w_gate + (size_t)e * F * C, dg, xg, ne, C, F);
+        g[n++] = linear_dw(dW->w_up + (size_t)e * F * C, du, xg, ne, C, F);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     n = 0;
     for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg) */
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (ne)
-            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, ew.up + (size_t)e * F * C, ne, C, F);
+            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, W->w_up + (size_t)e * F * C, ne, C, F);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
@@ -1129,8 +1135,7 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
     TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->shares, N, E));
     TIMED(m, MOE_OP_ROUTING, softmax_backward(a->drlogits, a->dprobs, b->probs, N, E));
     TIMED(m, MOE_OP_ROUTING, z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E));
-    TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, block_tensor(m, m->grads, l, "moe.router"), a->drlogits, b->xn2,
-                    block_tensor(m, m->params, l, "moe.router"), N, C, E));
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, dW->router, a->drlogits, b->xn2, W->router, N, C, E));
 }
 
 /* backward of attention_block_forward: dresid holds d x_mid on entry; the attention branch's
@@ -1140,54 +1145,48 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     MoeActs *a = m->acts;
     BlockActs *b = &a->blk[l];
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
-    float *P = m->params, *G = m->grads;
+    const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
     size_t NHD = (size_t)N * H * D;
     /* the first product into a gradient buffer writes it (accumulate 0) instead of adding to zeros */
     float *dyg = c->attn_gate ? a->dyg : a->dy;
-    Gemm wo[2] = {linear_dw(block_tensor(m, G, l, "attn.wo"), dresid, b->yg, N, H * D, C),
-                  linear_din(dyg, dresid, block_tensor(m, P, l, "attn.wo"), N, H * D, C)};
+    Gemm wo[2] = {linear_dw(dW->wo, dresid, b->yg, N, H * D, C), linear_din(dyg, dresid, W->wo, N, H * D, C)};
     wo[1].accumulate = 0;
     TIMED(m, MOE_OP_MATMUL, gemm_batch(wo, 2));
     if (c->attn_gate) {
         memset(a->dy, 0, sizeof(float) * NHD);
         memset(a->dgz, 0, sizeof(float) * NHD);
         TIMED(m, MOE_OP_ELEMENTWISE, gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD));
-        Gemm gz[2] = {linear_dw(block_tensor(m, G, l, "attn.w_gate"), a->dgz, b->xn1, N, C, H * D),
-                      linear_din(a->dxn, a->dgz, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
+        Gemm gz[2] = {linear_dw(dW->attn_gate, a->dgz, b->xn1, N, C, H * D),
+                      linear_din(a->dxn, a->dgz, W->attn_gate, N, C, H * D)};
         gz[1].accumulate = 0;
         TIMED(m, MOE_OP_MATMUL, gemm_batch(gz, 2));
     }
     TIMED(m, MOE_OP_ATTENTION,
-          attention_backward(a->dq, a->dk, a->dv, block_tensor(m, G, l, "attn.sink"), a->dy, b->y, b->lse, b->q, b->k,
-                             b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D, c->attn_window));
+          attention_backward(a->dq, a->dk, a->dv, dW->sink, a->dy, b->y, b->lse, b->q, b->k, b->v, W->sink, B, T, H,
+                             KV, D, c->attn_window));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
     TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
     float *dq = a->dq, *dk = a->dk;
     if (c->qk_norm) {
         memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
         memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dq_pre, block_tensor(m, G, l, "attn.q_norm"), a->dq, b->q_pre,
-                         block_tensor(m, P, l, "attn.q_norm"), b->q_rstd, N * H, D));
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dk_pre, block_tensor(m, G, l, "attn.k_norm"), a->dk, b->k_pre,
-                         block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_backward(a->dq_pre, dW->q_norm, a->dq, b->q_pre, W->q_norm, b->q_rstd, N * H, D));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_backward(a->dk_pre, dW->k_norm, a->dk, b->k_pre, W->k_norm, b->k_rstd, N * KV, D));
         dq = a->dq_pre, dk = a->dk_pre;
     }
     /* the weight gradients of q, k and v read the same input (packed once) and share a pass with q's
      * input gradient; k's and v's also add into dxn, so each takes a pass of its own, in that order */
-    float *wq = block_tensor(m, P, l, "attn.wq"), *wk = block_tensor(m, P, l, "attn.wk");
-    float *wv = block_tensor(m, P, l, "attn.wv");
-    Gemm qkv[4] = {linear_dw(block_tensor(m, G, l, "attn.wq"), dq, b->xn1, N, C, H * D),
-                   linear_dw(block_tensor(m, G, l, "attn.wk"), dk, b->xn1, N, C, KV * D),
-                   linear_dw(block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, N, C, KV * D),
-                   linear_din(a->dxn, dq, wq, N, C, H * D)};
+    Gemm qkv[4] = {linear_dw(dW->wq, dq, b->xn1, N, C, H * D), linear_dw(dW->wk, dk, b->xn1, N, C, KV * D),
+                   linear_dw(dW->wv, a->dv, b->xn1, N, C, KV * D), linear_din(a->dxn, dq, W->wq, N, C, H * D)};
     qkv[3].accumulate = c->attn_gate; /* the first product into dxn, unless the gate's came first */
-    Gemm din_k = linear_din(a->dxn, dk, wk, N, C, KV * D), din_v = linear_din(a->dxn, a->dv, wv, N, C, KV * D);
+    Gemm din_k = linear_din(a->dxn, dk, W->wk, N, C, KV * D), din_v = linear_din(a->dxn, a->dv, W->wv, N, C, KV * D);
     TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 4));
     TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_k, 1));
     TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_v, 1));
     TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
-                           block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C));
+          rmsnorm_backward(dresid, dW->attn_norm, a->dxn, resid_at(m, 2 * l), W->attn_norm, b->rstd1, N, C));
 }
 
 void moe_backward(Moe *m, float scale) {
@@ -1198,24 +1197,22 @@ void moe_backward(Moe *m, float scale) {
         exit(1);
     }
     int N = a->B * a->T, C = c->d_model, V = c->vocab_size, L = c->n_layer;
-    float *P = m->params, *G = m->grads;
+    const MoeWeights *W = &m->weights, *dW = &m->weight_grads;
     /* loss -> logits -> final norm */
-    const char *head = c->tie_embeddings ? "wte" : "lm_head";
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
     TIMED(m, MOE_OP_LOSS,
-          lm_head_loss_backward(a->dxn, tensor_in(m, G, head), a->head_chunk, scale, a->xnf, tensor_in(m, P, head),
+          lm_head_loss_backward(a->dxn, dW->lm_head, a->head_chunk, scale, a->xnf, W->lm_head,
                                 a->head_lse, a->targets, N, C, V, MOE_LOSS_CHUNK));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
-    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
-                     tensor_in(m, P, "final_norm"), a->rstdf, N, C));
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, dW->final_norm, a->dxn, resid_at(m, 2 * L), W->final_norm,
+                                                  a->rstdf, N, C));
     /* blocks in reverse; dresid is the gradient of the residual stream at the current point */
     for (int l = L - 1; l >= 0; l--) {
         BlockActs *b = &a->blk[l];
         moe_block_backward(m, l, a->dresid, a->dxn, scale); /* writes dxn */
-        TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
-                               block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C));
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, dW->block[l].moe_norm, a->dxn, resid_at(m, 2 * l + 1),
+                                                      W->block[l].moe_norm, b->rstd2, N, C));
         attention_block_backward(m, l, a->dresid);
     }
-    TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(tensor_in(m, G, "wte"), a->dresid, a->tokens, N, C, V));
+    TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(dW->wte, a->dresid, a->tokens, N, C, V));
 }
