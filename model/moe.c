@@ -847,6 +847,8 @@ static int attention_window(const Moe *m, const MoeCapture *cap) {
     return cap && cap->window > 0 ? cap->window : m->cfg.attn_window;
 }
 
+/* --- the attention block: forward, then backward --- */
+
 /* o = Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), gate = sigmoid(Wgate xn)
  * when attn_gate, from xn = RMSNorm(x) (b->xn1, computed with the residual add that produced x); the
  * caller adds o to the residual */
@@ -886,6 +888,60 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
                          B, T, C);
 }
 
+/* backward of attention_block_forward: dresid holds d x_mid on entry; the attention branch's
+ * gradient is added to it, so on exit it holds d x (the residual passes the gradient through) */
+static void attention_block_backward(Moe *m, int l, float *dresid) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
+    const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
+    size_t NHD = (size_t)N * H * D;
+    /* the first product into a gradient buffer writes it (accumulate 0) instead of adding to zeros */
+    float *dyg = c->attn_gate ? a->dyg : a->dy;
+    Gemm wo[2] = {linear_dw(dW->wo, dresid, b->yg, N, H * D, C), linear_din(dyg, dresid, W->wo, N, H * D, C)};
+    wo[1].accumulate = 0;
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(wo, 2));
+    if (c->attn_gate) {
+        memset(a->dy, 0, sizeof(float) * NHD);
+        memset(a->dgz, 0, sizeof(float) * NHD);
+        TIMED(m, MOE_OP_ELEMENTWISE, gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD));
+        Gemm gz[2] = {linear_dw(dW->attn_gate, a->dgz, b->xn1, N, C, H * D),
+                      linear_din(a->dxn, a->dgz, W->attn_gate, N, C, H * D)};
+        gz[1].accumulate = 0;
+        TIMED(m, MOE_OP_MATMUL, gemm_batch(gz, 2));
+    }
+    TIMED(m, MOE_OP_ATTENTION,
+          attention_backward(a->dq, a->dk, a->dv, dW->sink, a->dy, b->y, b->lse, b->q, b->k, b->v, W->sink, B, T, H,
+                             KV, D, c->attn_window));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
+    float *dq = a->dq, *dk = a->dk;
+    if (c->qk_norm) {
+        memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
+        memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_backward(a->dq_pre, dW->q_norm, a->dq, b->q_pre, W->q_norm, b->q_rstd, N * H, D));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_backward(a->dk_pre, dW->k_norm, a->dk, b->k_pre, W->k_norm, b->k_rstd, N * KV, D));
+        dq = a->dq_pre, dk = a->dk_pre;
+    }
+    /* the weight gradients of q, k and v read the same input (packed once) and share a pass with q's
+     * input gradient; k's and v's also add into dxn, so each takes a pass of its own, in that order */
+    Gemm qkv[4] = {linear_dw(dW->wq, dq, b->xn1, N, C, H * D), linear_dw(dW->wk, dk, b->xn1, N, C, KV * D),
+                   linear_dw(dW->wv, a->dv, b->xn1, N, C, KV * D), linear_din(a->dxn, dq, W->wq, N, C, H * D)};
+    qkv[3].accumulate = c->attn_gate; /* the first product into dxn, unless the gate's came first */
+    Gemm din_k = linear_din(a->dxn, dk, W->wk, N, C, KV * D), din_v = linear_din(a->dxn, a->dv, W->wv, N, C, KV * D);
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 4));
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_k, 1));
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_v, 1));
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          rmsnorm_backward(dresid, dW->attn_norm, a->dxn, resid_at(m, 2 * l), W->attn_norm, b->rstd1, N, C));
+}
+
+/* --- the MoE block: the permutation into expert order and back, each step beside its backward; then
+ * the block's forward and backward --- */
+
 /* counting sort of the N*k routing slots by expert; within an expert, slots stay in token order */
 static void group_by_expert(BlockActs *b, int N, int E, int k) {
     int *start = b->expert_start, *fill = st_malloc(sizeof(int) * (size_t)E);
@@ -908,6 +964,20 @@ static void gather_rows(BlockActs *b, int rows, int C) {
         memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
 }
 
+/* backward of gather_rows: each token's gradient dxn[n] is the sum of the gradients of its k grouped
+ * rows, slots summed in order */
+static void gather_rows_backward(float *dxn, const float *dxg, const BlockActs *b, int N, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) { /* dxn[n] = the sum of its k slots' rows (written: the first into dxn) */
+        float *dst = dxn + (size_t)n * C;
+        memcpy(dst, dxg + (size_t)b->slot_row[n * K] * C, sizeof(float) * C);
+        for (int j = 1; j < K; j++) {
+            const float *src = dxg + (size_t)b->slot_row[n * K + j] * C;
+            for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
+        }
+    }
+}
+
 /* mo[n] = sum_j w[n][j] eo[grouped row of slot (n, j)]: back to token order, weighted */
 static void combine_expert_outputs(BlockActs *b, int N, int K, int C) {
 #pragma omp parallel for schedule(static)
@@ -920,6 +990,23 @@ static void combine_expert_outputs(BlockActs *b, int N, int K, int C) {
             for (int ch = 0; ch < C; ch++) out[ch] += wj * eo[ch];
         }
     }
+}
+
+/* backward of combine_expert_outputs. m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n (into deo, in
+ * expert order),  d w_nj = dm_n . eo_nj (into dw) */
+static void combine_expert_outputs_backward(MoeActs *a, const BlockActs *b, const float *dmo, int N, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < K; j++) {
+            int s = n * K + j;
+            const float *dm = dmo + (size_t)n * C, *eo = b->eo + (size_t)b->slot_row[s] * C;
+            float *deo = a->deo + (size_t)b->slot_row[s] * C, dot = 0.0f;
+            for (int ch = 0; ch < C; ch++) {
+                dot += dm[ch] * eo[ch];
+                deo[ch] = b->w[s] * dm[ch];
+            }
+            a->dw[s] = dot;
+        }
 }
 
 /* m = sum_j w_j SwiGLU_{e_j}(xn): route, group the slots by expert, run each expert as dense matmuls
@@ -966,6 +1053,62 @@ static void moe_block_forward(Moe *m, int l) {
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs(b, N, K, C));
 }
+
+/* backward of moe_block_forward: dmo [N][C] in, writes dxn (the MoE input's gradient) and adds into the
+ * expert and router weights' gradients */
+static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
+    TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
+    size_t NK = (size_t)N * K;
+    const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
+    /* each step runs every expert's products in one parallel pass. Every grouped row belongs to one
+     * expert, so the first product into dh and into dxg overwrites them (no zeroing pass). */
+    Gemm g[3 * E];
+    int n = 0;
+    for (int e = 0; e < E; e++) { /* down: dh = deo W_down, dW_down += deo^T h */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (!ne) continue;
+        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, W->w_down + (size_t)e * C * F, ne, F, C);
+        g[n++].accumulate = 0;
+        g[n++] = linear_dw(dW->w_down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
+    n = 0;
+    for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg, dW_up += du^T xg */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (!ne) continue;
+        const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
+        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, W->w_gate + (size_t)e * F * C, ne, C, F);
+        g[n++].accumulate = 0;
+        g[n++] = linear_dw(dW->w_gate + (size_t)e * F * C, dg, xg, ne, C, F);
+        g[n++] = linear_dw(dW->w_up + (size_t)e * F * C, du, xg, ne, C, F);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    n = 0;
+    for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg) */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (ne)
+            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, W->w_up + (size_t)e * F * C, ne, C, F);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
+    if (is_dense(c)) return;
+    /* router: weights <- top-k <- softmax <- logits, plus the aux loss on the probabilities and the
+     * z-loss on the logits, each averaged over the L blocks */
+    memset(a->dprobs, 0, sizeof(float) * (size_t)N * E);
+    memset(a->drlogits, 0, sizeof(float) * (size_t)N * E);
+    TIMED(m, MOE_OP_ROUTING, topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk));
+    TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->shares, N, E));
+    TIMED(m, MOE_OP_ROUTING, softmax_backward(a->drlogits, a->dprobs, b->probs, N, E));
+    TIMED(m, MOE_OP_ROUTING, z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E));
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, dW->router, a->drlogits, b->xn2, W->router, N, C, E));
+}
+
+/* --- the whole model --- */
 
 /* copies what the capture asks for out of the activations, into its [L][B]... layouts */
 static void capture_block(const Moe *m, int l, MoeCapture *cap) {
@@ -1051,142 +1194,6 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     loss->loss = loss->ce + c->aux_loss_coef * loss->aux + c->z_loss_coef * loss->z;
     a->backward_ready = !has_intervention(cap);
     return loss->loss;
-}
-
-/* backward of combine_expert_outputs. m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n (into deo, in
- * expert order),  d w_nj = dm_n . eo_nj (into dw) */
-static void combine_expert_outputs_backward(MoeActs *a, const BlockActs *b, const float *dmo, int N, int K, int C) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < K; j++) {
-            int s = n * K + j;
-            const float *dm = dmo + (size_t)n * C, *eo = b->eo + (size_t)b->slot_row[s] * C;
-            float *deo = a->deo + (size_t)b->slot_row[s] * C, dot = 0.0f;
-            for (int ch = 0; ch < C; ch++) {
-                dot += dm[ch] * eo[ch];
-                deo[ch] = b->w[s] * dm[ch];
-            }
-            a->dw[s] = dot;
-        }
-}
-
-/* backward of gather_rows: each token's gradient dxn[n] += the gradients of its k grouped rows,
- * slots summed in order */
-static void gather_rows_backward(float *dxn, const float *dxg, const BlockActs *b, int N, int K, int C) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) { /* dxn[n] = the sum of its k slots' rows (written: the first into dxn) */
-        float *dst = dxn + (size_t)n * C;
-        memcpy(dst, dxg + (size_t)b->slot_row[n * K] * C, sizeof(float) * C);
-        for (int j = 1; j < K; j++) {
-            const float *src = dxg + (size_t)b->slot_row[n * K + j] * C;
-            for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
-        }
-    }
-}
-
-/* backward of moe_block_forward: dmo [N][C] in, writes dxn (the MoE input's gradient) and adds into the
- * expert and router weights' gradients */
-static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
-    const MoeConfig *c = &m->cfg;
-    MoeActs *a = m->acts;
-    BlockActs *b = &a->blk[l];
-    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
-    TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
-    size_t NK = (size_t)N * K;
-    const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
-    /* each step runs every expert's products in one parallel pass. Every grouped row belongs to one
-     * expert, so the first product into dh and into dxg overwrites them (no zeroing pass). */
-    Gemm g[3 * E];
-    int n = 0;
-    for (int e = 0; e < E; e++) { /* down: dh = deo W_down, dW_down += deo^T h */
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (!ne) continue;
-        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, W->w_down + (size_t)e * C * F, ne, F, C);
-        g[n++].accumulate = 0;
-        g[n++] = linear_dw(dW->w_down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
-    }
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
-    n = 0;
-    for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg, dW_up += du^T xg */
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (!ne) continue;
-        const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
-        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, W->w_gate + (size_t)e * F * C, ne, C, F);
-        g[n++].accumulate = 0;
-        g[n++] = linear_dw(dW->w_gate + (size_t)e * F * C, dg, xg, ne, C, F);
-        g[n++] = linear_dw(dW->w_up + (size_t)e * F * C, du, xg, ne, C, F);
-    }
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    n = 0;
-    for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg) */
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne)
-            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, W->w_up + (size_t)e * F * C, ne, C, F);
-    }
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
-    if (is_dense(c)) return;
-    /* router: weights <- top-k <- softmax <- logits, plus the aux loss on the probabilities and the
-     * z-loss on the logits, each averaged over the L blocks */
-    memset(a->dprobs, 0, sizeof(float) * (size_t)N * E);
-    memset(a->drlogits, 0, sizeof(float) * (size_t)N * E);
-    TIMED(m, MOE_OP_ROUTING, topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk));
-    TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->shares, N, E));
-    TIMED(m, MOE_OP_ROUTING, softmax_backward(a->drlogits, a->dprobs, b->probs, N, E));
-    TIMED(m, MOE_OP_ROUTING, z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E));
-    TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, dW->router, a->drlogits, b->xn2, W->router, N, C, E));
-}
-
-/* backward of attention_block_forward: dresid holds d x_mid on entry; the attention branch's
- * gradient is added to it, so on exit it holds d x (the residual passes the gradient through) */
-static void attention_block_backward(Moe *m, int l, float *dresid) {
-    const MoeConfig *c = &m->cfg;
-    MoeActs *a = m->acts;
-    BlockActs *b = &a->blk[l];
-    int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
-    const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
-    size_t NHD = (size_t)N * H * D;
-    /* the first product into a gradient buffer writes it (accumulate 0) instead of adding to zeros */
-    float *dyg = c->attn_gate ? a->dyg : a->dy;
-    Gemm wo[2] = {linear_dw(dW->wo, dresid, b->yg, N, H * D, C), linear_din(dyg, dresid, W->wo, N, H * D, C)};
-    wo[1].accumulate = 0;
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(wo, 2));
-    if (c->attn_gate) {
-        memset(a->dy, 0, sizeof(float) * NHD);
-        memset(a->dgz, 0, sizeof(float) * NHD);
-        TIMED(m, MOE_OP_ELEMENTWISE, gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD));
-        Gemm gz[2] = {linear_dw(dW->attn_gate, a->dgz, b->xn1, N, C, H * D),
-                      linear_din(a->dxn, a->dgz, W->attn_gate, N, C, H * D)};
-        gz[1].accumulate = 0;
-        TIMED(m, MOE_OP_MATMUL, gemm_batch(gz, 2));
-    }
-    TIMED(m, MOE_OP_ATTENTION,
-          attention_backward(a->dq, a->dk, a->dv, dW->sink, a->dy, b->y, b->lse, b->q, b->k, b->v, W->sink, B, T, H,
-                             KV, D, c->attn_window));
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
-    float *dq = a->dq, *dk = a->dk;
-    if (c->qk_norm) {
-        memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
-        memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
-        TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_backward(a->dq_pre, dW->q_norm, a->dq, b->q_pre, W->q_norm, b->q_rstd, N * H, D));
-        TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_backward(a->dk_pre, dW->k_norm, a->dk, b->k_pre, W->k_norm, b->k_rstd, N * KV, D));
-        dq = a->dq_pre, dk = a->dk_pre;
-    }
-    /* the weight gradients of q, k and v read the same input (packed once) and share a pass with q's
-     * input gradient; k's and v's also add into dxn, so each takes a pass of its own, in that order */
-    Gemm qkv[4] = {linear_dw(dW->wq, dq, b->xn1, N, C, H * D), linear_dw(dW->wk, dk, b->xn1, N, C, KV * D),
-                   linear_dw(dW->wv, a->dv, b->xn1, N, C, KV * D), linear_din(a->dxn, dq, W->wq, N, C, H * D)};
-    qkv[3].accumulate = c->attn_gate; /* the first product into dxn, unless the gate's came first */
-    Gemm din_k = linear_din(a->dxn, dk, W->wk, N, C, KV * D), din_v = linear_din(a->dxn, a->dv, W->wv, N, C, KV * D);
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 4));
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_k, 1));
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_v, 1));
-    TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_backward(dresid, dW->attn_norm, a->dxn, resid_at(m, 2 * l), W->attn_norm, b->rstd1, N, C));
 }
 
 void moe_backward(Moe *m, float scale) {

@@ -199,7 +199,7 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
 void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
                               const float *gain, int N, int C, float eps);
 
-/* out[n][o] = sum_i in[n][i] * w[o][i] */
+/* out[n][o] = sum_i in[n][i] * w[o][i] (on the blocked GEMM of gemm.c) */
 void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT);
 void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
                      int OUT);
@@ -215,7 +215,7 @@ void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int
 void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float *gain, const float *cos_t,
                           const float *sin_t, int N, int T, int n_heads, int D, float eps);
 
-/* causal softmax attention, fused: q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
+/* causal softmax attention, fused (attention.c): q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
  * lse [B][H][T] receives each query row's log softmax denominator, which is all the backward needs
  * to recompute the probabilities (no B x H x T x T buffer). window > 0 limits keys to i - j < window.
  * sink [H] (or NULL): a logit per head for an extra key whose value is zero (it takes attention and
