@@ -1,8 +1,9 @@
-/* model/moe.c: a miniature Qwen3-MoE transformer, forward and backward, in one file.
+/* model/moe.c: a miniature Qwen3-MoE transformer, forward and backward.
  *
  * Read it top to bottom:
  *   1. config         defaults and validation
- *   2. parameters     the table of named tensors over one float buffer, and their initialisation
+ *   2. parameters     the table of named tensors over one float buffer, the typed pointers the code
+ *                     reaches them by, and their initialisation
  *   3. operations     each forward next to its backward: embedding, RMSNorm, matmul, RoPE,
  *                     attention, softmax, top-k routing, SwiGLU, aux loss, z-loss, cross-entropy
  *   4. activations    the buffers one forward keeps for its backward
@@ -12,8 +13,8 @@
  * D = head_dim; E experts, top-k, F = d_ff; V = vocab; L = n_layer. Matrices are [out][in].
  * Parallelism: every OpenMP loop splits over outputs that no other iteration writes, and every sum
  * runs in a fixed order, so results do not depend on the thread count or the schedule.
- * Speed: matmul is a blocked, vectorised GEMM and attention is fused (see their comments); their
- * plain one-output-at-a-time versions live on in tests/ref_kernels.c as the tests' oracle. */
+ * Speed: matmul runs on a blocked, vectorised GEMM (gemm.c) and attention is fused (attention.c);
+ * their plain one-output-at-a-time versions are in ref_kernels.c, the tests' oracle. */
 #include "moe.h"
 
 #include <math.h>
@@ -23,6 +24,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "kernels.h"
 #include "simd.h"
 
 /* ================================================================================================ */
@@ -101,12 +103,7 @@ int moe_config_validate(MoeConfig *c, char *err) {
 }
 
 /* ================================================================================================ */
-/* 2. Parameters: one float buffer, a table of named tensors into it */
-
-/* offsets of one block's tensors in the buffer; -1 = absent */
-typedef struct {
-    size_t attn_norm, wq, wk, wv, q_norm, k_norm, wo, moe_norm, router, w_gate, w_up, w_down;
-} BlockOffsets;
+/* 2. Parameters: one float buffer, a table of named tensors into it, typed pointers to each */
 
 static int is_dense(const MoeConfig *c) { return c->n_expert == 1; }
 
@@ -177,6 +174,32 @@ static float *tensor_in(const Moe *m, float *buf, const char *name) {
     return t ? buf + t->offset : NULL;
 }
 
+/* block l's tensors in buf, looked up by name once (the model's code then uses the fields) */
+static void bind_block(const Moe *m, float *buf, int l, BlockWeights *w) {
+    const struct {
+        const char *suffix;
+        float **field;
+    } fields[] = {{"attn_norm", &w->attn_norm}, {"attn.wq", &w->wq}, {"attn.wk", &w->wk}, {"attn.wv", &w->wv},
+                  {"attn.q_norm", &w->q_norm}, {"attn.k_norm", &w->k_norm}, {"attn.sink", &w->sink},
+                  {"attn.w_gate", &w->attn_gate}, {"attn.wo", &w->wo}, {"moe_norm", &w->moe_norm},
+                  {"moe.router", &w->router}, {"moe.w_gate", &w->w_gate}, {"moe.w_up", &w->w_up},
+                  {"moe.w_down", &w->w_down}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        char name[40];
+        snprintf(name, sizeof name, "blocks.%d.%s", l, fields[i].suffix);
+        *fields[i].field = tensor_in(m, buf, name);
+    }
+}
+
+/* the typed pointers of every tensor into buf (params or grads), built once by moe_init */
+static void bind_weights(const Moe *m, float *buf, MoeWeights *w) {
+    w->wte = tensor_in(m, buf, "wte");
+    w->block = st_calloc((size_t)m->cfg.n_layer, sizeof(BlockWeights));
+    for (int l = 0; l < m->cfg.n_layer; l++) bind_block(m, buf, l, &w->block[l]);
+    w->final_norm = tensor_in(m, buf, "final_norm");
+    w->lm_head = m->cfg.tie_embeddings ? w->wte : tensor_in(m, buf, "lm_head");
+}
+
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
@@ -217,18 +240,6 @@ void embed_backward(float *dwte, const float *dout, const int *tokens, int N, in
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
         for (int n = 0; n < N; n++) dwte[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
-}
-
-/* sum over c < n of x[c] y[c] (z[c]): 8 partial sums side by side (one long chain of adds would wait
- * on each add's latency), then added in a fixed order. z may be NULL. */
-static float sum_of_products(const float *x, const float *y, const float *z, int n) {
-    v8 acc = splat8(0.0f);
-    for (int c = 0; c < n; c += 8) {
-        size_t m = n - c < 8 ? (size_t)(n - c) : 8;
-        v8 t = load_part(x + c, m) * load_part(y + c, m);
-        acc += z ? t * load_part(z + c, m) : t;
-    }
-    return hsum8(acc);
 }
 
 /* --- RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps); rstd = 1/rms saved --- */
@@ -285,316 +296,8 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
     free(part);
 }
 
-/* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i]  (in [N][IN], w [OUT][IN], out [N][OUT]) ---
- * The three products of a linear layer are one blocked GEMM, C (+)= A B with A [M][K] and B [K][N]
- * read through strides, so a transpose is only a change of strides:
- *   forward   out  = in w^T      A = in [N][IN]                    B(k, n) = w[n][k]
- *   backward  din += dout w      A = dout [N][OUT]                 B = w [OUT][IN]
- *             dw  += dout^T in   A(m, k) = dout[k][m]              B = in [N][IN]
- * C is cut into MR x NR tiles, 6 x 16 with AVX2's 16 vector registers (6 x 32 where AVX-512 gives
- * 32 of them); the micro-kernel keeps a tile's MR x NR/8 accumulators (8 floats each) in registers
- * for up to KC = 256 steps of k, each step NR/8 vector loads of B, 6 broadcasts of A and 6 NR/8 FMAs.
- * B is first copied into panels the micro-kernel reads contiguously (strided rows would fight over
- * the same cache sets), once per call as [K][NR] column panels; A is read in place through its
- * strides, 6 of its rows (or, transposed, 6 adjacent floats of a row of dout) per step of k, except a
- * last strip of fewer than MR rows, which is packed with zero rows. Macro tiles of MC x NC elements of C are the unit of
- * parallel work, and several independent products (both backward products; all experts of a MoE
- * block) share one parallel pass, so threads meet at a barrier once per batch, not once per product.
- * Every element of C is computed by one thread, summing over k in the same order whatever the
- * thread count or the tile it falls in, so results are bit-identical across runs and thread counts,
- * and a row's result does not depend on the other rows. */
-#if defined(__AVX512VL__) /* 32 vector registers: 24 accumulators, 4 loads of B and a broadcast fit */
-enum { NR = 32 };
-#else
-enum { NR = 16 };
-#endif
-enum { MR = 6, KC = 256, MC = 48, NC = 128, NV = NR / 8 /* vectors per tile row */ };
-
-/* one product C [M][N] (row stride ldc) = A B, or += A B when accumulate, with
- * A(m, k) = a[m * sam + k * sak] and B(k, n) = b[k * sbk + n * sbn] */
-typedef struct {
-    float *c;
-    size_t ldc;
-    const float *a;
-    size_t sam, sak;
-    const float *b;
-    size_t sbk, sbn;
-    int M, N, K, accumulate;
-} Gemm;
-
-/* the three products of a linear layer, as above */
-static Gemm linear_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
-    return (Gemm){out, (size_t)OUT, in, (size_t)IN, 1, w, 1, (size_t)IN, N, OUT, IN, 0};
-}
-
-static Gemm linear_din(float *din, const float *dout, const float *w, int N, int IN, int OUT) {
-    return (Gemm){din, (size_t)IN, dout, (size_t)OUT, 1, w, (size_t)IN, 1, N, IN, OUT, 1};
-}
-
-static Gemm linear_dw(float *dw, const float *dout, const float *in, int N, int IN, int OUT) {
-    return (Gemm){dw, (size_t)IN, dout, 1, (size_t)OUT, in, (size_t)IN, 1, OUT, IN, N, 1};
-}
-
-/* the packed B panels of a batch, grown on demand and kept: batches run one at a time */
-static float *packed_b;
-static size_t packed_b_cap;
-
-static int panels_of(const Gemm *g) { return (g->N + NR - 1) / NR; }
-
-/* y[c][i] = x[i][c] for an 8 x 8 block: rows of x are xs floats apart, rows of y ys apart. Three rounds
- * of shuffles: interleave pairs of rows, then pairs of pairs, then the two halves. */
-static void transpose8x8(float *y, size_t ys, const float *x, size_t xs) {
-    v8 r[8], t[8], u[8];
-    for (int i = 0; i < 8; i++) r[i] = load8(x + i * xs);
-    for (int i = 0; i < 8; i += 2) { /* t[i] = r_i[0] r_i+1[0] r_i[1] r_i+1[1] | same for 4, 5; t[i+1]: 2, 3 | 6, 7 */
-        t[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
-        t[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
-    }
-    for (int i = 0; i < 8; i += 4) /* u[i + c] = rows i..i+3 of channel c | of channel c + 4, c < 4 */
-        for (int h = 0; h < 2; h++) {
-            u[i + 2 * h] = __builtin_shufflevector(t[i + h], t[i + h + 2], 0, 1, 8, 9, 4, 5, 12, 13);
-            u[i + 2 * h + 1] = __builtin_shufflevector(t[i + h], t[i + h + 2], 2, 3, 10, 11, 6, 7, 14, 15);
-        }
-    for (int c = 0; c < 4; c++) { /* rows 0-3 from u[c], rows 4-7 from u[4 + c] */
-        store8(y + c * ys, __builtin_shufflevector(u[c], u[4 + c], 0, 1, 2, 3, 8, 9, 10, 11));
-        store8(y + (c + 4) * ys, __builtin_shufflevector(u[c], u[4 + c], 4, 5, 6, 7, 12, 13, 14, 15));
-    }
-}
-
-/* panel q (columns q*NR ..) of g's B into dst as [K][NR] floats; zero columns pad the last panel */
-static void pack_b_panel(float *dst, const Gemm *g, int q) {
-    size_t n0 = (size_t)q * NR;
-    int k = 0;
-    if (g->sbk == 1 && n0 + NR <= (size_t)g->N) /* B stored transposed (a forward's weights): 8 x 8 blocks */
-        for (; k + 8 <= g->K; k += 8)
-            for (int j = 0; j < NR; j += 8)
-                transpose8x8(dst + (size_t)k * NR + j, NR, g->b + k + (n0 + j) * g->sbn, g->sbn);
-    for (; k < g->K; k++) {
-        const float *row = g->b + k * g->sbk;
-        if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one copy */
-            memcpy(dst + (size_t)k * NR, row + n0, sizeof(float) * NR);
-            continue;
-        }
-        for (int j = 0; j < NR; j++) dst[(size_t)k * NR + j] = n0 + j < (size_t)g->N ? row[(n0 + j) * g->sbn] : 0.0f;
-    }
-}
-
-/* A(m0 + r, k0 + k) for r < rows < MR, k < kc into dst as one [kc][MR] panel, zero rows past `rows`:
- * the last strip of a macro tile, which the micro-kernel cannot read in place (it reads MR rows) */
-static void pack_a_tail(float *dst, const Gemm *g, int m0, int rows, int k0, int kc) {
-    memset(dst, 0, sizeof(float) * (size_t)kc * MR);
-    for (int k = 0; k < kc; k++)
-        for (int r = 0; r < rows; r++) dst[k * MR + r] = g->a[(size_t)(m0 + r) * g->sam + (size_t)(k0 + k) * g->sak];
-}
-
-/* one tile: c[r][j] (+)= sum_{k < kc} A(r, k) B(k, j), r < rows, j < cols, with A(r, k) = a[r * rs + k * ks]
- * (a packed panel: rs 1, ks MR; A read in place: rs and ks its strides, either of them 1) and
- * B(k, j) = b[k * ldb + j] (a packed panel: ldb NR). Only nv = ceil(cols / 8) vectors of B are read
- * per k, so a narrow last panel costs nv / NV of a full one; inlined with a constant nv, the
- * accumulators stay in registers. All MR rows of A are read (the caller pads them); rows past
- * `rows` are computed and dropped. */
-static inline __attribute__((always_inline)) void tile_kernel(int nv, int kc, const float *a, size_t rs, size_t ks,
-                                                              const float *b, size_t ldb, float *c, size_t ldc,
-                                                              int rows, int cols, int accumulate) {
-    v8 acc[MR][NV];
-    for (int r = 0; r < MR; r++) {
-        for (int v = 0; v < nv; v++) acc[r][v] = splat8(0.0f);
-        /* fetch the tile's C lines for writing now, so that the stores at the end, after kc steps, do
-         * not wait on memory (a fresh output is not in cache). Prefetches never fault, so the rows of
-         * an edge tile past the matrix are harmless. */
-        for (int v = 0; v < nv; v += 2) __builtin_prefetch(c + r * ldc + 8 * v, 1, 3);
-    }
-    for (int k = 0; k < kc; k++, a += ks, b += ldb) {
-        v8 bv[NV];
-#pragma GCC unroll 4
-        for (int v = 0; v < nv; v++) bv[v] = load8(b + 8 * v);
-#pragma GCC unroll 6
-        for (int r = 0; r < MR; r++) {
-            v8 ar = splat8(a[r * rs]);
-#pragma GCC unroll 4
-            for (int v = 0; v < nv; v++) acc[r][v] = FMA8(ar, bv[v], acc[r][v]);
-        }
-    }
-    if (rows == MR && cols == 8 * nv) {
-        for (int r = 0; r < MR; r++)
-            for (int v = 0; v < nv; v++) {
-                float *cv = c + r * ldc + 8 * v;
-                store8(cv, accumulate ? acc[r][v] + load8(cv) : acc[r][v]);
-            }
-        return;
-    }
-    float tile[MR][NR]; /* an edge tile: only its valid part is written */
-    for (int r = 0; r < MR; r++)
-        for (int v = 0; v < nv; v++) store8(tile[r] + 8 * v, acc[r][v]);
-    for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
-}
-
-/* tile_kernel with as many vectors of B as cols needs (1 .. NV) */
-static void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, size_t ldb, float *c,
-                         size_t ldc, int rows, int cols, int accumulate) {
-    int nv = (cols + 7) / 8;
-    if (nv == 1) tile_kernel(1, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
-    else if (nv == 2 && NV > 2) tile_kernel(2, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
-    else if (nv == 3 && NV > 3) tile_kernel(3, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
-    else tile_kernel(NV, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
-}
-
-/* macro tile (mt, nt) of g, whose B panels start at bp. A is read in place, MR rows at a time: a
- * row-major A (the forward's input, din's dout) with its rows short enough to stay in L1 across the
- * tile's B panels, a transposed one (dw's dout^T) 6 adjacent floats of a row per k. Only a last strip
- * of fewer than MR rows is packed (zero-padded). */
-static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
-    _Alignas(32) float tail[MR * KC];
-    int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < g->M ? m0 + MC : g->M, n1 = n0 + NC < g->N ? n0 + NC : g->N;
-    int m_full = m0 + (m1 - m0) / MR * MR; /* rows m_full.. are the last, partial strip */
-    for (int k0 = 0; k0 < g->K; k0 += KC) {
-        int kc = g->K - k0 < KC ? g->K - k0 : KC;
-        if (m_full < m1) pack_a_tail(tail, g, m_full, m1 - m_full, k0, kc);
-        for (int n = n0; n < n1; n += NR)
-            for (int m = m0; m < m1; m += MR) {
-                const float *a = g->a + (size_t)m * g->sam + (size_t)k0 * g->sak;
-                size_t rs = g->sam, ks = g->sak;
-                if (m >= m_full) a = tail, rs = 1, ks = MR;
-                micro_kernel(kc, a, rs, ks, bp + (size_t)n * g->K + (size_t)k0 * NR, NR, g->c + m * g->ldc + n, g->ldc,
-                             m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0);
-            }
-    }
-}
-
-/* whether two products read the same B (their packed panels are then the same) */
-static int same_b(const Gemm *x, const Gemm *y) {
-    return x->b == y->b && x->sbk == y->sbk && x->sbn == y->sbn && x->K == y->K && x->N == y->N;
-}
-
-/* runs n products, no two of which write the same C, in one parallel region: first every B panel
- * is packed (once for products that share a B, such as the weight gradients of q, k and v, which all
- * read the normalised input), then every macro tile of every product is computed */
-static void gemm_tiles(const Gemm *g, int n) {
-    size_t boff[n + 1];               /* product i's packed panels start at packed_b + boff[i] */
-    int pstart[n + 1], tstart[n + 1]; /* its first panel and first macro tile in the batch's numbering */
-    int owner[n];                     /* the product whose panels product i reads: itself or an earlier one */
-    boff[0] = 0, pstart[0] = 0, tstart[0] = 0;
-    for (int i = 0; i < n; i++) {
-        int live = g[i].M > 0 && g[i].N > 0 && g[i].K > 0;
-        if (g[i].K <= 0 && !g[i].accumulate) /* an empty sum */
-            for (int m = 0; m < g[i].M; m++) memset(g[i].c + m * g[i].ldc, 0, sizeof(float) * g[i].N);
-        owner[i] = i;
-        for (int j = 0; j < i && owner[i] == i && live; j++) /* an earlier live product packs the shared B */
-            if (same_b(&g[i], &g[j]) && g[j].M > 0) owner[i] = owner[j];
-        int panels = live && owner[i] == i ? panels_of(&g[i]) : 0;
-        boff[i + 1] = boff[i] + (size_t)panels * NR * (live ? g[i].K : 0);
-        pstart[i + 1] = pstart[i] + panels;
-        tstart[i + 1] = tstart[i] + (live ? (g[i].M + MC - 1) / MC * ((g[i].N + NC - 1) / NC) : 0);
-    }
-    if (boff[n] > packed_b_cap) {
-        free(packed_b);
-        packed_b = st_malloc(sizeof(float) * boff[n]);
-        packed_b_cap = boff[n];
-    }
-#pragma omp parallel
-    {
-#pragma omp for schedule(static)
-        for (int p = 0; p < pstart[n]; p++) {
-            int i = 0;
-            while (p >= pstart[i + 1]) i++;
-            pack_b_panel(packed_b + boff[i] + (size_t)(p - pstart[i]) * NR * g[i].K, &g[i], p - pstart[i]);
-        }
-        /* dynamic: a tile costs the same whichever thread runs it, so the schedule only balances load */
-#pragma omp for schedule(dynamic)
-        for (int t = 0; t < tstart[n]; t++) {
-            int i = 0;
-            while (t >= tstart[i + 1]) i++;
-            int ntiles = (g[i].N + NC - 1) / NC, local = t - tstart[i];
-            gemm_macro_tile(&g[i], packed_b + boff[owner[i]], local / ntiles, local % ntiles);
-        }
-    }
-}
-
-/* A weight gradient dw = dout^T in has few macro tiles (OUT x IN) and a long sum over the N rows:
- * on many cores its tiles alone would leave most threads idle. Such a product is split along k into
- * chunks of KSPLIT: chunk 0 sums into C as usual, every later chunk into its own partial buffer (all
- * of them tiles of one parallel pass), then the partials are added to C in chunk order. The chunks
- * are fixed by the shape, not by the thread count, so results stay bit-identical on any thread count. */
-enum { KSPLIT = 1024, SPLIT_MAX_TILES = 16 };
-
-static float *partial; /* the partial sums of the split products of a batch, grown on demand */
-static size_t partial_cap;
-
-static int k_chunks(const Gemm *g) {
-    int tiles = (g->M + MC - 1) / MC * ((g->N + NC - 1) / NC);
-    return g->K >= 2 * KSPLIT && tiles < SPLIT_MAX_TILES ? (g->K + KSPLIT - 1) / KSPLIT : 1;
-}
-
-/* chunk j of g's sum over k, into c with row stride ldc */
-static Gemm k_chunk(const Gemm *g, int j, float *c, size_t ldc) {
-    Gemm s = *g;
-    int k0 = j * KSPLIT;
-    s.a += (size_t)k0 * g->sak, s.b += (size_t)k0 * g->sbk;
-    s.K = g->K - k0 < KSPLIT ? g->K - k0 : KSPLIT;
-    s.c = c, s.ldc = ldc;
-    s.accumulate = j == 0 ? g->accumulate : 0;
-    return s;
-}
-
-/* runs n products, no two of which write the same C: long weight-gradient sums split into chunks
- * (above), everything in one parallel pass of tiles, then the partial sums added in order */
-static void gemm_batch(const Gemm *g, int n) {
-    int total = 0;
-    size_t floats = 0;
-    for (int i = 0; i < n; i++) {
-        int nk = k_chunks(&g[i]);
-        total += nk;
-        floats += (size_t)(nk - 1) * g[i].M * g[i].N;
-    }
-    if (total == n) {
-        gemm_tiles(g, n);
-        return;
-    }
-    if (floats > partial_cap) {
-        free(partial);
-        partial = st_malloc(sizeof(float) * floats);
-        partial_cap = floats;
-    }
-    Gemm sub[total];
-    float *dst[n]; /* product i's partial sums, when it is split */
-    int m = 0;
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        int nk = k_chunks(&g[i]);
-        dst[i] = partial + off;
-        sub[m++] = k_chunk(&g[i], 0, g[i].c, g[i].ldc);
-        for (int j = 1; j < nk; j++, off += (size_t)g[i].M * g[i].N)
-            sub[m++] = k_chunk(&g[i], j, partial + off, (size_t)g[i].N);
-    }
-    gemm_tiles(sub, total);
-    for (int i = 0; i < n; i++) {
-        int nk = k_chunks(&g[i]), M = g[i].M, N = g[i].N;
-        if (nk == 1) continue;
-        size_t chunk = (size_t)M * N;
-#pragma omp parallel for schedule(static)
-        for (int r = 0; r < M; r++) {
-            float *c = g[i].c + r * g[i].ldc;
-            for (int j = 1; j < nk; j++) { /* chunk by chunk, in order */
-                const float *p = dst[i] + (size_t)(j - 1) * chunk + (size_t)r * N;
-                for (int col = 0; col < N; col++) c[col] += p[col];
-            }
-        }
-    }
-}
-
-void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
-    Gemm g = linear_forward(out, in, w, N, IN, OUT);
-    gemm_batch(&g, 1);
-}
-
-/* din[n][i] += sum_o dout[n][o] w[o][i]   (din may be NULL when not needed)
- * dw[o][i]  += sum_n dout[n][o] in[n][i] */
-void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
-                     int OUT) {
-    Gemm g[2] = {linear_dw(dw, dout, in, N, IN, OUT), linear_din(din, dout, w, N, IN, OUT)};
-    gemm_batch(g, din ? 2 : 1);
-}
+/* --- matmul: out[n][o] = sum_i in[n][i] * w[o][i] (in [N][IN], w [OUT][IN], out [N][OUT]);
+ * din += dout w, dw += dout^T in. On the blocked GEMM of gemm.c; ref_kernels.c has the plain loops. --- */
 
 /* --- RoPE --- */
 void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_offset) {
@@ -650,337 +353,9 @@ void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float 
         }
 }
 
-/* --- causal attention, fused ---
- * score[i][j] = q_i . k_j / sqrt(D) for the visible keys j <= i (and i - j < window when window > 0);
- * p[i][.] = softmax of row i's scores over the visible keys; out_i = sum_j p[i][j] v_j.
- * Query head h reads K/V head h / (H / KV) (grouped-query attention). With a sink logit s_h the
- * softmax also covers one extra key with score s_h and value zero: it takes attention, adds nothing.
- * The products run on the GEMM's register tiles (micro_kernel), a strip of MR query rows at a time:
- * its scores against every key it sees (MR x T floats; no T x T matrix is ever held), their softmax,
- * then its output P V. The forward saves lse_i = log of row i's softmax denominator, from which the
- * backward (and the probes' attention_probs) recompute p[i][j] = exp(score[i][j] - lse_i). A score
- * sums over d in the same order wherever its strip and key panel fall, so the forward, the probes and
- * the backward see bit-identical scores. Each head is first copied into contiguous zero-padded
- * blocks: rows of Dp = D rounded up to 8 floats (q and, for dq, k pre-scaled by 1/sqrt(D)), and k and
- * v transposed as [D][Tp] (the B operand of the score products). */
-
-/* the backward's block of query rows: its p and dscore rows are kept for the dk and dv products */
-enum { ATT_QB = 8 * MR };
-
-static int round8(int n) { return (n + 7) / 8 * 8; }
-
-/* the row stride of a transposed head: T rounded up to 8, plus 8 so that the D rows of xt, which a
- * score reads together, do not all fall into the same few cache sets (as a power-of-two stride does) */
-static int padded_keys(int T) { return round8(T) + 8; }
-
-/* xt[d][j] = x[j][d] of one (sequence, K/V head): rows j < T of x are KV*D floats apart; the row
- * stride of xt is Tp = padded_keys(T) and the padding columns are zero. 8 x 8 blocks go through
- * registers; the channels past the last multiple of 8 and the keys past the last multiple of 8 one
- * float at a time. */
-static void transpose_head(float *xt, const float *x, int T, int Tp, int KV, int D) {
-    size_t xs = (size_t)KV * D;
-    int T8 = T / 8 * 8, D8 = D / 8 * 8;
-    for (int j = 0; j < T8; j += 8)
-        for (int d = 0; d < D8; d += 8) transpose8x8(xt + (size_t)d * Tp + j, (size_t)Tp, x + j * xs + d, xs);
-    for (int j = 0; j < T; j++)
-        for (int d = j < T8 ? D8 : 0; d < D; d++) xt[(size_t)d * Tp + j] = x[j * xs + d];
-    for (int d = 0; d < D; d++)
-        for (int j = T; j < Tp; j++) xt[(size_t)d * Tp + j] = 0.0f;
-}
-
-/* xc[j][0..D) = scale * x[j][0..D) for j < T (rows of x xs floats apart), xc's rows Dp floats apart.
- * Its padding columns and the MR rows past T (which a last strip reads as its spare rows) are never
- * written: they keep the zeros of head_bufs_init. */
-static void copy_head(float *xc, const float *x, size_t xs, int T, int D, int Dp, float scale) {
-    v8 sc = splat8(scale);
-    for (int j = 0; j < T; j++)
-        for (int d = 0; d < D; d += 8) {
-            size_t m = D - d < 8 ? (size_t)(D - d) : 8;
-            store_part(xc + (size_t)j * Dp + d, load_part(x + j * xs + d, m) * sc, m);
-        }
-}
-
-/* a zeroed buffer of n floats */
-static float *fbuf(size_t n) { return st_calloc(n, sizeof(float)); }
-
-/* one thread's copies of a head and its scratch; every size is linear in T */
-typedef struct {
-    int T, D, Dp, Tp;
-    float *qs, *dos;  /* a query head's q / sqrt(D) and its dout, [T + MR][Dp] */
-    float *kt, *vt;   /* its K/V head's k and v transposed, [D][Tp] */
-    float *ks, *vc;   /* k / sqrt(D) and v, [T + MR][Dp] */
-    float *s, *dp;    /* a strip's scores and dout . v, [MR][Tp] */
-    float *p, *ds;    /* probabilities and score gradients of up to ATT_QB rows, [ATT_QB][Tp] */
-    float *o;         /* a strip's unnormalised output, [MR][Dp] */
-    float *dk, *dv;   /* the K/V head's gradients, [T][Dp] */
-} HeadBufs;
-
-static void head_bufs_init(HeadBufs *hb, int T, int D) {
-    int Dp = round8(D), Tp = padded_keys(T);
-    size_t rows = (size_t)(T + MR) * Dp, trans = (size_t)D * Tp, strip = (size_t)MR * Tp, block = (size_t)ATT_QB * Tp;
-    *hb = (HeadBufs){.T = T, .D = D, .Dp = Dp, .Tp = Tp};
-    /* zeroed: spare rows and lanes past the keys are read (and dropped) before anything is written there */
-    hb->qs = fbuf(rows), hb->dos = fbuf(rows), hb->ks = fbuf(rows), hb->vc = fbuf(rows);
-    hb->kt = fbuf(trans), hb->vt = fbuf(trans);
-    hb->s = fbuf(strip), hb->dp = fbuf(strip), hb->p = fbuf(block), hb->ds = fbuf(block);
-    hb->o = fbuf((size_t)MR * Dp), hb->dk = fbuf((size_t)T * Dp), hb->dv = fbuf((size_t)T * Dp);
-}
-
-static void head_bufs_free(HeadBufs *hb) {
-    float *all[] = {hb->qs, hb->dos, hb->kt, hb->vt, hb->ks, hb->vc, hb->s, hb->dp, hb->p, hb->ds, hb->o, hb->dk, hb->dv};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) free(all[i]);
-}
-
-/* every thread's HeadBufs, kept between calls (forwards and backwards run one at a time per process,
- * as for the GEMM's packed panels) and built again only when T, D or the thread count change: no
- * allocation per call in training */
-static HeadBufs *head_bufs;
-static int head_bufs_n;
-
-/* the buffers of one parallel region's threads, for heads of D channels and T positions */
-static HeadBufs *thread_head_bufs(int T, int D) {
-    int n = omp_get_max_threads();
-    if (head_bufs_n >= n && head_bufs[0].T == T && head_bufs[0].D == D) return head_bufs;
-    for (int i = 0; i < head_bufs_n; i++) head_bufs_free(&head_bufs[i]);
-    free(head_bufs);
-    head_bufs = st_malloc(sizeof(HeadBufs) * (size_t)n);
-    for (int i = 0; i < n; i++) head_bufs_init(&head_bufs[i], T, D);
-    head_bufs_n = n;
-    return head_bufs;
-}
-
-/* the first visible key of query i */
-static int first_key(int i, int window) { return (window > 0 && i - window + 1 > 0) ? i - window + 1 : 0; }
-
-/* s[r][j - jb] = x_r . yt[.][j] (sum over d < D) for the MR rows x_r of x (Dp floats apart) and keys
- * j in [jb, j1) rounded up to 8 (the zero padding of yt gives the lanes past j1); s rows Tp apart */
-static void strip_scores(float *s, const float *x, int Dp, const float *yt, int Tp, int jb, int j1, int D) {
-    for (int j = jb; j < j1; j += NR) {
-        int cols = round8(j1 - j) < NR ? round8(j1 - j) : NR;
-        micro_kernel(D, x, (size_t)Dp, 1, yt + j, (size_t)Tp, s + (j - jb), (size_t)Tp, MR, cols, 0);
-    }
-}
-
-/* keys jb + (0..7) that a row seeing keys [lo, hi) sees, as lanes of all ones */
-static v8i seen_keys(int jb, int lo, int hi) {
-    const v8i lane = {0, 1, 2, 3, 4, 5, 6, 7};
-    v8i key = lane + jb;
-    return (key >= lo) & (key < hi);
-}
-
-/* the largest score s[j - jb] over the keys lo <= j < hi */
-static float masked_max(const float *s, int jb, int lo, int hi) {
-    v8 mx = splat8(-INFINITY);
-    for (int j = jb; j < hi; j += 8) {
-        v8i seen = seen_keys(j, lo, hi);
-        mx = max8(mx, (v8)(((v8i)load8(s + (j - jb)) & seen) | ((v8i)splat8(-INFINITY) & ~seen)));
-    }
-    return hmax8(mx);
-}
-
-/* p[j - jb] = exp(s[j - jb] - shift) for the keys lo <= j < hi and exactly 0 for the other keys of
- * [jb, end), end - jb a multiple of 8 (s is read only below hi rounded up to 8); returns sum_j p */
-static float masked_exp(float *p, const float *s, float shift, int jb, int lo, int hi, int end) {
-    v8 sum = splat8(0.0f);
-    for (int j = jb; j < end; j += 8) {
-        v8 pj = j < hi ? (v8)((v8i)exp8(load8(s + (j - jb)) - splat8(shift)) & seen_keys(j, lo, hi)) : splat8(0.0f);
-        store8(p + (j - jb), pj);
-        sum += pj;
-    }
-    return hsum8(sum);
-}
-
-/* out and lse of the query rows i0 .. i0 + rows - 1 (rows <= MR) of the head in hb (qs, kt, vc),
- * out's rows ldo floats apart: scores, a max-subtracted softmax per row (the sink logit, if any,
- * is one more score), then the strip's P V in registers and a division by each row's sum */
-static void attention_strip_forward(HeadBufs *hb, float *out, size_t ldo, float *lse, int i0, int rows,
-                                    const float *sink_h, int window) {
-    int Dp = hb->Dp, Tp = hb->Tp, D = hb->D, jb = first_key(i0, window) / 8 * 8, j1 = i0 + rows;
-    float mx[MR], l[MR];
-    strip_scores(hb->s, hb->qs + (size_t)i0 * Dp, Dp, hb->kt, Tp, jb, j1, D);
-    for (int r = 0; r < rows; r++) {
-        int i = i0 + r, lo = first_key(i, window);
-        const float *s = hb->s + (size_t)r * Tp;
-        mx[r] = masked_max(s, jb, lo, i + 1);
-        if (sink_h && *sink_h > mx[r]) mx[r] = *sink_h;
-        l[r] = masked_exp(hb->p + (size_t)r * Tp, s, mx[r], jb, lo, i + 1, round8(j1));
-        if (sink_h) l[r] += expf(*sink_h - mx[r]);
-    }
-    for (int n = 0; n < D; n += NR) /* o = p v over keys jb .. j1 - 1 */
-        micro_kernel(j1 - jb, hb->p, (size_t)Tp, 1, hb->vc + (size_t)jb * Dp + n, (size_t)Dp, hb->o + n, (size_t)Dp,
-                     MR, D - n < NR ? D - n : NR, 0);
-    for (int r = 0; r < rows; r++) {
-        v8 inv_l = splat8(1.0f / l[r]); /* one division per row, not per channel */
-        for (int d = 0; d < D; d += 8) {
-            size_t m = D - d < 8 ? (size_t)(D - d) : 8;
-            store_part(out + r * ldo + d, load_part(hb->o + (size_t)r * Dp + d, m) * inv_l, m);
-        }
-        lse[r] = mx[r] + logf(l[r]);
-    }
-}
-
-/* the offset of head h's first row (sequence b, position 0) in a [B][T][n_heads][D] tensor */
-static size_t head_offset(int b, int T, int n_heads, int h, int D) { return ((size_t)b * T * n_heads + h) * D; }
-
-void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
-                       int B, int T, int H, int KV, int D, int window) {
-    int group = H / KV;
-    float scale = 1.0f / sqrtf((float)D);
-    HeadBufs *bufs = thread_head_bufs(T, D);
-#pragma omp parallel
-    {
-        HeadBufs *hb = &bufs[omp_get_thread_num()];
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                size_t q_off = head_offset(b, T, H, h, D), kv_off = head_offset(b, T, KV, h / group, D);
-                copy_head(hb->qs, q + q_off, (size_t)H * D, T, D, hb->Dp, scale);
-                transpose_head(hb->kt, k + kv_off, T, hb->Tp, KV, D);
-                copy_head(hb->vc, v + kv_off, (size_t)KV * D, T, D, hb->Dp, 1.0f);
-                for (int i = 0; i < T; i += MR)
-                    attention_strip_forward(hb, out + q_off + (size_t)i * H * D, (size_t)H * D,
-                                            lse + ((size_t)b * H + h) * T + i, i, T - i < MR ? T - i : MR,
-                                            sink ? sink + h : NULL, window);
-            }
-    }
-}
-
-void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
-                     int D, int window) {
-    int group = H / KV;
-    float scale = 1.0f / sqrtf((float)D);
-    HeadBufs *bufs = thread_head_bufs(T, D);
-#pragma omp parallel
-    {
-        HeadBufs *hb = &bufs[omp_get_thread_num()];
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) {
-                copy_head(hb->qs, q + head_offset(b, T, H, h, D), (size_t)H * D, T, D, hb->Dp, scale);
-                transpose_head(hb->kt, k + head_offset(b, T, KV, h / group, D), T, hb->Tp, KV, D);
-                for (int i0 = 0; i0 < T; i0 += MR) {
-                    int rows = T - i0 < MR ? T - i0 : MR, jb = first_key(i0, window) / 8 * 8;
-                    strip_scores(hb->s, hb->qs + (size_t)i0 * hb->Dp, hb->Dp, hb->kt, hb->Tp, jb, i0 + rows, D);
-                    for (int i = i0; i < i0 + rows; i++) { /* p over [jb, i], then row i of att over [0, T) */
-                        float *a = att + (((size_t)b * H + h) * T + i) * T, *p = hb->p;
-                        masked_exp(p, hb->s + (size_t)(i - i0) * hb->Tp, lse[((size_t)b * H + h) * T + i], jb,
-                                   first_key(i, window), i + 1, round8(i + 1));
-                        memset(a, 0, sizeof(float) * (size_t)jb);
-                        memcpy(a + jb, p, sizeof(float) * (size_t)(i + 1 - jb));
-                        memset(a + i + 1, 0, sizeof(float) * (size_t)(T - i - 1));
-                    }
-                }
-            }
-    }
-}
-
-/* The backward, with p = p[i][.] recomputed from lse_i, dp_j = dout_i . v_j and delta_i = sum_j p_j dp_j =
- * dout_i . out_i:  dv_j += p_j dout_i;  dscore_j = p_j (dp_j - delta_i);  dq_i += dscore_j k_j / sqrt(D);
- * dk_j += dscore_j q_i / sqrt(D). The sink key has value 0, so dp_sink = 0 and dsink_h += -p_sink delta_i
- * with p_sink = exp(s_h - lse_i). */
-
-/* strip i0 .. i0 + rows - 1 (rows <= MR) of a block whose keys start at jb: its scores and dp, then
- * rows `at` .. of the block's p and ds (dscore without the 1/sqrt(D), zero for the keys a row does
- * not see up to key `end`), then its dq (rows ld floats apart) = ds k / sqrt(D); returns its rows'
- * sum of -p_sink delta_i */
-static float attention_strip_backward(HeadBufs *hb, float *dq, const float *dout, const float *out, size_t ld,
-                                      const float *lse, int i0, int rows, int at, int jb, int end,
-                                      const float *sink_h, int window) {
-    int Dp = hb->Dp, Tp = hb->Tp, D = hb->D, j1 = i0 + rows;
-    float dsink = 0.0f;
-    strip_scores(hb->s, hb->qs + (size_t)i0 * Dp, Dp, hb->kt, Tp, jb, j1, D);
-    strip_scores(hb->dp, hb->dos + (size_t)i0 * Dp, Dp, hb->vt, Tp, jb, j1, D);
-    for (int r = 0; r < rows; r++) {
-        int i = i0 + r;
-        float *p = hb->p + (size_t)(at + r) * Tp, *ds = hb->ds + (size_t)(at + r) * Tp;
-        const float *dp = hb->dp + (size_t)r * Tp;
-        float delta = sum_of_products(dout + r * ld, out + r * ld, NULL, D);
-        masked_exp(p, hb->s + (size_t)r * Tp, lse[r], jb, first_key(i, window), i + 1, end);
-        for (int j = jb; j < end; j += 8) /* p is 0 where the row does not see key j; dp is read below j1 */
-            store8(ds + (j - jb), j < j1 ? load8(p + (j - jb)) * (load8(dp + (j - jb)) - splat8(delta)) : splat8(0.0f));
-        if (sink_h) dsink -= expf(*sink_h - lse[r]) * delta;
-    }
-    for (int n = 0; n < D; n += NR)
-        micro_kernel(j1 - jb, hb->ds + (size_t)at * Tp, (size_t)Tp, 1, hb->ks + (size_t)jb * Dp + n, (size_t)Dp, dq + n,
-                     ld, rows, D - n < NR ? D - n : NR, 0);
-    return dsink;
-}
-
-/* dk_j += sum_r ds[r][j] q_r / sqrt(D) and dv_j += sum_r p[r][j] dout_r over the block's rows i0 .. i0 +
- * rows - 1, for its keys jb <= j < i0 + rows: products with the keys as rows, MR keys at a time */
-static void attention_block_kv_grads(HeadBufs *hb, int i0, int rows, int jb) {
-    int Dp = hb->Dp, Tp = hb->Tp, D = hb->D, j1 = i0 + rows;
-    for (int j = jb; j < j1; j += MR) {
-        int keys = j1 - j < MR ? j1 - j : MR;
-        for (int n = 0; n < D; n += NR) {
-            int cols = D - n < NR ? D - n : NR;
-            micro_kernel(rows, hb->ds + (j - jb), 1, (size_t)Tp, hb->qs + (size_t)i0 * Dp + n, (size_t)Dp,
-                         hb->dk + (size_t)j * Dp + n, (size_t)Dp, keys, cols, 1);
-            micro_kernel(rows, hb->p + (j - jb), 1, (size_t)Tp, hb->dos + (size_t)i0 * Dp + n, (size_t)Dp,
-                         hb->dv + (size_t)j * Dp + n, (size_t)Dp, keys, cols, 1);
-        }
-    }
-}
-
-/* x[j][d] = xc[j][d] for j < T, d < D: a head's padded rows back into a [.][KV][D] tensor */
-static void store_head(float *x, size_t xs, const float *xc, int T, int D, int Dp) {
-    for (int j = 0; j < T; j++)
-        for (int d = 0; d < D; d += 8) {
-            size_t m = D - d < 8 ? (size_t)(D - d) : 8;
-            store_part(x + j * xs + d, load_part(xc + (size_t)j * Dp + d, m), m);
-        }
-}
-
-/* Split over (b, kv head): every query head sharing a K/V head is handled by one iteration, so dk and
- * dv are never written by two threads; the sink gradients are summed per (b, h) and then over b in
- * order. Query rows go in blocks of ATT_QB (strips of MR within), whose dk and dv products run once
- * per block over its ATT_QB rows. */
-void attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *out,
-                        const float *lse, const float *q, const float *k, const float *v, const float *sink, int B,
-                        int T, int H, int KV, int D, int window) {
-    int group = H / KV;
-    float scale = 1.0f / sqrtf((float)D);
-    float *dsink_bh = sink && dsink ? st_calloc((size_t)B * H, sizeof(float)) : NULL;
-    HeadBufs *bufs = thread_head_bufs(T, D);
-#pragma omp parallel
-    {
-        HeadBufs *hb = &bufs[omp_get_thread_num()];
-#pragma omp for collapse(2) schedule(static)
-        for (int b = 0; b < B; b++)
-            for (int kvh = 0; kvh < KV; kvh++) {
-                size_t kv_off = head_offset(b, T, KV, kvh, D), ld = (size_t)H * D;
-                transpose_head(hb->kt, k + kv_off, T, hb->Tp, KV, D);
-                transpose_head(hb->vt, v + kv_off, T, hb->Tp, KV, D);
-                copy_head(hb->ks, k + kv_off, (size_t)KV * D, T, D, hb->Dp, scale);
-                memset(hb->dk, 0, sizeof(float) * (size_t)T * hb->Dp);
-                memset(hb->dv, 0, sizeof(float) * (size_t)T * hb->Dp);
-                for (int h = kvh * group; h < (kvh + 1) * group; h++) {
-                    size_t q_off = head_offset(b, T, H, h, D);
-                    const float *lse_h = lse + ((size_t)b * H + h) * T;
-                    copy_head(hb->qs, q + q_off, ld, T, D, hb->Dp, scale);
-                    copy_head(hb->dos, dout + q_off, ld, T, D, hb->Dp, 1.0f);
-                    for (int ib = 0; ib < T; ib += ATT_QB) {
-                        int rows = T - ib < ATT_QB ? T - ib : ATT_QB, jb = first_key(ib, window) / 8 * 8;
-                        for (int i = ib; i < ib + rows; i += MR) {
-                            size_t at = q_off + (size_t)i * ld;
-                            float g = attention_strip_backward(hb, dq + at, dout + at, out + at, ld, lse_h + i, i,
-                                                               ib + rows - i < MR ? ib + rows - i : MR, i - ib, jb,
-                                                               round8(ib + rows), sink ? sink + h : NULL, window);
-                            if (dsink_bh) dsink_bh[b * H + h] += g;
-                        }
-                        attention_block_kv_grads(hb, ib, rows, jb);
-                    }
-                }
-                store_head(dk + kv_off, (size_t)KV * D, hb->dk, T, D, hb->Dp);
-                store_head(dv + kv_off, (size_t)KV * D, hb->dv, T, D, hb->Dp);
-            }
-    }
-    if (dsink_bh) {
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < H; h++) dsink[h] += dsink_bh[b * H + h];
-        free(dsink_bh);
-    }
-}
+/* --- causal attention: score[i][j] = q_i . k_j / sqrt(D) over the visible keys j <= i, p[i][.] its
+ * softmax, out_i = sum_j p[i][j] v_j. Fused in attention.c (one logsumexp per query row is kept, and
+ * the backward recomputes p from it); ref_kernels.c has the plain loops. --- */
 
 /* --- sigmoid output gate: out = y * sigmoid(z); dy = dout * sig, dz = dout * y * sig (1 - sig) --- */
 void gate_forward(float *out, const float *y, const float *gate_logits, size_t n) {
@@ -1371,6 +746,8 @@ int moe_init(Moe *m, const MoeConfig *cfg, char *err) {
     build_tensor_table(m);
     m->params = fbuf(m->n_params);
     m->grads = fbuf(m->n_params);
+    bind_weights(m, m->params, &m->weights);
+    bind_weights(m, m->grads, &m->weight_grads);
     m->acts = st_calloc(1, sizeof(MoeActs));
     m->acts->rope_cos = fbuf((size_t)m->cfg.seq_len * m->cfg.head_dim / 2);
     m->acts->rope_sin = fbuf((size_t)m->cfg.seq_len * m->cfg.head_dim / 2);
@@ -1400,6 +777,8 @@ void moe_free(Moe *m) {
     free(m->params);
     free(m->grads);
     free(m->tensors);
+    free(m->weights.block);
+    free(m->weight_grads.block);
     free(m->expert_load);
     memset(m, 0, sizeof *m);
 }
@@ -1423,13 +802,6 @@ const char *const moe_op_class_names[MOE_OP_CLASSES] = {"matmul", "attention", "
         stmt;                                               \
         (m)->op_seconds[cls] += st_now_seconds() - t0_;     \
     } while (0)
-
-/* a block tensor's values in buf (params or grads), e.g. block_tensor(m, m->params, 2, "attn.wq") */
-static float *block_tensor(const Moe *m, float *buf, int l, const char *suffix) {
-    char name[40];
-    snprintf(name, sizeof name, "blocks.%d.%s", l, suffix);
-    return tensor_in(m, buf, name);
-}
 
 static float *resid_at(const Moe *m, int p) {
     return m->acts->resid + (size_t)p * m->acts->N_cap * m->cfg.d_model;
@@ -1475,6 +847,8 @@ static int attention_window(const Moe *m, const MoeCapture *cap) {
     return cap && cap->window > 0 ? cap->window : m->cfg.attn_window;
 }
 
+/* --- the attention block: forward, then backward --- */
+
 /* o = Wo [gate *] attention(RoPE(QKnorm(Wq xn)), RoPE(QKnorm(Wk xn)), Wv xn), gate = sigmoid(Wgate xn)
  * when attn_gate, from xn = RMSNorm(x) (b->xn1, computed with the residual add that produced x); the
  * caller adds o to the residual */
@@ -1483,37 +857,90 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     MoeActs *a = m->acts;
     BlockActs *b = &a->blk[l];
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
-    float *P = m->params;
+    const BlockWeights *W = &m->weights.block[l];
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
-    Gemm proj[4] = {linear_forward(q, b->xn1, block_tensor(m, P, l, "attn.wq"), N, C, H * D), /* one pass */
-                    linear_forward(k, b->xn1, block_tensor(m, P, l, "attn.wk"), N, C, KV * D),
-                    linear_forward(b->v, b->xn1, block_tensor(m, P, l, "attn.wv"), N, C, KV * D),
-                    linear_forward(b->gz, b->xn1, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
+    Gemm proj[4] = {linear_forward(q, b->xn1, W->wq, N, C, H * D), /* one pass */
+                    linear_forward(k, b->xn1, W->wk, N, C, KV * D),
+                    linear_forward(b->v, b->xn1, W->wv, N, C, KV * D),
+                    linear_forward(b->gz, b->xn1, W->attn_gate, N, C, H * D)};
     TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
     if (c->qk_norm) { /* each head's q and k normalised over its D channels (one gain for all heads), rotated */
         TIMED(m, MOE_OP_ELEMENTWISE,
-              qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, block_tensor(m, P, l, "attn.q_norm"), a->rope_cos,
-                                   a->rope_sin, N, T, H, D, c->rms_eps));
+              qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, W->q_norm, a->rope_cos, a->rope_sin, N, T, H, D,
+                                   c->rms_eps));
         TIMED(m, MOE_OP_ELEMENTWISE,
-              qk_norm_rope_forward(b->k, b->k_rstd, b->k_pre, block_tensor(m, P, l, "attn.k_norm"), a->rope_cos,
-                                   a->rope_sin, N, T, KV, D, c->rms_eps));
+              qk_norm_rope_forward(b->k, b->k_rstd, b->k_pre, W->k_norm, a->rope_cos, a->rope_sin, N, T, KV, D,
+                                   c->rms_eps));
     } else {
         TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
         TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
     }
     TIMED(m, MOE_OP_ATTENTION,
-          attention_forward(b->y, b->lse, b->q, b->k, b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D,
-                            attention_window(m, cap)));
+          attention_forward(b->y, b->lse, b->q, b->k, b->v, W->sink, B, T, H, KV, D, attention_window(m, cap)));
     if (c->attn_gate) TIMED(m, MOE_OP_ELEMENTWISE, gate_forward(b->yg, b->y, b->gz, (size_t)N * H * D));
     if (cap && cap->zero_head)
         for (int n = 0; n < N; n++)
             for (int h = 0; h < H; h++)
                 if (cap->zero_head[l * H + h]) memset(b->yg + ((size_t)n * H + h) * D, 0, sizeof(float) * D);
-    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->o, b->yg, block_tensor(m, P, l, "attn.wo"), N, H * D, C));
+    TIMED(m, MOE_OP_MATMUL, matmul_forward(b->o, b->yg, W->wo, N, H * D, C));
     if (cap && cap->ablate_attn)
         ablate_positions(b->o, cap->ablate_attn + (size_t)l * T, cap->attn_repl ? cap->attn_repl + (size_t)l * C : NULL,
                          B, T, C);
 }
+
+/* backward of attention_block_forward: dresid holds d x_mid on entry; the attention branch's
+ * gradient is added to it, so on exit it holds d x (the residual passes the gradient through) */
+static void attention_block_backward(Moe *m, int l, float *dresid) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
+    const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
+    size_t NHD = (size_t)N * H * D;
+    /* the first product into a gradient buffer writes it (accumulate 0) instead of adding to zeros */
+    float *dyg = c->attn_gate ? a->dyg : a->dy;
+    Gemm wo[2] = {linear_dw(dW->wo, dresid, b->yg, N, H * D, C), linear_din(dyg, dresid, W->wo, N, H * D, C)};
+    wo[1].accumulate = 0;
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(wo, 2));
+    if (c->attn_gate) {
+        memset(a->dy, 0, sizeof(float) * NHD);
+        memset(a->dgz, 0, sizeof(float) * NHD);
+        TIMED(m, MOE_OP_ELEMENTWISE, gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD));
+        Gemm gz[2] = {linear_dw(dW->attn_gate, a->dgz, b->xn1, N, C, H * D),
+                      linear_din(a->dxn, a->dgz, W->attn_gate, N, C, H * D)};
+        gz[1].accumulate = 0;
+        TIMED(m, MOE_OP_MATMUL, gemm_batch(gz, 2));
+    }
+    TIMED(m, MOE_OP_ATTENTION,
+          attention_backward(a->dq, a->dk, a->dv, dW->sink, a->dy, b->y, b->lse, b->q, b->k, b->v, W->sink, B, T, H,
+                             KV, D, c->attn_window));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
+    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
+    float *dq = a->dq, *dk = a->dk;
+    if (c->qk_norm) {
+        memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
+        memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_backward(a->dq_pre, dW->q_norm, a->dq, b->q_pre, W->q_norm, b->q_rstd, N * H, D));
+        TIMED(m, MOE_OP_ELEMENTWISE,
+              rmsnorm_backward(a->dk_pre, dW->k_norm, a->dk, b->k_pre, W->k_norm, b->k_rstd, N * KV, D));
+        dq = a->dq_pre, dk = a->dk_pre;
+    }
+    /* the weight gradients of q, k and v read the same input (packed once) and share a pass with q's
+     * input gradient; k's and v's also add into dxn, so each takes a pass of its own, in that order */
+    Gemm qkv[4] = {linear_dw(dW->wq, dq, b->xn1, N, C, H * D), linear_dw(dW->wk, dk, b->xn1, N, C, KV * D),
+                   linear_dw(dW->wv, a->dv, b->xn1, N, C, KV * D), linear_din(a->dxn, dq, W->wq, N, C, H * D)};
+    qkv[3].accumulate = c->attn_gate; /* the first product into dxn, unless the gate's came first */
+    Gemm din_k = linear_din(a->dxn, dk, W->wk, N, C, KV * D), din_v = linear_din(a->dxn, a->dv, W->wv, N, C, KV * D);
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 4));
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_k, 1));
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_v, 1));
+    TIMED(m, MOE_OP_ELEMENTWISE,
+          rmsnorm_backward(dresid, dW->attn_norm, a->dxn, resid_at(m, 2 * l), W->attn_norm, b->rstd1, N, C));
+}
+
+/* --- the MoE block: the permutation into expert order and back, each step beside its backward; then
+ * the block's forward and backward --- */
 
 /* counting sort of the N*k routing slots by expert; within an expert, slots stay in token order */
 static void group_by_expert(BlockActs *b, int N, int E, int k) {
@@ -1537,6 +964,20 @@ static void gather_rows(BlockActs *b, int rows, int C) {
         memcpy(b->xg + (size_t)r * C, b->xn2 + (size_t)b->row_token[r] * C, sizeof(float) * C);
 }
 
+/* backward of gather_rows: each token's gradient dxn[n] is the sum of the gradients of its k grouped
+ * rows, slots summed in order */
+static void gather_rows_backward(float *dxn, const float *dxg, const BlockActs *b, int N, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) { /* dxn[n] = the sum of its k slots' rows (written: the first into dxn) */
+        float *dst = dxn + (size_t)n * C;
+        memcpy(dst, dxg + (size_t)b->slot_row[n * K] * C, sizeof(float) * C);
+        for (int j = 1; j < K; j++) {
+            const float *src = dxg + (size_t)b->slot_row[n * K + j] * C;
+            for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
+        }
+    }
+}
+
 /* mo[n] = sum_j w[n][j] eo[grouped row of slot (n, j)]: back to token order, weighted */
 static void combine_expert_outputs(BlockActs *b, int N, int K, int C) {
 #pragma omp parallel for schedule(static)
@@ -1551,15 +992,21 @@ static void combine_expert_outputs(BlockActs *b, int N, int K, int C) {
     }
 }
 
-/* the expert weights of block l: gate and up [E][F][C], down [E][C][F] */
-typedef struct {
-    float *gate, *up, *down;
-} ExpertWeights;
-
-static ExpertWeights expert_weights(const Moe *m, float *buf, int l) {
-    ExpertWeights w = {block_tensor(m, buf, l, "moe.w_gate"), block_tensor(m, buf, l, "moe.w_up"),
-                       block_tensor(m, buf, l, "moe.w_down")};
-    return w;
+/* backward of combine_expert_outputs. m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n (into deo, in
+ * expert order),  d w_nj = dm_n . eo_nj (into dw) */
+static void combine_expert_outputs_backward(MoeActs *a, const BlockActs *b, const float *dmo, int N, int K, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < K; j++) {
+            int s = n * K + j;
+            const float *dm = dmo + (size_t)n * C, *eo = b->eo + (size_t)b->slot_row[s] * C;
+            float *deo = a->deo + (size_t)b->slot_row[s] * C, dot = 0.0f;
+            for (int ch = 0; ch < C; ch++) {
+                dot += dm[ch] * eo[ch];
+                deo[ch] = b->w[s] * dm[ch];
+            }
+            a->dw[s] = dot;
+        }
 }
 
 /* m = sum_j w_j SwiGLU_{e_j}(xn): route, group the slots by expert, run each expert as dense matmuls
@@ -1568,13 +1015,14 @@ static void moe_block_forward(Moe *m, int l) {
     const MoeConfig *c = &m->cfg;
     MoeActs *a = m->acts;
     BlockActs *b = &a->blk[l];
+    const BlockWeights *W = &m->weights.block[l];
     int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff;
     if (is_dense(c)) {
         for (int n = 0; n < N; n++) b->idx[n] = 0, b->w[n] = 1.0f;
         b->aux = b->z = 0.0f;
     } else {
         TIMED(m, MOE_OP_MATMUL,
-              matmul_forward(b->rlogits, b->xn2, block_tensor(m, m->params, l, "moe.router"), N, C, E));
+              matmul_forward(b->rlogits, b->xn2, W->router, N, C, E));
         TIMED(m, MOE_OP_ROUTING, softmax_forward(b->probs, b->rlogits, N, E));
         TIMED(m, MOE_OP_ROUTING, topk_forward(b->idx, b->w, b->probs, N, E, K, c->norm_topk));
         routing_counts(b->shares, b->idx, N, E, K);
@@ -1585,15 +1033,14 @@ static void moe_block_forward(Moe *m, int l) {
     }
     TIMED(m, MOE_OP_ROUTING, group_by_expert(b, N, E, K));
     TIMED(m, MOE_OP_ROUTING, gather_rows(b, N * K, C));
-    ExpertWeights ew = expert_weights(m, m->params, l);
     Gemm g[2 * E]; /* every expert's gate and up products in one parallel pass, then every down product */
     int n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         m->expert_load[l * E + e] = (float)ne / (float)(N * K);
         if (!ne) continue;
-        g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.gate + (size_t)e * F * C, ne, C, F);
-        g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, ew.up + (size_t)e * F * C, ne, C, F);
+        g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_gate + (size_t)e * F * C, ne, C, F);
+        g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_up + (size_t)e * F * C, ne, C, F);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
@@ -1601,11 +1048,67 @@ static void moe_block_forward(Moe *m, int l) {
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (ne)
-            g[n++] = linear_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, ew.down + (size_t)e * C * F, ne, F, C);
+            g[n++] = linear_forward(b->eo + (size_t)r0 * C, b->h + (size_t)r0 * F, W->w_down + (size_t)e * C * F, ne, F, C);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs(b, N, K, C));
 }
+
+/* backward of moe_block_forward: dmo [N][C] in, writes dxn (the MoE input's gradient) and adds into the
+ * expert and router weights' gradients */
+static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
+    const MoeConfig *c = &m->cfg;
+    MoeActs *a = m->acts;
+    BlockActs *b = &a->blk[l];
+    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
+    TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
+    size_t NK = (size_t)N * K;
+    const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
+    /* each step runs every expert's products in one parallel pass. Every grouped row belongs to one
+     * expert, so the first product into dh and into dxg overwrites them (no zeroing pass). */
+    Gemm g[3 * E];
+    int n = 0;
+    for (int e = 0; e < E; e++) { /* down: dh = deo W_down, dW_down += deo^T h */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (!ne) continue;
+        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, W->w_down + (size_t)e * C * F, ne, F, C);
+        g[n++].accumulate = 0;
+        g[n++] = linear_dw(dW->w_down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
+    n = 0;
+    for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg, dW_up += du^T xg */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (!ne) continue;
+        const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
+        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, W->w_gate + (size_t)e * F * C, ne, C, F);
+        g[n++].accumulate = 0;
+        g[n++] = linear_dw(dW->w_gate + (size_t)e * F * C, dg, xg, ne, C, F);
+        g[n++] = linear_dw(dW->w_up + (size_t)e * F * C, du, xg, ne, C, F);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    n = 0;
+    for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg) */
+        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
+        if (ne)
+            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, W->w_up + (size_t)e * F * C, ne, C, F);
+    }
+    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
+    TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
+    if (is_dense(c)) return;
+    /* router: weights <- top-k <- softmax <- logits, plus the aux loss on the probabilities and the
+     * z-loss on the logits, each averaged over the L blocks */
+    memset(a->dprobs, 0, sizeof(float) * (size_t)N * E);
+    memset(a->drlogits, 0, sizeof(float) * (size_t)N * E);
+    TIMED(m, MOE_OP_ROUTING, topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk));
+    TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->shares, N, E));
+    TIMED(m, MOE_OP_ROUTING, softmax_backward(a->drlogits, a->dprobs, b->probs, N, E));
+    TIMED(m, MOE_OP_ROUTING, z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E));
+    TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, dW->router, a->drlogits, b->xn2, W->router, N, C, E));
+}
+
+/* --- the whole model --- */
 
 /* copies what the capture asks for out of the activations, into its [L][B]... layouts */
 static void capture_block(const Moe *m, int l, MoeCapture *cap) {
@@ -1647,24 +1150,24 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
     rope_table(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta, cap ? cap->pos_offset : 0);
 
-    TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->params, N, C)); /* wte: the first tensor */
+    TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->weights.wte, N, C));
     apply_patch(m, cap, 0);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->blk[0].xn1, a->blk[0].rstd1, resid_at(m, 0),
-                                                 block_tensor(m, m->params, 0, "attn_norm"), N, C, c->rms_eps));
+                                                 m->weights.block[0].attn_norm, N, C, c->rms_eps));
     for (int l = 0; l < L; l++) {
         BlockActs *b = &a->blk[l];
         attention_block_forward(m, l, cap);
-        residual_and_norm(m, cap, 2 * l + 1, resid_at(m, 2 * l), b->o, block_tensor(m, m->params, l, "moe_norm"),
-                          b->xn2, b->rstd2);
+        residual_and_norm(m, cap, 2 * l + 1, resid_at(m, 2 * l), b->o, m->weights.block[l].moe_norm, b->xn2,
+                          b->rstd2);
         moe_block_forward(m, l);
         if (cap && cap->ablate_moe)
             ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
                              B, T, C);
         if (l + 1 < L) /* the residual after block l, normalised for block l+1's attention */
             residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo,
-                              block_tensor(m, m->params, l + 1, "attn_norm"), a->blk[l + 1].xn1, a->blk[l + 1].rstd1);
+                              m->weights.block[l + 1].attn_norm, a->blk[l + 1].xn1, a->blk[l + 1].rstd1);
         else /* or for the LM head */
-            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, tensor_in(m, m->params, "final_norm"),
+            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, m->weights.final_norm,
                               a->xnf, a->rstdf);
         if (cap) capture_block(m, l, cap);
     }
@@ -1672,7 +1175,7 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
         for (int p = 0; p <= 2 * L; p++)
             memcpy(cap->resid + (size_t)p * N * C, resid_at(m, p), sizeof(float) * (size_t)N * C);
 
-    const float *head = c->tie_embeddings ? m->params : tensor_in(m, m->params, "lm_head");
+    const float *head = m->weights.lm_head;
     a->backward_ready = 0;
     if (!targets) { /* inference: every row's logits, into the [N][V] buffer allocated on first use */
         if (!m->logits) m->logits = fbuf((size_t)a->N_cap * V);
@@ -1693,149 +1196,6 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     return loss->loss;
 }
 
-/* backward of combine_expert_outputs. m_n = sum_j w_nj eo_nj:  d eo_nj = w_nj dm_n (into deo, in
- * expert order),  d w_nj = dm_n . eo_nj (into dw) */
-static void combine_expert_outputs_backward(MoeActs *a, const BlockActs *b, const float *dmo, int N, int K, int C) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < K; j++) {
-            int s = n * K + j;
-            const float *dm = dmo + (size_t)n * C, *eo = b->eo + (size_t)b->slot_row[s] * C;
-            float *deo = a->deo + (size_t)b->slot_row[s] * C, dot = 0.0f;
-            for (int ch = 0; ch < C; ch++) {
-                dot += dm[ch] * eo[ch];
-                deo[ch] = b->w[s] * dm[ch];
-            }
-            a->dw[s] = dot;
-        }
-}
-
-/* backward of gather_rows: each token's gradient dxn[n] += the gradients of its k grouped rows,
- * slots summed in order */
-static void gather_rows_backward(float *dxn, const float *dxg, const BlockActs *b, int N, int K, int C) {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) { /* dxn[n] = the sum of its k slots' rows (written: the first into dxn) */
-        float *dst = dxn + (size_t)n * C;
-        memcpy(dst, dxg + (size_t)b->slot_row[n * K] * C, sizeof(float) * C);
-        for (int j = 1; j < K; j++) {
-            const float *src = dxg + (size_t)b->slot_row[n * K + j] * C;
-            for (int ch = 0; ch < C; ch++) dst[ch] += src[ch];
-        }
-    }
-}
-
-/* backward of moe_block_forward: dmo [N][C] in, writes dxn (the MoE input's gradient) and adds into the
- * expert and router weights' gradients */
-static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, float scale) {
-    const MoeConfig *c = &m->cfg;
-    MoeActs *a = m->acts;
-    BlockActs *b = &a->blk[l];
-    int N = a->B * a->T, C = c->d_model, E = c->n_expert, K = c->top_k, F = c->d_ff, L = c->n_layer;
-    TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
-    size_t NK = (size_t)N * K;
-    ExpertWeights ew = expert_weights(m, m->params, l), dew = expert_weights(m, m->grads, l);
-    /* each step runs every expert's products in one parallel pass. Every grouped row belongs to one
-     * expert, so the first product into dh and into dxg overwrites them (no zeroing pass). */
-    Gemm g[3 * E];
-    int n = 0;
-    for (int e = 0; e < E; e++) { /* down: dh = deo W_down, dW_down += deo^T h */
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (!ne) continue;
-        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, ew.down + (size_t)e * C * F, ne, F, C);
-        g[n++].accumulate = 0;
-        g[n++] = linear_dw(dew.down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
-    }
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
-    n = 0;
-    for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg, dW_up += du^T xg */
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (!ne) continue;
-        const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
-        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, ew.gate + (size_t)e * F * C, ne, C, F);
-        g[n++].accumulate = 0;
-        g[n++] = linear_dw(dew.gate + (size_t)e * F * C, dg, xg, ne, C, F);
-        g[n++] = linear_dw(dew.up + (size_t)e * F * C, du, xg, ne, C, F);
-    }
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    n = 0;
-    for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg) */
-        int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne)
-            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, ew.up + (size_t)e * F * C, ne, C, F);
-    }
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
-    if (is_dense(c)) return;
-    /* router: weights <- top-k <- softmax <- logits, plus the aux loss on the probabilities and the
-     * z-loss on the logits, each averaged over the L blocks */
-    memset(a->dprobs, 0, sizeof(float) * (size_t)N * E);
-    memset(a->drlogits, 0, sizeof(float) * (size_t)N * E);
-    TIMED(m, MOE_OP_ROUTING, topk_backward(a->dprobs, a->dw, b->probs, b->idx, b->w, N, E, K, c->norm_topk));
-    TIMED(m, MOE_OP_ROUTING, aux_loss_backward(a->dprobs, scale * c->aux_loss_coef / L, b->shares, N, E));
-    TIMED(m, MOE_OP_ROUTING, softmax_backward(a->drlogits, a->dprobs, b->probs, N, E));
-    TIMED(m, MOE_OP_ROUTING, z_loss_backward(a->drlogits, scale * c->z_loss_coef / L, b->rlogits, N, E));
-    TIMED(m, MOE_OP_MATMUL, matmul_backward(dxn, block_tensor(m, m->grads, l, "moe.router"), a->drlogits, b->xn2,
-                    block_tensor(m, m->params, l, "moe.router"), N, C, E));
-}
-
-/* backward of attention_block_forward: dresid holds d x_mid on entry; the attention branch's
- * gradient is added to it, so on exit it holds d x (the residual passes the gradient through) */
-static void attention_block_backward(Moe *m, int l, float *dresid) {
-    const MoeConfig *c = &m->cfg;
-    MoeActs *a = m->acts;
-    BlockActs *b = &a->blk[l];
-    int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
-    float *P = m->params, *G = m->grads;
-    size_t NHD = (size_t)N * H * D;
-    /* the first product into a gradient buffer writes it (accumulate 0) instead of adding to zeros */
-    float *dyg = c->attn_gate ? a->dyg : a->dy;
-    Gemm wo[2] = {linear_dw(block_tensor(m, G, l, "attn.wo"), dresid, b->yg, N, H * D, C),
-                  linear_din(dyg, dresid, block_tensor(m, P, l, "attn.wo"), N, H * D, C)};
-    wo[1].accumulate = 0;
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(wo, 2));
-    if (c->attn_gate) {
-        memset(a->dy, 0, sizeof(float) * NHD);
-        memset(a->dgz, 0, sizeof(float) * NHD);
-        TIMED(m, MOE_OP_ELEMENTWISE, gate_backward(a->dy, a->dgz, dyg, b->y, b->gz, NHD));
-        Gemm gz[2] = {linear_dw(block_tensor(m, G, l, "attn.w_gate"), a->dgz, b->xn1, N, C, H * D),
-                      linear_din(a->dxn, a->dgz, block_tensor(m, P, l, "attn.w_gate"), N, C, H * D)};
-        gz[1].accumulate = 0;
-        TIMED(m, MOE_OP_MATMUL, gemm_batch(gz, 2));
-    }
-    TIMED(m, MOE_OP_ATTENTION,
-          attention_backward(a->dq, a->dk, a->dv, block_tensor(m, G, l, "attn.sink"), a->dy, b->y, b->lse, b->q, b->k,
-                             b->v, block_tensor(m, P, l, "attn.sink"), B, T, H, KV, D, c->attn_window));
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
-    float *dq = a->dq, *dk = a->dk;
-    if (c->qk_norm) {
-        memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
-        memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dq_pre, block_tensor(m, G, l, "attn.q_norm"), a->dq, b->q_pre,
-                         block_tensor(m, P, l, "attn.q_norm"), b->q_rstd, N * H, D));
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dk_pre, block_tensor(m, G, l, "attn.k_norm"), a->dk, b->k_pre,
-                         block_tensor(m, P, l, "attn.k_norm"), b->k_rstd, N * KV, D));
-        dq = a->dq_pre, dk = a->dk_pre;
-    }
-    /* the weight gradients of q, k and v read the same input (packed once) and share a pass with q's
-     * input gradient; k's and v's also add into dxn, so each takes a pass of its own, in that order */
-    float *wq = block_tensor(m, P, l, "attn.wq"), *wk = block_tensor(m, P, l, "attn.wk");
-    float *wv = block_tensor(m, P, l, "attn.wv");
-    Gemm qkv[4] = {linear_dw(block_tensor(m, G, l, "attn.wq"), dq, b->xn1, N, C, H * D),
-                   linear_dw(block_tensor(m, G, l, "attn.wk"), dk, b->xn1, N, C, KV * D),
-                   linear_dw(block_tensor(m, G, l, "attn.wv"), a->dv, b->xn1, N, C, KV * D),
-                   linear_din(a->dxn, dq, wq, N, C, H * D)};
-    qkv[3].accumulate = c->attn_gate; /* the first product into dxn, unless the gate's came first */
-    Gemm din_k = linear_din(a->dxn, dk, wk, N, C, KV * D), din_v = linear_din(a->dxn, a->dv, wv, N, C, KV * D);
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(qkv, 4));
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_k, 1));
-    TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_v, 1));
-    TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_backward(dresid, block_tensor(m, G, l, "attn_norm"), a->dxn, resid_at(m, 2 * l),
-                           block_tensor(m, P, l, "attn_norm"), b->rstd1, N, C));
-}
-
 void moe_backward(Moe *m, float scale) {
     const MoeConfig *c = &m->cfg;
     MoeActs *a = m->acts;
@@ -1844,24 +1204,22 @@ void moe_backward(Moe *m, float scale) {
         exit(1);
     }
     int N = a->B * a->T, C = c->d_model, V = c->vocab_size, L = c->n_layer;
-    float *P = m->params, *G = m->grads;
+    const MoeWeights *W = &m->weights, *dW = &m->weight_grads;
     /* loss -> logits -> final norm */
-    const char *head = c->tie_embeddings ? "wte" : "lm_head";
     memset(a->dxn, 0, sizeof(float) * (size_t)N * C);
     TIMED(m, MOE_OP_LOSS,
-          lm_head_loss_backward(a->dxn, tensor_in(m, G, head), a->head_chunk, scale, a->xnf, tensor_in(m, P, head),
+          lm_head_loss_backward(a->dxn, dW->lm_head, a->head_chunk, scale, a->xnf, W->lm_head,
                                 a->head_lse, a->targets, N, C, V, MOE_LOSS_CHUNK));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
-    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, tensor_in(m, G, "final_norm"), a->dxn, resid_at(m, 2 * L),
-                     tensor_in(m, P, "final_norm"), a->rstdf, N, C));
+    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, dW->final_norm, a->dxn, resid_at(m, 2 * L), W->final_norm,
+                                                  a->rstdf, N, C));
     /* blocks in reverse; dresid is the gradient of the residual stream at the current point */
     for (int l = L - 1; l >= 0; l--) {
         BlockActs *b = &a->blk[l];
         moe_block_backward(m, l, a->dresid, a->dxn, scale); /* writes dxn */
-        TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_backward(a->dresid, block_tensor(m, G, l, "moe_norm"), a->dxn, resid_at(m, 2 * l + 1),
-                               block_tensor(m, P, l, "moe_norm"), b->rstd2, N, C));
+        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, dW->block[l].moe_norm, a->dxn, resid_at(m, 2 * l + 1),
+                                                      W->block[l].moe_norm, b->rstd2, N, C));
         attention_block_backward(m, l, a->dresid);
     }
-    TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(tensor_in(m, G, "wte"), a->dresid, a->tokens, N, C, V));
+    TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(dW->wte, a->dresid, a->tokens, N, C, V));
 }

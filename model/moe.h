@@ -58,6 +58,30 @@ typedef struct {
     int decay;       /* 1 for matrices (weight decay applies), 0 for norm gains and sink logits */
 } MoeTensor;
 
+/* The same tensors as typed pointers into one buffer (params or grads): the model's code reaches its
+ * weights through these; the names above are for checkpoints, export and probes. A tensor the config
+ * leaves out is NULL (q_norm and k_norm without qk_norm, sink without attn_sink_logit, attn_gate
+ * without attn_gate, router when n_expert is 1). */
+typedef struct {
+    float *attn_norm;      /* blocks.l.attn_norm [C] */
+    float *wq, *wk, *wv;   /* blocks.l.attn.wq [H*D][C], attn.wk and attn.wv [KV*D][C] */
+    float *q_norm, *k_norm; /* blocks.l.attn.q_norm, attn.k_norm [D] */
+    float *sink;           /* blocks.l.attn.sink [H] */
+    float *attn_gate;      /* blocks.l.attn.w_gate [H*D][C] */
+    float *wo;             /* blocks.l.attn.wo [C][H*D] */
+    float *moe_norm;       /* blocks.l.moe_norm [C] */
+    float *router;         /* blocks.l.moe.router [E][C] */
+    float *w_gate, *w_up;  /* blocks.l.moe.w_gate, moe.w_up [E][F][C] */
+    float *w_down;         /* blocks.l.moe.w_down [E][C][F] */
+} BlockWeights;
+
+typedef struct {
+    float *wte;            /* [V][C] */
+    BlockWeights *block;   /* [L] */
+    float *final_norm;     /* [C] */
+    float *lm_head;        /* [V][C]; with tie_embeddings, wte itself */
+} MoeWeights;
+
 /* ------------------------------------------------------------------------------------------------ */
 /* Capture and interventions (forward only). Every pointer may be NULL (= not wanted). Output arrays
  * are allocated by the caller for the B and T of the forward call; l = block, p = residual point. */
@@ -119,6 +143,8 @@ typedef struct {
     float *grads;
     int n_tensors;
     MoeTensor *tensors;
+    MoeWeights weights;      /* every tensor's values in params, by field */
+    MoeWeights weight_grads; /* and in grads */
     MoeActs *acts;   /* grown on demand to the largest B*T seen */
     /* [B][T][V] logits of the last forward WITHOUT targets (inference: sampling, tests), allocated by
      * the first such forward (NULL before). A forward with targets (training, probes) computes the LM
@@ -173,7 +199,7 @@ void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *
 void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
                               const float *gain, int N, int C, float eps);
 
-/* out[n][o] = sum_i in[n][i] * w[o][i] */
+/* out[n][o] = sum_i in[n][i] * w[o][i] (on the blocked GEMM of gemm.c) */
 void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT);
 void matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
                      int OUT);
@@ -189,7 +215,7 @@ void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int
 void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float *gain, const float *cos_t,
                           const float *sin_t, int N, int T, int n_heads, int D, float eps);
 
-/* causal softmax attention, fused: q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
+/* causal softmax attention, fused (attention.c): q [B][T][H][D], k, v [B][T][KV][D], out [B][T][H][D];
  * lse [B][H][T] receives each query row's log softmax denominator, which is all the backward needs
  * to recompute the probabilities (no B x H x T x T buffer). window > 0 limits keys to i - j < window.
  * sink [H] (or NULL): a logit per head for an extra key whose value is zero (it takes attention and

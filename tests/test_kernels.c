@@ -1,5 +1,5 @@
-/* tests/test_kernels.c: every fast kernel of model/moe.c against its plain reference in
- * tests/ref_kernels.c, on shapes that hit every edge of the tiling (sizes below, at and past the
+/* tests/test_kernels.c: every fast kernel of model/ (gemm.c, attention.c) against its plain reference
+ * in model/ref_kernels.c, on shapes that hit every edge of the tiling (sizes below, at and past the
  * 6 x 16 register tile (6 x 32 with AVX-512), last column panels of every width, and the 256-long
  * k block; T = 1; query rows past one 48-row attention backward block; windows that start mid-block;
  * head sizes not a multiple of 8 and wider than a register tile), and the MoE block
@@ -18,7 +18,7 @@
 
 #include "../common/util.h"
 #include "../model/moe.h"
-#include "ref_kernels.h"
+#include "../model/ref_kernels.h"
 
 static StRng rng;
 

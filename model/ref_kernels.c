@@ -1,5 +1,6 @@
-/* tests/ref_kernels.c: the plain kernels (scalar loops, one output at a time), kept as the oracle
- * for the blocked and fused kernels of model/moe.c. Written for clarity, not speed. */
+/* model/ref_kernels.c: matmul and attention as plain loops, one output at a time: what gemm.c and
+ * attention.c compute, written for clarity, not speed, and the oracle tests/test_kernels.c checks
+ * them against. Training never calls them. */
 #include "ref_kernels.h"
 
 #include <math.h>
