@@ -13,8 +13,10 @@ typedef float v8 __attribute__((vector_size(32)));
 #include <immintrin.h>
 #endif
 #if defined(__FMA__)
+#define ST_HAVE_FMA 1
 #define FMA8(a, b, c) _mm256_fmadd_ps((a), (b), (c)) /* a * b + c, fused */
 #else
+#define ST_HAVE_FMA 0
 #define FMA8(a, b, c) ((a) * (b) + (c))
 #endif
 
