@@ -20,12 +20,7 @@ static void append(StJson *j, const char *fmt, ...) {
             return;
         }
         size_t cap = 2 * j->cap + (size_t)need + 64;
-        char *nb = realloc(j->buf, cap);
-        if (!nb) {
-            fprintf(stderr, "error: out of memory building a JSON line\n");
-            exit(1);
-        }
-        j->buf = nb;
+        j->buf = st_realloc(j->buf, cap);
         j->cap = cap;
     }
 }

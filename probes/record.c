@@ -305,11 +305,7 @@ static int read_variant_rows(const char *path, const char *want, SummaryRow **ro
             for (int i = 0; i < n; i++)
                 if (rows[i].step == row.step) at = i;
             if (at == n) {
-                if (n == cap) rows = realloc(rows, sizeof *rows * (size_t)(cap = 2 * cap + 16));
-                if (!rows) {
-                    fprintf(stderr, "error: out of memory reading %s\n", path);
-                    exit(1);
-                }
+                if (n == cap) rows = st_realloc(rows, sizeof *rows * (size_t)(cap = 2 * cap + 16));
                 n++;
             }
             rows[at] = row;

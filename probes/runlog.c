@@ -30,12 +30,8 @@ static int blank(const char *s) {
 static void jsonl_append(Jsonl *j, cJSON *obj, int line, int *cap) {
     if (j->n == *cap) {
         *cap = *cap ? 2 * *cap : 64;
-        j->row = realloc(j->row, sizeof(cJSON *) * *cap);
-        j->line = realloc(j->line, sizeof(int) * *cap);
-        if (!j->row || !j->line) {
-            fprintf(stderr, "out of memory reading %s\n", j->path);
-            exit(1);
-        }
+        j->row = st_realloc(j->row, sizeof(cJSON *) * *cap);
+        j->line = st_realloc(j->line, sizeof(int) * *cap);
     }
     j->row[j->n] = obj;
     j->line[j->n++] = line;
@@ -252,11 +248,7 @@ static int read_json_file(const char *path, cJSON **out, char *err) {
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
         if (len + got + 1 > cap) {
             cap = 2 * (len + got + 1);
-            text = realloc(text, cap);
-            if (!text) {
-                fprintf(stderr, "out of memory reading %s\n", path);
-                exit(1);
-            }
+            text = st_realloc(text, cap);
         }
         memcpy(text + len, chunk, got);
         len += got;
