@@ -34,8 +34,7 @@ static char dir[64];
 
 static int make_dir(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/test_probes_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return fixture_make_tmpdir(dir, sizeof dir, "test_probes");
 }
 
 static int remove_dir(void **state) {
