@@ -21,23 +21,24 @@
 #include "probeset.h"
 #include "record.h"
 
+typedef enum { PROBE_SCHEDULE_LOG = 0, PROBE_SCHEDULE_LINEAR = 1 } ProbeScheduleKind;
+
+/* The probe keys of a run, embedded in its TrainConfig (train/config.h) as `probes`: the config's
+ * table of keys holds their names, defaults, bounds and help. */
 typedef struct {
-    int n;         /* probe_n: probe windows (default 64) */
-    int len;       /* probe_len: tokens per window (default 64) */
-    int shift;     /* probe_shift: random tokens the shifted variant prepends (default 8) */
-    long every;    /* probe_every: probe every this many steps (0 = only the schedule's other steps) */
-    int log_early; /* probe_schedule: 1 = log (about ten log-spaced probes in the first 10%), 0 = linear */
+    int every;    /* probe_every: probe every this many steps (0 = only the schedule's other steps) */
+    int n;        /* probe_n: probe windows */
+    int len;      /* probe_len: tokens per window */
+    int schedule; /* probe_schedule: a ProbeScheduleKind; log adds about ten log-spaced early probes */
+    int shift;    /* probe_shift: random tokens the shifted variant prepends */
 } ProbeConfig;
 
-void probe_config_default(ProbeConfig *c);
-/* the probe set's shape (probe_set_check) and probe_len <= the model's seq_len; errors start with
- * `where` */
+/* what no single key can check: the probe set's shape (probe_set_check: probe_shift below probe_len)
+ * and probe_len <= the model's seq_len; errors start with `where` */
 int probe_config_check(const char *where, const ProbeConfig *c, int seq_len, char *err);
-/* "log" | "linear" */
-int probe_schedule_parse(const char *s, int *log_early, char *err);
 
-/* 1 when `step` is a probe step: step 0, the last step, every `every` steps, and with log_early the
- * ten steps round(s^(k/9)), k = 0..9, with s = total_steps / 10 */
+/* 1 when `step` is a probe step: step 0, the last step, every `every` steps, and with the log schedule
+ * the ten steps round(s^(k/9)), k = 0..9, with s = total_steps / 10 */
 int probe_is_due(long step, long total_steps, const ProbeConfig *c);
 
 /* Builds a run's probe set from the first n validation windows of `windows` (a loader of T tokens

@@ -506,35 +506,64 @@ static void test_summary(void **state) {
 
 /* ---- the schedule --------------------------------------------------------------------------- */
 
+/* the probe keys as the config sets them: the run config's table is their one home */
 static void test_schedule(void **state) {
     (void)state;
-    ProbeConfig c;
-    probe_config_default(&c);
-    c.every = 100;
+    TrainConfig tc;
+    config_defaults(&tc);
+    const ProbeConfig *c = &tc.probes;
     int due[1001] = {0}, count = 0;
-    for (long s = 0; s <= 1000; s++) count += due[s] = probe_is_due(s, 1000, &c);
-    /* 100^(k/9) rounded: 1 2 3 5 8 13 22 36 60 100; then every 100 */
+    for (long s = 0; s <= 1000; s++) count += due[s] = probe_is_due(s, 1000, c);
+    /* the defaults: 100^(k/9) rounded: 1 2 3 5 8 13 22 36 60 100; then every 100 */
     int early[] = {0, 1, 2, 3, 5, 8, 13, 22, 36, 60, 100};
     for (size_t i = 0; i < sizeof early / sizeof *early; i++) assert_true(due[early[i]]);
     assert_int_equal(count, 20);
     char err[ST_ERR_LEN];
-    assert_int_equal(probe_schedule_parse("linear", &c.log_early, err), 0);
+    assert_int_equal(config_set(&tc, "probe_schedule", "linear", "test", err), 0);
     count = 0;
-    for (long s = 0; s <= 1000; s++) count += probe_is_due(s, 1000, &c);
+    for (long s = 0; s <= 1000; s++) count += probe_is_due(s, 1000, c);
     assert_int_equal(count, 11);
-    c.every = 0; /* only the ends */
-    assert_true(probe_is_due(0, 50, &c) && probe_is_due(50, 50, &c) && !probe_is_due(25, 50, &c));
-    assert_int_equal(probe_schedule_parse("exp", &c.log_early, err), -1);
-    assert_non_null(strstr(err, "probe_schedule"));
+    assert_int_equal(config_set(&tc, "probe_every", "0", "test", err), 0); /* only the ends */
+    assert_true(probe_is_due(0, 50, c) && probe_is_due(50, 50, c) && !probe_is_due(25, 50, c));
+    assert_int_equal(config_set(&tc, "probe_schedule", "exp", "test", err), -1);
+    assert_string_equal(err, "test: probe_schedule: expected one of log|linear, found 'exp'");
     /* a probe window longer than the model's context is refused before anything runs */
-    assert_int_equal(probe_config_check("config", &c, 64, err), 0);
-    assert_int_equal(probe_config_check("config", &c, 16, err), -1);
+    assert_int_equal(probe_config_check("config", c, 64, err), 0);
+    assert_int_equal(probe_config_check("config", c, 16, err), -1);
     assert_non_null(strstr(err, "config: probe_len: expected at most seq_len 16, found 64"));
+}
+
+/* each probe key's bound is the table's, one line naming the key; the probe set's own check agrees */
+static void test_probe_keys_out_of_bounds(void **state) {
+    (void)state;
+    static const char *const cases[][3] = {
+        {"probe_n", "1", "conf:3: probe_n: expected an integer in [2, 4096], found '1'"},
+        {"probe_len", "3", "conf:3: probe_len: expected an integer in [4, 65536], found '3'"},
+        {"probe_shift", "0", "conf:3: probe_shift: expected an integer in [1, 65536], found '0'"},
+        {"probe_every", "-1", "conf:3: probe_every: expected an integer >= 0, found '-1'"}};
+    TrainConfig c;
+    config_defaults(&c);
+    char err[ST_ERR_LEN];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        assert_int_equal(config_set(&c, cases[i][0], cases[i][1], "conf:3", err), -1);
+        assert_string_equal(err, cases[i][2]);
+    }
+    assert_int_equal(probe_set_check("set", PROBE_MIN_N, PROBE_MIN_LEN, 1, err), 0);
+    assert_int_equal(probe_set_check("set", PROBE_MIN_N - 1, PROBE_MIN_LEN, 1, err), -1);
+    assert_int_equal(probe_set_check("set", PROBE_MIN_N, PROBE_MIN_LEN - 1, 1, err), -1);
+    /* what no single key can check: the shift must stay below the window */
+    assert_int_equal(config_set(&c, "probe_shift", "64", "conf:3", err), 0);
+    assert_int_equal(config_validate(&c, err), -1);
+    assert_string_equal(err, "config: probe_shift: expected 1 to 63 (below probe_len), found 64");
 }
 
 /* ---- the prober on a tiny model ------------------------------------------------------------- */
 
 enum { TINY_N = 4, TINY_T = 16 };
+
+static ProbeConfig tiny_probe_config(void) {
+    return (ProbeConfig){.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .schedule = PROBE_SCHEDULE_LOG};
+}
 
 static MoeConfig tiny_model_config(void) {
     MoeConfig c;
@@ -558,7 +587,7 @@ static void open_tiny_prober(const char *name, int dense, int probe_bos, Moe *m,
     MoeConfig mc = tiny_model_config();
     if (dense) mc.n_expert = 1, mc.top_k = 1;
     assert_int_equal(moe_init(m, &mc, err), 0);
-    ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
+    ProbeConfig pc = tiny_probe_config();
     if (prober_open(pr, run, NULL, &pc, &m->cfg, probe_bos, 4, err)) fail_msg("%s", err);
 }
 
@@ -847,7 +876,7 @@ static void test_bin_probe_reproduces_the_run(void **state) {
     TrainConfig c;
     config_defaults(&c);
     c.model = m.cfg;
-    c.probe_n = TINY_N, c.probe_len = TINY_T, c.probe_shift = 3;
+    c.probes = tiny_probe_config();
     snprintf(c.data_dir, sizeof c.data_dir, "/nonexistent-data-dir");
     assert_int_equal(config_validate(&c, err), 0);
     AdamW opt;
@@ -886,7 +915,7 @@ static void test_probe_set_kept_across_resume(void **state) {
     prober_close(&pr);
     /* reopening (a resumed run) reads the same file back, whatever seed it is given */
     snprintf(run, sizeof run, "%s/resume", dir);
-    ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
+    ProbeConfig pc = tiny_probe_config();
     assert_int_equal(prober_open(&pr, run, NULL, &pc, &m.cfg, 0, 99, err), 0);
     assert_memory_equal(pr.set.tokens, copy, sizeof(int) * PV_COUNT * TINY_N * TINY_T);
     prober_close(&pr);
@@ -989,6 +1018,8 @@ int main(void) {
         cmocka_unit_test(test_probe_set_variants),
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_probe_keys_out_of_bounds),
+        cmocka_unit_test(test_probe_keys_out_of_bounds),
         cmocka_unit_test(test_prober_run), cmocka_unit_test(test_prober_run_trained_with_bos),       cmocka_unit_test(test_interventions_on_capture),
         cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_bin_probe_reproduces_the_run),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
         cmocka_unit_test(test_attention_file),
