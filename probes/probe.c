@@ -185,9 +185,9 @@ static int run_path(char *out, size_t cap, const Prober *pr, const char *name, c
     return st_errorf(err, "%s: run directory path too long", pr->run_dir);
 }
 
-int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *path, char *err) {
+int prober_write_record(Prober *pr, ProbeRecord *r, FILE *f, const char *path, char *err) {
+    r->probe_seconds = pr->seconds;
     record_to_json(r, &pr->json);
-    sj_num(&pr->json, "probe_seconds", pr->seconds); /* probing time of the run before this step */
     return sj_write_line(&pr->json, f, path, err);
 }
 

@@ -75,8 +75,8 @@ void prober_close(Prober *pr);
  * Leaves the capture arrays filled. */
 void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord *r);
 
-/* appends one probes.jsonl line: the record plus "probe_seconds" */
-int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *path, char *err);
+/* appends one probes.jsonl line: the record, its probe_seconds set to the probing time so far */
+int prober_write_record(Prober *pr, ProbeRecord *r, FILE *f, const char *path, char *err);
 
 /* The probe step `step` of a run of total_steps: measures natural (and bos when probe_bos), appends to
  * probes.jsonl and rewrites summary.json; at step >= total_steps also every other variant,
