@@ -2,7 +2,7 @@
  *
  * A Prober owns a run's probe set (probe_set.bin), the capture buffers for one forward of all probe_n
  * windows at once, and the run's probe outputs:
- *   probes.jsonl       one line per probe step and variant (probes/record.h has every key)
+ *   probes.jsonl       one line per probe step and variant (record_fields of probes/record.h: every key)
  *   summary.json       rewritten after each probe step (emergence steps, final values, d* and C2)
  *   attention.bin      at every probe step: the attention maps of probe window 0 of the variant the
  *                      run trained on (probes/attnmaps.h)
