@@ -31,7 +31,6 @@ PlColor pl_colormap(double t);
 
 void pl_canvas_init(PlCanvas *c, int w, int h); /* all white */
 void pl_canvas_free(PlCanvas *c);
-PlColor pl_get(const PlCanvas *c, int x, int y);
 /* mixes col into pixel (x, y) with weight alpha in [0, 1]; outside the canvas it does nothing */
 void pl_blend(PlCanvas *c, int x, int y, PlColor col, double alpha);
 /* fills every pixel whose centre lies in [x0, x1) x [y0, y1) */
