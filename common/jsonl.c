@@ -22,12 +22,7 @@ static void append(StJson *j, const char *fmt, ...) {
             return;
         }
         size_t cap = 2 * j->cap + (size_t)need + 64;
-        char *nb = realloc(j->buf, cap);
-        if (!nb) {
-            fprintf(stderr, "error: out of memory building a JSON line\n");
-            exit(1);
-        }
-        j->buf = nb;
+        j->buf = st_realloc(j->buf, cap);
         j->cap = cap;
     }
 }
@@ -143,12 +138,8 @@ static int blank(const char *s) {
 static void jsonl_append(Jsonl *j, cJSON *obj, int line, int *cap) {
     if (j->n == *cap) {
         *cap = *cap ? 2 * *cap : 64;
-        j->row = realloc(j->row, sizeof(cJSON *) * *cap);
-        j->line = realloc(j->line, sizeof(int) * *cap);
-        if (!j->row || !j->line) {
-            fprintf(stderr, "out of memory reading %s\n", j->path);
-            exit(1);
-        }
+        j->row = st_realloc(j->row, sizeof(cJSON *) * *cap);
+        j->line = st_realloc(j->line, sizeof(int) * *cap);
     }
     j->row[j->n] = obj;
     j->line[j->n++] = line;

@@ -39,16 +39,7 @@ int bpe_is_safe_split(const uint8_t *s, size_t p) {
     return p > 0 && s[p - 1] == '\n' && byte_class(s[p]) != CLASS_SPACE;
 }
 
-/* realloc that reports and exits when out of memory, like st_malloc */
-#define GROW(ptr, new_cap) ptr = grow_array(ptr, sizeof *(ptr), (size_t)(new_cap))
-static void *grow_array(void *p, size_t elem, size_t new_cap) {
-    void *q = realloc(p, elem * new_cap);
-    if (!q) {
-        fprintf(stderr, "error: out of memory growing an array to %zu x %zu bytes\n", new_cap, elem);
-        exit(1);
-    }
-    return q;
-}
+#define GROW(ptr, new_cap) ptr = st_realloc(ptr, sizeof *(ptr) * (size_t)(new_cap))
 
 /* ---- growable int32 list ---- */
 typedef struct {

@@ -27,15 +27,6 @@ struct LoaderData {
     Split train, val;
 };
 
-int bos_policy_parse(const char *s, BosPolicy *p, char *err) {
-    if (strcmp(s, "none") == 0) *p = BOS_NONE;
-    else if (strcmp(s, "prepend") == 0) *p = BOS_PREPEND;
-    else if (strcmp(s, "doc") == 0) *p = BOS_DOC;
-    else if (strcmp(s, "start") == 0) *p = BOS_START;
-    else return st_errorf(err, "bos: expected none, prepend, doc or start, found '%s'", s);
-    return 0;
-}
-
 const char *bos_policy_name(BosPolicy p) {
     switch (p) {
     case BOS_NONE: return "none";

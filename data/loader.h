@@ -27,8 +27,7 @@
 
 typedef enum { BOS_NONE = 0, BOS_PREPEND = 1, BOS_DOC = 2, BOS_START = 3 } BosPolicy;
 
-/* "none" | "prepend" | "doc" | "start" */
-int bos_policy_parse(const char *s, BosPolicy *p, char *err);
+/* "none" | "prepend" | "doc" | "start": the config key bos's values */
 const char *bos_policy_name(BosPolicy p);
 
 typedef struct LoaderData LoaderData; /* the token streams, private to the loader */

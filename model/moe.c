@@ -537,38 +537,11 @@ void z_loss_backward(float *dlogits, float dloss, const float *logits, int N, in
     }
 }
 
-/* --- cross-entropy: mean over rows with target >= 0 of lse(logits) - logits[target] --- */
+/* rows that have a target (a target < 0 is ignored) */
 static int count_targets(const int *targets, int N) {
     int count = 0;
     for (int n = 0; n < N; n++) count += targets[n] >= 0;
     return count;
-}
-
-float cross_entropy_forward(const float *logits, const int *targets, int N, int V, int *n_valid) {
-    double *row = st_malloc(sizeof(double) * (size_t)N);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++)
-        row[n] = targets[n] < 0 ? 0.0 : (double)logsumexp(logits + (size_t)n * V, V) - logits[(size_t)n * V + targets[n]];
-    double total = 0.0; /* summed in row order, whatever the thread count */
-    for (int n = 0; n < N; n++) total += row[n];
-    free(row);
-    *n_valid = count_targets(targets, N);
-    return *n_valid ? (float)(total / *n_valid) : 0.0f;
-}
-
-/* dlogits[n] += dloss (softmax(logits[n]) - onehot(target)) / n_valid */
-void cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int *targets, int N, int V) {
-    int count = count_targets(targets, N);
-    if (!count) return;
-    float g = dloss / (float)count;
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        if (targets[n] < 0) continue;
-        const float *z = logits + (size_t)n * V;
-        float *dz = dlogits + (size_t)n * V, lse = logsumexp(z, V);
-        for (int v = 0; v < V; v++) dz[v] += g * expf(z[v] - lse);
-        dz[targets[n]] -= g;
-    }
 }
 
 /* --- LM head + cross-entropy, chunked over rows ---

@@ -185,7 +185,8 @@ void moe_backward(Moe *m, float scale);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* The operations, each forward beside its backward. Exposed so tests can check each one against
- * finite differences. Backward functions ADD into their gradient outputs (+=). N = rows. */
+ * finite differences. Backward functions ADD into their gradient outputs (+=), except three:
+ * attention_backward and swiglu_backward WRITE theirs, rope_backward rotates dx in place. N = rows. */
 
 void embed_forward(float *out, const int *tokens, const float *wte, int N, int C);
 void embed_backward(float *dwte, const float *dout, const int *tokens, int N, int C, int V);
@@ -264,10 +265,6 @@ void aux_loss_backward(float *dprobs, float dloss, const double *f, int N, int E
 float z_loss_forward(const float *logits, int N, int E);
 void z_loss_backward(float *dlogits, float dloss, const float *logits, int N, int E);
 
-/* mean cross-entropy over rows with target >= 0; returns it and the count of such rows */
-float cross_entropy_forward(const float *logits, const int *targets, int N, int V, int *n_valid);
-void cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int *targets, int N, int V);
-
 /* rows of logits per chunk in training: 512 x 257 floats (the default vocab) is half a megabyte */
 enum { MOE_LOSS_CHUNK = 512 };
 
@@ -276,7 +273,8 @@ enum { MOE_LOSS_CHUNK = 512 };
  * cross-entropy over rows with target >= 0 (their count in n_valid) and keeps each row's logsumexp in
  * lse [N] (0 for ignored rows); the backward recomputes each chunk's logits and adds dx += dlogits w
  * and dw += dlogits^T x, dlogits = dloss (softmax - onehot(target)) / n_valid. Same results as
- * matmul_forward + cross_entropy_forward and their backwards, without the N x V buffers. */
+ * matmul_forward + the cross-entropy of the whole logits buffer (tests/ref_kernels.h) and their
+ * backwards, without the N x V buffers. */
 float lm_head_loss_forward(float *lse, float *scratch, const float *x, const float *w, const int *targets, int N,
                            int C, int V, int chunk, int *n_valid);
 void lm_head_loss_backward(float *dx, float *dw, float *scratch, float dloss, const float *x, const float *w,

@@ -138,3 +138,39 @@ void ref_attention_backward(float *dq, float *dk, float *dv, float *dsink, const
         free(dsink_bh);
     }
 }
+
+static double ref_logsumexp(const float *z, int n) {
+    float m = z[0];
+    for (int i = 1; i < n; i++) m = z[i] > m ? z[i] : m;
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += exp((double)z[i] - m);
+    return m + log(s);
+}
+
+static int count_targets(const int *targets, int N) {
+    int count = 0;
+    for (int n = 0; n < N; n++) count += targets[n] >= 0;
+    return count;
+}
+
+float ref_cross_entropy_forward(const float *logits, const int *targets, int N, int V, int *n_valid) {
+    double total = 0.0;
+    for (int n = 0; n < N; n++)
+        if (targets[n] >= 0) total += ref_logsumexp(logits + (size_t)n * V, V) - logits[(size_t)n * V + targets[n]];
+    *n_valid = count_targets(targets, N);
+    return *n_valid ? (float)(total / *n_valid) : 0.0f;
+}
+
+void ref_cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int *targets, int N, int V) {
+    int count = count_targets(targets, N);
+    if (!count) return;
+    double g = (double)dloss / count;
+    for (int n = 0; n < N; n++) {
+        if (targets[n] < 0) continue;
+        const float *z = logits + (size_t)n * V;
+        float *dz = dlogits + (size_t)n * V;
+        double lse = ref_logsumexp(z, V);
+        for (int v = 0; v < V; v++) dz[v] += (float)(g * exp(z[v] - lse));
+        dz[targets[n]] -= (float)g;
+    }
+}

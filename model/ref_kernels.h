@@ -19,4 +19,10 @@ void ref_attention_forward(float *out, float *att, const float *q, const float *
 void ref_attention_backward(float *dq, float *dk, float *dv, float *dsink, const float *dout, const float *att,
                             const float *q, const float *k, const float *v, int B, int T, int H, int KV, int D);
 
+/* mean cross-entropy over rows with target >= 0 of the whole logits buffer [N][V]; returns it and the
+ * count of such rows in n_valid */
+float ref_cross_entropy_forward(const float *logits, const int *targets, int N, int V, int *n_valid);
+/* dlogits[n] += dloss (softmax(logits[n]) - onehot(target)) / n_valid, rows with target < 0 untouched */
+void ref_cross_entropy_backward(float *dlogits, float dloss, const float *logits, const int *targets, int N, int V);
+
 #endif

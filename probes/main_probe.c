@@ -154,16 +154,14 @@ int main(int argc, char **argv) {
     }
     int threads = a.threads ? a.threads : cfg.threads;
     if (threads > 0) omp_set_num_threads(threads);
-    ProbeConfig pc = {.n = cfg.probe_n, .len = cfg.probe_len, .shift = cfg.probe_shift, .every = cfg.probe_every,
-                      .log_early = cfg.probe_schedule == PROBE_SCHEDULE_LOG};
     /* the run's probe set, or (a bare checkpoint) one built from its data */
     Loader windows = {0};
     char set_path[4200];
     snprintf(set_path, sizeof set_path, "%s/probe_set.bin", a.run_dir);
     int build = access(set_path, F_OK) != 0;
-    int rc = build ? open_windows(&windows, &cfg, cfg.probe_len, probe_window_policy(&cfg), cfg.model.seed, err) : 0;
+    int rc = build ? open_windows(&windows, &cfg, cfg.probes.len, probe_window_policy(&cfg), cfg.model.seed, err) : 0;
     if (!rc)
-        rc = prober_open(&pr, a.run_dir, build ? &windows : NULL, &pc, &m.cfg,
+        rc = prober_open(&pr, a.run_dir, build ? &windows : NULL, &cfg.probes, &m.cfg,
                          cfg.bos != BOS_NONE && cfg.bos != BOS_START, cfg.model.seed, err);
     loader_close(&windows);
     if (!rc)

@@ -15,8 +15,6 @@
 
 /* ---- config and schedule -------------------------------------------------------------------- */
 
-void probe_config_default(ProbeConfig *c) { *c = (ProbeConfig){.n = 64, .len = 64, .shift = 8, .every = 0, .log_early = 1}; }
-
 int probe_config_check(const char *where, const ProbeConfig *c, int seq_len, char *err) {
     if (probe_set_check(where, c->n, c->len, c->shift, err)) return -1;
     if (c->len > seq_len)
@@ -24,17 +22,10 @@ int probe_config_check(const char *where, const ProbeConfig *c, int seq_len, cha
     return 0;
 }
 
-int probe_schedule_parse(const char *s, int *log_early, char *err) {
-    if (strcmp(s, "log") == 0) *log_early = 1;
-    else if (strcmp(s, "linear") == 0) *log_early = 0;
-    else return st_errorf(err, "probe_schedule: expected 'log' or 'linear', found '%s'", s);
-    return 0;
-}
-
 int probe_is_due(long step, long total_steps, const ProbeConfig *c) {
     if (step == 0 || step == total_steps) return 1;
     if (c->every > 0 && step % c->every == 0) return 1;
-    if (c->log_early && total_steps >= 10) {
+    if (c->schedule == PROBE_SCHEDULE_LOG && total_steps >= 10) {
         double span = log(total_steps / 10.0); /* log-spaced from step 1 to step total/10 */
         for (int k = 0; k < 10; k++)
             if (step == lround(exp(span * k / 9.0))) return 1;
@@ -208,9 +199,11 @@ static int run_path(char *out, size_t cap, const Prober *pr, const char *name, c
     return st_errorf(err, "%s: run directory path too long", pr->run_dir);
 }
 
-int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *path, char *err) {
+int prober_write_record(Prober *pr, ProbeRecord *r, FILE *f, const char *path, char *err) {
+    r->probe_seconds = pr->seconds;
     record_to_json(r, &pr->json);
-    sj_num(&pr->json, "probe_seconds", pr->seconds); /* probing time of the run before this step */
+    /* the learned sink logits [L*H] of a model with attn_sink_logit: the one key outside record_fields,
+     * since only those models have it */
     if (pr->sink_logit) sj_floats(&pr->json, "sink_logit", pr->sink_logit, pr->dims.L * pr->dims.H);
     return sj_write_line(&pr->json, f, path, err);
 }

@@ -2,9 +2,9 @@
  *
  * A Prober owns a run's probe set (probe_set.bin), the capture buffers for one forward of all probe_n
  * windows at once, and the run's probe outputs:
- *   probes.jsonl       one line per probe step and variant (probes/record.h has every key, and the
- *                      Prober adds probe_seconds and, for a model with attn_sink_logit, sink_logit
- *                      [L*H]: the learned sink logits blocks.<l>.attn.sink, so a report needs no model)
+ *   probes.jsonl       one line per probe step and variant (record_fields of probes/record.h: every key;
+ *                      and for a model with attn_sink_logit, sink_logit [L*H]: the learned sink logits
+ *                      blocks.<l>.attn.sink, so a report needs no model)
  *   summary.json       rewritten after each probe step (emergence steps, final values, d* and C2)
  *   attention.bin      at every probe step: the attention maps of probe window 0 of the variant the
  *                      run trained on (probes/attnmaps.h)
@@ -23,23 +23,24 @@
 #include "probeset.h"
 #include "record.h"
 
+typedef enum { PROBE_SCHEDULE_LOG = 0, PROBE_SCHEDULE_LINEAR = 1 } ProbeScheduleKind;
+
+/* The probe keys of a run, embedded in its TrainConfig (train/config.h) as `probes`: the config's
+ * table of keys holds their names, defaults, bounds and help. */
 typedef struct {
-    int n;         /* probe_n: probe windows (default 64) */
-    int len;       /* probe_len: tokens per window (default 64) */
-    int shift;     /* probe_shift: random tokens the shifted variant prepends (default 8) */
-    long every;    /* probe_every: probe every this many steps (0 = only the schedule's other steps) */
-    int log_early; /* probe_schedule: 1 = log (about ten log-spaced probes in the first 10%), 0 = linear */
+    int every;    /* probe_every: probe every this many steps (0 = only the schedule's other steps) */
+    int n;        /* probe_n: probe windows */
+    int len;      /* probe_len: tokens per window */
+    int schedule; /* probe_schedule: a ProbeScheduleKind; log adds about ten log-spaced early probes */
+    int shift;    /* probe_shift: random tokens the shifted variant prepends */
 } ProbeConfig;
 
-void probe_config_default(ProbeConfig *c);
-/* the probe set's shape (probe_set_check) and probe_len <= the model's seq_len; errors start with
- * `where` */
+/* what no single key can check: the probe set's shape (probe_set_check: probe_shift below probe_len)
+ * and probe_len <= the model's seq_len; errors start with `where` */
 int probe_config_check(const char *where, const ProbeConfig *c, int seq_len, char *err);
-/* "log" | "linear" */
-int probe_schedule_parse(const char *s, int *log_early, char *err);
 
-/* 1 when `step` is a probe step: step 0, the last step, every `every` steps, and with log_early the
- * ten steps round(s^(k/9)), k = 0..9, with s = total_steps / 10 */
+/* 1 when `step` is a probe step: step 0, the last step, every `every` steps, and with the log schedule
+ * the ten steps round(s^(k/9)), k = 0..9, with s = total_steps / 10 */
 int probe_is_due(long step, long total_steps, const ProbeConfig *c);
 
 /* Builds a run's probe set from the first n validation windows of `windows` (a loader of T tokens
@@ -77,8 +78,9 @@ void prober_close(Prober *pr);
  * Leaves the capture arrays filled. */
 void prober_measure(Prober *pr, Moe *m, int v, const MoeCapture *iv, ProbeRecord *r);
 
-/* appends one probes.jsonl line: the record plus "probe_seconds" (and "sink_logit" when the model has them) */
-int prober_write_record(Prober *pr, const ProbeRecord *r, FILE *f, const char *path, char *err);
+/* appends one probes.jsonl line: the record, its probe_seconds set to the probing time so far (and
+ * sink_logit when the model has them) */
+int prober_write_record(Prober *pr, ProbeRecord *r, FILE *f, const char *path, char *err);
 
 /* The probe step `step` of a run of total_steps: measures natural (and bos when probe_bos), appends to
  * probes.jsonl and rewrites summary.json; at step >= total_steps also every other variant,

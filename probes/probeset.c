@@ -72,8 +72,10 @@ static void probe_set_alloc(ProbeSet *ps) {
 }
 
 int probe_set_check(const char *where, int n, int T, int shift, char *err) {
-    if (n < 2) return st_errorf(err, "%s: probe_n: expected >= 2 (cross-input cosines need pairs), found %d", where, n);
-    if (T < 4) return st_errorf(err, "%s: probe_len: expected >= 4, found %d", where, T);
+    if (n < PROBE_MIN_N)
+        return st_errorf(err, "%s: probe_n: expected >= %d (cross-input cosines need pairs), found %d", where,
+                         PROBE_MIN_N, n);
+    if (T < PROBE_MIN_LEN) return st_errorf(err, "%s: probe_len: expected >= %d, found %d", where, PROBE_MIN_LEN, T);
     if (shift < 1 || shift >= T)
         return st_errorf(err, "%s: probe_shift: expected 1 to %d (below probe_len), found %d", where, T - 1, shift);
     return 0;

@@ -48,7 +48,11 @@ typedef struct {
 const int *probe_set_tokens(const ProbeSet *ps, int v);
 int probe_set_has(const ProbeSet *ps, int v); /* 0 only for bos without a BOS token */
 
-/* checks n >= 2, T >= 4, 1 <= shift < T; errors start with `where` */
+/* the smallest probe set: cross-input cosines need pairs of windows, and the control keys 1 and T/2
+ * need later queries (the bounds of the config keys probe_n and probe_len) */
+enum { PROBE_MIN_N = 2, PROBE_MIN_LEN = 4 };
+
+/* checks n >= PROBE_MIN_N, T >= PROBE_MIN_LEN, 1 <= shift < T; errors start with `where` */
 int probe_set_check(const char *where, int n, int T, int shift, char *err);
 
 /* Builds every variant from the natural windows [n][T], their targets [n][T] and query classes [n][T]

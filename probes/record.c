@@ -2,6 +2,7 @@
 
 #include <cJSON.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,40 +12,84 @@
 
 /* ---- one record ----------------------------------------------------------------------------- */
 
+#define R(field) offsetof(ProbeRecord, field)
+#define ONE(kind, key, field) {key, kind, RS_ONE, R(field)}
+#define NUM(key) ONE(RF_NUM, #key, key)
+#define NUMS(key, shape) {#key, RF_NUMS, shape, R(key)}
+
+const RecordField record_fields[] = {
+    ONE(RF_LONG, "step", step), ONE(RF_TEXT, "variant", variant), ONE(RF_LLONG, "tokens", tokens),
+    NUM(val_loss), NUM(probe_loss), ONE(RF_INT, "T", T), ONE(RF_INT, "n_seq", N), ONE(RF_INT, "n_layer", L),
+    ONE(RF_INT, "n_head", H), NUM(chance),
+    /* attention on key 0 and the controls */
+    NUMS(a_p0, RS_HEADS), NUMS(a_p0_gu, RS_HEADS), NUMS(a_p0_late, RS_HEADS), NUMS(a_k1, RS_HEADS),
+    NUMS(a_mid, RS_HEADS),
+    /* where attention parks */
+    NUMS(a_prev, RS_HEADS), NUMS(a_self, RS_HEADS), NUMS(a_p0_trigger, RS_HEADS), NUMS(a_p0_ordinary, RS_HEADS),
+    NUMS(a_prev_trigger, RS_HEADS), NUMS(a_prev_ordinary, RS_HEADS), NUMS(v0_head, RS_HEADS),
+    NUMS(a_induction, RS_HEADS), {"park_id", RF_INTS, RS_PARK, R(park_id)}, NUMS(park_mass, RS_PARK),
+    NUMS(park_lift, RS_PARK), NUMS(park_vnorm, RS_PARK),
+    /* per layer and sink rates */
+    NUMS(a_p0_layer, RS_LAYERS), NUMS(lift_layer, RS_LAYERS), NUM(a_p0_2plus), NUM(sink_rate_20), NUM(sink_rate_30),
+    NUM(sink_rate_50), NUM(sink_rate_2plus_20), NUM(sink_rate_2plus_30), NUM(sink_rate_2plus_50),
+    NUM(sink_rate_k1_30), NUM(sink_rate_mid_30), NUMS(sink_rate_layer_30, RS_LAYERS),
+    /* residual stream */
+    NUMS(rho, RS_POINTS), NUM(rho_max), NUMS(kappa_p0, RS_POINTS), NUMS(kappa_p1, RS_POINTS),
+    NUMS(kappa_mid, RS_POINTS), NUMS(kappa_p0_norm, RS_POINTS), NUMS(kappa_p1_norm, RS_POINTS),
+    NUMS(kappa_mid_norm, RS_POINTS), NUMS(massive_ratio, RS_POINTS),
+    {"massive_channel", RF_INTS, RS_POINTS, R(massive_channel)},
+    /* per block */
+    NUMS(eta, RS_LAYERS), NUMS(mu, RS_LAYERS), NUMS(gain, RS_LAYERS), NUMS(qk_cos_p0, RS_LAYERS),
+    NUMS(qk_cos_other, RS_LAYERS), NUMS(k0_ratio, RS_LAYERS), NUMS(v0_ratio, RS_LAYERS),
+    NUMS(p0_route_consistency, RS_LAYERS), NUMS(router_entropy_p0, RS_LAYERS),
+    NUMS(router_entropy_median, RS_LAYERS), NUMS(p0_units, RS_PAIR),
+    /* derived */
+    NUMS(delta, RS_SUBLAYERS), NUMS(delta_block, RS_LAYERS), NUM(d_star), NUM(C2), NUM(K2), NUM(probe_seconds)};
+const int record_n_fields = (int)(sizeof record_fields / sizeof record_fields[0]);
+
+int record_shape_length(RecordShape s, int L, int H) {
+    switch (s) {
+    case RS_ONE: return 1;
+    case RS_HEADS: return L * H;
+    case RS_PARK: return L * H * PARK_TOP;
+    case RS_POINTS: return 2 * L + 1;
+    case RS_LAYERS: return L;
+    case RS_SUBLAYERS: return 2 * L;
+    case RS_PAIR: return 2;
+    }
+    return 0;
+}
+
+/* the array behind field f of r */
+static void *field_of(const ProbeRecord *r, const RecordField *f) { return (char *)r + f->offset; }
+
+/* the values of the table's arrays of one kind (RF_NUMS or RF_INTS) for L blocks of H heads */
+static size_t array_values(RecordKind kind, int L, int H) {
+    size_t n = 0;
+    for (int i = 0; i < record_n_fields; i++)
+        if (record_fields[i].kind == kind) n += (size_t)record_shape_length(record_fields[i].shape, L, H);
+    return n;
+}
+
 void record_alloc(ProbeRecord *r, int L, int H) {
     memset(r, 0, sizeof *r);
-    int P = 2 * L + 1;
     r->L = L;
     r->H = H;
-    /* 13 arrays [L*H], 3 arrays [L*H*PARK_TOP], 8 arrays [P], 14 arrays [L] and delta [2L] */
-    size_t total = (size_t)(13 + 3 * PARK_TOP) * L * H + 8 * (size_t)P + 14 * (size_t)L + 2 * (size_t)L;
-    r->mem = st_calloc(total, sizeof(double));
+    r->mem = st_calloc(array_values(RF_NUMS, L, H), sizeof(double));
+    r->imem = st_calloc(array_values(RF_INTS, L, H), sizeof(int));
     double *m = r->mem;
-    double **lh[] = {&r->a_p0,         &r->a_p0_gu,       &r->a_p0_late,      &r->a_k1,
-                     &r->a_mid,        &r->a_prev,        &r->a_self,         &r->a_p0_trigger,
-                     &r->a_p0_ordinary, &r->a_prev_trigger, &r->a_prev_ordinary, &r->v0_head,
-                     &r->a_induction};
-    for (size_t i = 0; i < sizeof lh / sizeof *lh; i++, m += (size_t)L * H) *lh[i] = m;
-    double **park[] = {&r->park_mass, &r->park_lift, &r->park_vnorm};
-    for (size_t i = 0; i < sizeof park / sizeof *park; i++, m += (size_t)L * H * PARK_TOP) *park[i] = m;
-    double **pts[] = {&r->rho,           &r->kappa_p0,      &r->kappa_p1,       &r->kappa_mid,
-                      &r->kappa_p0_norm, &r->kappa_p1_norm, &r->kappa_mid_norm, &r->massive_ratio};
-    for (size_t i = 0; i < sizeof pts / sizeof *pts; i++, m += P) *pts[i] = m;
-    double **blk[] = {&r->a_p0_layer,        &r->lift_layer,        &r->sink_rate_layer_30,
-                      &r->eta,               &r->mu,                &r->gain,
-                      &r->qk_cos_p0,         &r->qk_cos_other,      &r->k0_ratio,
-                      &r->v0_ratio,          &r->p0_route_consistency, &r->router_entropy_p0,
-                      &r->router_entropy_median, &r->delta_block};
-    for (size_t i = 0; i < sizeof blk / sizeof *blk; i++, m += L) *blk[i] = m;
-    r->delta = m;
-    r->massive_channel = st_calloc((size_t)P, sizeof(int));
-    r->park_id = st_calloc((size_t)L * H * PARK_TOP, sizeof(int));
+    int *im = r->imem;
+    for (int i = 0; i < record_n_fields; i++) {
+        const RecordField *f = &record_fields[i];
+        size_t n = (size_t)record_shape_length(f->shape, L, H);
+        if (f->kind == RF_NUMS) *(double **)field_of(r, f) = m, m += n;
+        if (f->kind == RF_INTS) *(int **)field_of(r, f) = im, im += n;
+    }
 }
 
 void record_free(ProbeRecord *r) {
     free(r->mem);
-    free(r->massive_channel);
-    free(r->park_id);
+    free(r->imem);
     memset(r, 0, sizeof *r);
 }
 
@@ -163,73 +208,21 @@ void record_compute(ProbeRecord *r, const MoeCapture *cap, const ProbeDims *d, c
 }
 
 void record_to_json(const ProbeRecord *r, StJson *j) {
-    int L = r->L, LH = r->L * r->H, P = 2 * r->L + 1;
     sj_begin(j);
-    sj_int(j, "step", r->step);
-    sj_str(j, "variant", r->variant);
-    sj_int(j, "tokens", r->tokens);
-    sj_num(j, "val_loss", r->val_loss);
-    sj_num(j, "probe_loss", r->probe_loss);
-    sj_int(j, "T", r->T);
-    sj_int(j, "n_seq", r->N);
-    sj_int(j, "n_layer", r->L);
-    sj_int(j, "n_head", r->H);
-    sj_num(j, "chance", r->chance);
-    sj_doubles(j, "a_p0", r->a_p0, LH);
-    sj_doubles(j, "a_p0_gu", r->a_p0_gu, LH);
-    sj_doubles(j, "a_p0_late", r->a_p0_late, LH);
-    sj_doubles(j, "a_k1", r->a_k1, LH);
-    sj_doubles(j, "a_mid", r->a_mid, LH);
-    sj_doubles(j, "a_prev", r->a_prev, LH);
-    sj_doubles(j, "a_self", r->a_self, LH);
-    sj_doubles(j, "a_p0_trigger", r->a_p0_trigger, LH);
-    sj_doubles(j, "a_p0_ordinary", r->a_p0_ordinary, LH);
-    sj_doubles(j, "a_prev_trigger", r->a_prev_trigger, LH);
-    sj_doubles(j, "a_prev_ordinary", r->a_prev_ordinary, LH);
-    sj_doubles(j, "v0_head", r->v0_head, LH);
-    sj_doubles(j, "a_induction", r->a_induction, LH);
-    sj_ints(j, "park_id", r->park_id, LH * PARK_TOP);
-    sj_doubles(j, "park_mass", r->park_mass, LH * PARK_TOP);
-    sj_doubles(j, "park_lift", r->park_lift, LH * PARK_TOP);
-    sj_doubles(j, "park_vnorm", r->park_vnorm, LH * PARK_TOP);
-    sj_doubles(j, "a_p0_layer", r->a_p0_layer, L);
-    sj_doubles(j, "lift_layer", r->lift_layer, L);
-    sj_num(j, "a_p0_2plus", r->a_p0_2plus);
-    sj_num(j, "sink_rate_20", r->sink_rate_20);
-    sj_num(j, "sink_rate_30", r->sink_rate_30);
-    sj_num(j, "sink_rate_50", r->sink_rate_50);
-    sj_num(j, "sink_rate_2plus_20", r->sink_rate_2plus_20);
-    sj_num(j, "sink_rate_2plus_30", r->sink_rate_2plus_30);
-    sj_num(j, "sink_rate_2plus_50", r->sink_rate_2plus_50);
-    sj_num(j, "sink_rate_k1_30", r->sink_rate_k1_30);
-    sj_num(j, "sink_rate_mid_30", r->sink_rate_mid_30);
-    sj_doubles(j, "sink_rate_layer_30", r->sink_rate_layer_30, L);
-    sj_doubles(j, "rho", r->rho, P);
-    sj_num(j, "rho_max", r->rho_max);
-    sj_doubles(j, "kappa_p0", r->kappa_p0, P);
-    sj_doubles(j, "kappa_p1", r->kappa_p1, P);
-    sj_doubles(j, "kappa_mid", r->kappa_mid, P);
-    sj_doubles(j, "kappa_p0_norm", r->kappa_p0_norm, P);
-    sj_doubles(j, "kappa_p1_norm", r->kappa_p1_norm, P);
-    sj_doubles(j, "kappa_mid_norm", r->kappa_mid_norm, P);
-    sj_doubles(j, "massive_ratio", r->massive_ratio, P);
-    sj_ints(j, "massive_channel", r->massive_channel, P);
-    sj_doubles(j, "eta", r->eta, L);
-    sj_doubles(j, "mu", r->mu, L);
-    sj_doubles(j, "gain", r->gain, L);
-    sj_doubles(j, "qk_cos_p0", r->qk_cos_p0, L);
-    sj_doubles(j, "qk_cos_other", r->qk_cos_other, L);
-    sj_doubles(j, "k0_ratio", r->k0_ratio, L);
-    sj_doubles(j, "v0_ratio", r->v0_ratio, L);
-    sj_doubles(j, "p0_route_consistency", r->p0_route_consistency, L);
-    sj_doubles(j, "router_entropy_p0", r->router_entropy_p0, L);
-    sj_doubles(j, "router_entropy_median", r->router_entropy_median, L);
-    sj_doubles(j, "p0_units", r->p0_units, 2);
-    sj_doubles(j, "delta", r->delta, 2 * L);
-    sj_doubles(j, "delta_block", r->delta_block, L);
-    sj_num(j, "d_star", r->d_star);
-    sj_num(j, "C2", r->C2);
-    sj_num(j, "K2", r->K2);
+    for (int i = 0; i < record_n_fields; i++) {
+        const RecordField *f = &record_fields[i];
+        const void *v = field_of(r, f);
+        int n = record_shape_length(f->shape, r->L, r->H);
+        switch (f->kind) {
+        case RF_LONG: sj_int(j, f->key, *(const long *)v); break;
+        case RF_LLONG: sj_int(j, f->key, *(const long long *)v); break;
+        case RF_INT: sj_int(j, f->key, *(const int *)v); break;
+        case RF_NUM: sj_num(j, f->key, *(const double *)v); break;
+        case RF_TEXT: sj_str(j, f->key, *(const char *const *)v); break;
+        case RF_NUMS: sj_doubles(j, f->key, *(const double *const *)v, n); break;
+        case RF_INTS: sj_ints(j, f->key, *(const int *const *)v, n); break;
+        }
+    }
 }
 
 /* ---- the run summary ------------------------------------------------------------------------ */
@@ -305,11 +298,7 @@ static int read_variant_rows(const char *path, const char *want, SummaryRow **ro
             for (int i = 0; i < n; i++)
                 if (rows[i].step == row.step) at = i;
             if (at == n) {
-                if (n == cap) rows = realloc(rows, sizeof *rows * (size_t)(cap = 2 * cap + 16));
-                if (!rows) {
-                    fprintf(stderr, "error: out of memory reading %s\n", path);
-                    exit(1);
-                }
+                if (n == cap) rows = st_realloc(rows, sizeof *rows * (size_t)(cap = 2 * cap + 16));
                 n++;
             }
             rows[at] = row;

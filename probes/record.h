@@ -2,7 +2,7 @@
  * one MoeCapture with probes/metrics.h, and the run summary (summary.json) derived from probes.jsonl.
  *
  * Array layouts: [L*H] layer-major (index l*H + h); [P] = [2L+1] residual points (index p is the
- * paper's p/2); [L] per block. Key names are those of the struct fields. */
+ * paper's p/2); [L] per block. The keys of a line are the table record_fields (below). */
 #ifndef SINKTRACE_RECORD_H
 #define SINKTRACE_RECORD_H
 
@@ -21,6 +21,7 @@ typedef struct {
     long long tokens;    /* training tokens seen at this step */
     double val_loss;     /* the trainer's validation loss at this step, NaN if not known */
     double probe_loss;   /* mean cross-entropy of this variant's windows (natural, bos), else NaN */
+    double probe_seconds; /* wall time the run had spent probing before this line */
     int L, H, T, N;
     double chance;       /* chance(T) */
 
@@ -53,15 +54,33 @@ typedef struct {
     /* per block, [L] */
     double *eta, *mu, *gain, *qk_cos_p0, *qk_cos_other, *k0_ratio, *v0_ratio;
     double *p0_route_consistency, *router_entropy_p0, *router_entropy_median;
-    double p0_units[2]; /* blocks 0 and 1 (NaN for a block the model lacks) */
+    double *p0_units; /* [2] blocks 0 and 1 (NaN for a block the model lacks) */
 
     /* derived */
     double *delta;       /* [2L] per sublayer: log rho[q+1] - log rho[q] */
     double *delta_block; /* [L] SCIENCE.md's delta_l = log rho_{l+1} - log rho_l */
     double d_star, C2, K2;
 
-    double *mem; /* one allocation behind every array above */
+    double *mem; /* one allocation behind every double array above */
+    int *imem;   /* and one behind the int arrays */
 } ProbeRecord;
+
+/* The schema of a probes.jsonl line: each key in the order written, what it holds and where in
+ * ProbeRecord. This one table drives record_alloc, the writer (record_to_json), the reader's checks
+ * (probes/runlog.c), and a test that docs/PROBES.md documents exactly these keys with these shapes. */
+typedef enum { RF_LONG, RF_LLONG, RF_INT, RF_NUM, RF_TEXT, RF_NUMS, RF_INTS } RecordKind;
+/* a value's shape: one value, or an array of L*H, L*H*PARK_TOP, P = 2L+1, L, 2L or 2 values */
+typedef enum { RS_ONE, RS_HEADS, RS_PARK, RS_POINTS, RS_LAYERS, RS_SUBLAYERS, RS_PAIR } RecordShape;
+typedef struct {
+    const char *key;
+    RecordKind kind;
+    RecordShape shape;
+    size_t offset; /* of the field in ProbeRecord: the value, or the pointer to the array */
+} RecordField;
+extern const RecordField record_fields[];
+extern const int record_n_fields;
+/* values in a field of this shape for L blocks of H heads (1 for RS_ONE) */
+int record_shape_length(RecordShape s, int L, int H);
 
 void record_alloc(ProbeRecord *r, int L, int H);
 void record_free(ProbeRecord *r);

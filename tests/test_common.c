@@ -137,8 +137,7 @@ static void test_rng_deterministic_and_uniform(void **state) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_common_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_common")) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_header_round_trip),
         cmocka_unit_test(test_header_errors),

@@ -470,8 +470,7 @@ static void test_split_streams_hold_each_document_once(void **state) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_data_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_data")) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_byte_tokenizer_round_trips_any_bytes),
         cmocka_unit_test(test_bpe_merges_by_hand),

@@ -260,8 +260,7 @@ static void test_bin_train_rejects_indivisible_batch(void **state) {
 #endif
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_dist_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_dist")) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", dir);
     if (fixture_tiny_data(data_dir)) return 1;
     const struct CMUnitTest tests[] = {

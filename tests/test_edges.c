@@ -648,8 +648,7 @@ static void test_a_sweep_keeps_a_run_with_a_damaged_checkpoint(void **state) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_edges_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_edges")) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", dir);
     if (fixture_tiny_data(data_dir)) return 1;
     const struct CMUnitTest tests[] = {

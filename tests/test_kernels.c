@@ -147,7 +147,7 @@ static void test_qk_norm_rope_matches_norm_then_rope(void **state) {
 
 /* ---------------------------------------------------------------------------------------------- */
 /* the chunked LM head + cross-entropy against the full logits buffer: matmul_forward, then
- * cross_entropy_forward / cross_entropy_backward and matmul_backward */
+ * ref_cross_entropy_forward / ref_cross_entropy_backward and matmul_backward */
 
 static void lm_head_loss_case(int N, int C, int V, int chunk, int ignore_every) {
     float *x = randn((size_t)N * C), *w = randn((size_t)V * C), *scratch = st_malloc(sizeof(float) * chunk * V);
@@ -158,14 +158,14 @@ static void lm_head_loss_case(int N, int C, int V, int chunk, int ignore_every) 
     int n_valid, n_valid_ref;
     float loss = lm_head_loss_forward(lse, scratch, x, w, targets, N, C, V, chunk, &n_valid);
     matmul_forward(logits, x, w, N, C, V);
-    float loss_ref = cross_entropy_forward(logits, targets, N, V, &n_valid_ref);
+    float loss_ref = ref_cross_entropy_forward(logits, targets, N, V, &n_valid_ref);
     assert_int_equal(n_valid, n_valid_ref);
     assert_true(fabsf(loss - loss_ref) <= 1e-5f * fabsf(loss_ref));
     float *dx = randn((size_t)N * C), *dw = randn((size_t)V * C);
     float *dx_ref = copy_of(dx, (size_t)N * C), *dw_ref = copy_of(dw, (size_t)V * C);
     float *dlogits = st_calloc((size_t)N * V, sizeof(float));
     lm_head_loss_backward(dx, dw, scratch, 0.7f, x, w, lse, targets, N, C, V, chunk);
-    cross_entropy_backward(dlogits, 0.7f, logits, targets, N, V);
+    ref_cross_entropy_backward(dlogits, 0.7f, logits, targets, N, V);
     matmul_backward(dx_ref, dw_ref, dlogits, x, w, N, C, V);
     assert_close("lm head dx", dx, dx_ref, (size_t)N * C, 1e-5);
     assert_close("lm head dw", dw, dw_ref, (size_t)V * C, 1e-5);

@@ -17,6 +17,7 @@
 #include "../data/loader.h"
 #include "../data/shard.h"
 #include "../data/tokenizer.h"
+#include "../train/config.h"
 #include "fixtures.h"
 
 #define N_SYMBOLS 5000
@@ -112,16 +113,18 @@ static int setup(void **state) {
     return 0;
 }
 
-static void test_policy_parse(void **state) {
+/* the config key bos reads each policy's name as that policy */
+static void test_policy_names_are_the_config_values(void **state) {
     (void)state;
     char err[ST_ERR_LEN];
-    BosPolicy p;
+    TrainConfig c;
+    config_defaults(&c);
     for (int k = 0; k < 4; k++) {
-        assert_int_equal(bos_policy_parse(bos_policy_name((BosPolicy)k), &p, err), 0);
-        assert_int_equal(p, k);
+        assert_int_equal(config_set(&c, "bos", bos_policy_name((BosPolicy)k), "test", err), 0);
+        assert_int_equal(c.bos, k);
     }
-    assert_int_equal(bos_policy_parse("first", &p, err), -1);
-    assert_string_equal(err, "bos: expected none, prepend, doc or start, found 'first'");
+    assert_int_equal(config_set(&c, "bos", "first", "test", err), -1);
+    assert_string_equal(err, "test: bos: expected one of none|prepend|doc|start, found 'first'");
 }
 
 static void test_each_policy_puts_bos_where_it_belongs(void **state) {
@@ -278,10 +281,9 @@ static void test_bad_data_errors(void **state) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_loader_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_loader")) return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_policy_parse),
+        cmocka_unit_test(test_policy_names_are_the_config_values),
         cmocka_unit_test(test_each_policy_puts_bos_where_it_belongs),
         cmocka_unit_test(test_training_windows_cover_the_stream),
         cmocka_unit_test(test_same_seed_same_batches),

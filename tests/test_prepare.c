@@ -168,8 +168,7 @@ static void test_prepare_bad_input_errors(void **state) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_prepare_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_prepare")) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prepare_bytes_and_bpe_round_trip_documents),
         cmocka_unit_test(test_prepare_synthetic_stream),

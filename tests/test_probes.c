@@ -34,8 +34,7 @@ static char dir[64];
 
 static int make_dir(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/test_probes_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return fixture_make_tmpdir(dir, sizeof dir, "test_probes");
 }
 
 static int remove_dir(void **state) {
@@ -436,28 +435,16 @@ static void test_record_json_schema(void **state) {
     record_to_json(&r, &j);
     cJSON *o = cJSON_Parse(sj_end(&j));
     assert_non_null(o);
-    struct {
-        const char *key;
-        int len;
-    } keys[] = {{"step", 0}, {"variant", 0}, {"tokens", 0}, {"val_loss", 0}, {"T", 0}, {"n_seq", 0},
-                {"n_layer", 0}, {"n_head", 0}, {"chance", 0}, {"a_p0", 6}, {"a_p0_gu", 6}, {"a_p0_late", 6},
-                {"a_k1", 6}, {"a_mid", 6}, {"a_p0_layer", 3}, {"lift_layer", 3}, {"sink_rate_20", 0},
-                {"sink_rate_30", 0}, {"sink_rate_50", 0}, {"sink_rate_2plus_20", 0}, {"sink_rate_2plus_30", 0},
-                {"sink_rate_2plus_50", 0}, {"sink_rate_k1_30", 0}, {"sink_rate_mid_30", 0},
-                {"sink_rate_layer_30", 3}, {"rho", 7}, {"kappa_p0", 7}, {"kappa_p1", 7}, {"kappa_mid", 7},
-                {"kappa_p0_norm", 7}, {"kappa_p1_norm", 7}, {"kappa_mid_norm", 7}, {"massive_ratio", 7},
-                {"massive_channel", 7}, {"eta", 3}, {"mu", 3}, {"gain", 3}, {"qk_cos_p0", 3}, {"qk_cos_other", 3},
-                {"k0_ratio", 3}, {"v0_ratio", 3}, {"p0_route_consistency", 3}, {"router_entropy_p0", 3},
-                {"router_entropy_median", 3}, {"p0_units", 2}, {"delta", 6}, {"d_star", 0}, {"C2", 0}, {"K2", 0},
-                {"a_prev", 6}, {"a_self", 6}, {"a_p0_trigger", 6}, {"a_p0_ordinary", 6}, {"a_prev_trigger", 6},
-                {"a_prev_ordinary", 6}, {"v0_head", 6}, {"a_induction", 6}, {"park_id", 6 * PARK_TOP}, {"park_mass", 6 * PARK_TOP},
-                {"park_lift", 6 * PARK_TOP}, {"park_vnorm", 6 * PARK_TOP}};
-    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i].key);
-        if (!v) fail_msg("missing key %s", keys[i].key);
-        if (keys[i].len) assert_int_equal(cJSON_GetArraySize(v), keys[i].len);
+    /* the line holds the schema's keys, each with its shape, and nothing else (L = 3, H = 2) */
+    assert_int_equal(cJSON_GetArraySize(o), record_n_fields);
+    for (int i = 0; i < record_n_fields; i++) {
+        const RecordField *f = &record_fields[i];
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, f->key);
+        if (!v) fail_msg("missing key %s", f->key);
+        if (f->shape != RS_ONE) assert_int_equal(cJSON_GetArraySize(v), record_shape_length(f->shape, 3, 2));
         else assert_false(cJSON_IsArray(v));
     }
+    assert_int_equal(record_shape_length(RS_PARK, 3, 2), 6 * PARK_TOP);
     /* uniform attention: lift 1 in every layer; uniform routing: entropy log 4 */
     assert_true(fabs(cJSON_GetArrayItem(cJSON_GetObjectItem(o, "lift_layer"), 2)->valuedouble - 1) < 1e-6);
     assert_true(fabs(r.router_entropy_p0[1] - log(4.0)) < 1e-6);
@@ -505,37 +492,129 @@ static void test_summary(void **state) {
     assert_non_null(strstr(err, "probes.jsonl:14"));
 }
 
+/* ---- probes.jsonl's documentation ----------------------------------------------------------- */
+
+/* a key of docs/PROBES.md's probes.jsonl table with its shape as written there ("" for one value) */
+typedef struct {
+    char key[64], shape[16];
+} DocKey;
+
+/* the keys of the first column of one table row: `a`, `b` [S]; `c` gives a and b the shape S, c none */
+static int row_keys(const char *cell, DocKey *out, int n, int max) {
+    int pending = n;
+    for (const char *p = cell; *p && *p != '|'; p++) {
+        const char *end = p[0] == '`' || p[0] == '[' ? strchr(p + 1, p[0] == '`' ? '`' : ']') : NULL;
+        if (p[0] == ';') pending = n;
+        if (!end) continue;
+        if (p[0] == '`' && n < max) snprintf(out[n++].key, sizeof out->key, "%.*s", (int)(end - p - 1), p + 1);
+        for (; p[0] == '[' && pending < n; pending++)
+            snprintf(out[pending].shape, sizeof out->shape, "%.*s", (int)(end - p - 1), p + 1);
+        p = end;
+    }
+    return n;
+}
+
+/* every key of the table between "**probes.jsonl**" and "**summary.json**" */
+static int doc_keys(DocKey *out, int max) {
+    static char text[1 << 17];
+    fixture_read_text("docs/PROBES.md", text, sizeof text);
+    const char *from = strstr(text, "\n**probes.jsonl**"), *to = from ? strstr(from, "\n**summary.json**") : NULL;
+    if (!to) fail_msg("docs/PROBES.md: no probes.jsonl section before summary.json's");
+    int n = 0;
+    memset(out, 0, sizeof *out * (size_t)max);
+    for (const char *p = strstr(from, "\n| `"); p && p < to; p = strstr(p + 1, "\n| `")) n = row_keys(p + 3, out, n, max);
+    return n;
+}
+
+static const DocKey *find_doc_key(const DocKey *keys, int n, const char *key) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(keys[i].key, key)) return &keys[i];
+    return NULL;
+}
+
+/* the record's schema and docs/PROBES.md's table name the same keys with the same shapes */
+static void test_docs_list_every_probe_key(void **state) {
+    (void)state;
+    static const char *const shapes[] = {[RS_ONE] = "", [RS_HEADS] = "L*H", [RS_PARK] = "L*H*3", [RS_POINTS] = "P",
+                                         [RS_LAYERS] = "L", [RS_SUBLAYERS] = "2L", [RS_PAIR] = "2"};
+    assert_int_equal(PARK_TOP, 3);
+    DocKey doc[256];
+    int n = doc_keys(doc, 256);
+    for (int i = 0; i < record_n_fields; i++) {
+        const DocKey *d = find_doc_key(doc, n, record_fields[i].key);
+        if (!d) fail_msg("docs/PROBES.md's probes.jsonl table lacks the key %s", record_fields[i].key);
+        if (strcmp(d->shape, shapes[record_fields[i].shape]))
+            fail_msg("docs/PROBES.md gives %s the shape [%s], probes.jsonl writes [%s]", d->key, d->shape,
+                     shapes[record_fields[i].shape]);
+    }
+    for (int i = 0; i < n; i++) {
+        int found = 0;
+        for (int k = 0; k < record_n_fields; k++) found |= !strcmp(doc[i].key, record_fields[k].key);
+        if (!found) fail_msg("docs/PROBES.md documents %s, which probes.jsonl does not have", doc[i].key);
+    }
+    assert_int_equal(n, record_n_fields); /* each key once */
+}
+
 /* ---- the schedule --------------------------------------------------------------------------- */
 
+/* the probe keys as the config sets them: the run config's table is their one home */
 static void test_schedule(void **state) {
     (void)state;
-    ProbeConfig c;
-    probe_config_default(&c);
-    c.every = 100;
+    TrainConfig tc;
+    config_defaults(&tc);
+    const ProbeConfig *c = &tc.probes;
     int due[1001] = {0}, count = 0;
-    for (long s = 0; s <= 1000; s++) count += due[s] = probe_is_due(s, 1000, &c);
-    /* 100^(k/9) rounded: 1 2 3 5 8 13 22 36 60 100; then every 100 */
+    for (long s = 0; s <= 1000; s++) count += due[s] = probe_is_due(s, 1000, c);
+    /* the defaults: 100^(k/9) rounded: 1 2 3 5 8 13 22 36 60 100; then every 100 */
     int early[] = {0, 1, 2, 3, 5, 8, 13, 22, 36, 60, 100};
     for (size_t i = 0; i < sizeof early / sizeof *early; i++) assert_true(due[early[i]]);
     assert_int_equal(count, 20);
     char err[ST_ERR_LEN];
-    assert_int_equal(probe_schedule_parse("linear", &c.log_early, err), 0);
+    assert_int_equal(config_set(&tc, "probe_schedule", "linear", "test", err), 0);
     count = 0;
-    for (long s = 0; s <= 1000; s++) count += probe_is_due(s, 1000, &c);
+    for (long s = 0; s <= 1000; s++) count += probe_is_due(s, 1000, c);
     assert_int_equal(count, 11);
-    c.every = 0; /* only the ends */
-    assert_true(probe_is_due(0, 50, &c) && probe_is_due(50, 50, &c) && !probe_is_due(25, 50, &c));
-    assert_int_equal(probe_schedule_parse("exp", &c.log_early, err), -1);
-    assert_non_null(strstr(err, "probe_schedule"));
+    assert_int_equal(config_set(&tc, "probe_every", "0", "test", err), 0); /* only the ends */
+    assert_true(probe_is_due(0, 50, c) && probe_is_due(50, 50, c) && !probe_is_due(25, 50, c));
+    assert_int_equal(config_set(&tc, "probe_schedule", "exp", "test", err), -1);
+    assert_string_equal(err, "test: probe_schedule: expected one of log|linear, found 'exp'");
     /* a probe window longer than the model's context is refused before anything runs */
-    assert_int_equal(probe_config_check("config", &c, 64, err), 0);
-    assert_int_equal(probe_config_check("config", &c, 16, err), -1);
+    assert_int_equal(probe_config_check("config", c, 64, err), 0);
+    assert_int_equal(probe_config_check("config", c, 16, err), -1);
     assert_non_null(strstr(err, "config: probe_len: expected at most seq_len 16, found 64"));
+}
+
+/* each probe key's bound is the table's, one line naming the key; the probe set's own check agrees */
+static void test_probe_keys_out_of_bounds(void **state) {
+    (void)state;
+    static const char *const cases[][3] = {
+        {"probe_n", "1", "conf:3: probe_n: expected an integer in [2, 4096], found '1'"},
+        {"probe_len", "3", "conf:3: probe_len: expected an integer in [4, 65536], found '3'"},
+        {"probe_shift", "0", "conf:3: probe_shift: expected an integer in [1, 65536], found '0'"},
+        {"probe_every", "-1", "conf:3: probe_every: expected an integer >= 0, found '-1'"}};
+    TrainConfig c;
+    config_defaults(&c);
+    char err[ST_ERR_LEN];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        assert_int_equal(config_set(&c, cases[i][0], cases[i][1], "conf:3", err), -1);
+        assert_string_equal(err, cases[i][2]);
+    }
+    assert_int_equal(probe_set_check("set", PROBE_MIN_N, PROBE_MIN_LEN, 1, err), 0);
+    assert_int_equal(probe_set_check("set", PROBE_MIN_N - 1, PROBE_MIN_LEN, 1, err), -1);
+    assert_int_equal(probe_set_check("set", PROBE_MIN_N, PROBE_MIN_LEN - 1, 1, err), -1);
+    /* what no single key can check: the shift must stay below the window */
+    assert_int_equal(config_set(&c, "probe_shift", "64", "conf:3", err), 0);
+    assert_int_equal(config_validate(&c, err), -1);
+    assert_string_equal(err, "config: probe_shift: expected 1 to 63 (below probe_len), found 64");
 }
 
 /* ---- the prober on a tiny model ------------------------------------------------------------- */
 
 enum { TINY_N = 4, TINY_T = 16 };
+
+static ProbeConfig tiny_probe_config(void) {
+    return (ProbeConfig){.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .schedule = PROBE_SCHEDULE_LOG};
+}
 
 static MoeConfig tiny_model_config(void) {
     MoeConfig c;
@@ -557,7 +636,7 @@ static void open_prober_on(const char *name, const MoeConfig *mc, int probe_bos,
     assert_int_equal(probe_set_save(&ps, path, err), 0);
     probe_set_free(&ps);
     assert_int_equal(moe_init(m, mc, err), 0);
-    ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
+    ProbeConfig pc = tiny_probe_config();
     if (prober_open(pr, run, NULL, &pc, &m->cfg, probe_bos, 4, err)) fail_msg("%s", err);
 }
 
@@ -894,7 +973,7 @@ static void test_bin_probe_reproduces_the_run(void **state) {
     TrainConfig c;
     config_defaults(&c);
     c.model = m.cfg;
-    c.probe_n = TINY_N, c.probe_len = TINY_T, c.probe_shift = 3;
+    c.probes = tiny_probe_config();
     snprintf(c.data_dir, sizeof c.data_dir, "/nonexistent-data-dir");
     assert_int_equal(config_validate(&c, err), 0);
     AdamW opt;
@@ -933,7 +1012,7 @@ static void test_probe_set_kept_across_resume(void **state) {
     prober_close(&pr);
     /* reopening (a resumed run) reads the same file back, whatever seed it is given */
     snprintf(run, sizeof run, "%s/resume", dir);
-    ProbeConfig pc = {.n = TINY_N, .len = TINY_T, .shift = 3, .every = 0, .log_early = 1};
+    ProbeConfig pc = tiny_probe_config();
     assert_int_equal(prober_open(&pr, run, NULL, &pc, &m.cfg, 0, 99, err), 0);
     assert_memory_equal(pr.set.tokens, copy, sizeof(int) * PV_COUNT * TINY_N * TINY_T);
     prober_close(&pr);
@@ -1036,6 +1115,8 @@ int main(void) {
         cmocka_unit_test(test_probe_set_variants),
         cmocka_unit_test(test_probe_set_round_trip), cmocka_unit_test(test_record_json_schema),
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
+        cmocka_unit_test(test_probe_keys_out_of_bounds),
+        cmocka_unit_test(test_docs_list_every_probe_key),
         cmocka_unit_test(test_prober_run), cmocka_unit_test(test_prober_run_trained_with_bos),       cmocka_unit_test(test_interventions_on_capture),
         cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_prober_writes_sink_logits),     cmocka_unit_test(test_bin_probe_reproduces_the_run),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
         cmocka_unit_test(test_attention_file),

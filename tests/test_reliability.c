@@ -457,8 +457,7 @@ static void test_spike_guard_is_logged_and_resumes_exactly(void **state) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_rel_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_rel")) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", dir);
     if (fixture_tiny_data(data_dir)) return 1;
     /* bin/train of an MPI build would keep its runtime's job data in shared-memory files larger than

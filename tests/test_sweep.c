@@ -342,8 +342,7 @@ static void test_miniature_suite_end_to_end(void **state) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_sweep_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_sweep")) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", dir);
     if (fixture_tiny_data(data_dir)) return 1;
     const struct CMUnitTest tests[] = {

@@ -134,6 +134,34 @@ static void test_config_text_round_trip_and_compare(void **state) {
     assert_string_equal(err, "ck.bin: config key beta1 differs: the checkpoint has 0.9, this run has 0.8");
 }
 
+/* --help is the table: one line per key of config.txt, in its order, with the key's default */
+static void test_help_lists_every_key(void **state) {
+    (void)state;
+    TrainConfig c;
+    config_defaults(&c);
+    char *text = config_to_text(&c), *help = NULL, key[64], value[600], want[700];
+    size_t help_len = 0;
+    FILE *f = open_memstream(&help, &help_len);
+    config_print_help(f);
+    fclose(f);
+    int keys = 0, lines = 0;
+    const char *at = help;
+    for (const char *p = text; sscanf(p, "%63s = %599[^\n]", key, value) == 2; p = strchr(p, '\n') + 1, keys++) {
+        snprintf(want, sizeof want, "\n  --%-15s ", key);
+        const char *line = strstr(at, want);
+        if (!line) fail_msg("--help lacks %s (or lists it out of config.txt's order)", key);
+        const char *def = strstr(line, " default ");
+        assert_non_null(def);
+        assert_memory_equal(def + 9, value, strlen(value));
+        at = line + 1;
+    }
+    for (const char *p = help; (p = strstr(p, "\n  --")); p++) lines++;
+    assert_int_equal(lines, keys);
+    assert_true(keys > 60);
+    free(text);
+    free(help);
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* schedules and AdamW */
 
@@ -645,14 +673,14 @@ static void test_nan_loss_stops_bin_train(void **state) {
 }
 
 int main(void) {
-    snprintf(dir, sizeof dir, "/tmp/sinktrace_train_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (fixture_make_tmpdir(dir, sizeof dir, "sinktrace_train")) return 1;
     snprintf(data_dir, sizeof data_dir, "%s/data", dir);
     if (fixture_tiny_data(data_dir)) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_file_then_flags),
         cmocka_unit_test(test_config_errors_name_the_key),
         cmocka_unit_test(test_config_text_round_trip_and_compare),
+        cmocka_unit_test(test_help_lists_every_key),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_adamw_two_steps_by_hand),
         cmocka_unit_test(test_adamw_vectorised_matches_scalar),

@@ -11,7 +11,6 @@
 #include "../common/args.h"
 #include "../common/binfile.h"
 #include "../common/util.h"
-#include "../probes/probe.h"
 
 typedef enum { KEY_INT, KEY_U64, KEY_FLOAT, KEY_STRING, KEY_CHOICE } KeyType;
 
@@ -32,6 +31,7 @@ typedef struct {
 
 #define F(field) offsetof(TrainConfig, field), sizeof(((TrainConfig *)0)->field)
 #define M(field) offsetof(TrainConfig, model.field), sizeof(((TrainConfig *)0)->model.field)
+#define P(field) offsetof(TrainConfig, probes.field), sizeof(((TrainConfig *)0)->probes.field)
 /* model keys: moe_config_validate checks their values, so the table checks only their type */
 #define MODEL_INT(name, help) {#name, KEY_INT, M(name), NULL, -NO_LIMIT, NO_LIMIT, 0, 0, NULL, 0, help}
 /* a model key with a ceiling the model cannot check: sizes whose products must fit an int */
@@ -139,14 +139,15 @@ static const ConfigKey KEYS[] = {
     {"threads", KEY_INT, F(threads), "0", 0, 1024, 0, 0, NULL, 1,
      "OpenMP threads; 0 = OpenMP's default (bit-identical results need the same count)"},
     /* probes */
-    {"probe_every", KEY_INT, F(probe_every), "100", 1, NO_LIMIT, 0, 0, NULL, 1,
-     "probe the sink every this many steps (after the early log-spaced probes)"},
-    {"probe_n", KEY_INT, F(probe_n), "64", 1, 4096, 0, 0, NULL, 1, "held-out windows in the probe set"},
-    {"probe_len", KEY_INT, F(probe_len), "64", 2, 65536, 0, 0, NULL, 1, "tokens per probe window"},
-    {"probe_schedule", KEY_CHOICE, F(probe_schedule), "log", 0, 0, 0, 0, "log|linear", 1,
+    {"probe_every", KEY_INT, P(every), "100", 0, NO_LIMIT, 0, 0, NULL, 1,
+     "probe the sink every this many steps (after the early log-spaced probes); 0 = only step 0, the "
+     "early probes and the last step"},
+    {"probe_n", KEY_INT, P(n), "64", PROBE_MIN_N, 4096, 0, 0, NULL, 1, "held-out windows in the probe set"},
+    {"probe_len", KEY_INT, P(len), "64", PROBE_MIN_LEN, 65536, 0, 0, NULL, 1, "tokens per probe window"},
+    {"probe_schedule", KEY_CHOICE, P(schedule), "log", 0, 0, 0, 0, "log|linear", 1,
      "log = log-spaced early probes then every probe_every; linear = every probe_every only"},
-    {"probe_shift", KEY_INT, F(probe_shift), "8", 1, 65536, 0, 0, NULL, 1,
-     "random tokens prepended in the `shifted` probe variant"},
+    {"probe_shift", KEY_INT, P(shift), "8", 1, 65536, 0, 0, NULL, 1,
+     "random tokens prepended in the `shifted` probe variant (below probe_len)"},
 };
 #define N_KEYS ((int)(sizeof KEYS / sizeof KEYS[0]))
 
@@ -378,8 +379,7 @@ int config_validate(TrainConfig *c, char *err) {
     if (model.vocab_size == 0) model.vocab_size = 257;
     if (moe_config_validate(&model, err)) return -1;
     c->model.head_dim = model.head_dim;
-    ProbeConfig probes = {.n = c->probe_n, .len = c->probe_len, .shift = c->probe_shift};
-    return probe_config_check("config", &probes, c->model.seq_len, err);
+    return probe_config_check("config", &c->probes, c->model.seq_len, err);
 }
 
 int config_write(const TrainConfig *c, FILE *f, const char *path, char *err) {

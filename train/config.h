@@ -12,9 +12,9 @@
 
 #include "../data/stream.h"
 #include "../model/moe.h"
+#include "../probes/probe.h"
 
 typedef enum { SCHEDULE_COSINE = 0, SCHEDULE_WSD = 1, SCHEDULE_CONSTANT = 2 } ScheduleKind;
-typedef enum { PROBE_SCHEDULE_LOG = 0, PROBE_SCHEDULE_LINEAR = 1 } ProbeScheduleKind;
 
 typedef struct {
     MoeConfig model; /* the model keys; vocab_size 0 = take it from the data's tokenizer */
@@ -48,12 +48,7 @@ typedef struct {
     int keep_ckpts;
     int threads;
 
-    /* probes */
-    int probe_every;
-    int probe_n;
-    int probe_len;
-    int probe_schedule; /* a ProbeScheduleKind */
-    int probe_shift;
+    ProbeConfig probes; /* the probe_* keys */
 } TrainConfig;
 
 /* every key at its default (model keys from moe_config_default) */

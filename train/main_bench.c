@@ -271,7 +271,7 @@ static void remove_flat_dir(const char *dir) {
 
 /* a probe set of random windows saved where prober_open looks for it */
 static void save_random_probe_set(const char *dir, const TrainConfig *tc, int bos_id) {
-    int n = tc->probe_n, T = tc->probe_len, V = tc->model.vocab_size, *tok = st_malloc(sizeof(int) * (size_t)n * T),
+    int n = tc->probes.n, T = tc->probes.len, V = tc->model.vocab_size, *tok = st_malloc(sizeof(int) * (size_t)n * T),
         *tgt = st_malloc(sizeof(int) * (size_t)n * T);
     StRng r;
     st_rng_seed(&r, 7);
@@ -279,7 +279,7 @@ static void save_random_probe_set(const char *dir, const TrainConfig *tc, int bo
     ProbeSet ps;
     char err[ST_ERR_LEN], path[4200];
     snprintf(path, sizeof path, "%s/probe_set.bin", dir);
-    if (probe_set_from_windows(&ps, tok, tgt, NULL, n, T, V, bos_id, tc->probe_shift, 1, err) ||
+    if (probe_set_from_windows(&ps, tok, tgt, NULL, n, T, V, bos_id, tc->probes.shift, 1, err) ||
         probe_set_save(&ps, path, err)) {
         fprintf(stderr, "bench: probes: %s\n", err);
         exit(1);
@@ -298,11 +298,9 @@ static double bench_probe_step(const TrainConfig *tc, int reps) {
     }
     int probe_bos = tc->bos == BOS_DOC || tc->bos == BOS_PREPEND;
     save_random_probe_set(dir, tc, probe_bos ? tc->model.vocab_size - 1 : -1);
-    ProbeConfig pc = {.n = tc->probe_n, .len = tc->probe_len, .shift = tc->probe_shift, .every = tc->probe_every,
-                      .log_early = tc->probe_schedule == PROBE_SCHEDULE_LOG};
     Prober pr;
     Moe m;
-    if (moe_init(&m, &tc->model, err) || prober_open(&pr, dir, NULL, &pc, &tc->model, probe_bos, 1, err)) {
+    if (moe_init(&m, &tc->model, err) || prober_open(&pr, dir, NULL, &tc->probes, &tc->model, probe_bos, 1, err)) {
         fprintf(stderr, "bench: probes: %s\n", err);
         exit(1);
     }
@@ -326,9 +324,8 @@ static double bench_probe_step(const TrainConfig *tc, int reps) {
 
 /* how many of a run's steps 0..steps are probe steps */
 static int probe_steps_of_run(const TrainConfig *tc) {
-    ProbeConfig pc = {.every = tc->probe_every, .log_early = tc->probe_schedule == PROBE_SCHEDULE_LOG};
     int n = 0;
-    for (long s = 0; s <= tc->steps; s++) n += probe_is_due(s, tc->steps, &pc);
+    for (long s = 0; s <= tc->steps; s++) n += probe_is_due(s, tc->steps, &tc->probes);
     return n;
 }
 

@@ -101,8 +101,8 @@ BosPolicy probe_window_policy(const TrainConfig *c) {
 
 /* the validation windows the probe set is built from, checked before anything is created on disk */
 static int open_probe_windows(const TrainConfig *c, Loader *windows, char *err) {
-    if (open_windows(windows, c, c->probe_len, probe_window_policy(c), c->model.seed, err)) return -1;
-    if (probe_windows_check(windows, c->probe_n, err)) {
+    if (open_windows(windows, c, c->probes.len, probe_window_policy(c), c->model.seed, err)) return -1;
+    if (probe_windows_check(windows, c->probes.n, err)) {
         loader_close(windows);
         return -1;
     }
@@ -112,10 +112,8 @@ static int open_probe_windows(const TrainConfig *c, Loader *windows, char *err) 
 /* the probe set is built from the windows on the first run, read back on a resume */
 static int open_prober(Trainer *t, const Loader *windows, char *err) {
     const TrainConfig *c = &t->cfg;
-    ProbeConfig pc = {.n = c->probe_n, .len = c->probe_len, .shift = c->probe_shift, .every = c->probe_every,
-                      .log_early = c->probe_schedule == PROBE_SCHEDULE_LOG};
-    return prober_open(&t->prober, t->run_dir, windows, &pc, &t->model.cfg, c->bos != BOS_NONE && c->bos != BOS_START,
-                       c->model.seed, err);
+    return prober_open(&t->prober, t->run_dir, windows, &c->probes, &t->model.cfg,
+                       c->bos != BOS_NONE && c->bos != BOS_START, c->model.seed, err);
 }
 
 /* --overwrite must not delete a directory that another bin/train is writing */

@@ -69,11 +69,6 @@ void pl_canvas_free(PlCanvas *c) {
     c->rgb = NULL;
 }
 
-PlColor pl_get(const PlCanvas *c, int x, int y) {
-    const uint8_t *p = c->rgb + ((size_t)y * c->w + x) * 3;
-    return (PlColor){p[0], p[1], p[2]};
-}
-
 void pl_blend(PlCanvas *c, int x, int y, PlColor col, double alpha) {
     if (x < 0 || y < 0 || x >= c->w || y >= c->h || !(alpha > 0)) return;
     if (alpha > 1) alpha = 1;
@@ -184,8 +179,6 @@ static void printable_copy(const char *s, char *out, size_t out_len) {
     out[i] = 0;
 }
 
-#define FONT_INK_H 9 /* glyph ink spans rows [0, 9) of a line in font units (descenders included) */
-
 int pl_text_width(const char *s, int scale) {
     char buf[512];
     printable_copy(s, buf, sizeof buf);
@@ -193,8 +186,6 @@ int pl_text_width(const char *s, int scale) {
     int w = stb_easy_font_width(buf);
     return (w > 2 ? w - 2 : 0) * scale;
 }
-
-int pl_text_height(int scale) { return FONT_INK_H * scale; }
 
 /* draws the text's quads, each mapped through a rotation: up = 0 for normal text, 1 for text that
  * reads upwards with its box's left edge at x and its baseline direction pointing to -y */

@@ -31,7 +31,6 @@ PlColor pl_colormap(double t);
 
 void pl_canvas_init(PlCanvas *c, int w, int h); /* all white */
 void pl_canvas_free(PlCanvas *c);
-PlColor pl_get(const PlCanvas *c, int x, int y);
 /* mixes col into pixel (x, y) with weight alpha in [0, 1]; outside the canvas it does nothing */
 void pl_blend(PlCanvas *c, int x, int y, PlColor col, double alpha);
 /* fills every pixel whose centre lies in [x0, x1) x [y0, y1) */
@@ -46,7 +45,6 @@ int pl_save_png(const PlCanvas *c, const char *path, char *err);
  * px). (x, y) is the top-left of the text box. Characters outside printable ASCII draw as '?'. */
 enum { PL_LEFT, PL_CENTER, PL_RIGHT };
 int pl_text_width(const char *s, int scale);
-int pl_text_height(int scale); /* height of a line's ink box (capitals and descenders) */
 void pl_text(PlCanvas *c, double x, double y, const char *s, int scale, int align, PlColor col);
 /* text turned 90 degrees anticlockwise (reads upwards), centred vertically on y, left edge at x */
 void pl_text_up(PlCanvas *c, double x, double y, const char *s, int scale, PlColor col);

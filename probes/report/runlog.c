@@ -11,6 +11,7 @@
 #include "../../common/jsonl.h"
 #include "../../common/util.h"
 #include "../../train/config.h"
+#include "../record.h"
 
 /* one `key = value` line of config.txt into the display list */
 static int keep_config_line(void *ctx, const char *key, const char *value, const char *where, char *err) {
@@ -39,39 +40,8 @@ const char *runconfig_get(const RunConfig *c, const char *key) {
     return NULL;
 }
 
-/* the keys of probes.jsonl and their lengths in terms of L (layers) and H (heads) */
-typedef enum { PER_HEAD, PER_LAYER, PER_POINT, PER_SUBLAYER, PAIR } ProbeShape;
-static const struct {
-    const char *key;
-    ProbeShape shape;
-} probe_arrays[] = {
-    {"a_p0", PER_HEAD},          {"a_p0_gu", PER_HEAD},         {"a_p0_late", PER_HEAD},
-    {"a_k1", PER_HEAD},          {"a_mid", PER_HEAD},           {"a_p0_layer", PER_LAYER},
-    {"lift_layer", PER_LAYER},   {"sink_rate_layer_30", PER_LAYER}, {"rho", PER_POINT},
-    {"kappa_p0", PER_POINT},     {"kappa_p1", PER_POINT},       {"kappa_mid", PER_POINT},
-    {"kappa_p0_norm", PER_POINT}, {"kappa_p1_norm", PER_POINT}, {"kappa_mid_norm", PER_POINT},
-    {"massive_ratio", PER_POINT}, {"massive_channel", PER_POINT}, {"eta", PER_LAYER},
-    {"mu", PER_LAYER},           {"gain", PER_LAYER},           {"qk_cos_p0", PER_LAYER},
-    {"qk_cos_other", PER_LAYER}, {"k0_ratio", PER_LAYER},       {"v0_ratio", PER_LAYER},
-    {"p0_route_consistency", PER_LAYER}, {"router_entropy_p0", PER_LAYER},
-    {"router_entropy_median", PER_LAYER}, {"delta", PER_SUBLAYER}, {"p0_units", PAIR},
-    {"sink_logit", PER_HEAD}};
-static const char *probe_scalars[] = {
-    "tokens", "val_loss", "probe_loss", "T", "chance", "sink_rate_20", "sink_rate_30", "sink_rate_50",
-    "sink_rate_2plus_20", "sink_rate_2plus_30", "sink_rate_2plus_50", "sink_rate_k1_30",
-    "sink_rate_mid_30", "d_star", "C2", "K2"};
 static const char *train_scalars[] = {"loss", "ce", "aux", "z", "lr", "grad_norm", "tokens",
                                       "tok_per_s", "ms_per_step", "val_loss"};
-
-static int shape_length(ProbeShape s, int L, int H) {
-    switch (s) {
-    case PER_HEAD: return L * H;
-    case PER_LAYER: return L;
-    case PER_POINT: return 2 * L + 1;
-    case PER_SUBLAYER: return 2 * L;
-    default: return 2;
-    }
-}
 
 static void note_missing(Run *r, const char *file) {
     size_t n = strlen(r->missing);
@@ -110,12 +80,15 @@ static int index_probes(Run *r, char *err) {
                          "found lengths %d and %d", j->path, j->line[r->sel[0]], r->L, heads);
     r->H = heads / r->L;
     r->P = 2 * r->L + 1;
-    for (size_t k = 0; k < sizeof probe_arrays / sizeof *probe_arrays; k++)
-        if (jsonl_require_arr(j, probe_arrays[k].key, shape_length(probe_arrays[k].shape, r->L, r->H), err))
-            return -1;
-    for (size_t k = 0; k < sizeof probe_scalars / sizeof *probe_scalars; k++)
-        if (jsonl_require_num(j, probe_scalars[k], 0, err)) return -1;
-    return 0;
+    for (int k = 0; k < record_n_fields; k++) { /* every key of the record's schema that a line has */
+        const RecordField *f = &record_fields[k];
+        if (f->kind == RF_TEXT) continue; /* the variant, read above */
+        int rc = f->shape == RS_ONE ? jsonl_require_num(j, f->key, 0, err)
+                                    : jsonl_require_arr(j, f->key, record_shape_length(f->shape, r->L, r->H), err);
+        if (rc) return -1;
+    }
+    /* the learned sink logits, written only for a model with attn_sink_logit (probes/probe.h) */
+    return jsonl_require_arr(j, "sink_logit", r->L * r->H, err);
 }
 
 /* reads a whole small JSON file (summary.json): 0, 1 absent, -1 error */
@@ -132,11 +105,7 @@ static int read_json_file(const char *path, cJSON **out, char *err) {
     while ((got = fread(chunk, 1, sizeof chunk, f)) > 0) {
         if (len + got + 1 > cap) {
             cap = 2 * (len + got + 1);
-            text = realloc(text, cap);
-            if (!text) {
-                fprintf(stderr, "out of memory reading %s\n", path);
-                exit(1);
-            }
+            text = st_realloc(text, cap);
         }
         memcpy(text + len, chunk, got);
         len += got;
