@@ -1,7 +1,7 @@
 /* train/main_bench.c: `bin/bench` (run by `make bench`): training speed against this machine's
  * measured peak, on the shapes the experiments run.
  *
- *   bin/bench [--steps N] [--out bench.json] [--quick]
+ *   bin/bench [--steps N] [--out bench.json] [--quick] [--shape default|guo|moe]
  *   mpirun -np N bin/bench --data-parallel [--steps N]     (built with make MPI=1)
  *
  * 1. peak: the FP32 multiply-add rate of a register-only FMA loop on every thread (GFLOP/s);
@@ -352,6 +352,24 @@ static double peak_rss_mb(void) {
     return kb / 1024.0;
 }
 
+/* peak memory of one training step of the default shape at T, 2T and 4T with B*T fixed: flat when
+ * nothing in training grows with T^2 (attention keeps one logsumexp per query, not its T x T weights) */
+static void bench_memory_in_t(const TrainConfig *tc, int threads, StJson *j) {
+    printf("\npeak resident memory of a training step, B x T fixed at %d tokens:", tc->batch_size * tc->model.seq_len);
+    for (int k = 1; k <= 4 && tc->batch_size % k == 0; k *= 2) {
+        StepBench b = {.cfg = tc->model, .B = tc->batch_size / k, .T = tc->model.seq_len * k, .threads = threads};
+        b.cfg.seq_len = b.T;
+        reset_peak_rss();
+        bench_steps(&b, 0, 1, 1.0);
+        double mb = peak_rss_mb();
+        printf("%s T %d: %.0f MB", k > 1 ? "," : "", b.T, mb);
+        char key[64];
+        snprintf(key, sizeof key, "default_peak_rss_mb_T%d", b.T);
+        sj_num(j, key, mb);
+    }
+    printf("\n");
+}
+
 /* ------------------------------------------------------------------------------------------------ */
 /* one shape */
 
@@ -532,7 +550,8 @@ static void print_time_to_sink(const Shape *s, StJson *j) {
 /* ------------------------------------------------------------------------------------------------ */
 
 static void usage_error(const char *msg, const char *arg) {
-    fprintf(stderr, "bench: %s%s (usage: bin/bench [--steps N] [--out FILE] [--quick])\n", msg, arg);
+    fprintf(stderr, "bench: %s%s (usage: bin/bench [--steps N] [--out FILE] [--quick] [--shape default|guo|moe])\n",
+            msg, arg);
     exit(2);
 }
 
@@ -595,8 +614,9 @@ static int write_json(StJson *j, StAtomic *out, const char *out_path) {
     return 0;
 }
 
-/* the whole bench on the current thread count; every figure to stdout and into j */
-static void bench_all(int steps, int quick, StJson *j) {
+/* the whole bench on the current thread count (only_shape: that shape's steps only); every figure
+ * to stdout and into j */
+static void bench_all(int steps, int quick, const char *only_shape, StJson *j) {
     int threads = omp_get_max_threads();
     double load = -1.0, peak, peak1; /* other processes on the same cores slow every figure below */
     getloadavg(&load, 1);
@@ -611,12 +631,15 @@ static void bench_all(int steps, int quick, StJson *j) {
     shape_load(&shapes[0], "default", "runs/default.conf");
     shape_load(&shapes[1], "guo", "runs/lab/guo_bos.conf");
     shape_load(&shapes[2], "moe", NULL);
-    bench_gemms(&shapes[0].tc, peak, quick ? 5 : 20, j); /* a few ms each: the best of many is the least disturbed */
+    if (!only_shape) bench_gemms(&shapes[0].tc, peak, quick ? 5 : 20, j); /* a few ms each: the best of many */
     for (int i = 0; i < 3; i++) {
+        if (only_shape && strcmp(only_shape, shapes[i].name)) continue;
         bench_shape(&shapes[i], threads, steps, peak, peak1);
         print_shape(&shapes[i]);
         json_shape(j, &shapes[i]);
     }
+    if (only_shape && strcmp(only_shape, "default")) return;
+    bench_memory_in_t(&shapes[0].tc, threads, j);
     print_time_to_sink(&shapes[0], j);
     if (threads > 1) {
         StepBench all, one;
@@ -630,10 +653,10 @@ static void bench_all(int steps, int quick, StJson *j) {
 int main(int argc, char **argv) {
     st_openmp_wait_passively(argv);
     int steps = 5, quick = 0, data_parallel = 0;
-    const char *out_path = "bench.json", *value;
+    const char *out_path = "bench.json", *value, *only_shape = NULL;
     char err[ST_ERR_LEN];
     if (args_wants_help(argc, argv)) {
-        printf("usage: bin/bench [--steps N] [--out FILE] [--quick] [--data-parallel]\n");
+        printf("usage: bin/bench [--steps N] [--out FILE] [--quick] [--shape default|guo|moe] [--data-parallel]\n");
         return 0;
     }
     if (args_check_repeats(argc, argv, err)) usage_error(err, "");
@@ -647,6 +670,10 @@ int main(int argc, char **argv) {
             steps = (int)v;
         } else if (!strcmp(argv[i], "--out")) {
             if (args_value(argc, argv, i++, &out_path, err)) usage_error(err, "");
+        } else if (!strcmp(argv[i], "--shape")) {
+            if (args_value(argc, argv, i++, &only_shape, err)) usage_error(err, "");
+            if (strcmp(only_shape, "default") && strcmp(only_shape, "guo") && strcmp(only_shape, "moe"))
+                usage_error("--shape: expected default, guo or moe, found ", only_shape);
         } else usage_error("unknown argument ", argv[i]);
     }
     if (quick) steps = 2;
@@ -665,6 +692,6 @@ int main(int argc, char **argv) {
     }
     StJson j = {0};
     sj_begin(&j);
-    bench_all(steps, quick, &j);
+    bench_all(steps, quick, only_shape, &j);
     return write_json(&j, &out, out_path);
 }
