@@ -14,7 +14,7 @@
 
 #include "../common/util.h"
 #include "../model/moe.h"
-#include "ref_kernels.h"
+#include "../model/ref_kernels.h"
 
 static StRng rng;
 

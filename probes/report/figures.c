@@ -666,6 +666,34 @@ static int expert_layers(const Run *r, int *E) {
     return 0;
 }
 
+/* experts.png's last panel at (x0, y0), pw x ph: per layer, the share of probe windows whose P0 goes
+ * to the modal expert */
+static void p0_routing_panel(PlCanvas *c, const Run *r, int x0, int y0, int pw, int ph) {
+    if (r->np == 0) {
+        pl_text(c, x0 + pw / 2.0, y0 + ph / 2.0, "P0 routing: probes.jsonl is missing", 2, PL_CENTER, PL_BLACK);
+        return;
+    }
+    PlAxes a;
+    pl_axes_init(&a, c, x0, y0, x0 + pw, y0 + ph, 140);
+    double *pstep = run_probe_col(r, "step"), *cons = run_probe_mat(r, "p0_route_consistency", r->L);
+    double *by_layer = transpose(cons, r->np, r->L);
+    step_range(&a, pstep, r->np, 0, 1.02);
+    pl_axes_draw(&a, "P0 routing consistency", "probe step", "share with the modal expert");
+    const char *names[64];
+    char buf[64][24];
+    PlColor cols[64];
+    for (int l = 0; l < r->L && l < 64; l++) {
+        pl_series(&a, pstep, by_layer + (size_t)l * r->np, r->np, pl_palette(l), 2, 2.5);
+        snprintf(buf[l], sizeof buf[l], "layer %d", l);
+        names[l] = buf[l];
+        cols[l] = pl_palette(l);
+    }
+    pl_legend_right(&a, names, cols, r->L < 12 ? r->L : 12);
+    free(pstep);
+    free(cons);
+    free(by_layer);
+}
+
 int fig_experts(const Run *r, char *why, char *err) {
     if (run_is_dense(r)) {
         snprintf(why, FIG_WHY_LEN, "the model is dense (n_expert = 1): there is no routing to show");
@@ -721,27 +749,7 @@ int fig_experts(const Run *r, char *why, char *err) {
         pl_legend_right(&a, names, cols, shown + 1);
     }
     /* the last panel: how consistently P0 goes to one expert, per layer */
-    PlAxes a;
-    int x0 = (L % pcols) * pw, y0 = (L / pcols) * ph;
-    pl_axes_init(&a, &c, x0, y0, x0 + pw, y0 + ph, 140);
-    if (r->np > 0) {
-        double *pstep = run_probe_col(r, "step"), *cons = run_probe_mat(r, "p0_route_consistency", r->L);
-        double *by_layer = transpose(cons, r->np, r->L);
-        step_range(&a, pstep, r->np, 0, 1.02);
-        pl_axes_draw(&a, "P0 routing consistency", "probe step", "share with the modal expert");
-        for (int l = 0; l < r->L && l < 64; l++) {
-            pl_series(&a, pstep, by_layer + (size_t)l * r->np, r->np, pl_palette(l), 2, 2.5);
-            snprintf(buf[l], sizeof buf[l], "layer %d", l);
-            names[l] = buf[l];
-            cols[l] = pl_palette(l);
-        }
-        pl_legend_right(&a, names, cols, r->L < 12 ? r->L : 12);
-        free(pstep);
-        free(cons);
-        free(by_layer);
-    } else {
-        pl_text(&c, x0 + pw / 2.0, y0 + ph / 2.0, "P0 routing: probes.jsonl is missing", 2, PL_CENTER, PL_BLACK);
-    }
+    p0_routing_panel(&c, r, (L % pcols) * pw, (L / pcols) * ph, pw, ph);
     free(step);
     free(load);
     free(ys);
