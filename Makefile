@@ -9,6 +9,7 @@
 #   make bench-torch  the PyTorch twin (python/) against bin/train: same model, batch and threads
 #   make sanitize every test and a 20-step run under ASan + UBSan (build-san/)
 #   make fuzz     each file parser under libFuzzer for FUZZ_SECONDS (build-fuzz/; needs clang)
+#   make figures  make run, then copy the default run's figures that the README shows into docs/figures/
 #   make experiments  the experiment suite runs/experiments/suite.sweep with bin/sweep (resumable)
 #   MPI=1         (with any of the above) build with mpicc for `mpirun -np N bin/train` (train/dist.h)
 #   PYTHON=1      (with make deps) also install PyTorch for /usr/bin/python3: the twin, its parity
@@ -56,7 +57,7 @@ TORCH_PYTHON = /usr/bin/python3
 CORPUS ?= moby
 CONFIG ?= runs/default.conf
 
-.PHONY: all test includes deps data run bench bench-torch sanitize fuzz clean experiments
+.PHONY: all test includes deps data run figures bench bench-torch sanitize fuzz clean experiments
 all: $(PROGS)
 
 $(LIB_OBJ) $(TEST_HELP_OBJ) $(patsubst %.c,build/%.o,$(TEST_SRC)) $(patsubst %,build/%.o,$(basename $(notdir $(MAIN_SRC)))): build/kind
@@ -105,6 +106,11 @@ RUN_DIR = runs/$(shell sed -n 's/^run_name *= *\([^ #]*\).*/\1/p' $(CONFIG))
 run: deps data $(PROGS)
 	@if [ -d $(RUN_DIR) ]; then echo "bin/train --resume $(RUN_DIR)"; bin/train --resume $(RUN_DIR); \
 	else echo "bin/train --config $(CONFIG)"; bin/train --config $(CONFIG); fi
+
+# the README's figures: the default run's own, so they are regenerated, never drawn by hand
+DOC_FIGURES = attention_maps loss norm_profile sink_by_layer story trace_norm trace_sink
+figures: run
+	cp $(foreach f,$(DOC_FIGURES),$(RUN_DIR)/$(f).png) docs/figures/
 
 # MPI=1 adds the data-parallel scaling: 2 ranks x 1 thread against 1 rank x 2 threads
 bench: $(PROGS)

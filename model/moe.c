@@ -225,7 +225,8 @@ void moe_init_params(Moe *m) {
 }
 
 /* ================================================================================================ */
-/* 3. Operations. Each backward ADDS into its gradient outputs. */
+/* 3. Operations. A backward adds into its gradient outputs, except attention_backward and
+ * swiglu_backward, which write theirs, and rope_backward, which rotates dx in place (moe.h). */
 
 /* --- token embedding: out[n] = wte[tokens[n]] --- */
 void embed_forward(float *out, const int *tokens, const float *wte, int N, int C) {

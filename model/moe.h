@@ -273,7 +273,7 @@ enum { MOE_LOSS_CHUNK = 512 };
  * cross-entropy over rows with target >= 0 (their count in n_valid) and keeps each row's logsumexp in
  * lse [N] (0 for ignored rows); the backward recomputes each chunk's logits and adds dx += dlogits w
  * and dw += dlogits^T x, dlogits = dloss (softmax - onehot(target)) / n_valid. Same results as
- * matmul_forward + the cross-entropy of the whole logits buffer (tests/ref_kernels.h) and their
+ * matmul_forward + the cross-entropy of the whole logits buffer (model/ref_kernels.h) and their
  * backwards, without the N x V buffers. */
 float lm_head_loss_forward(float *lse, float *scratch, const float *x, const float *w, const int *targets, int N,
                            int C, int V, int chunk, int *n_valid);

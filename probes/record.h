@@ -67,7 +67,7 @@ typedef struct {
 
 /* The schema of a probes.jsonl line: each key in the order written, what it holds and where in
  * ProbeRecord. This one table drives record_alloc, the writer (record_to_json), the reader's checks
- * (probes/runlog.c), and a test that docs/PROBES.md documents exactly these keys with these shapes. */
+ * (probes/report/runlog.c), and a test that docs/PROBES.md documents exactly these keys with these shapes. */
 typedef enum { RF_LONG, RF_LLONG, RF_INT, RF_NUM, RF_TEXT, RF_NUMS, RF_INTS } RecordKind;
 /* a value's shape: one value, or an array of L*H, L*H*PARK_TOP, P = 2L+1, L, 2L or 2 values */
 typedef enum { RS_ONE, RS_HEADS, RS_PARK, RS_POINTS, RS_LAYERS, RS_SUBLAYERS, RS_PAIR } RecordShape;
