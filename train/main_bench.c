@@ -29,6 +29,7 @@
  * 1 rank x N threads (the other ranks asleep), then on N ranks x 1 thread, each rank computing B/N
  * windows and averaging the gradients with MPI_Allreduce: tokens/s per rank and in all, the
  * all-reduce's time per step, and the efficiency (N ranks' tokens/s / 1 rank's). */
+#include <cJSON.h>
 #include <dirent.h>
 #include <math.h>
 #include <omp.h>
@@ -518,25 +519,27 @@ static void bench_shared(const Shape *s, int threads, int steps, StepBench *all,
 /* time to the sink */
 
 /* the default run's emergence step of sink_rate_2plus_30 from its summary (the bos variant's when it
- * trains with BOS); -1 when the run or the step is not there */
-static long default_emergence_step(const TrainConfig *tc, char *path, size_t size) {
+ * trains with BOS), or -1 with why[] saying what is missing */
+static long default_emergence_step(const TrainConfig *tc, char *path, size_t size, char *why) {
     int bos = tc->bos == BOS_DOC || tc->bos == BOS_PREPEND;
     snprintf(path, size, "%s/%s/%s", tc->out_dir, tc->run_name, bos ? "summary_bos.json" : "summary.json");
-    char err[ST_ERR_LEN];
-    char *text = config_read_file(path, err);
+    char *text = config_read_file(path, why);
     if (!text) return -1;
-    const char *at = strstr(text, "\"sink_rate_2plus_30_emergence_step\":");
-    long step = -1;
-    if (at && sscanf(at + strlen("\"sink_rate_2plus_30_emergence_step\":"), "%ld", &step) != 1) step = -1;
+    cJSON *summary = cJSON_Parse(text);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(summary, "sink_rate_2plus_30_emergence_step");
+    long step = cJSON_IsNumber(v) ? (long)v->valuedouble : -1;
+    if (!summary) st_errorf(why, "%s: expected a JSON object, found text that is not JSON", path);
+    else if (step < 0) st_errorf(why, "%s: no sink_rate_2plus_30_emergence_step (no sink yet)", path);
+    cJSON_Delete(summary);
     free(text);
     return step;
 }
 
 static void print_time_to_sink(const Shape *s, StJson *j) {
-    char path[1200];
-    long step = default_emergence_step(&s->tc, path, sizeof path);
+    char path[1200], why[ST_ERR_LEN];
+    long step = default_emergence_step(&s->tc, path, sizeof path, why);
     if (step < 0) {
-        printf("\ntime to the sink: %s has no emergence step (run `make run` first)\n", path);
+        printf("\ntime to the sink: not measured: %s (`make run` trains the default run)\n", why);
         return;
     }
     double ms = s->all.ms_step + s->ms_probe_per_step, minutes = step * ms / 60e3;
