@@ -176,10 +176,15 @@ static void attention_strip_forward(HeadBufs *hb, float *out, size_t ldo, float 
 /* the offset of head h's first row (sequence b, position 0) in a [B][T][n_heads][D] tensor */
 static size_t head_offset(int b, int T, int n_heads, int h, int D) { return ((size_t)b * T * n_heads + h) * D; }
 
+/* head h of sequence b into the thread's buffers: its queries pre-scaled by 1/sqrt(D), and the keys of
+ * its KV head (h / (H / KV)) transposed */
+static void load_head_qk(HeadBufs *hb, const float *q, const float *k, int b, int h, int T, int H, int KV, int D) {
+    copy_head(hb->qs, q + head_offset(b, T, H, h, D), (size_t)H * D, T, D, hb->Dp, 1.0f / sqrtf((float)D));
+    transpose_head(hb->kt, k + head_offset(b, T, KV, h / (H / KV), D), T, hb->Tp, KV, D);
+}
+
 void attention_forward(float *out, float *lse, const float *q, const float *k, const float *v, const float *sink,
                        int B, int T, int H, int KV, int D, int window) {
-    int group = H / KV;
-    float scale = 1.0f / sqrtf((float)D);
     HeadBufs *bufs = thread_head_bufs(T, D);
 #pragma omp parallel
     {
@@ -187,9 +192,8 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                size_t q_off = head_offset(b, T, H, h, D), kv_off = head_offset(b, T, KV, h / group, D);
-                copy_head(hb->qs, q + q_off, (size_t)H * D, T, D, hb->Dp, scale);
-                transpose_head(hb->kt, k + kv_off, T, hb->Tp, KV, D);
+                size_t q_off = head_offset(b, T, H, h, D), kv_off = head_offset(b, T, KV, h / (H / KV), D);
+                load_head_qk(hb, q, k, b, h, T, H, KV, D);
                 copy_head(hb->vc, v + kv_off, (size_t)KV * D, T, D, hb->Dp, 1.0f);
                 for (int i = 0; i < T; i += MR)
                     attention_strip_forward(hb, out + q_off + (size_t)i * H * D, (size_t)H * D,
@@ -201,8 +205,6 @@ void attention_forward(float *out, float *lse, const float *q, const float *k, c
 
 void attention_probs(float *att, const float *lse, const float *q, const float *k, int B, int T, int H, int KV,
                      int D, int window) {
-    int group = H / KV;
-    float scale = 1.0f / sqrtf((float)D);
     HeadBufs *bufs = thread_head_bufs(T, D);
 #pragma omp parallel
     {
@@ -210,8 +212,7 @@ void attention_probs(float *att, const float *lse, const float *q, const float *
 #pragma omp for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < H; h++) {
-                copy_head(hb->qs, q + head_offset(b, T, H, h, D), (size_t)H * D, T, D, hb->Dp, scale);
-                transpose_head(hb->kt, k + head_offset(b, T, KV, h / group, D), T, hb->Tp, KV, D);
+                load_head_qk(hb, q, k, b, h, T, H, KV, D);
                 for (int i0 = 0; i0 < T; i0 += MR) {
                     int rows = T - i0 < MR ? T - i0 : MR, jb = first_key(i0, window) / 8 * 8;
                     strip_scores(hb->s, hb->qs + (size_t)i0 * hb->Dp, hb->Dp, hb->kt, hb->Tp, jb, i0 + rows, D);
