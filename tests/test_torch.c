@@ -6,7 +6,8 @@
  * residual stream, a_p0 per head, rho per residual point, and the parameters) written to
  * <config>.c.safetensors. Then one run of tests/torch_parity.py compares them all with the twin,
  * checks that two deliberately wrong conventions fail that comparison, and that bad files get one-line
- * errors; it writes its verdicts to parity.json, which each test here reads. Everything is skipped,
+ * errors; it writes its verdicts to parity.json, which each test here reads. tests/replica_check.py
+ * checks python/guo_replica.py against the twin. Everything is skipped,
  * with the reason, when /usr/bin/python3 cannot import torch and numpy. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -192,9 +193,17 @@ static void test_python_loader_errors(void **state) {
     assert_true(verdict_is(verdict("loader_errors", "all"), "one_line_naming_the_file"));
 }
 
+/* python/guo_replica.py: its default model is the twin's, its streams keep their rules, its attention
+ * split gives the known answer on uniform attention (tests/replica_check.py) */
+static void test_guo_replica(void **state) {
+    (void)state;
+    if (!have_torch) skip();
+    assert_int_equal(system(PYTHON " tests/replica_check.py"), 0);
+}
+
 int main(void) {
     static char names[N_CONFIGS][64];
-    struct CMUnitTest tests[N_CONFIGS + 4];
+    struct CMUnitTest tests[N_CONFIGS + 5];
     int n = 0;
     for (int i = 0; i < N_CONFIGS; i++) {
         snprintf(names[i], sizeof names[i], "test_twin_matches_c_%s", CONFIGS[i].name);
@@ -206,5 +215,6 @@ int main(void) {
                                      NULL, (void *)"kv_interleaved"};
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_probe_line_reproduced);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_python_loader_errors);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_guo_replica);
     return cmocka_run_group_tests_name("torch", tests, setup, teardown);
 }
