@@ -40,6 +40,7 @@ void moe_config_default(MoeConfig *c) {
     c->n_kv_head = 4;
     c->head_dim = 0;
     c->rope_theta = 10000.0f;
+    c->learned_pos = 0;
     c->qk_norm = 1;
     c->attn_window = 0;
     c->attn_sink_logit = 0;
@@ -74,7 +75,7 @@ int moe_config_validate(MoeConfig *c, char *err) {
                              c->d_model, c->n_head);
         c->head_dim = c->d_model / c->n_head;
     }
-    if (c->head_dim % 2)
+    if (c->head_dim % 2 && !c->learned_pos)
         return st_errorf(err, "config: head_dim: expected an even number (RoPE rotates pairs), found %d", c->head_dim);
     if (c->n_head % c->n_kv_head)
         return st_errorf(err, "config: n_kv_head: expected a divisor of n_head %d, found %d", c->n_head, c->n_kv_head);
@@ -91,7 +92,8 @@ int moe_config_validate(MoeConfig *c, char *err) {
     const struct {
         const char *name;
         int value;
-    } flags[] = {{"qk_norm", c->qk_norm},
+    } flags[] = {{"learned_pos", c->learned_pos},
+                 {"qk_norm", c->qk_norm},
                  {"norm_topk", c->norm_topk},
                  {"tie_embeddings", c->tie_embeddings},
                  {"attn_sink_logit", c->attn_sink_logit},
@@ -128,12 +130,13 @@ static void add_tensor(Moe *m, int cap, const char *name, int decay, int ndim, i
 static void build_tensor_table(Moe *m) {
     const MoeConfig *c = &m->cfg;
     int C = c->d_model, HD = c->n_head * c->head_dim, KVD = c->n_kv_head * c->head_dim;
-    int cap = 3 + 14 * c->n_layer;
+    int cap = 4 + 14 * c->n_layer;
     m->tensors = st_calloc((size_t)cap, sizeof(MoeTensor));
     m->n_tensors = 0;
     m->n_params = 0;
     char name[40];
     add_tensor(m, cap, "wte", 1, 2, c->vocab_size, C, 0);
+    if (c->learned_pos) add_tensor(m, cap, "wpe", 1, 2, c->seq_len, C, 0);
     for (int l = 0; l < c->n_layer; l++) {
 #define BLOCK_TENSOR(suffix, decay, ndim, d0, d1, d2)                   \
     do {                                                                \
@@ -194,6 +197,7 @@ static void bind_block(const Moe *m, float *buf, int l, BlockWeights *w) {
 /* the typed pointers of every tensor into buf (params or grads), built once by moe_init */
 static void bind_weights(const Moe *m, float *buf, MoeWeights *w) {
     w->wte = tensor_in(m, buf, "wte");
+    w->wpe = tensor_in(m, buf, "wpe");
     w->block = st_calloc((size_t)m->cfg.n_layer, sizeof(BlockWeights));
     for (int l = 0; l < m->cfg.n_layer; l++) bind_block(m, buf, l, &w->block[l]);
     w->final_norm = tensor_in(m, buf, "final_norm");
@@ -241,6 +245,21 @@ void embed_backward(float *dwte, const float *dout, const int *tokens, int N, in
 #pragma omp parallel for schedule(static)
     for (int c = 0; c < C; c++)
         for (int n = 0; n < N; n++) dwte[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
+}
+
+/* --- learned positions: out[b][t] += wpe[t] --- */
+void position_embed_forward(float *out, const float *wpe, int N, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) out[(size_t)n * C + c] += wpe[(size_t)(n % T) * C + c];
+}
+
+/* one position per work item, its sequences summed in order */
+void position_embed_backward(float *dwpe, const float *dout, int N, int T, int C) {
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++)
+        for (int n = t; n < N; n += T)
+            for (int c = 0; c < C; c++) dwpe[(size_t)t * C + c] += dout[(size_t)n * C + c];
 }
 
 /* --- RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps); rstd = 1/rms saved --- */
@@ -350,7 +369,7 @@ void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float 
         for (int h = 0; h < n_heads; h++) {
             size_t row = (size_t)n * n_heads + h;
             rstd[row] = rmsnorm_row(out + row * D, in + row * D, gain, D, eps);
-            rope_head(out + row * D, cos_t + (size_t)(n % T) * half, sin_t + (size_t)(n % T) * half, half, 1.0f);
+            if (cos_t) rope_head(out + row * D, cos_t + (size_t)(n % T) * half, sin_t + (size_t)(n % T) * half, half, 1.0f);
         }
 }
 
@@ -833,6 +852,7 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     int B = a->B, T = a->T, N = B * T, C = c->d_model, H = c->n_head, KV = c->n_kv_head, D = c->head_dim;
     const BlockWeights *W = &m->weights.block[l];
     float *q = c->qk_norm ? b->q_pre : b->q, *k = c->qk_norm ? b->k_pre : b->k;
+    const float *cos_t = c->learned_pos ? NULL : a->rope_cos; /* NULL: no rotation */
     Gemm proj[4] = {linear_forward(q, b->xn1, W->wq, N, C, H * D), /* one pass */
                     linear_forward(k, b->xn1, W->wk, N, C, KV * D),
                     linear_forward(b->v, b->xn1, W->wv, N, C, KV * D),
@@ -840,12 +860,10 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
     TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
     if (c->qk_norm) { /* each head's q and k normalised over its D channels (one gain for all heads), rotated */
         TIMED(m, MOE_OP_ELEMENTWISE,
-              qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, W->q_norm, a->rope_cos, a->rope_sin, N, T, H, D,
-                                   c->rms_eps));
+              qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, W->q_norm, cos_t, a->rope_sin, N, T, H, D, c->rms_eps));
         TIMED(m, MOE_OP_ELEMENTWISE,
-              qk_norm_rope_forward(b->k, b->k_rstd, b->k_pre, W->k_norm, a->rope_cos, a->rope_sin, N, T, KV, D,
-                                   c->rms_eps));
-    } else {
+              qk_norm_rope_forward(b->k, b->k_rstd, b->k_pre, W->k_norm, cos_t, a->rope_sin, N, T, KV, D, c->rms_eps));
+    } else if (cos_t) {
         TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->q, a->rope_cos, a->rope_sin, N, T, H, D));
         TIMED(m, MOE_OP_ELEMENTWISE, rope_forward(b->k, a->rope_cos, a->rope_sin, N, T, KV, D));
     }
@@ -888,8 +906,10 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     TIMED(m, MOE_OP_ATTENTION,
           attention_backward(a->dq, a->dk, a->dv, dW->sink, a->dy, b->y, b->lse, b->q, b->k, b->v, W->sink, B, T, H,
                              KV, D, c->attn_window));
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
-    TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
+    if (!c->learned_pos) {
+        TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dq, a->rope_cos, a->rope_sin, N, T, H, D));
+        TIMED(m, MOE_OP_ELEMENTWISE, rope_backward(a->dk, a->rope_cos, a->rope_sin, N, T, KV, D));
+    }
     float *dq = a->dq, *dk = a->dk;
     if (c->qk_norm) {
         memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
@@ -1122,9 +1142,15 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     int N = B * T, C = c->d_model, L = c->n_layer, V = c->vocab_size;
     a->B = B, a->T = T;
     memcpy(a->tokens, tokens, sizeof(int) * (size_t)N);
-    rope_table(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta, cap ? cap->pos_offset : 0);
+    if (c->learned_pos && cap && cap->pos_offset) {
+        fprintf(stderr, "internal error: moe_forward: pos_offset shifts RoPE, and this model has learned positions\n");
+        exit(1);
+    }
+    if (!c->learned_pos)
+        rope_table(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta, cap ? cap->pos_offset : 0);
 
     TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->weights.wte, N, C));
+    if (c->learned_pos) TIMED(m, MOE_OP_ELEMENTWISE, position_embed_forward(resid_at(m, 0), m->weights.wpe, N, T, C));
     apply_patch(m, cap, 0);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->blk[0].xn1, a->blk[0].rstd1, resid_at(m, 0),
                                                  m->weights.block[0].attn_norm, N, C, c->rms_eps));
@@ -1196,4 +1222,5 @@ void moe_backward(Moe *m, float scale) {
         attention_block_backward(m, l, a->dresid);
     }
     TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(dW->wte, a->dresid, a->tokens, N, C, V));
+    if (c->learned_pos) TIMED(m, MOE_OP_ELEMENTWISE, position_embed_backward(dW->wpe, a->dresid, N, a->T, C));
 }

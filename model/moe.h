@@ -25,6 +25,7 @@ typedef struct {
     int n_kv_head;  /* grouped-query attention: n_head / n_kv_head query heads share one K/V head */
     int head_dim;   /* 0 = d_model / n_head (resolved by moe_config_validate) */
     float rope_theta;
+    int learned_pos; /* 1 = learned absolute positions (GPT-2's wpe, added to the token embeddings), no RoPE */
     int qk_norm;    /* per-head RMSNorm of q and k before RoPE (Qwen3) */
     int attn_window;     /* > 0: sliding-window attention, query i sees keys i - j < attn_window */
     int attn_sink_logit; /* a learned per-head logit for an extra always-visible key of value zero */
@@ -77,6 +78,7 @@ typedef struct {
 
 typedef struct {
     float *wte;            /* [V][C] */
+    float *wpe;            /* [seq_len][C] learned position embeddings; NULL without learned_pos */
     BlockWeights *block;   /* [L] */
     float *final_norm;     /* [C] */
     float *lm_head;        /* [V][C]; with tie_embeddings, wte itself */
@@ -109,7 +111,7 @@ typedef struct {
     int patch_point;                /* residual point to overwrite (0..2L), -1 = none */
     int patch_pos;                  /* position to overwrite */
     const float *patch_vec;         /* [B][C] the new residual at (patch_point, patch_pos) per sequence */
-    int pos_offset;                 /* RoPE positions start here instead of 0 */
+    int pos_offset;                 /* RoPE positions start here instead of 0 (RoPE models only) */
     int window;                     /* > 0: query i sees only keys j with i - j < window */
 } MoeCapture;
 
@@ -190,6 +192,10 @@ void moe_backward(Moe *m, float scale);
 
 void embed_forward(float *out, const int *tokens, const float *wte, int N, int C);
 void embed_backward(float *dwte, const float *dout, const int *tokens, int N, int C, int V);
+/* learned positions: out [N][C] += wpe [T][C] at each row's position n % T; the backward adds to
+ * dwpe[t] the sum of dout over the sequences' rows at position t */
+void position_embed_forward(float *out, const float *wpe, int N, int T, int C);
+void position_embed_backward(float *dwpe, const float *dout, int N, int T, int C);
 
 void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps);
 void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
@@ -212,7 +218,8 @@ void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_o
 void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 /* QK-norm and RoPE fused (one pass over each head): out = rope_forward of rmsnorm_forward(in) over the
- * N * n_heads rows of D channels, rstd [N * n_heads]; the same values as the two steps apart */
+ * N * n_heads rows of D channels, rstd [N * n_heads]; the same values as the two steps apart. With
+ * cos_t NULL (learned positions) it only normalises. */
 void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float *gain, const float *cos_t,
                           const float *sin_t, int N, int T, int n_heads, int D, float eps);
 

@@ -136,11 +136,12 @@ static int run_variants(Session *s) {
     return 0;
 }
 
+/* the RoPE offset only where the model has RoPE (a model with learned positions has none to shift) */
 static int run_rope_and_window(Session *s) {
     MoeCapture iv;
     moe_capture_init(&iv);
     iv.pos_offset = ROPE_OFFSET;
-    if (run_one(s, "rope_offset", s->base_variant, &iv, -1, -1, -1)) return -1;
+    if (!s->m->cfg.learned_pos && run_one(s, "rope_offset", s->base_variant, &iv, -1, -1, -1)) return -1;
     moe_capture_init(&iv);
     iv.window = s->pr->dims.T / 4;
     return run_one(s, "window", s->base_variant, &iv, -1, -1, -1);

@@ -5,7 +5,8 @@
  * intervention) and after, and every ablation at position 0 is repeated at position T/2 as a control:
  *   natural, bos, random_first, shuffled, random, repeated, shifted   the input variants other than
  *                      the base (probes/probeset.h)
- *   rope_offset        RoPE positions start at 1000: must change nothing but float rounding
+ *   rope_offset        RoPE positions start at 1000: must change nothing but float rounding (not run
+ *                      for a model with learned positions)
  *   window             sliding-window attention of T/4 keys: later queries cannot see key 0
  *   zero_attn0, mean_attn0                block 0's attention output at the position: zeros / its mean
  *   zero_moe0, mean_moe0, zero_moe1, mean_moe1   the same for the MoE output of blocks 0 and 1

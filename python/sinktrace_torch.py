@@ -85,6 +85,7 @@ class Config:
     n_kv_head: int
     head_dim: int
     rope_theta: float
+    learned_pos: int
     qk_norm: int
     attn_window: int
     attn_sink_logit: int
@@ -209,7 +210,8 @@ class Attention(nn.Module):
         v = F.linear(x, self.wv).view(B, T, KV, D)
         if c.qk_norm:
             q, k = rmsnorm(q, self.q_norm, c.rms_eps), rmsnorm(k, self.k_norm, c.rms_eps)
-        q, k = rope(q, cos, sin), rope(k, cos, sin)
+        if not c.learned_pos:
+            q, k = rope(q, cos, sin), rope(k, cos, sin)
         k, v = kv_for_heads(k, H), kv_for_heads(v, H)
         scores = torch.einsum("bihd,bjhd->bhij", q, k) / math.sqrt(D)
         # query i sees keys j <= i (and with a window only i - j < window)
@@ -294,6 +296,8 @@ class SinkTrace(nn.Module):
         super().__init__()
         self.c = c
         self.wte = nn.Parameter(torch.empty(c.vocab_size, c.d_model))
+        if c.learned_pos:
+            self.wpe = nn.Parameter(torch.empty(c.seq_len, c.d_model))
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
         self.final_norm = nn.Parameter(torch.ones(c.d_model))
         if not c.tie_embeddings:
@@ -304,7 +308,7 @@ class SinkTrace(nn.Module):
         c = self.c
         B, T = tokens.shape
         cos, sin = rope_angles(T, c.head_dim, c.rope_theta)
-        x = self.wte[tokens]
+        x = self.wte[tokens] + (self.wpe[:T] if c.learned_pos else 0)
         resid, attn, aux, z = [x], [], 0, 0
         for block in self.blocks:
             a, probs = block.attn(rmsnorm(x, block.attn_norm, c.rms_eps), cos, sin)

@@ -1,7 +1,8 @@
 """tests/replica_check.py: python/guo_replica.py checked (run by tests/test_torch.c; exits 1 on a failure).
 
 - with its default pieces the replica computes the twin's logits (python/sinktrace_torch.py, itself
-  checked against the C model) for the same weights, and with a ReLU MLP it does not;
+  checked against the C model) for the same weights, with learned positions the twin's with
+  learned_pos, and with a ReLU MLP it does not;
 - Guo's stream on a corpus with known counts: the triggers are its most frequent symbols, a trigger is
   always followed by the symbol two back, every other pair is a bigram the corpus has, no document
   starts with a trigger;
@@ -30,13 +31,17 @@ def check(ok, what):
 
 def twin_with_weights_of(replica, a, vocab):
     """the twin's dense model (one expert) carrying the replica's weights"""
+    learned = int(a.pos == "learned")
     c = st.Config(vocab_size=vocab, seq_len=a.seq_len, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head,
-                  n_kv_head=a.n_head, head_dim=a.d_model // a.n_head, rope_theta=10000.0, qk_norm=0, attn_window=0,
+                  n_kv_head=a.n_head, head_dim=a.d_model // a.n_head, rope_theta=10000.0, learned_pos=learned,
+                  qk_norm=0, attn_window=0,
                   attn_sink_logit=0, attn_gate=0, n_expert=1, top_k=1, d_ff=a.d_ff, norm_topk=0, aux_loss_coef=0.0,
                   z_loss_coef=0.0, tie_embeddings=0, rms_eps=1e-6)
     twin = st.SinkTrace(c).double()
     with torch.no_grad():
         twin.wte.copy_(replica.wte.weight)
+        if learned:
+            twin.wpe.copy_(replica.wpe.weight)
         twin.final_norm.copy_(replica.final_norm.gain)
         twin.lm_head.copy_(replica.lm_head.weight)
         for ours, theirs in zip(replica.blocks, twin.blocks):
@@ -63,6 +68,11 @@ def check_model_is_the_twin():
     ids = torch.randint(0, vocab, (3, 16))
     diff = (replica(ids) - twin_with_weights_of(replica, a, vocab)(ids).logits).abs().max().item()
     check(diff < 1e-10, f"replica's default model = the twin's dense model (max logit difference {diff:.1e})")
+    a = gr.arguments(["--d_model", "32", "--n_head", "2", "--n_layer", "2", "--d_ff", "48", "--seq_len", "16",
+                      "--init_std", "0.3", "--pos", "learned"])
+    learned = gr.Model(a, vocab).double()
+    diff = (learned(ids) - twin_with_weights_of(learned, a, vocab)(ids).logits).abs().max().item()
+    check(diff < 1e-10, f"replica with learned positions = the twin with learned_pos (max logit difference {diff:.1e})")
     relu = gr.Model(gr.arguments(["--d_model", "32", "--n_head", "2", "--n_layer", "2", "--d_ff", "48",
                                   "--seq_len", "16", "--mlp", "relu", "--init_std", "0.3"]), vocab).double()
     relu.load_state_dict({k: v for k, v in replica.state_dict().items() if "w_gate" not in k})

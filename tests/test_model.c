@@ -146,6 +146,17 @@ static void test_gradients_attention_controls(void **state) {
     check_model_gradients(&c, "sigmoid output gate");
 }
 
+/* GPT-2's learned absolute positions instead of RoPE (wpe is checked like every tensor), with QK-norm
+ * on and off, and an odd head_dim, which only RoPE forbids */
+static void test_gradients_learned_positions(void **state) {
+    (void)state;
+    MoeConfig c = tiny_config();
+    c.learned_pos = 1;
+    check_model_gradients(&c, "learned positions");
+    c.qk_norm = 0, c.n_head = 2, c.n_kv_head = 2, c.head_dim = 5;
+    check_model_gradients(&c, "learned positions, no QK-norm, head_dim 5");
+}
+
 static void test_gradients_gqa_no_qknorm_tied(void **state) {
     (void)state;
     MoeConfig c = tiny_config();
@@ -326,6 +337,30 @@ static void test_interventions(void **state) {
     moe_free(&m);
 }
 
+/* with learned positions the residual stream starts at wte[token] + wpe[position] (GPT-2), and two
+ * copies of one token at different positions enter the blocks as different vectors */
+static void test_learned_positions_enter_the_stream(void **state) {
+    (void)state;
+    MoeConfig c = tiny_config();
+    c.learned_pos = 1;
+    Moe m = make_model(&c);
+    assert_non_null(m.weights.wpe);
+    assert_int_equal(moe_find(&m, "wpe")->shape[0], c.seq_len);
+    int tok[B * T], tgt[B * T];
+    random_batch(tok, tgt, c.vocab_size, 3);
+    size_t N = B * T, C = c.d_model;
+    MoeCapture cap;
+    moe_capture_init(&cap);
+    cap.resid = calloc((2 * c.n_layer + 1) * N * C, sizeof(float));
+    moe_forward(&m, tok, NULL, B, T, &cap);
+    for (size_t n = 0; n < N; n++)
+        for (size_t i = 0; i < C; i++)
+            assert_true(cap.resid[n * C + i] ==
+                        m.weights.wte[(size_t)tok[n] * C + i] + m.weights.wpe[(n % T) * C + i]);
+    free(cap.resid);
+    moe_free(&m);
+}
+
 /* a patch feeds everything after it, including the norm that is fused with the residual add at its
  * point: sequences A and B differ only in their last token, which no other position sees, so patching
  * B's residual at the last position with A's makes every later residual point and the logits A's */
@@ -442,6 +477,7 @@ static void test_invalid_configs_name_the_field(void **state) {
     b = tiny_config(), b.attn_window = -2, expect_invalid(b, "attn_window");
     b = tiny_config(), b.attn_sink_logit = 2, expect_invalid(b, "attn_sink_logit");
     b = tiny_config(), b.attn_gate = -1, expect_invalid(b, "attn_gate");
+    b = tiny_config(), b.learned_pos = 2, expect_invalid(b, "learned_pos");
     Moe m;
     b = tiny_config(), b.top_k = 9;
     assert_int_equal(moe_init(&m, &b, err), -1); /* moe_init validates too */
@@ -473,6 +509,8 @@ int main(void) {
         cmocka_unit_test(test_gradients_moe_top2_renorm),
         cmocka_unit_test(test_gradients_moe_top2_no_renorm),
         cmocka_unit_test(test_gradients_moe_top1),
+        cmocka_unit_test(test_gradients_learned_positions),
+        cmocka_unit_test(test_learned_positions_enter_the_stream),
         cmocka_unit_test(test_gradients_dense),
         cmocka_unit_test(test_gradients_gqa_no_qknorm_tied),
         cmocka_unit_test(test_gradients_attention_controls),

@@ -44,6 +44,7 @@ static const struct {
     {"qk_norm_off", {{"qk_norm", "0"}, {"aux_loss_coef", "0.5"}, {"z_loss_coef", "0.1"}}, 3},
     {"tied", {{"tie_embeddings", "1"}, {"head_dim", "12"}}, 2},
     {"controls", {{"attn_window", "6"}, {"attn_sink_logit", "1"}, {"attn_gate", "1"}}, 3},
+    {"learned_pos", {{"learned_pos", "1"}, {"qk_norm", "0"}}, 2},
 };
 #define N_CONFIGS ((int)(sizeof CONFIGS / sizeof *CONFIGS))
 

@@ -48,6 +48,7 @@ static const ConfigKey KEYS[] = {
     MODEL_INT(n_kv_head, "key/value heads per block (grouped-query attention)"),
     MODEL_INT(head_dim, "channels per head; 0 = d_model / n_head"),
     MODEL_FLOAT(rope_theta, "RoPE base frequency"),
+    MODEL_INT(learned_pos, "1 = learned absolute position embeddings added to the token embeddings (GPT-2), no RoPE"),
     MODEL_INT(qk_norm, "1 = RMSNorm of each head's q and k before RoPE (Qwen3)"),
     MODEL_INT(attn_window, "> 0: sliding-window attention, query i sees keys j with i - j < attn_window"),
     MODEL_INT(attn_sink_logit, "1 = a learned per-head logit for an extra always-visible key of value zero"),
