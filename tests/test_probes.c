@@ -742,6 +742,24 @@ static void test_prober_run(void **state) {
     moe_free(&m);
 }
 
+/* a model with learned positions has no RoPE to offset: its interventions are the others, one fewer */
+static void test_interventions_learned_positions(void **state) {
+    (void)state;
+    Moe m;
+    Prober pr;
+    char err[ST_ERR_LEN];
+    MoeConfig mc = tiny_model_config();
+    mc.learned_pos = 1;
+    open_prober_on("learned", &mc, 0, &m, &pr);
+    assert_int_equal(prober_step(&pr, &m, 10, 10, 1000, 3.5, err), 0);
+    assert_int_equal(count_lines("learned", "interventions.jsonl"), 6 + 1 + 2 * 9 + 4);
+    cJSON *o = find_intervention("learned", "window", -1);
+    assert_non_null(o);
+    cJSON_Delete(o);
+    prober_close(&pr);
+    moe_free(&m);
+}
+
 /* the lines of run/probes.jsonl whose variant is `variant` */
 static int count_variant_lines(const char *run, const char *variant) {
     char path[300], want[64];
@@ -1120,7 +1138,8 @@ int main(void) {
         cmocka_unit_test(test_summary),          cmocka_unit_test(test_schedule),
         cmocka_unit_test(test_probe_keys_out_of_bounds),
         cmocka_unit_test(test_docs_list_every_probe_key),
-        cmocka_unit_test(test_prober_run), cmocka_unit_test(test_prober_run_trained_with_bos),       cmocka_unit_test(test_interventions_on_capture),
+        cmocka_unit_test(test_prober_run),
+        cmocka_unit_test(test_interventions_learned_positions), cmocka_unit_test(test_prober_run_trained_with_bos),       cmocka_unit_test(test_interventions_on_capture),
         cmocka_unit_test(test_prober_dense),     cmocka_unit_test(test_prober_writes_sink_logits),     cmocka_unit_test(test_bin_probe_reproduces_the_run),     cmocka_unit_test(test_probe_set_kept_across_resume), cmocka_unit_test(test_probe_set_from_data),
         cmocka_unit_test(test_attention_file),
     };
