@@ -16,7 +16,7 @@ C model's (`blocks.3.attn.wq`), so `model.state_dict()` is the exported file's t
 import json
 import math
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 
 import numpy as np
 import torch
@@ -85,7 +85,6 @@ class Config:
     n_kv_head: int
     head_dim: int
     rope_theta: float
-    learned_pos: int
     qk_norm: int
     attn_window: int
     attn_sink_logit: int
@@ -98,12 +97,14 @@ class Config:
     z_loss_coef: float
     tie_embeddings: int
     rms_eps: float
+    learned_pos: int = 0
 
     @classmethod
     def from_text(cls, text):
         """from `key = value` lines (a config.txt, or the export's `config` metadata)"""
         pairs = config_pairs(text)
-        config = cls(**{f.name: f.type(pairs[f.name]) for f in fields(cls)})
+        # a key with a default may be absent (a config written before the key existed)
+        config = cls(**{f.name: f.type(pairs[f.name]) for f in fields(cls) if f.name in pairs or f.default is MISSING})
         config.head_dim = config.head_dim or config.d_model // config.n_head
         return config
 

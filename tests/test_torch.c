@@ -194,6 +194,13 @@ static void test_python_loader_errors(void **state) {
     assert_true(verdict_is(verdict("loader_errors", "all"), "one_line_naming_the_file"));
 }
 
+/* an export from before the learned_pos key loads into the twin as a model without learned positions */
+static void test_python_older_export(void **state) {
+    (void)state;
+    if (!have_torch) skip();
+    assert_true(verdict_is(verdict("older_export", "moe"), "loads"));
+}
+
 /* python/guo_replica.py: its default model is the twin's, its streams keep their rules, its attention
  * split gives the known answer on uniform attention (tests/replica_check.py) */
 static void test_guo_replica(void **state) {
@@ -204,7 +211,7 @@ static void test_guo_replica(void **state) {
 
 int main(void) {
     static char names[N_CONFIGS][64];
-    struct CMUnitTest tests[N_CONFIGS + 5];
+    struct CMUnitTest tests[N_CONFIGS + 6];
     int n = 0;
     for (int i = 0; i < N_CONFIGS; i++) {
         snprintf(names[i], sizeof names[i], "test_twin_matches_c_%s", CONFIGS[i].name);
@@ -216,6 +223,7 @@ int main(void) {
                                      NULL, (void *)"kv_interleaved"};
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_probe_line_reproduced);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_python_loader_errors);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_python_older_export);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_guo_replica);
     return cmocka_run_group_tests_name("torch", tests, setup, teardown);
 }
