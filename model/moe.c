@@ -858,7 +858,7 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
                     linear_forward(b->v, b->xn1, W->wv, N, C, KV * D),
                     linear_forward(b->gz, b->xn1, W->attn_gate, N, C, H * D)};
     TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
-    if (c->qk_norm) { /* each head's q and k normalised over its D channels (one gain for all heads), rotated */
+    if (c->qk_norm) { /* each head's q and k normalised over its D channels (one gain for all heads), rotated unless learned_pos */
         TIMED(m, MOE_OP_ELEMENTWISE,
               qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, W->q_norm, cos_t, a->rope_sin, N, T, H, D, c->rms_eps));
         TIMED(m, MOE_OP_ELEMENTWISE,
