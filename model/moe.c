@@ -369,7 +369,8 @@ void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float 
         for (int h = 0; h < n_heads; h++) {
             size_t row = (size_t)n * n_heads + h;
             rstd[row] = rmsnorm_row(out + row * D, in + row * D, gain, D, eps);
-            if (cos_t) rope_head(out + row * D, cos_t + (size_t)(n % T) * half, sin_t + (size_t)(n % T) * half, half, 1.0f);
+            if (cos_t)
+                rope_head(out + row * D, cos_t + (size_t)(n % T) * half, sin_t + (size_t)(n % T) * half, half, 1.0f);
         }
 }
 
@@ -858,7 +859,9 @@ static void attention_block_forward(Moe *m, int l, const MoeCapture *cap) {
                     linear_forward(b->v, b->xn1, W->wv, N, C, KV * D),
                     linear_forward(b->gz, b->xn1, W->attn_gate, N, C, H * D)};
     TIMED(m, MOE_OP_MATMUL, gemm_batch(proj, c->attn_gate ? 4 : 3)); /* the gate logits too, if any */
-    if (c->qk_norm) { /* each head's q and k normalised over its D channels (one gain for all heads), rotated unless learned_pos */
+    /* with QK-norm each head's q and k are normalised over their D channels (one gain for all heads),
+     * then rotated unless the model has learned positions */
+    if (c->qk_norm) {
         TIMED(m, MOE_OP_ELEMENTWISE,
               qk_norm_rope_forward(b->q, b->q_rstd, b->q_pre, W->q_norm, cos_t, a->rope_sin, N, T, H, D, c->rms_eps));
         TIMED(m, MOE_OP_ELEMENTWISE,
@@ -1150,7 +1153,8 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
         rope_table(a->rope_cos, a->rope_sin, T, c->head_dim, c->rope_theta, cap ? cap->pos_offset : 0);
 
     TIMED(m, MOE_OP_ELEMENTWISE, embed_forward(resid_at(m, 0), tokens, m->weights.wte, N, C));
-    if (c->learned_pos) TIMED(m, MOE_OP_ELEMENTWISE, position_embed_forward(resid_at(m, 0), m->weights.wpe, N, T, C));
+    if (c->learned_pos)
+        TIMED(m, MOE_OP_ELEMENTWISE, position_embed_forward(resid_at(m, 0), m->weights.wpe, N, T, C));
     apply_patch(m, cap, 0);
     TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->blk[0].xn1, a->blk[0].rstd1, resid_at(m, 0),
                                                  m->weights.block[0].attn_norm, N, C, c->rms_eps));
