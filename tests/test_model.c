@@ -337,8 +337,8 @@ static void test_interventions(void **state) {
     moe_free(&m);
 }
 
-/* with learned positions the residual stream starts at wte[token] + wpe[position] (GPT-2), and two
- * copies of one token at different positions enter the blocks as different vectors */
+/* with learned positions the residual stream starts at wte[token] + wpe[position] (GPT-2), exactly,
+ * and wpe has a row for every position up to seq_len */
 static void test_learned_positions_enter_the_stream(void **state) {
     (void)state;
     MoeConfig c = tiny_config();
