@@ -4,8 +4,9 @@
  *   1. config         defaults and validation
  *   2. parameters     the table of named tensors over one float buffer, the typed pointers the code
  *                     reaches them by, and their initialisation
- *   3. operations     each forward next to its backward: embedding, RMSNorm, matmul, RoPE,
- *                     attention, softmax, top-k routing, SwiGLU, aux loss, z-loss, cross-entropy
+ *   3. operations     each forward next to its backward: embedding, RMSNorm and LayerNorm, matmul,
+ *                     RoPE, attention, softmax, top-k routing, SwiGLU and ReLU, aux loss, z-loss,
+ *                     cross-entropy
  *   4. activations    the buffers one forward keeps for its backward
  *   5. the model      forward (with the capture hook for probes) and backward
  *
@@ -42,6 +43,8 @@ void moe_config_default(MoeConfig *c) {
     c->rope_theta = 10000.0f;
     c->learned_pos = 0;
     c->qk_norm = 1;
+    c->norm = MOE_NORM_RMS;
+    c->mlp = MOE_MLP_SWIGLU;
     c->attn_window = 0;
     c->attn_sink_logit = 0;
     c->attn_gate = 0;
@@ -54,6 +57,7 @@ void moe_config_default(MoeConfig *c) {
     c->tie_embeddings = 0;
     c->rms_eps = 1e-6f;
     c->init_std = 0.02f;
+    c->embed_std = 0.0f;
     c->seed = 1337;
 }
 
@@ -86,6 +90,8 @@ int moe_config_validate(MoeConfig *c, char *err) {
     if (!(c->rope_theta > 0)) return st_errorf(err, "config: rope_theta: expected > 0, found %g", c->rope_theta);
     if (!(c->rms_eps > 0)) return st_errorf(err, "config: rms_eps: expected > 0, found %g", c->rms_eps);
     if (!(c->init_std > 0)) return st_errorf(err, "config: init_std: expected > 0, found %g", c->init_std);
+    if (!(c->embed_std >= 0))
+        return st_errorf(err, "config: embed_std: expected >= 0 (0 = init_std), found %g", c->embed_std);
     if (!(c->aux_loss_coef >= 0))
         return st_errorf(err, "config: aux_loss_coef: expected >= 0, found %g", c->aux_loss_coef);
     if (!(c->z_loss_coef >= 0)) return st_errorf(err, "config: z_loss_coef: expected >= 0, found %g", c->z_loss_coef);
@@ -101,6 +107,12 @@ int moe_config_validate(MoeConfig *c, char *err) {
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
         if (flags[i].value != 0 && flags[i].value != 1)
             return st_errorf(err, "config: %s: expected 0 or 1, found %d", flags[i].name, flags[i].value);
+    if (c->norm != MOE_NORM_RMS && c->norm != MOE_NORM_LAYER)
+        return st_errorf(err, "config: norm: expected %d (rms) or %d (layer), found %d", MOE_NORM_RMS, MOE_NORM_LAYER,
+                         c->norm);
+    if (c->mlp != MOE_MLP_SWIGLU && c->mlp != MOE_MLP_RELU)
+        return st_errorf(err, "config: mlp: expected %d (swiglu) or %d (relu), found %d", MOE_MLP_SWIGLU, MOE_MLP_RELU,
+                         c->mlp);
     return 0;
 }
 
@@ -130,7 +142,7 @@ static void add_tensor(Moe *m, int cap, const char *name, int decay, int ndim, i
 static void build_tensor_table(Moe *m) {
     const MoeConfig *c = &m->cfg;
     int C = c->d_model, HD = c->n_head * c->head_dim, KVD = c->n_kv_head * c->head_dim;
-    int cap = 4 + 14 * c->n_layer;
+    int cap = 5 + 16 * c->n_layer;
     m->tensors = st_calloc((size_t)cap, sizeof(MoeTensor));
     m->n_tensors = 0;
     m->n_params = 0;
@@ -144,6 +156,7 @@ static void build_tensor_table(Moe *m) {
         add_tensor(m, cap, name, decay, ndim, d0, d1, d2);              \
     } while (0)
         BLOCK_TENSOR("attn_norm", 0, 1, C, 0, 0);
+        if (c->norm == MOE_NORM_LAYER) BLOCK_TENSOR("attn_norm_bias", 0, 1, C, 0, 0);
         BLOCK_TENSOR("attn.wq", 1, 2, HD, C, 0);
         BLOCK_TENSOR("attn.wk", 1, 2, KVD, C, 0);
         BLOCK_TENSOR("attn.wv", 1, 2, KVD, C, 0);
@@ -155,13 +168,15 @@ static void build_tensor_table(Moe *m) {
         if (c->attn_gate) BLOCK_TENSOR("attn.w_gate", 1, 2, HD, C, 0);
         BLOCK_TENSOR("attn.wo", 1, 2, C, HD, 0);
         BLOCK_TENSOR("moe_norm", 0, 1, C, 0, 0);
+        if (c->norm == MOE_NORM_LAYER) BLOCK_TENSOR("moe_norm_bias", 0, 1, C, 0, 0);
         if (!is_dense(c)) BLOCK_TENSOR("moe.router", 1, 2, c->n_expert, C, 0);
-        BLOCK_TENSOR("moe.w_gate", 1, 3, c->n_expert, c->d_ff, C);
+        if (c->mlp == MOE_MLP_SWIGLU) BLOCK_TENSOR("moe.w_gate", 1, 3, c->n_expert, c->d_ff, C);
         BLOCK_TENSOR("moe.w_up", 1, 3, c->n_expert, c->d_ff, C);
         BLOCK_TENSOR("moe.w_down", 1, 3, c->n_expert, C, c->d_ff);
 #undef BLOCK_TENSOR
     }
     add_tensor(m, cap, "final_norm", 0, 1, C, 0, 0);
+    if (c->norm == MOE_NORM_LAYER) add_tensor(m, cap, "final_norm_bias", 0, 1, C, 0, 0);
     if (!c->tie_embeddings) add_tensor(m, cap, "lm_head", 1, 2, c->vocab_size, C, 0);
 }
 
@@ -182,9 +197,10 @@ static void bind_block(const Moe *m, float *buf, int l, BlockWeights *w) {
     const struct {
         const char *suffix;
         float **field;
-    } fields[] = {{"attn_norm", &w->attn_norm}, {"attn.wq", &w->wq}, {"attn.wk", &w->wk}, {"attn.wv", &w->wv},
+    } fields[] = {{"attn_norm", &w->attn_norm}, {"attn_norm_bias", &w->attn_norm_bias}, {"attn.wq", &w->wq}, {"attn.wk", &w->wk}, {"attn.wv", &w->wv},
                   {"attn.q_norm", &w->q_norm}, {"attn.k_norm", &w->k_norm}, {"attn.sink", &w->sink},
                   {"attn.w_gate", &w->attn_gate}, {"attn.wo", &w->wo}, {"moe_norm", &w->moe_norm},
+                  {"moe_norm_bias", &w->moe_norm_bias},
                   {"moe.router", &w->router}, {"moe.w_gate", &w->w_gate}, {"moe.w_up", &w->w_up},
                   {"moe.w_down", &w->w_down}};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
@@ -201,6 +217,7 @@ static void bind_weights(const Moe *m, float *buf, MoeWeights *w) {
     w->block = st_calloc((size_t)m->cfg.n_layer, sizeof(BlockWeights));
     for (int l = 0; l < m->cfg.n_layer; l++) bind_block(m, buf, l, &w->block[l]);
     w->final_norm = tensor_in(m, buf, "final_norm");
+    w->final_norm_bias = tensor_in(m, buf, "final_norm_bias");
     w->lm_head = m->cfg.tie_embeddings ? w->wte : tensor_in(m, buf, "lm_head");
 }
 
@@ -217,20 +234,22 @@ void moe_init_params(Moe *m) {
     for (int i = 0; i < m->n_tensors; i++) {
         const MoeTensor *t = &m->tensors[i];
         float *p = m->params + t->offset;
-        if (!t->decay) { /* norm gains start at 1, sink logits at 0 */
+        if (!t->decay) { /* norm gains start at 1, norm biases and sink logits at 0 */
             float v = ends_with(t->name, "norm") ? 1.0f : 0.0f;
             for (size_t j = 0; j < t->size; j++) p[j] = v;
             continue;
         }
         float std = m->cfg.init_std;
+        int embedding = strcmp(t->name, "wte") == 0 || strcmp(t->name, "wpe") == 0;
+        if (embedding && m->cfg.embed_std > 0) std = m->cfg.embed_std; /* nn.Embedding's default is 1 */
         if (ends_with(t->name, "attn.wo") || ends_with(t->name, "moe.w_down")) std *= out_scale;
         for (size_t j = 0; j < t->size; j++) p[j] = (float)(std * st_rng_normal(&rng));
     }
 }
 
 /* ================================================================================================ */
-/* 3. Operations. A backward adds into its gradient outputs, except attention_backward and
- * swiglu_backward, which write theirs, and rope_backward, which rotates dx in place (moe.h). */
+/* 3. Operations. A backward adds into its gradient outputs, except attention_backward,
+ * swiglu_backward and relu_backward, which write theirs, and rope_backward, which rotates dx in place (moe.h). */
 
 /* --- token embedding: out[n] = wte[tokens[n]] --- */
 void embed_forward(float *out, const int *tokens, const float *wte, int N, int C) {
@@ -262,57 +281,87 @@ void position_embed_backward(float *dwpe, const float *dout, int N, int T, int C
             for (int c = 0; c < C; c++) dwpe[(size_t)t * C + c] += dout[(size_t)n * C + c];
 }
 
-/* --- RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps); rstd = 1/rms saved --- */
-/* one row: y = x / rms(x) * gain; returns 1/rms */
-static float rmsnorm_row(float *y, const float *x, const float *gain, int C, float eps) {
-    float r = 1.0f / sqrtf(sum_of_products(x, x, NULL, C) / (float)C + eps);
-    for (int c = 0; c < C; c++) y[c] = x[c] * r * gain[c];
+/* --- Norms. RMSNorm: out = in / rms(in) * gain, rms = sqrt(mean(in^2) + eps). LayerNorm (norm =
+ * layer, GPT-2): out = (in - mean(in)) / sd(in) * gain + bias, sd = sqrt(mean((in - mean)^2) + eps).
+ * Every function takes the bias, NULL for RMSNorm; rstd = 1/rms or 1/sd is saved per row. --- */
+
+/* mean of a row's C values (0 without a bias: RMSNorm does not centre) */
+static float row_centre(const float *x, const float *bias, int C) {
+    if (!bias) return 0.0f;
+    float sum = 0.0f;
+    for (int c = 0; c < C; c++) sum += x[c];
+    return sum / (float)C;
+}
+
+/* one row: y = (x - centre) / rms(x - centre) * gain (+ bias); returns 1/rms */
+static float norm_row(float *y, const float *x, const float *gain, const float *bias, int C, float eps) {
+    float mu = row_centre(x, bias, C), ss = 0.0f;
+    if (bias)
+        for (int c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
+    else
+        ss = sum_of_products(x, x, NULL, C);
+    float r = 1.0f / sqrtf(ss / (float)C + eps);
+    for (int c = 0; c < C; c++) y[c] = (x[c] - mu) * r * gain[c];
+    if (bias)
+        for (int c = 0; c < C; c++) y[c] += bias[c];
     return r;
 }
 
-void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps) {
+void norm_forward(float *out, float *rstd, const float *in, const float *gain, const float *bias, int N, int C,
+                  float eps) {
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) rstd[n] = rmsnorm_row(out + (size_t)n * C, in + (size_t)n * C, gain, C, eps);
+    for (int n = 0; n < N; n++) rstd[n] = norm_row(out + (size_t)n * C, in + (size_t)n * C, gain, bias, C, eps);
 }
 
 /* each row is added and normalised while it is in cache: one pass instead of two */
-void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
-                              const float *gain, int N, int C, float eps) {
+void residual_norm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
+                           const float *gain, const float *bias, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * C;
         for (int c = 0; c < C; c++) o[c] = x[(size_t)n * C + c] + branch[(size_t)n * C + c];
-        rstd[n] = rmsnorm_row(xn + (size_t)n * C, o, gain, C, eps);
+        rstd[n] = norm_row(xn + (size_t)n * C, o, gain, bias, C, eps);
     }
 }
 
-/* with xhat = x * r and dxhat = dout * gain:  dx = r * (dxhat - xhat * mean(dxhat * xhat));
- * dgain[c] = sum_n dout[n][c] * xhat[n][c] */
-/* rows per partial sum of the gain's gradient: each block of rows is one parallel work item that
- * computes its rows' dx and its own partial dgain in the same pass; the partials are then added in
- * block order (fixed by N, not by the thread count) */
+/* with xhat = (x - centre) * r and dxhat = dout * gain:
+ *   RMSNorm:   dx = r * (dxhat - xhat * mean(dxhat * xhat))
+ *   LayerNorm: dx = r * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))  (the centring's share)
+ * dgain[c] = sum_n dout[n][c] * xhat[n][c], dbias[c] = sum_n dout[n][c] */
+/* rows per partial sum of the gain's (and bias's) gradient: each block of rows is one parallel work
+ * item that computes its rows' dx and its own partials in the same pass; the partials are then added
+ * in block order (fixed by N, not by the thread count) */
 enum { NORM_ROWS = 256 };
 
-void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
-                      const float *rstd, int N, int C) {
-    int nb = (N + NORM_ROWS - 1) / NORM_ROWS;
-    float *part = st_calloc((size_t)nb * C, sizeof(float)); /* [nb][C] */
+void norm_backward(float *din, float *dgain, float *dbias, const float *dout, const float *in, const float *gain,
+                   const float *rstd, int N, int C) {
+    int nb = (N + NORM_ROWS - 1) / NORM_ROWS, parts = dbias ? 2 : 1;
+    float *part = st_calloc((size_t)nb * parts * C, sizeof(float)); /* [nb][parts][C]: dgain's, dbias's */
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nb; blk++) {
-        float *pg = part + (size_t)blk * C;
+        float *pg = part + (size_t)blk * parts * C, *pb = pg + C;
         int n1 = (blk + 1) * NORM_ROWS < N ? (blk + 1) * NORM_ROWS : N;
         for (int n = blk * NORM_ROWS; n < n1; n++) {
             const float *x = in + (size_t)n * C, *dy = dout + (size_t)n * C;
-            float r = rstd[n], dot = r * sum_of_products(dy, gain, x, C) / (float)C;
+            float r = rstd[n], mu = row_centre(x, dbias, C);
+            /* sum dxhat = sum dy g; sum dxhat xhat = r (sum dy g x - mu sum dy g) */
+            float sum_dxhat = dbias ? sum_of_products(dy, gain, NULL, C) : 0.0f;
+            float dot = r * (sum_of_products(dy, gain, x, C) - mu * sum_dxhat) / (float)C;
+            float mean_dxhat = sum_dxhat / (float)C;
             float *dx = din + (size_t)n * C;
             for (int c = 0; c < C; c++) {
-                dx[c] += r * (dy[c] * gain[c] - x[c] * r * dot);
-                pg[c] += dy[c] * x[c] * r;
+                dx[c] += r * (dy[c] * gain[c] - mean_dxhat - (x[c] - mu) * r * dot);
+                pg[c] += dy[c] * (x[c] - mu) * r;
             }
+            if (dbias)
+                for (int c = 0; c < C; c++) pb[c] += dy[c];
         }
     }
     for (int blk = 0; blk < nb; blk++)
-        for (int c = 0; c < C; c++) dgain[c] += part[(size_t)blk * C + c];
+        for (int c = 0; c < C; c++) {
+            dgain[c] += part[(size_t)blk * parts * C + c];
+            if (dbias) dbias[c] += part[(size_t)blk * parts * C + C + c];
+        }
     free(part);
 }
 
@@ -368,7 +417,7 @@ void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float 
     for (int n = 0; n < N; n++)
         for (int h = 0; h < n_heads; h++) {
             size_t row = (size_t)n * n_heads + h;
-            rstd[row] = rmsnorm_row(out + row * D, in + row * D, gain, D, eps);
+            rstd[row] = norm_row(out + row * D, in + row * D, gain, NULL, D, eps);
             if (cos_t)
                 rope_head(out + row * D, cos_t + (size_t)(n % T) * half, sin_t + (size_t)(n % T) * half, half, 1.0f);
         }
@@ -485,6 +534,18 @@ void swiglu_backward(float *dg, float *du, const float *dh, const float *g, cons
         store_part(dg + i, dgv, m);
         store_part(du + i, dhv * gv * sig, m);
     }
+}
+
+/* --- ReLU (mlp = relu, GPT-2's MLP without its GELU): h = max(u, 0) --- */
+void relu_forward(float *h, const float *u, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) h[i] = u[i] > 0.0f ? u[i] : 0.0f;
+}
+
+/* the gradient passes where the unit was positive */
+void relu_backward(float *du, const float *dh, const float *u, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) du[i] = u[i] > 0.0f ? dh[i] : 0.0f;
 }
 
 /* --- load-balancing loss: E * sum_i f_i P_i, f_i = share of the routing slots sent to expert i,
@@ -717,7 +778,8 @@ static void ensure_rows(Moe *m, int B, int T) {
         b->idx = st_calloc(N * K, sizeof(int)), b->w = fbuf(N * K);
         b->expert_start = st_calloc(E + 1, sizeof(int));
         b->slot_row = st_calloc(N * K, sizeof(int)), b->row_token = st_calloc(N * K, sizeof(int));
-        b->xg = fbuf(N * K * C), b->g = fbuf(N * K * F), b->u = fbuf(N * K * F), b->h = fbuf(N * K * F);
+        b->xg = fbuf(N * K * C), b->u = fbuf(N * K * F), b->h = fbuf(N * K * F);
+        if (c->mlp == MOE_MLP_SWIGLU) b->g = fbuf(N * K * F);
         b->eo = fbuf(N * K * C), b->mo = fbuf(N * C);
     }
     a->tokens = st_calloc(N, sizeof(int)), a->targets = st_calloc(N, sizeof(int));
@@ -729,7 +791,8 @@ static void ensure_rows(Moe *m, int B, int T) {
     if (c->attn_gate) a->dyg = fbuf(N * HD), a->dgz = fbuf(N * HD);
     a->dq_pre = fbuf(N * HD), a->dk_pre = fbuf(N * KVD);
     a->dprobs = fbuf(N * E), a->drlogits = fbuf(N * E), a->dw = fbuf(N * K);
-    a->dxg = fbuf(N * K * C), a->dg = fbuf(N * K * F), a->du = fbuf(N * K * F), a->dh = fbuf(N * K * F);
+    a->dxg = fbuf(N * K * C), a->du = fbuf(N * K * F), a->dh = fbuf(N * K * F);
+    if (c->mlp == MOE_MLP_SWIGLU) a->dg = fbuf(N * K * F);
     a->deo = fbuf(N * K * C);
 }
 
@@ -823,17 +886,17 @@ static void ablate_positions(float *out, const unsigned char *flags, const float
         }
 }
 
-/* residual point p = x + branch and the RMSNorm of it that the next sublayer reads (xn, rstd, with
- * gain), in one pass. A capture's patch at p overwrites the residual after the add, so then the norm
+/* residual point p = x + branch and the norm of it that the next sublayer reads (xn, rstd, with
+ * gain and, for LayerNorm, bias), in one pass. A capture's patch at p overwrites the residual after the add, so then the norm
  * is taken again over the patched stream. */
 static void residual_and_norm(Moe *m, const MoeCapture *cap, int p, const float *x, const float *branch,
-                              const float *gain, float *xn, float *rstd) {
+                              const float *gain, const float *bias, float *xn, float *rstd) {
     int N = m->acts->B * m->acts->T, C = m->cfg.d_model;
     TIMED(m, MOE_OP_ELEMENTWISE,
-          residual_rmsnorm_forward(resid_at(m, p), xn, rstd, x, branch, gain, N, C, m->cfg.rms_eps));
+          residual_norm_forward(resid_at(m, p), xn, rstd, x, branch, gain, bias, N, C, m->cfg.rms_eps));
     if (!patches(cap, p)) return;
     apply_patch(m, cap, p);
-    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(xn, rstd, resid_at(m, p), gain, N, C, m->cfg.rms_eps));
+    TIMED(m, MOE_OP_ELEMENTWISE, norm_forward(xn, rstd, resid_at(m, p), gain, bias, N, C, m->cfg.rms_eps));
 }
 
 /* the attention window of a forward: the capture's when it sets one, else the config's (0 = none) */
@@ -918,9 +981,9 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
         memset(a->dq_pre, 0, sizeof(float) * (size_t)N * H * D);
         memset(a->dk_pre, 0, sizeof(float) * (size_t)N * KV * D);
         TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_backward(a->dq_pre, dW->q_norm, a->dq, b->q_pre, W->q_norm, b->q_rstd, N * H, D));
+              norm_backward(a->dq_pre, dW->q_norm, NULL, a->dq, b->q_pre, W->q_norm, b->q_rstd, N * H, D));
         TIMED(m, MOE_OP_ELEMENTWISE,
-              rmsnorm_backward(a->dk_pre, dW->k_norm, a->dk, b->k_pre, W->k_norm, b->k_rstd, N * KV, D));
+              norm_backward(a->dk_pre, dW->k_norm, NULL, a->dk, b->k_pre, W->k_norm, b->k_rstd, N * KV, D));
         dq = a->dq_pre, dk = a->dk_pre;
     }
     /* the weight gradients of q, k and v read the same input (packed once) and share a pass with q's
@@ -933,7 +996,8 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
     TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_k, 1));
     TIMED(m, MOE_OP_MATMUL, gemm_batch(&din_v, 1));
     TIMED(m, MOE_OP_ELEMENTWISE,
-          rmsnorm_backward(dresid, dW->attn_norm, a->dxn, resid_at(m, 2 * l), W->attn_norm, b->rstd1, N, C));
+          norm_backward(dresid, dW->attn_norm, dW->attn_norm_bias, a->dxn, resid_at(m, 2 * l), W->attn_norm, b->rstd1,
+                        N, C));
 }
 
 /* --- the MoE block: the permutation into expert order and back, each step beside its backward; then
@@ -1006,8 +1070,9 @@ static void combine_expert_outputs_backward(MoeActs *a, const BlockActs *b, cons
         }
 }
 
-/* m = sum_j w_j SwiGLU_{e_j}(xn): route, group the slots by expert, run each expert as dense matmuls
- * over its rows, and combine. A dense block (E = 1) routes every token to expert 0 with weight 1. */
+/* m = sum_j w_j expert_{e_j}(xn), each expert w_down (silu(w_gate xn) * w_up xn) (SwiGLU) or w_down
+ * relu(w_up xn): route, group the slots by expert, run each expert as dense matmuls over its rows, and
+ * combine. A dense block (E = 1) routes every token to expert 0 with weight 1. */
 static void moe_block_forward(Moe *m, int l) {
     const MoeConfig *c = &m->cfg;
     MoeActs *a = m->acts;
@@ -1030,17 +1095,20 @@ static void moe_block_forward(Moe *m, int l) {
     }
     TIMED(m, MOE_OP_ROUTING, group_by_expert(b, N, E, K));
     TIMED(m, MOE_OP_ROUTING, gather_rows(b, N * K, C));
+    int swiglu = c->mlp == MOE_MLP_SWIGLU;
     Gemm g[2 * E]; /* every expert's gate and up products in one parallel pass, then every down product */
     int n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         m->expert_load[l * E + e] = (float)ne / (float)(N * K);
         if (!ne) continue;
-        g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_gate + (size_t)e * F * C, ne, C, F);
+        if (swiglu)
+            g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_gate + (size_t)e * F * C, ne, C, F);
         g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_up + (size_t)e * F * C, ne, C, F);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
+    if (swiglu) TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
+    else TIMED(m, MOE_OP_ELEMENTWISE, relu_forward(b->h, b->u, (size_t)N * K * F));
     n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
@@ -1073,23 +1141,28 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
         g[n++] = linear_dw(dW->w_down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
+    int swiglu = c->mlp == MOE_MLP_SWIGLU;
+    if (swiglu) TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
+    else TIMED(m, MOE_OP_ELEMENTWISE, relu_backward(a->du, a->dh, b->u, NK * F));
     n = 0;
-    for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg, dW_up += du^T xg */
+    for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg (SwiGLU), dW_up += du^T xg */
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (!ne) continue;
         const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
-        g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, W->w_gate + (size_t)e * F * C, ne, C, F);
-        g[n++].accumulate = 0;
-        g[n++] = linear_dw(dW->w_gate + (size_t)e * F * C, dg, xg, ne, C, F);
+        if (swiglu) {
+            g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, W->w_gate + (size_t)e * F * C, ne, C, F);
+            g[n++].accumulate = 0;
+            g[n++] = linear_dw(dW->w_gate + (size_t)e * F * C, dg, xg, ne, C, F);
+        }
         g[n++] = linear_dw(dW->w_up + (size_t)e * F * C, du, xg, ne, C, F);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     n = 0;
-    for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg) */
+    for (int e = 0; e < E; e++) { /* dxg += du W_up (after the gate's product: both write dxg; else it writes) */
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
-        if (ne)
-            g[n++] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, W->w_up + (size_t)e * F * C, ne, C, F);
+        if (!ne) continue;
+        g[n] = linear_din(a->dxg + (size_t)r0 * C, a->du + (size_t)r0 * F, W->w_up + (size_t)e * F * C, ne, C, F);
+        g[n++].accumulate = swiglu;
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     TIMED(m, MOE_OP_ROUTING, gather_rows_backward(dxn, a->dxg, b, N, K, C));
@@ -1156,22 +1229,23 @@ float moe_forward(Moe *m, const int *tokens, const int *targets, int B, int T, M
     if (c->learned_pos)
         TIMED(m, MOE_OP_ELEMENTWISE, position_embed_forward(resid_at(m, 0), m->weights.wpe, N, T, C));
     apply_patch(m, cap, 0);
-    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_forward(a->blk[0].xn1, a->blk[0].rstd1, resid_at(m, 0),
-                                                 m->weights.block[0].attn_norm, N, C, c->rms_eps));
+    const MoeWeights *W = &m->weights;
+    TIMED(m, MOE_OP_ELEMENTWISE, norm_forward(a->blk[0].xn1, a->blk[0].rstd1, resid_at(m, 0), W->block[0].attn_norm,
+                                              W->block[0].attn_norm_bias, N, C, c->rms_eps));
     for (int l = 0; l < L; l++) {
         BlockActs *b = &a->blk[l];
         attention_block_forward(m, l, cap);
-        residual_and_norm(m, cap, 2 * l + 1, resid_at(m, 2 * l), b->o, m->weights.block[l].moe_norm, b->xn2,
-                          b->rstd2);
+        residual_and_norm(m, cap, 2 * l + 1, resid_at(m, 2 * l), b->o, W->block[l].moe_norm, W->block[l].moe_norm_bias,
+                          b->xn2, b->rstd2);
         moe_block_forward(m, l);
         if (cap && cap->ablate_moe)
             ablate_positions(b->mo, cap->ablate_moe + (size_t)l * T, cap->moe_repl ? cap->moe_repl + (size_t)l * C : NULL,
                              B, T, C);
         if (l + 1 < L) /* the residual after block l, normalised for block l+1's attention */
-            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo,
-                              m->weights.block[l + 1].attn_norm, a->blk[l + 1].xn1, a->blk[l + 1].rstd1);
+            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, W->block[l + 1].attn_norm,
+                              W->block[l + 1].attn_norm_bias, a->blk[l + 1].xn1, a->blk[l + 1].rstd1);
         else /* or for the LM head */
-            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, m->weights.final_norm,
+            residual_and_norm(m, cap, 2 * l + 2, resid_at(m, 2 * l + 1), b->mo, W->final_norm, W->final_norm_bias,
                               a->xnf, a->rstdf);
         if (cap) capture_block(m, l, cap);
     }
@@ -1215,14 +1289,14 @@ void moe_backward(Moe *m, float scale) {
           lm_head_loss_backward(a->dxn, dW->lm_head, a->head_chunk, scale, a->xnf, W->lm_head,
                                 a->head_lse, a->targets, N, C, V, MOE_LOSS_CHUNK));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
-    TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, dW->final_norm, a->dxn, resid_at(m, 2 * L), W->final_norm,
-                                                  a->rstdf, N, C));
+    TIMED(m, MOE_OP_ELEMENTWISE, norm_backward(a->dresid, dW->final_norm, dW->final_norm_bias, a->dxn, resid_at(m, 2 * L),
+                                               W->final_norm, a->rstdf, N, C));
     /* blocks in reverse; dresid is the gradient of the residual stream at the current point */
     for (int l = L - 1; l >= 0; l--) {
         BlockActs *b = &a->blk[l];
         moe_block_backward(m, l, a->dresid, a->dxn, scale); /* writes dxn */
-        TIMED(m, MOE_OP_ELEMENTWISE, rmsnorm_backward(a->dresid, dW->block[l].moe_norm, a->dxn, resid_at(m, 2 * l + 1),
-                                                      W->block[l].moe_norm, b->rstd2, N, C));
+        TIMED(m, MOE_OP_ELEMENTWISE, norm_backward(a->dresid, dW->block[l].moe_norm, dW->block[l].moe_norm_bias, a->dxn,
+                                                   resid_at(m, 2 * l + 1), W->block[l].moe_norm, b->rstd2, N, C));
         attention_block_backward(m, l, a->dresid);
     }
     TIMED(m, MOE_OP_ELEMENTWISE, embed_backward(dW->wte, a->dresid, a->tokens, N, C, V));

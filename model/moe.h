@@ -16,6 +16,9 @@
 /* ------------------------------------------------------------------------------------------------ */
 /* Config */
 
+enum { MOE_NORM_RMS, MOE_NORM_LAYER };  /* MoeConfig.norm, in the order of the config key norm = rms|layer */
+enum { MOE_MLP_SWIGLU, MOE_MLP_RELU };  /* MoeConfig.mlp, in the order of mlp = swiglu|relu */
+
 typedef struct {
     int vocab_size;
     int seq_len;    /* largest T the model is built for */
@@ -27,18 +30,21 @@ typedef struct {
     float rope_theta;
     int learned_pos; /* 1 = learned absolute positions (GPT-2's wpe, added to the token embeddings), no RoPE */
     int qk_norm;    /* per-head RMSNorm of q and k before RoPE (Qwen3) */
+    int norm;       /* the block and final norms: MOE_NORM_RMS, or MOE_NORM_LAYER (GPT-2's, with a bias) */
+    int mlp;        /* each expert: MOE_MLP_SWIGLU, or MOE_MLP_RELU (GPT-2's w_down relu(w_up x), no w_gate) */
     int attn_window;     /* > 0: sliding-window attention, query i sees keys i - j < attn_window */
     int attn_sink_logit; /* a learned per-head logit for an extra always-visible key of value zero */
     int attn_gate;       /* sigmoid gate on each head's output, from the block input (Qiu et al.) */
-    int n_expert;   /* 1 (with top_k 1) = a dense SwiGLU block with no router */
+    int n_expert;   /* 1 (with top_k 1) = a dense MLP block with no router */
     int top_k;
     int d_ff;       /* hidden units of each expert */
     int norm_topk;  /* renormalise the k routing weights to sum to 1 */
     float aux_loss_coef;
     float z_loss_coef;
     int tie_embeddings; /* LM head reuses the token embedding */
-    float rms_eps;
+    float rms_eps;  /* epsilon of every norm (RMSNorm and LayerNorm) */
     float init_std;
+    float embed_std; /* std of the initial token (and position) embeddings; 0 = init_std */
     uint64_t seed;
 } MoeConfig;
 
@@ -62,17 +68,19 @@ typedef struct {
 /* The same tensors as typed pointers into one buffer (params or grads): the model's code reaches its
  * weights through these; the names above are for checkpoints, export and probes. A tensor the config
  * leaves out is NULL (q_norm and k_norm without qk_norm, sink without attn_sink_logit, attn_gate
- * without attn_gate, router when n_expert is 1). */
+ * without attn_gate, router when n_expert is 1, the norm biases with RMSNorm, moe.w_gate with a ReLU MLP). */
 typedef struct {
     float *attn_norm;      /* blocks.l.attn_norm [C] */
+    float *attn_norm_bias; /* blocks.l.attn_norm_bias [C] (LayerNorm only) */
     float *wq, *wk, *wv;   /* blocks.l.attn.wq [H*D][C], attn.wk and attn.wv [KV*D][C] */
     float *q_norm, *k_norm; /* blocks.l.attn.q_norm, attn.k_norm [D] */
     float *sink;           /* blocks.l.attn.sink [H] */
     float *attn_gate;      /* blocks.l.attn.w_gate [H*D][C] */
     float *wo;             /* blocks.l.attn.wo [C][H*D] */
     float *moe_norm;       /* blocks.l.moe_norm [C] */
+    float *moe_norm_bias;  /* blocks.l.moe_norm_bias [C] (LayerNorm only) */
     float *router;         /* blocks.l.moe.router [E][C] */
-    float *w_gate, *w_up;  /* blocks.l.moe.w_gate, moe.w_up [E][F][C] */
+    float *w_gate, *w_up;  /* blocks.l.moe.w_gate (SwiGLU only), moe.w_up [E][F][C] */
     float *w_down;         /* blocks.l.moe.w_down [E][C][F] */
 } BlockWeights;
 
@@ -81,6 +89,7 @@ typedef struct {
     float *wpe;            /* [seq_len][C] learned position embeddings; NULL without learned_pos */
     BlockWeights *block;   /* [L] */
     float *final_norm;     /* [C] */
+    float *final_norm_bias; /* [C] (LayerNorm only) */
     float *lm_head;        /* [V][C]; with tie_embeddings, wte itself */
 } MoeWeights;
 
@@ -100,7 +109,7 @@ typedef struct {
     float *v;           /* [L][B][T][KV][D] values */
     float *router_probs;/* [L][B][T][E] router softmax (absent for dense blocks: left untouched) */
     int *router_choice; /* [L][B][T][k] chosen experts, in order of decreasing probability */
-    float *moe_hidden;  /* [2][B][T][k][F] SwiGLU hidden silu(g)*u of blocks 0 and 1, per chosen slot */
+    float *moe_hidden;  /* [2][B][T][k][F] expert hidden units (silu(g)*u or relu(u)) of blocks 0 and 1, per chosen slot */
 
     /* interventions */
     const unsigned char *zero_head; /* [L][H]: 1 = zero that head's output (before Wo) */
@@ -133,7 +142,7 @@ typedef struct MoeActs MoeActs; /* activation buffers, private to moe.c */
 
 /* Where the time of forward and backward goes, by class of operation (bin/bench reports it).
  * MOE_OP_ROUTING is the router's softmax, top-k, aux and z losses and the token permutation to and
- * from expert order; MOE_OP_ELEMENTWISE is RMSNorm, RoPE, SwiGLU, embedding and residual adds;
+ * from expert order; MOE_OP_ELEMENTWISE is the norms, RoPE, SwiGLU or ReLU, embedding and residual adds;
  * MOE_OP_LOSS is the LM head's products and the cross-entropy, one chunked kernel in training. */
 enum { MOE_OP_MATMUL, MOE_OP_ATTENTION, MOE_OP_ROUTING, MOE_OP_ELEMENTWISE, MOE_OP_LOSS, MOE_OP_CLASSES };
 extern const char *const moe_op_class_names[MOE_OP_CLASSES]; /* "matmul", "attention", ... */
@@ -172,7 +181,8 @@ int moe_count_params(const MoeConfig *cfg, size_t *n_params, char *err);
 void moe_free(Moe *m);
 const MoeTensor *moe_find(const Moe *m, const char *name); /* NULL if absent */
 /* deterministic init from cfg.seed: normal(0, init_std); output projections (attn.wo, expert down)
- * scaled by 1/sqrt(2 L); norm gains 1; sink logits 0 */
+ * scaled by 1/sqrt(2 L); embeddings (wte, wpe) normal(0, embed_std) when it is set; norm gains 1;
+ * sink logits 0 */
 void moe_init_params(Moe *m);
 
 /* Forward for tokens [B][T] (ids < V, T <= seq_len). targets [B][T] (-1 = ignored) may be NULL: then
@@ -188,7 +198,7 @@ void moe_backward(Moe *m, float scale);
 /* ------------------------------------------------------------------------------------------------ */
 /* The operations, each forward beside its backward. Exposed so tests can check each one against
  * finite differences. Backward functions ADD into their gradient outputs (+=), except three:
- * attention_backward and swiglu_backward WRITE theirs, rope_backward rotates dx in place. N = rows. */
+ * attention_backward, swiglu_backward and relu_backward WRITE theirs, rope_backward rotates dx in place. N = rows. */
 
 void embed_forward(float *out, const int *tokens, const float *wte, int N, int C);
 void embed_backward(float *dwte, const float *dout, const int *tokens, int N, int C, int V);
@@ -197,14 +207,17 @@ void embed_backward(float *dwte, const float *dout, const int *tokens, int N, in
 void position_embed_forward(float *out, const float *wpe, int N, int T, int C);
 void position_embed_backward(float *dwpe, const float *dout, int N, int T, int C);
 
-void rmsnorm_forward(float *out, float *rstd, const float *in, const float *gain, int N, int C, float eps);
-void rmsnorm_backward(float *din, float *dgain, const float *dout, const float *in, const float *gain,
-                      const float *rstd, int N, int C);
-/* the residual add and the RMSNorm after it, fused (one pass over each row): out = x + branch, then
- * xn, rstd = rmsnorm_forward of out; the same values as the two steps apart. Its backward is
- * rmsnorm_backward adding into the residual's gradient. */
-void residual_rmsnorm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
-                              const float *gain, int N, int C, float eps);
+/* RMSNorm (bias NULL): out = in / rms(in) * gain; LayerNorm: out = (in - mean(in)) / sd(in) * gain + bias.
+ * rstd [N] receives 1/rms or 1/sd; norm_backward's dbias is NULL for RMSNorm. */
+void norm_forward(float *out, float *rstd, const float *in, const float *gain, const float *bias, int N, int C,
+                  float eps);
+void norm_backward(float *din, float *dgain, float *dbias, const float *dout, const float *in, const float *gain,
+                   const float *rstd, int N, int C);
+/* the residual add and the norm after it, fused (one pass over each row): out = x + branch, then
+ * xn, rstd = norm_forward of out; the same values as the two steps apart. Its backward is
+ * norm_backward adding into the residual's gradient. */
+void residual_norm_forward(float *out, float *xn, float *rstd, const float *x, const float *branch,
+                           const float *gain, const float *bias, int N, int C, float eps);
 
 /* out[n][o] = sum_i in[n][i] * w[o][i] (on the blocked GEMM of gemm.c) */
 void matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT);
@@ -217,7 +230,7 @@ void matmul_backward(float *din, float *dw, const float *dout, const float *in, 
 void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_offset);
 void rope_forward(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
 void rope_backward(float *dx, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D);
-/* QK-norm and RoPE fused (one pass over each head): out = rope_forward of rmsnorm_forward(in) over the
+/* QK-norm and RoPE fused (one pass over each head): out = rope_forward of norm_forward(in) (RMSNorm) over the
  * N * n_heads rows of D channels, rstd [N * n_heads]; the same values as the two steps apart. With
  * cos_t NULL (learned positions) it only normalises. */
 void qk_norm_rope_forward(float *out, float *rstd, const float *in, const float *gain, const float *cos_t,
@@ -260,6 +273,9 @@ void topk_backward(float *dprobs, const float *dw, const float *probs, const int
  * the MoE block's backward skips zeroing two [N k][F] buffers first). */
 void swiglu_forward(float *h, const float *g, const float *u, size_t n);
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
+/* ReLU activation (mlp = relu): h = max(u, 0); relu_backward WRITES du = dh where u > 0, else 0 */
+void relu_forward(float *h, const float *u, size_t n);
+void relu_backward(float *du, const float *dh, const float *u, size_t n);
 
 /* load balancing E * sum_i f_i P_i. routing_counts counts the N*k slots per expert; routing_shares
  * turns counts (summed over data-parallel replicas, if any) into shares f; P = mean of probs over the

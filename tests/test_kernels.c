@@ -107,28 +107,32 @@ static void test_matmul_rows_and_threads_independent(void **state) {
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* the residual add fused with RMSNorm, and QK-norm fused with RoPE: the same bits as the steps apart */
+/* the residual add fused with the norm (RMSNorm and LayerNorm), and QK-norm fused with RoPE: the same
+ * bits as the steps apart */
 
-static void test_residual_rmsnorm_matches_add_then_norm(void **state) {
+static void test_residual_norm_matches_add_then_norm(void **state) {
     (void)state;
     const int shapes[][2] = {{1, 1}, {7, 13}, {33, 128}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        int N = shapes[i][0], C = shapes[i][1];
-        size_t n = (size_t)N * C;
-        float *x = randn(n), *branch = randn(n), *gain = randn(C), *out = randn(n), *xn = randn(n);
-        float *sum = st_malloc(sizeof(float) * n), *xn_ref = st_malloc(sizeof(float) * n);
-        float *rstd = st_malloc(sizeof(float) * N), *rstd_ref = st_malloc(sizeof(float) * N);
-        residual_rmsnorm_forward(out, xn, rstd, x, branch, gain, N, C, 1e-6f);
-        for (size_t j = 0; j < n; j++) sum[j] = x[j] + branch[j];
-        rmsnorm_forward(xn_ref, rstd_ref, sum, gain, N, C, 1e-6f);
-        assert_memory_equal(out, sum, sizeof(float) * n);
-        assert_memory_equal(xn, xn_ref, sizeof(float) * n);
-        assert_memory_equal(rstd, rstd_ref, sizeof(float) * N);
-        free(x), free(branch), free(gain), free(out), free(xn), free(sum), free(xn_ref), free(rstd), free(rstd_ref);
-    }
+    for (int layer = 0; layer <= 1; layer++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            int N = shapes[i][0], C = shapes[i][1];
+            size_t n = (size_t)N * C;
+            float *x = randn(n), *branch = randn(n), *gain = randn(C), *out = randn(n), *xn = randn(n);
+            float *bias = layer ? randn(C) : NULL;
+            float *sum = st_malloc(sizeof(float) * n), *xn_ref = st_malloc(sizeof(float) * n);
+            float *rstd = st_malloc(sizeof(float) * N), *rstd_ref = st_malloc(sizeof(float) * N);
+            residual_norm_forward(out, xn, rstd, x, branch, gain, bias, N, C, 1e-6f);
+            for (size_t j = 0; j < n; j++) sum[j] = x[j] + branch[j];
+            norm_forward(xn_ref, rstd_ref, sum, gain, bias, N, C, 1e-6f);
+            assert_memory_equal(out, sum, sizeof(float) * n);
+            assert_memory_equal(xn, xn_ref, sizeof(float) * n);
+            assert_memory_equal(rstd, rstd_ref, sizeof(float) * N);
+            free(x), free(branch), free(gain), free(bias), free(out), free(xn), free(sum), free(xn_ref), free(rstd),
+                free(rstd_ref);
+        }
 }
 
-/* QK-norm fused with RoPE: the same bits as rmsnorm_forward, then rope_forward */
+/* QK-norm fused with RoPE: the same bits as norm_forward (RMSNorm), then rope_forward */
 static void test_qk_norm_rope_matches_norm_then_rope(void **state) {
     (void)state;
     int T = 5, N = 2 * T, heads = 3, D = 6;
@@ -138,7 +142,7 @@ static void test_qk_norm_rope_matches_norm_then_rope(void **state) {
     float cos_t[5 * 3], sin_t[5 * 3];
     rope_table(cos_t, sin_t, T, D, 100.0f, 2);
     qk_norm_rope_forward(out, rstd, in, gain, cos_t, sin_t, N, T, heads, D, 1e-6f);
-    rmsnorm_forward(ref, rstd_ref, in, gain, N * heads, D, 1e-6f);
+    norm_forward(ref, rstd_ref, in, gain, NULL, N * heads, D, 1e-6f);
     rope_forward(ref, cos_t, sin_t, N, T, heads, D);
     assert_memory_equal(out, ref, sizeof(float) * n);
     assert_memory_equal(rstd, rstd_ref, sizeof(float) * N * heads);
@@ -355,7 +359,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_matches_reference),
         cmocka_unit_test(test_matmul_rows_and_threads_independent),
-        cmocka_unit_test(test_residual_rmsnorm_matches_add_then_norm),
+        cmocka_unit_test(test_residual_norm_matches_add_then_norm),
         cmocka_unit_test(test_qk_norm_rope_matches_norm_then_rope),
         cmocka_unit_test(test_lm_head_loss_matches_full_logits),
         cmocka_unit_test(test_lm_head_loss_without_targets),

@@ -43,25 +43,37 @@ static Moe make_model(const MoeConfig *c) {
     return m;
 }
 
-/* the loss at the current parameters, and the top-k choices it made */
-static double loss_and_choices(Moe *m, const int *tok, const int *tgt, int *choice) {
+/* where the loss is not differentiable: the top-k choices [L][B][T][k] and, with ReLU experts, which
+ * hidden units of blocks 0 and 1 are active [2][B][T][k][F] (every block of the test models) */
+static size_t n_switches(const MoeConfig *c) {
+    return (size_t)c->n_layer * B * T * c->top_k + (c->mlp == MOE_MLP_RELU ? (size_t)2 * B * T * c->top_k * c->d_ff : 0);
+}
+
+/* the loss at the current parameters, and its switches (above) into sw */
+static double loss_and_switches(Moe *m, const int *tok, const int *tgt, int *sw) {
+    const MoeConfig *c = &m->cfg;
+    size_t nchoice = (size_t)c->n_layer * B * T * c->top_k, nunits = n_switches(c) - nchoice;
     MoeCapture cap;
     moe_capture_init(&cap);
-    cap.router_choice = choice;
-    return moe_forward(m, tok, tgt, B, T, &cap);
+    cap.router_choice = sw;
+    cap.moe_hidden = nunits ? calloc(nunits, sizeof(float)) : NULL;
+    double loss = moe_forward(m, tok, tgt, B, T, &cap);
+    for (size_t i = 0; i < nunits; i++) sw[nchoice + i] = cap.moe_hidden[i] > 0.0f;
+    free(cap.moe_hidden);
+    return loss;
 }
 
 /* For each tensor: up to 6 sampled entries, analytic gradient vs central difference of the total
- * loss. An entry whose perturbation flips a top-k choice is skipped (the loss is not differentiable
- * there); the test requires that almost all samples were usable. */
+ * loss. An entry whose perturbation flips a top-k choice or a ReLU unit is skipped (the loss is not
+ * differentiable there); the test requires that almost all samples were usable. */
 static void check_model_gradients(const MoeConfig *cfg, const char *label) {
     Moe m = make_model(cfg);
     int tok[B * T], tgt[B * T];
     random_batch(tok, tgt, cfg->vocab_size, 99);
-    size_t nchoice = (size_t)cfg->n_layer * B * T * cfg->top_k;
+    size_t nchoice = n_switches(cfg);
     int *base = calloc(nchoice, sizeof(int)), *now = calloc(nchoice, sizeof(int));
     moe_zero_grad(&m);
-    loss_and_choices(&m, tok, tgt, base);
+    loss_and_switches(&m, tok, tgt, base);
     moe_backward(&m, 1.0f);
     StRng r;
     st_rng_seed(&r, 5);
@@ -77,10 +89,10 @@ static void check_model_gradients(const MoeConfig *cfg, const char *label) {
             size_t i = t->offset + st_rng_below(&r, (uint32_t)t->size);
             float saved = m.params[i];
             m.params[i] = saved + eps;
-            double lp = loss_and_choices(&m, tok, tgt, now);
+            double lp = loss_and_switches(&m, tok, tgt, now);
             int flipped = memcmp(base, now, sizeof(int) * nchoice) != 0;
             m.params[i] = saved - eps;
-            double lm = loss_and_choices(&m, tok, tgt, now);
+            double lm = loss_and_switches(&m, tok, tgt, now);
             flipped |= memcmp(base, now, sizeof(int) * nchoice) != 0;
             m.params[i] = saved;
             if (flipped) {
@@ -99,8 +111,9 @@ static void check_model_gradients(const MoeConfig *cfg, const char *label) {
         if (!ok) print_message("  %-24s |grad| %.3e  rel.err %.2e  FAIL\n", t->name, sqrt(den), rel);
         assert_true(ok);
     }
-    print_message("  %d entries checked, %d skipped (a top-k choice flipped)\n", tested, skipped);
-    assert_true(skipped * 10 < tested);
+    print_message("  %d entries checked, %d skipped (a top-k choice or a ReLU unit flipped)\n", tested, skipped);
+    /* a dense ReLU block has B*T*F units that any perturbation moves: kinks are commoner than top-k flips */
+    assert_true(skipped * (cfg->mlp == MOE_MLP_RELU ? 3 : 10) < tested);
     free(base), free(now);
     moe_free(&m);
 }
@@ -155,6 +168,19 @@ static void test_gradients_learned_positions(void **state) {
     check_model_gradients(&c, "learned positions");
     c.qk_norm = 0, c.n_head = 2, c.n_kv_head = 2, c.head_dim = 5;
     check_model_gradients(&c, "learned positions, no QK-norm, head_dim 5");
+}
+
+/* GPT-2's pieces: LayerNorm (its biases checked like every tensor) and a ReLU MLP, in MoE and dense
+ * blocks, and all of them with learned positions */
+static void test_gradients_layernorm_relu(void **state) {
+    (void)state;
+    MoeConfig c = tiny_config();
+    c.norm = MOE_NORM_LAYER;
+    check_model_gradients(&c, "LayerNorm");
+    c.norm = MOE_NORM_RMS, c.mlp = MOE_MLP_RELU;
+    check_model_gradients(&c, "ReLU experts");
+    c.norm = MOE_NORM_LAYER, c.n_expert = 1, c.top_k = 1, c.learned_pos = 1, c.qk_norm = 0;
+    check_model_gradients(&c, "GPT-2 style: LayerNorm, dense ReLU, learned positions");
 }
 
 static void test_gradients_gqa_no_qknorm_tied(void **state) {
@@ -248,6 +274,28 @@ static void test_zero_all_heads_equals_removing_attention(void **state) {
     memset(wo, 0, sizeof(float) * moe_find(&m, "blocks.1.attn.wo")->size);
     float removed = moe_forward(&m, tok, tgt, B, T, NULL);
     assert_memory_equal(&zeroed, &removed, sizeof(float));
+    moe_free(&m);
+}
+
+/* norm = layer adds a bias to every block and final norm, starting at 0; mlp = relu drops w_gate */
+static void test_layernorm_relu_tensors(void **state) {
+    (void)state;
+    MoeConfig c = tiny_config();
+    c.norm = MOE_NORM_LAYER, c.mlp = MOE_MLP_RELU;
+    Moe m = make_model(&c);
+    const char *biases[] = {"blocks.0.attn_norm_bias", "blocks.1.moe_norm_bias", "final_norm_bias"};
+    for (int i = 0; i < 3; i++) {
+        const MoeTensor *t = moe_find(&m, biases[i]);
+        assert_non_null(t);
+        assert_int_equal(t->size, c.d_model), assert_int_equal(t->decay, 0);
+        for (size_t j = 0; j < t->size; j++) assert_true(m.params[t->offset + j] == 0.0f);
+    }
+    assert_non_null(m.weights.block[1].moe_norm_bias), assert_non_null(m.weights.final_norm_bias);
+    assert_null(moe_find(&m, "blocks.0.moe.w_gate")), assert_null(m.weights.block[0].w_gate);
+    moe_free(&m);
+    c = tiny_config();
+    m = make_model(&c);
+    assert_null(moe_find(&m, "final_norm_bias")), assert_null(m.weights.block[0].attn_norm_bias);
     moe_free(&m);
 }
 
@@ -478,9 +526,37 @@ static void test_invalid_configs_name_the_field(void **state) {
     b = tiny_config(), b.attn_sink_logit = 2, expect_invalid(b, "attn_sink_logit");
     b = tiny_config(), b.attn_gate = -1, expect_invalid(b, "attn_gate");
     b = tiny_config(), b.learned_pos = 2, expect_invalid(b, "learned_pos");
+    b = tiny_config(), b.embed_std = -1, expect_invalid(b, "embed_std");
+    b = tiny_config(), b.norm = 2, expect_invalid(b, "norm");
+    b = tiny_config(), b.mlp = -1, expect_invalid(b, "mlp");
     Moe m;
     b = tiny_config(), b.top_k = 9;
     assert_int_equal(moe_init(&m, &b, err), -1); /* moe_init validates too */
+}
+
+/* standard deviation of n floats (their mean is ~0 here) */
+static double sample_std(const float *x, size_t n) {
+    double ss = 0;
+    for (size_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    return sqrt(ss / (double)n);
+}
+
+/* embed_std sets the initial spread of wte and wpe (nn.Embedding starts at 1) and of nothing else;
+ * 0 leaves them at init_std */
+static void test_embed_std_sets_the_embeddings(void **state) {
+    (void)state;
+    MoeConfig c = tiny_config();
+    c.vocab_size = 64, c.d_model = 64, c.seq_len = 64, c.learned_pos = 1, c.init_std = 0.02f, c.embed_std = 1.0f;
+    Moe m = make_model(&c);
+    const MoeTensor *wte = moe_find(&m, "wte"), *wpe = moe_find(&m, "wpe"), *wq = moe_find(&m, "blocks.0.attn.wq");
+    assert_true(fabs(sample_std(m.params + wte->offset, wte->size) - 1.0) < 0.05); /* 4096 draws: ~1% error */
+    assert_true(fabs(sample_std(m.params + wpe->offset, wpe->size) - 1.0) < 0.05);
+    assert_true(fabs(sample_std(m.params + wq->offset, wq->size) - 0.02) < 0.001);
+    moe_free(&m);
+    c.embed_std = 0;
+    m = make_model(&c);
+    assert_true(fabs(sample_std(m.params + wte->offset, wte->size) - 0.02) < 0.001);
+    moe_free(&m);
 }
 
 static void test_tensor_table(void **state) {
@@ -513,6 +589,8 @@ int main(void) {
         cmocka_unit_test(test_learned_positions_enter_the_stream),
         cmocka_unit_test(test_gradients_dense),
         cmocka_unit_test(test_gradients_gqa_no_qknorm_tied),
+        cmocka_unit_test(test_gradients_layernorm_relu),
+        cmocka_unit_test(test_layernorm_relu_tensors),
         cmocka_unit_test(test_gradients_attention_controls),
         cmocka_unit_test(test_causality),
         cmocka_unit_test(test_capture_does_not_change_loss),
@@ -523,6 +601,7 @@ int main(void) {
         cmocka_unit_test(test_same_seed_bit_identical),
         cmocka_unit_test(test_overfits_one_batch),
         cmocka_unit_test(test_invalid_configs_name_the_field),
+        cmocka_unit_test(test_embed_std_sets_the_embeddings),
         cmocka_unit_test(test_tensor_table),
     };
     return cmocka_run_group_tests_name("model", tests, NULL, NULL);

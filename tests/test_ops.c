@@ -81,26 +81,49 @@ static void test_embedding(void **state) {
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct {
     int N, C;
-    float *in, *gain, *out, *rstd, *R;
+    float *in, *gain, *bias, *out, *rstd, *R; /* bias NULL: RMSNorm */
 } NormCtx;
 
 static double norm_loss(void *p) {
     NormCtx *c = p;
-    rmsnorm_forward(c->out, c->rstd, c->in, c->gain, c->N, c->C, 1e-5f);
+    norm_forward(c->out, c->rstd, c->in, c->gain, c->bias, c->N, c->C, 1e-5f);
     return dot(c->out, c->R, (size_t)c->N * c->C);
+}
+
+/* RMSNorm and LayerNorm against finite differences, every input */
+static void norm_case(int layer) {
+    NormCtx c = {.N = 4, .C = 6};
+    size_t n = 24;
+    c.in = randn(n, 1), c.gain = randn(6, 1), c.out = randn(n, 1), c.rstd = randn(4, 1), c.R = randn(n, 1);
+    c.bias = layer ? randn(6, 3) : NULL;
+    float *din = calloc(n, sizeof(float)), *dgain = calloc(6, sizeof(float));
+    float *dbias = layer ? calloc(6, sizeof(float)) : NULL;
+    norm_loss(&c);
+    norm_backward(din, dgain, dbias, c.R, c.in, c.gain, c.rstd, c.N, c.C);
+    check_grad(layer ? "layernorm input" : "rmsnorm input", c.in, n, din, norm_loss, &c, 1e-3f);
+    check_grad(layer ? "layernorm gain" : "rmsnorm gain", c.gain, 6, dgain, norm_loss, &c, 1e-3f);
+    if (layer) check_grad("layernorm bias", c.bias, 6, dbias, norm_loss, &c, 1e-3f);
+    free(c.in), free(c.gain), free(c.bias), free(c.out), free(c.rstd), free(c.R), free(din), free(dgain), free(dbias);
 }
 
 static void test_rmsnorm(void **state) {
     (void)state;
-    NormCtx c = {.N = 4, .C = 6};
-    size_t n = 24;
-    c.in = randn(n, 1), c.gain = randn(6, 1), c.out = randn(n, 1), c.rstd = randn(4, 1), c.R = randn(n, 1);
-    float *din = calloc(n, sizeof(float)), *dgain = calloc(6, sizeof(float));
-    norm_loss(&c);
-    rmsnorm_backward(din, dgain, c.R, c.in, c.gain, c.rstd, c.N, c.C);
-    check_grad("rmsnorm input", c.in, n, din, norm_loss, &c, 1e-3f);
-    check_grad("rmsnorm gain", c.gain, 6, dgain, norm_loss, &c, 1e-3f);
-    free(c.in), free(c.gain), free(c.out), free(c.rstd), free(c.R), free(din), free(dgain);
+    norm_case(0);
+}
+
+/* LayerNorm of (1, 2, 3, 6): mean 3, variance 3.5, so (x - 3) / sqrt(3.5) * gain + bias; RMSNorm of the
+ * same row would not centre it */
+static void test_layernorm(void **state) {
+    (void)state;
+    norm_case(1);
+    float x[4] = {1, 2, 3, 6}, gain[4] = {1, 2, 1, 1}, bias[4] = {0, 0, 0, 10}, y[4], rstd;
+    norm_forward(y, &rstd, x, gain, bias, 1, 4, 0.0f);
+    const float sd = sqrtf(3.5f);
+    assert_float_equal(rstd, 1.0f / sd, 1e-6f);
+    assert_float_equal(y[0], -2.0f / sd, 1e-6f);
+    assert_float_equal(y[1], -2.0f / sd, 1e-6f);
+    assert_float_equal(y[2], 0.0f, 1e-6f);
+    assert_float_equal(y[3], 3.0f / sd + 10.0f, 1e-5f);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -136,7 +159,7 @@ typedef struct {
 static double rope_loss(void *p) {
     RopeCtx *c = p;
     size_t n = (size_t)c->N * c->H * c->D;
-    if (c->norm) rmsnorm_forward(c->out, c->rstd, c->x, c->gain, c->N * c->H, c->D, 1e-5f);
+    if (c->norm) norm_forward(c->out, c->rstd, c->x, c->gain, NULL, c->N * c->H, c->D, 1e-5f);
     else memcpy(c->out, c->x, sizeof(float) * n);
     rope_forward(c->out, c->cos_t, c->sin_t, c->N, c->T, c->H, c->D);
     return dot(c->out, c->R, n);
@@ -153,7 +176,7 @@ static void rope_case(int norm) {
     float *dr = malloc(sizeof(float) * n), *dx = calloc(n, sizeof(float)), *dgain = calloc(8, sizeof(float));
     memcpy(dr, c.R, sizeof(float) * n);
     rope_backward(dr, c.cos_t, c.sin_t, c.N, c.T, c.H, c.D);
-    if (norm) rmsnorm_backward(dx, dgain, dr, c.x, c.gain, c.rstd, c.N * c.H, c.D);
+    if (norm) norm_backward(dx, dgain, NULL, dr, c.x, c.gain, c.rstd, c.N * c.H, c.D);
     else memcpy(dx, dr, sizeof(float) * n);
     check_grad(norm ? "qk-norm + rope input" : "rope input", c.x, n, dx, rope_loss, &c, 1e-3f);
     if (norm) check_grad("qk-norm gain", c.gain, 8, dgain, rope_loss, &c, 1e-3f);
@@ -376,6 +399,28 @@ static void test_swiglu(void **state) {
     free(c.g), free(c.u), free(c.h), free(c.R), free(dg), free(du);
 }
 
+/* ReLU: max(u, 0), its gradient dh where u > 0 (written over what was there); u is kept away from 0,
+ * where the kink would spoil the finite difference */
+static double relu_loss(void *p) {
+    SwigluCtx *c = p;
+    relu_forward(c->h, c->u, c->n);
+    return dot(c->h, c->R, c->n);
+}
+
+static void test_relu(void **state) {
+    (void)state;
+    SwigluCtx c = {.n = 20};
+    c.u = randn(20, 1), c.h = randn(20, 1), c.R = randn(20, 1);
+    for (int i = 0; i < 20; i++) c.u[i] += c.u[i] > 0 ? 0.1f : -0.1f;
+    float *du = malloc(20 * sizeof(float));
+    for (int i = 0; i < 20; i++) du[i] = 1e3f;
+    relu_loss(&c);
+    for (int i = 0; i < 20; i++) assert_true(c.h[i] == (c.u[i] > 0 ? c.u[i] : 0.0f));
+    relu_backward(du, c.R, c.u, c.n);
+    check_grad("relu", c.u, 20, du, relu_loss, &c, 1e-3f);
+    free(c.u), free(c.h), free(c.R), free(du);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 typedef struct {
     int N, E, k;
@@ -468,6 +513,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_embedding),
         cmocka_unit_test(test_rmsnorm),
+        cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_qk_norm),
@@ -481,6 +527,7 @@ int main(void) {
         cmocka_unit_test(test_router_topk),
         cmocka_unit_test(test_topk_order_and_ties),
         cmocka_unit_test(test_swiglu),
+        cmocka_unit_test(test_relu),
         cmocka_unit_test(test_aux_and_z_loss),
         cmocka_unit_test(test_cross_entropy),
     };
