@@ -98,6 +98,8 @@ class Config:
     tie_embeddings: int
     rms_eps: float
     learned_pos: int = 0
+    norm: str = "rms"     # rms | layer (LayerNorm with a bias)
+    mlp: str = "swiglu"   # swiglu | relu
 
     @classmethod
     def from_text(cls, text):
@@ -161,6 +163,11 @@ def load(path, dtype=torch.float32):
 def rmsnorm(x, gain, eps):
     """y = x / sqrt(mean x^2 + eps) * g over the last dimension"""
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * gain
+
+
+def norm(x, gain, bias, eps):
+    """the model's block and final norm: RMSNorm, or LayerNorm (norm = layer) when it has a bias"""
+    return rmsnorm(x, gain, eps) if bias is None else F.layer_norm(x, x.shape[-1:], gain, bias, eps)
 
 
 def rope_angles(T, D, theta):
@@ -238,13 +245,16 @@ class MoE(nn.Module):
         self.c = c
         if E > 1:
             self.router = nn.Parameter(torch.empty(E, C))
-        self.w_gate = nn.Parameter(torch.empty(E, Fh, C))
+        if c.mlp == "swiglu":
+            self.w_gate = nn.Parameter(torch.empty(E, Fh, C))
         self.w_up = nn.Parameter(torch.empty(E, Fh, C))
         self.w_down = nn.Parameter(torch.empty(E, C, Fh))
 
     def expert(self, e, x):
-        """SwiGLU expert e: w_down (silu(w_gate x) * w_up x)"""
-        return F.linear(F.silu(F.linear(x, self.w_gate[e])) * F.linear(x, self.w_up[e]), self.w_down[e])
+        """expert e: w_down (silu(w_gate x) * w_up x) (SwiGLU), or w_down relu(w_up x)"""
+        up = F.linear(x, self.w_up[e])
+        hidden = F.silu(F.linear(x, self.w_gate[e])) * up if self.c.mlp == "swiglu" else F.relu(up)
+        return F.linear(hidden, self.w_down[e])
 
     def forward(self, x):
         """(the output [N][C], aux loss, z loss) of the normalised rows x [N][C]"""
@@ -272,9 +282,12 @@ class MoE(nn.Module):
 class Block(nn.Module):
     def __init__(self, c):
         super().__init__()
+        layer = c.norm == "layer"
         self.attn_norm = nn.Parameter(torch.ones(c.d_model))
+        self.attn_norm_bias = nn.Parameter(torch.zeros(c.d_model)) if layer else None
         self.attn = Attention(c)
         self.moe_norm = nn.Parameter(torch.ones(c.d_model))
+        self.moe_norm_bias = nn.Parameter(torch.zeros(c.d_model)) if layer else None
         self.moe = MoE(c)
 
 
@@ -291,7 +304,8 @@ class Output:
 
 
 class SinkTrace(nn.Module):
-    """embedding -> L x [RMSNorm -> attention -> residual -> RMSNorm -> MoE -> residual] -> RMSNorm -> LM head"""
+    """embedding -> L x [norm -> attention -> residual -> norm -> MoE -> residual] -> norm -> LM head (the norm:
+    RMSNorm, or LayerNorm with norm = layer)"""
 
     def __init__(self, c):
         super().__init__()
@@ -301,6 +315,7 @@ class SinkTrace(nn.Module):
             self.wpe = nn.Parameter(torch.empty(c.seq_len, c.d_model))
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
         self.final_norm = nn.Parameter(torch.ones(c.d_model))
+        self.final_norm_bias = nn.Parameter(torch.zeros(c.d_model)) if c.norm == "layer" else None
         if not c.tie_embeddings:
             self.lm_head = nn.Parameter(torch.empty(c.vocab_size, c.d_model))
 
@@ -312,16 +327,16 @@ class SinkTrace(nn.Module):
         x = self.wte[tokens] + (self.wpe[:T] if c.learned_pos else 0)
         resid, attn, aux, z = [x], [], 0, 0
         for block in self.blocks:
-            a, probs = block.attn(rmsnorm(x, block.attn_norm, c.rms_eps), cos, sin)
+            a, probs = block.attn(norm(x, block.attn_norm, block.attn_norm_bias, c.rms_eps), cos, sin)
             x = x + a
             resid.append(x)
-            m, aux_l, z_l = block.moe(rmsnorm(x, block.moe_norm, c.rms_eps).view(B * T, -1))
+            m, aux_l, z_l = block.moe(norm(x, block.moe_norm, block.moe_norm_bias, c.rms_eps).view(B * T, -1))
             x = x + m.view(B, T, -1)
             resid.append(x)
             attn.append(probs)
             aux, z = aux + aux_l / c.n_layer, z + z_l / c.n_layer
         head = self.wte if c.tie_embeddings else self.lm_head
-        out = Output(logits=F.linear(rmsnorm(x, self.final_norm, c.rms_eps), head))
+        out = Output(logits=F.linear(norm(x, self.final_norm, self.final_norm_bias, c.rms_eps), head))
         if targets is not None:
             out.ce = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
             out.aux, out.z = aux, z

@@ -2,7 +2,8 @@
 
 - with its default pieces the replica computes the twin's logits (python/sinktrace_torch.py, itself
   checked against the C model) for the same weights, with learned positions the twin's with
-  learned_pos, and with a ReLU MLP it does not;
+  learned_pos, with GPT-2's pieces (learned positions, LayerNorm, ReLU) the twin's with those keys;
+  a ReLU MLP in place of SwiGLU changes the logits, so the comparison can fail;
 - Guo's stream on a corpus with known counts: the triggers are its most frequent symbols, a trigger is
   always followed by the symbol two back, every other pair is a bigram the corpus has, no document
   starts with a trigger;
@@ -31,25 +32,33 @@ def check(ok, what):
 
 def twin_with_weights_of(replica, a, vocab):
     """the twin's dense model (one expert) carrying the replica's weights"""
-    learned = int(a.pos == "learned")
+    learned, layer = int(a.pos == "learned"), a.norm == "layer"
     c = st.Config(vocab_size=vocab, seq_len=a.seq_len, d_model=a.d_model, n_layer=a.n_layer, n_head=a.n_head,
                   n_kv_head=a.n_head, head_dim=a.d_model // a.n_head, rope_theta=10000.0, learned_pos=learned,
                   qk_norm=0, attn_window=0,
                   attn_sink_logit=0, attn_gate=0, n_expert=1, top_k=1, d_ff=a.d_ff, norm_topk=0, aux_loss_coef=0.0,
-                  z_loss_coef=0.0, tie_embeddings=0, rms_eps=1e-6)
+                  z_loss_coef=0.0, tie_embeddings=0, rms_eps=1e-5 if layer else 1e-6,  # nn.LayerNorm's eps is 1e-5
+                  norm=a.norm, mlp=a.mlp)
     twin = st.SinkTrace(c).double()
+
+    def copy_norm(gain, bias, theirs):
+        gain.copy_(theirs.weight if layer else theirs.gain)
+        if layer:
+            bias.copy_(theirs.bias)
+
     with torch.no_grad():
         twin.wte.copy_(replica.wte.weight)
         if learned:
             twin.wpe.copy_(replica.wpe.weight)
-        twin.final_norm.copy_(replica.final_norm.gain)
+        copy_norm(twin.final_norm, twin.final_norm_bias, replica.final_norm)
         twin.lm_head.copy_(replica.lm_head.weight)
         for ours, theirs in zip(replica.blocks, twin.blocks):
-            theirs.attn_norm.copy_(ours.attn_norm.gain)
-            theirs.moe_norm.copy_(ours.mlp_norm.gain)
+            copy_norm(theirs.attn_norm, theirs.attn_norm_bias, ours.attn_norm)
+            copy_norm(theirs.moe_norm, theirs.moe_norm_bias, ours.mlp_norm)
             for name in ("wq", "wk", "wv", "wo"):
                 getattr(theirs.attn, name).copy_(getattr(ours, name).weight)
-            theirs.moe.w_gate[0].copy_(ours.w_gate.weight)
+            if a.mlp == "swiglu":
+                theirs.moe.w_gate[0].copy_(ours.w_gate.weight)
             theirs.moe.w_up[0].copy_(ours.w_up.weight)
             theirs.moe.w_down[0].copy_(ours.w_down.weight)
     return twin
@@ -57,26 +66,26 @@ def twin_with_weights_of(replica, a, vocab):
 
 def check_model_is_the_twin():
     torch.manual_seed(0)
-    a = gr.arguments(["--d_model", "32", "--n_head", "2", "--n_layer", "2", "--d_ff", "48", "--seq_len", "16",
-                      "--init_std", "0.3"])
+    shape = ["--d_model", "32", "--n_head", "2", "--n_layer", "2", "--d_ff", "48", "--seq_len", "16", "--init_std", "0.3"]
     vocab = 20
-    replica = gr.Model(a, vocab).double()
-    with torch.no_grad():  # gains away from 1, so a wrong norm placement shows
-        for p in replica.parameters():
-            if p.dim() == 1:
-                p.copy_(1 + 0.5 * torch.rand_like(p))
     ids = torch.randint(0, vocab, (3, 16))
-    diff = (replica(ids) - twin_with_weights_of(replica, a, vocab)(ids).logits).abs().max().item()
-    check(diff < 1e-10, f"replica's default model = the twin's dense model (max logit difference {diff:.1e})")
-    a = gr.arguments(["--d_model", "32", "--n_head", "2", "--n_layer", "2", "--d_ff", "48", "--seq_len", "16",
-                      "--init_std", "0.3", "--pos", "learned"])
-    learned = gr.Model(a, vocab).double()
-    diff = (learned(ids) - twin_with_weights_of(learned, a, vocab)(ids).logits).abs().max().item()
-    check(diff < 1e-10, f"replica with learned positions = the twin with learned_pos (max logit difference {diff:.1e})")
-    relu = gr.Model(gr.arguments(["--d_model", "32", "--n_head", "2", "--n_layer", "2", "--d_ff", "48",
-                                  "--seq_len", "16", "--mlp", "relu", "--init_std", "0.3"]), vocab).double()
-    relu.load_state_dict({k: v for k, v in replica.state_dict().items() if "w_gate" not in k})
-    diff = (relu(ids) - replica(ids)).abs().max().item()
+    for pieces, what in (([], "replica's default model = the twin's dense model"),
+                         (["--pos", "learned"], "replica with learned positions = the twin with learned_pos"),
+                         (["--pos", "learned", "--norm", "layer", "--mlp", "relu"],
+                          "replica GPT-2 style = the twin with learned_pos, norm = layer, mlp = relu")):
+        a = gr.arguments(shape + pieces)
+        replica = gr.Model(a, vocab).double()
+        with torch.no_grad():  # gains away from 1 and biases away from 0, so a wrong norm placement shows
+            for p in replica.parameters():
+                if p.dim() == 1:
+                    p.copy_(1 + 0.5 * torch.rand_like(p))
+        diff = (replica(ids) - twin_with_weights_of(replica, a, vocab)(ids).logits).abs().max().item()
+        check(diff < 1e-10, f"{what} (max logit difference {diff:.1e})")
+        if not pieces:
+            default = replica
+    relu = gr.Model(gr.arguments(shape + ["--mlp", "relu"]), vocab).double()
+    relu.load_state_dict({k: v for k, v in default.state_dict().items() if "w_gate" not in k})
+    diff = (relu(ids) - default(ids)).abs().max().item()
     check(diff > 1e-3, f"with a ReLU MLP the logits differ (by {diff:.2f}): the comparison can fail")
 
 

@@ -45,6 +45,7 @@ static const struct {
     {"tied", {{"tie_embeddings", "1"}, {"head_dim", "12"}}, 2},
     {"controls", {{"attn_window", "6"}, {"attn_sink_logit", "1"}, {"attn_gate", "1"}}, 3},
     {"learned_pos", {{"learned_pos", "1"}, {"qk_norm", "0"}}, 2},
+    {"gpt2_pieces", {{"learned_pos", "1"}, {"qk_norm", "0"}, {"norm", "layer"}, {"mlp", "relu"}}, 4},
 };
 #define N_CONFIGS ((int)(sizeof CONFIGS / sizeof *CONFIGS))
 
@@ -194,7 +195,8 @@ static void test_python_loader_errors(void **state) {
     assert_true(verdict_is(verdict("loader_errors", "all"), "one_line_naming_the_file"));
 }
 
-/* an export from before the learned_pos key loads into the twin as a model without learned positions */
+/* an export from before the learned_pos, norm, mlp and embed_std keys loads into the twin as a model with
+ * their defaults (RoPE, RMSNorm, SwiGLU) */
 static void test_python_older_export(void **state) {
     (void)state;
     if (!have_torch) skip();

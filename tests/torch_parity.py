@@ -127,23 +127,29 @@ def loader_errors(config_dir, config):
     return {"one_line_naming_the_file": good, "summary": "loader errors: " + " | ".join(messages)}
 
 
+NEWER_KEYS = ("learned_pos", "norm", "mlp", "embed_std")  # model keys added after the first exports
+
+
 def older_export(config_dir, config):
-    """an export written before the learned_pos key existed (its config text without that line) loads,
-    as a model without learned positions"""
+    """an export written before the newer model keys existed (its config text without their lines) loads,
+    as a model with their defaults: RoPE positions, RMSNorm, SwiGLU"""
     with open(os.path.join(config_dir, config + ".safetensors"), "rb") as f:
         raw = f.read()
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + n])
     meta = header["__metadata__"]
-    meta["config"] = "".join(line for line in meta["config"].splitlines(True) if not line.startswith("learned_pos"))
+    meta["config"] = "".join(line for line in meta["config"].splitlines(True)
+                             if line.partition("=")[0].strip() not in NEWER_KEYS)
     encoded = json.dumps(header).encode()
     older = os.path.join(config_dir, "older.safetensors")
     with open(older, "wb") as f:
         f.write(len(encoded).to_bytes(8, "little") + encoded + raw[8 + n:])
     try:
         model, _ = st.load(older)
-        loads = model.c.learned_pos == 0 and "learned_pos" not in meta["config"]
-        summary = f"older export: loaded, learned_pos {model.c.learned_pos}"
+        c = model.c
+        stripped = not any(key in st.config_pairs(meta["config"]) for key in NEWER_KEYS)
+        loads = stripped and (c.learned_pos, c.norm, c.mlp) == (0, "rms", "swiglu")
+        summary = f"older export: loaded, learned_pos {c.learned_pos}, norm {c.norm}, mlp {c.mlp}"
     except (ValueError, KeyError) as e:
         loads, summary = False, f"older export: {e!r}"
     return {"loads": loads, "summary": summary}
