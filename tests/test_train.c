@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <cJSON.h>
+#include <glob.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
@@ -111,6 +112,23 @@ static void test_config_errors_name_the_key(void **state) {
     snprintf(c.run_name, sizeof c.run_name, "../x");
     assert_int_equal(config_validate(&c, err), -1);
     assert_non_null(strstr(err, "run_name: expected letters"));
+}
+
+/* every config the repository ships (runs/ and runs/lab/) loads and validates: a renamed key or a
+ * value out of range there would stop a user's first command */
+static void test_shipped_configs_load(void **state) {
+    (void)state;
+    glob_t g;
+    assert_int_equal(glob("runs/*.conf", 0, NULL, &g), 0);
+    assert_int_equal(glob("runs/lab/*.conf", GLOB_APPEND, NULL, &g), 0);
+    assert_true(g.gl_pathc >= 8); /* default, moby and the lab's */
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        TrainConfig c;
+        char err[ST_ERR_LEN] = "";
+        config_defaults(&c);
+        if (config_load_file(&c, g.gl_pathv[i], err) || config_validate(&c, err)) fail_msg("%s", err);
+    }
+    globfree(&g);
 }
 
 static void test_config_text_round_trip_and_compare(void **state) {
@@ -680,6 +698,7 @@ int main(void) {
         cmocka_unit_test(test_config_file_then_flags),
         cmocka_unit_test(test_config_errors_name_the_key),
         cmocka_unit_test(test_config_text_round_trip_and_compare),
+        cmocka_unit_test(test_shipped_configs_load),
         cmocka_unit_test(test_help_lists_every_key),
         cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_adamw_two_steps_by_hand),
