@@ -197,12 +197,14 @@ static void bind_block(const Moe *m, float *buf, int l, BlockWeights *w) {
     const struct {
         const char *suffix;
         float **field;
-    } fields[] = {{"attn_norm", &w->attn_norm}, {"attn_norm_bias", &w->attn_norm_bias}, {"attn.wq", &w->wq}, {"attn.wk", &w->wk}, {"attn.wv", &w->wv},
-                  {"attn.q_norm", &w->q_norm}, {"attn.k_norm", &w->k_norm}, {"attn.sink", &w->sink},
-                  {"attn.w_gate", &w->attn_gate}, {"attn.wo", &w->wo}, {"moe_norm", &w->moe_norm},
-                  {"moe_norm_bias", &w->moe_norm_bias},
-                  {"moe.router", &w->router}, {"moe.w_gate", &w->w_gate}, {"moe.w_up", &w->w_up},
-                  {"moe.w_down", &w->w_down}};
+    } fields[] = {{"attn_norm", &w->attn_norm},     {"attn_norm_bias", &w->attn_norm_bias},
+                  {"attn.wq", &w->wq},                 {"attn.wk", &w->wk},
+                  {"attn.wv", &w->wv},                 {"attn.q_norm", &w->q_norm},
+                  {"attn.k_norm", &w->k_norm},         {"attn.sink", &w->sink},
+                  {"attn.w_gate", &w->attn_gate},      {"attn.wo", &w->wo},
+                  {"moe_norm", &w->moe_norm},          {"moe_norm_bias", &w->moe_norm_bias},
+                  {"moe.router", &w->router},          {"moe.w_gate", &w->w_gate},
+                  {"moe.w_up", &w->w_up},              {"moe.w_down", &w->w_down}};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         char name[40];
         snprintf(name, sizeof name, "blocks.%d.%s", l, fields[i].suffix);
@@ -249,7 +251,8 @@ void moe_init_params(Moe *m) {
 
 /* ================================================================================================ */
 /* 3. Operations. A backward adds into its gradient outputs, except attention_backward,
- * swiglu_backward and relu_backward, which write theirs, and rope_backward, which rotates dx in place (moe.h). */
+ * swiglu_backward and relu_backward, which write theirs, and rope_backward, which rotates dx in place
+ * (moe.h). */
 
 /* --- token embedding: out[n] = wte[tokens[n]] --- */
 void embed_forward(float *out, const int *tokens, const float *wte, int N, int C) {
@@ -887,8 +890,8 @@ static void ablate_positions(float *out, const unsigned char *flags, const float
 }
 
 /* residual point p = x + branch and the norm of it that the next sublayer reads (xn, rstd, with
- * gain and, for LayerNorm, bias), in one pass. A capture's patch at p overwrites the residual after the add, so then the norm
- * is taken again over the patched stream. */
+ * gain and, for LayerNorm, bias), in one pass. A capture's patch at p overwrites the residual after
+ * the add, so then the norm is taken again over the patched stream. */
 static void residual_and_norm(Moe *m, const MoeCapture *cap, int p, const float *x, const float *branch,
                               const float *gain, const float *bias, float *xn, float *rstd) {
     int N = m->acts->B * m->acts->T, C = m->cfg.d_model;
@@ -1103,7 +1106,8 @@ static void moe_block_forward(Moe *m, int l) {
         m->expert_load[l * E + e] = (float)ne / (float)(N * K);
         if (!ne) continue;
         if (swiglu)
-            g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_gate + (size_t)e * F * C, ne, C, F);
+            g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_gate + (size_t)e * F * C, ne,
+                                    C, F);
         g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_up + (size_t)e * F * C, ne, C, F);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
@@ -1148,8 +1152,9 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
     for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg (SwiGLU), dW_up += du^T xg */
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (!ne) continue;
-        const float *xg = b->xg + (size_t)r0 * C, *dg = a->dg + (size_t)r0 * F, *du = a->du + (size_t)r0 * F;
+        const float *xg = b->xg + (size_t)r0 * C, *du = a->du + (size_t)r0 * F;
         if (swiglu) {
+            const float *dg = a->dg + (size_t)r0 * F;
             g[n] = linear_din(a->dxg + (size_t)r0 * C, dg, W->w_gate + (size_t)e * F * C, ne, C, F);
             g[n++].accumulate = 0;
             g[n++] = linear_dw(dW->w_gate + (size_t)e * F * C, dg, xg, ne, C, F);
@@ -1289,8 +1294,8 @@ void moe_backward(Moe *m, float scale) {
           lm_head_loss_backward(a->dxn, dW->lm_head, a->head_chunk, scale, a->xnf, W->lm_head,
                                 a->head_lse, a->targets, N, C, V, MOE_LOSS_CHUNK));
     memset(a->dresid, 0, sizeof(float) * (size_t)N * C);
-    TIMED(m, MOE_OP_ELEMENTWISE, norm_backward(a->dresid, dW->final_norm, dW->final_norm_bias, a->dxn, resid_at(m, 2 * L),
-                                               W->final_norm, a->rstdf, N, C));
+    TIMED(m, MOE_OP_ELEMENTWISE, norm_backward(a->dresid, dW->final_norm, dW->final_norm_bias, a->dxn,
+                                               resid_at(m, 2 * L), W->final_norm, a->rstdf, N, C));
     /* blocks in reverse; dresid is the gradient of the residual stream at the current point */
     for (int l = L - 1; l >= 0; l--) {
         BlockActs *b = &a->blk[l];

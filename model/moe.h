@@ -109,7 +109,8 @@ typedef struct {
     float *v;           /* [L][B][T][KV][D] values */
     float *router_probs;/* [L][B][T][E] router softmax (absent for dense blocks: left untouched) */
     int *router_choice; /* [L][B][T][k] chosen experts, in order of decreasing probability */
-    float *moe_hidden;  /* [2][B][T][k][F] expert hidden units (silu(g)*u or relu(u)) of blocks 0 and 1, per chosen slot */
+    float *moe_hidden;  /* [2][B][T][k][F] expert hidden units (silu(g)*u or relu(u)) of blocks 0 and 1,
+                           per chosen slot */
 
     /* interventions */
     const unsigned char *zero_head; /* [L][H]: 1 = zero that head's output (before Wo) */

@@ -66,7 +66,8 @@ def twin_with_weights_of(replica, a, vocab):
 
 def check_model_is_the_twin():
     torch.manual_seed(0)
-    shape = ["--d_model", "32", "--n_head", "2", "--n_layer", "2", "--d_ff", "48", "--seq_len", "16", "--init_std", "0.3"]
+    shape = ["--d_model", "32", "--n_head", "2", "--n_layer", "2", "--d_ff", "48", "--seq_len", "16",
+             "--init_std", "0.3"]
     vocab = 20
     ids = torch.randint(0, vocab, (3, 16))
     for pieces, what in (([], "replica's default model = the twin's dense model"),

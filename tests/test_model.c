@@ -46,7 +46,8 @@ static Moe make_model(const MoeConfig *c) {
 /* where the loss is not differentiable: the top-k choices [L][B][T][k] and, with ReLU experts, which
  * hidden units of blocks 0 and 1 are active [2][B][T][k][F] (every block of the test models) */
 static size_t n_switches(const MoeConfig *c) {
-    return (size_t)c->n_layer * B * T * c->top_k + (c->mlp == MOE_MLP_RELU ? (size_t)2 * B * T * c->top_k * c->d_ff : 0);
+    size_t choices = (size_t)c->n_layer * B * T * c->top_k;
+    return choices + (c->mlp == MOE_MLP_RELU ? (size_t)2 * B * T * c->top_k * c->d_ff : 0);
 }
 
 /* the loss at the current parameters, and its switches (above) into sw */
