@@ -65,11 +65,15 @@ static int run_files(const char *run_dir, int delete, char *err) {
             if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
             snprintf(path, sizeof path, "%s/%s", run_dir, e->d_name);
             struct stat st;
-            int plain = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+            /* an entry gone since the listing is skipped: a running bin/train renames its temporary
+             * files into place (the lock check then names that run) */
+            int found = lstat(path, &st) == 0;
+            if (!found && errno == ENOENT) continue;
+            int plain = found && S_ISREG(st.st_mode);
             if (pass == 0 && (!plain || !is_run_file(e->d_name)))
                 rc = st_errorf(err, "%s: --overwrite: %s is not a file of a run; nothing deleted (move it out first)",
                                run_dir, e->d_name);
-            else if (pass == 1 && unlink(path) != 0)
+            else if (pass == 1 && unlink(path) != 0 && errno != ENOENT)
                 rc = st_errorf(err, "%s: --overwrite: cannot delete: %s", path, strerror(errno));
         }
     }
