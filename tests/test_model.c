@@ -45,15 +45,14 @@ static Moe make_model(const MoeConfig *c) {
 
 /* where the loss is not differentiable: the top-k choices [L][B][T][k] and, with ReLU experts, which
  * hidden units of blocks 0 and 1 are active [2][B][T][k][F] (every block of the test models) */
-static size_t n_switches(const MoeConfig *c) {
-    size_t choices = (size_t)c->n_layer * B * T * c->top_k;
-    return choices + (c->mlp == MOE_MLP_RELU ? (size_t)2 * B * T * c->top_k * c->d_ff : 0);
+static size_t n_choices(const MoeConfig *c) { return (size_t)c->n_layer * B * T * c->top_k; }
+static size_t n_units(const MoeConfig *c) {
+    return c->mlp == MOE_MLP_RELU ? (size_t)2 * B * T * c->top_k * c->d_ff : 0;
 }
 
-/* the loss at the current parameters, and its switches (above) into sw */
+/* the loss at the current parameters, and its switches (above: choices, then units) into sw */
 static double loss_and_switches(Moe *m, const int *tok, const int *tgt, int *sw) {
-    const MoeConfig *c = &m->cfg;
-    size_t nchoice = (size_t)c->n_layer * B * T * c->top_k, nunits = n_switches(c) - nchoice;
+    size_t nchoice = n_choices(&m->cfg), nunits = n_units(&m->cfg);
     MoeCapture cap;
     moe_capture_init(&cap);
     cap.router_choice = sw;
@@ -71,7 +70,7 @@ static void check_model_gradients(const MoeConfig *cfg, const char *label) {
     Moe m = make_model(cfg);
     int tok[B * T], tgt[B * T];
     random_batch(tok, tgt, cfg->vocab_size, 99);
-    size_t nchoice = n_switches(cfg);
+    size_t nchoice = n_choices(cfg) + n_units(cfg);
     int *base = calloc(nchoice, sizeof(int)), *now = calloc(nchoice, sizeof(int));
     moe_zero_grad(&m);
     loss_and_switches(&m, tok, tgt, base);
