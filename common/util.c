@@ -21,6 +21,11 @@ int st_errorf(char *err, const char *fmt, ...) {
 
 void st_rng_seed(StRng *r, uint64_t seed) { r->state = seed; }
 
+void st_rng_seed_indexed(StRng *r, uint64_t seed, uint64_t k) {
+    StRng hash = {seed ^ (k * 0xD1B54A32D192ED03ull)};
+    r->state = st_rng_u64(&hash);
+}
+
 uint64_t st_rng_u64(StRng *r) {
     /* splitmix64: a Weyl sequence scrambled by two xor-shift-multiply rounds */
     uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);

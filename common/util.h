@@ -17,6 +17,9 @@ typedef struct {
     uint64_t state;
 } StRng;
 void st_rng_seed(StRng *r, uint64_t seed);
+/* the k-th of many generators drawn from one seed, its state a hash of (seed, k): seeding with
+ * seed + k * splitmix's increment instead would give generator k generator 0's draws shifted by k */
+void st_rng_seed_indexed(StRng *r, uint64_t seed, uint64_t k);
 uint64_t st_rng_u64(StRng *r);
 uint32_t st_rng_below(StRng *r, uint32_t n); /* uniform in [0, n), n >= 1, unbiased */
 double st_rng_uniform(StRng *r);             /* uniform in [0, 1) with 53 random bits */

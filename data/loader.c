@@ -245,7 +245,7 @@ void loader_val_batch(const Loader *ld, int first, int *inputs, int *targets, ui
         if (k < 0) k += ld->n_val_windows;
         if (ld->stream) { /* window k from a seed of its own */
             StRng rng;
-            st_rng_seed(&rng, ld->val_seed + 0x9e3779b97f4a7c15ull * (uint64_t)k);
+            st_rng_seed_indexed(&rng, ld->val_seed, (uint64_t)k);
             stream_window(ld, &rng, inputs + (size_t)b * ld->T, targets + (size_t)b * ld->T,
                           classes ? classes + (size_t)b * ld->T : NULL);
             continue;

@@ -319,6 +319,34 @@ static void test_stream_loader_resumes_and_validates_identically(void **state) {
     loader_close(&other);
 }
 
+/* the longest run of equal tokens that windows x and y share at any offset of one against the other */
+static int longest_shared_run(const int *x, const int *y, int T) {
+    int longest = 0;
+    for (int offset = 1 - T; offset < T; offset++)
+        for (int t = 0, run = 0; t < T; t++) {
+            int u = t + offset;
+            run = u >= 0 && u < T && x[t] == y[u] ? run + 1 : 0;
+            if (run > longest) longest = run;
+        }
+    return longest;
+}
+
+/* the validation (and probe) windows are independent draws, not one window shifted: no two of them
+ * share 16 tokens in a row at any offset (chance: under 1e-9 on this table) */
+static void test_validation_windows_are_independent(void **state) {
+    (void)state;
+    enum { T = 64, B = 16 };
+    int v[B * T], tg[B * T];
+    Loader ld = open_stream_loader(bb_config(), T, BOS_DOC, 11);
+    loader_val_batch(&ld, 0, v, tg, NULL, B);
+    for (int i = 0; i < B; i++)
+        for (int j = i + 1; j < B; j++) {
+            int run = longest_shared_run(v + i * T, v + j * T, T);
+            if (run >= 16) fail_msg("validation windows %d and %d share a run of %d tokens", i, j, run);
+        }
+    loader_close(&ld);
+}
+
 static void expect_stream_error(StreamConfig c, const char *message) {
     Stream *s;
     char err[ST_ERR_LEN];
@@ -362,6 +390,7 @@ int main(void) {
         cmocka_unit_test(test_same_seed_same_documents),
         cmocka_unit_test(test_stream_windows_under_each_policy),
         cmocka_unit_test(test_stream_loader_resumes_and_validates_identically),
+        cmocka_unit_test(test_validation_windows_are_independent),
         cmocka_unit_test(test_impossible_parameters_name_their_key),
     };
     int rc = cmocka_run_group_tests_name("stream", tests, NULL, NULL);
