@@ -88,10 +88,10 @@ enum { C_MOE_NOBOS, C_LONG, C_MOE_BOS, C_DENSE_NOBOS, C_DENSE_BOS, C_WINDOW, C_S
 static const struct {
     const char *name, *what;
 } conditions[N_COND] = {
-    [C_MOE_NOBOS] = {"moe_nobos", "the lab model (MoE) without BOS, over seeds"},
+    [C_MOE_NOBOS] = {"moe_nobos", "MoE, no BOS, over seeds"},
     [C_LONG] = {"moe_nobos_long", "moe_nobos with a longer budget"},
-    [C_MOE_BOS] = {"moe_bos", "MoE, BOS at position 0 (the default run)"},
-    [C_DENSE_NOBOS] = {"dense_nobos", "dense, no BOS"},
+    [C_MOE_BOS] = {"moe_bos", "MoE, BOS at position 0"},
+    [C_DENSE_NOBOS] = {"dense_nobos", "dense, no BOS (the default run)"},
     [C_DENSE_BOS] = {"dense_bos", "dense, BOS at position 0"},
     [C_WINDOW] = {"window_nobos", "control: sliding-window attention"},
     [C_SINKLOGIT] = {"sinklogit_nobos", "control: learned per-head sink logit"},
