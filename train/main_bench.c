@@ -1,7 +1,7 @@
 /* train/main_bench.c: `bin/bench` (run by `make bench`): training speed against this machine's
  * measured peak, on the shapes the experiments run.
  *
- *   bin/bench [--steps N] [--out bench.json] [--quick] [--shape default|guo|moe]
+ *   bin/bench [--steps N] [--out bench.json] [--quick] [--shape default|bos|guo|moe]
  *   mpirun -np N bin/bench --data-parallel [--steps N]     (built with make MPI=1)
  *
  * 1. peak: the FP32 multiply-add rate of a register-only FMA loop on every thread (GFLOP/s);
@@ -16,7 +16,8 @@
  *    made it) at the speed just measured.
  * Everything is printed as a table and written as one JSON object.
  *
- * The shapes: "default" is runs/default.conf (the model and batch `make run` trains), "guo" is
+ * The shapes: "default" is runs/default.conf (the model and batch `make run` trains: 3 dense blocks,
+ * B 128 x T 64), "bos" runs/bos.conf (the lab's BOS run: 4 MoE blocks, B 64 x T 128), "guo" is
  * runs/lab/guo_bos.conf (Guo et al.'s one block of one 256-wide head with a dense SwiGLU of 1,024),
  * "moe" the trainer's built-in defaults (8 experts, 4 heads, B 16 x T 256: the wave-1 default).
  *
@@ -153,7 +154,8 @@ static double flops_per_token(const MoeConfig *c, int T) {
     double F = c->d_ff, K = c->top_k, E = c->n_expert, V = c->vocab_size;
     double proj = C * (HD + 2 * KVD) + HD * C;          /* wq, wk, wv, wo */
     double router = E > 1 ? C * E : 0.0;
-    double experts = K * 3 * C * F;                     /* gate, up, down of k experts */
+    double products = c->mlp == MOE_MLP_RELU ? 2 : 3;  /* SwiGLU: gate, up, down; ReLU: up, down */
+    double experts = K * products * C * F;              /* of k experts */
     double attn = 2 * HD * (T + 1) / 2.0;               /* q.k and p*v over the visible keys */
     double forward = 2 * (c->n_layer * (proj + router + experts + attn) + C * V);
     return 3 * forward;
@@ -553,7 +555,7 @@ static void print_time_to_sink(const Shape *s, StJson *j) {
 /* ------------------------------------------------------------------------------------------------ */
 
 static void usage_error(const char *msg, const char *arg) {
-    fprintf(stderr, "bench: %s%s (usage: bin/bench [--steps N] [--out FILE] [--quick] [--shape default|guo|moe])\n",
+    fprintf(stderr, "bench: %s%s (usage: bin/bench [--steps N] [--out FILE] [--quick] [--shape default|bos|guo|moe])\n",
             msg, arg);
     exit(2);
 }
@@ -630,12 +632,13 @@ static void bench_all(int steps, int quick, const char *only_shape, StJson *j) {
     sj_bool(j, "fma", ST_HAVE_FMA);
     bench_peak(threads, &peak, &peak1, j);
 
-    Shape shapes[3];
+    Shape shapes[4];
     shape_load(&shapes[0], "default", "runs/default.conf");
-    shape_load(&shapes[1], "guo", "runs/lab/guo_bos.conf");
-    shape_load(&shapes[2], "moe", NULL);
+    shape_load(&shapes[1], "bos", "runs/bos.conf");
+    shape_load(&shapes[2], "guo", "runs/lab/guo_bos.conf");
+    shape_load(&shapes[3], "moe", NULL);
     if (!only_shape) bench_gemms(&shapes[0].tc, peak, quick ? 5 : 20, j); /* a few ms each: the best of many */
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < (int)(sizeof shapes / sizeof *shapes); i++) {
         if (only_shape && strcmp(only_shape, shapes[i].name)) continue;
         bench_shape(&shapes[i], threads, steps, peak, peak1);
         print_shape(&shapes[i]);
@@ -659,7 +662,7 @@ int main(int argc, char **argv) {
     const char *out_path = "bench.json", *value, *only_shape = NULL;
     char err[ST_ERR_LEN];
     if (args_wants_help(argc, argv)) {
-        printf("usage: bin/bench [--steps N] [--out FILE] [--quick] [--shape default|guo|moe] [--data-parallel]\n");
+        printf("usage: bin/bench [--steps N] [--out FILE] [--quick] [--shape default|bos|guo|moe] [--data-parallel]\n");
         return 0;
     }
     if (args_check_repeats(argc, argv, err)) usage_error(err, "");
@@ -675,8 +678,9 @@ int main(int argc, char **argv) {
             if (args_value(argc, argv, i++, &out_path, err)) usage_error(err, "");
         } else if (!strcmp(argv[i], "--shape")) {
             if (args_value(argc, argv, i++, &only_shape, err)) usage_error(err, "");
-            if (strcmp(only_shape, "default") && strcmp(only_shape, "guo") && strcmp(only_shape, "moe"))
-                usage_error("--shape: expected default, guo or moe, found ", only_shape);
+            if (strcmp(only_shape, "default") && strcmp(only_shape, "bos") && strcmp(only_shape, "guo") &&
+                strcmp(only_shape, "moe"))
+                usage_error("--shape: expected default, bos, guo or moe, found ", only_shape);
         } else usage_error("unknown argument ", argv[i]);
     }
     if (quick) steps = 2;
