@@ -540,15 +540,27 @@ void swiglu_backward(float *dg, float *du, const float *dh, const float *g, cons
 }
 
 /* --- ReLU (mlp = relu, GPT-2's MLP without its GELU): h = max(u, 0) --- */
+
+/* x where u > 0, else 0, lane by lane: a bit mask instead of a branch (the sign of a pre-activation
+ * is a coin flip the branch predictor would lose half the time) */
+static v8 where_positive(v8 u, v8 x) { return (v8)((v8i)x & (u > splat8(0.0f))); }
+
 void relu_forward(float *h, const float *u, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) h[i] = u[i] > 0.0f ? u[i] : 0.0f;
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        v8 uv = load_part(u + i, m);
+        store_part(h + i, where_positive(uv, uv), m);
+    }
 }
 
 /* the gradient passes where the unit was positive */
 void relu_backward(float *du, const float *dh, const float *u, size_t n) {
 #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) du[i] = u[i] > 0.0f ? dh[i] : 0.0f;
+    for (size_t i = 0; i < n; i += 8) {
+        size_t m = n - i < 8 ? n - i : 8;
+        store_part(du + i, where_positive(load_part(u + i, m), load_part(dh + i, m)), m);
+    }
 }
 
 /* --- load-balancing loss: E * sum_i f_i P_i, f_i = share of the routing slots sent to expert i,
