@@ -88,10 +88,12 @@ static inline __attribute__((always_inline)) void tile_kernel(int nv, int kc, co
     v8 acc[MR][NV];
     for (int r = 0; r < MR; r++) {
         for (int v = 0; v < nv; v++) acc[r][v] = splat8(0.0f);
-        /* fetch the tile's C lines for writing now, so that the stores at the end, after kc steps, do
-         * not wait on memory (a fresh output is not in cache). Prefetches never fault, so the rows of
-         * an edge tile past the matrix are harmless. */
+        /* fetch the tile's C lines for writing now, so that the loads and stores at the end, after kc
+         * steps, do not wait on memory (a fresh output is not in cache). A row of 8 nv floats spans
+         * one more line than 8 nv / 16 when it does not start on a line: its last float is fetched
+         * too. Prefetches never fault, so the rows of an edge tile past the matrix are harmless. */
         for (int v = 0; v < nv; v += 2) __builtin_prefetch(c + r * ldc + 8 * v, 1, 3);
+        __builtin_prefetch(c + r * ldc + 8 * nv - 1, 1, 3);
     }
     for (int k = 0; k < kc; k++, a += ks, b += ldb) {
         v8 bv[NV];
