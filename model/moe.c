@@ -288,25 +288,38 @@ void position_embed_backward(float *dwpe, const float *dout, int N, int T, int C
  * layer, GPT-2): out = (in - mean(in)) / sd(in) * gain + bias, sd = sqrt(mean((in - mean)^2) + eps).
  * Every function takes the bias, NULL for RMSNorm; rstd = 1/rms or 1/sd is saved per row. --- */
 
-/* mean of a row's C values (0 without a bias: RMSNorm does not centre) */
+/* mean of a row's C values (0 without a bias: RMSNorm does not centre); 8 partial sums side by side */
 static float row_centre(const float *x, const float *bias, int C) {
     if (!bias) return 0.0f;
-    float sum = 0.0f;
-    for (int c = 0; c < C; c++) sum += x[c];
-    return sum / (float)C;
+    v8 acc = splat8(0.0f);
+    for (int c = 0; c < C; c += 8) acc += load_part(x + c, C - c < 8 ? (size_t)(C - c) : 8);
+    return hsum8(acc) / (float)C;
+}
+
+/* sum over c < C of (x[c] - mu)^2, 8 partial sums side by side (the lanes past C are zeroed: they
+ * would add mu^2) */
+static float centred_sum_of_squares(const float *x, float mu, int C) {
+    v8 acc = splat8(0.0f);
+    for (int c = 0; c < C; c += 8) {
+        size_t m = C - c < 8 ? (size_t)(C - c) : 8;
+        v8 d = load_part(x + c, m) - splat8(mu);
+        for (size_t l = m; l < 8; l++) d[l] = 0.0f;
+        acc += d * d;
+    }
+    return hsum8(acc);
 }
 
 /* one row: y = (x - centre) / rms(x - centre) * gain (+ bias); returns 1/rms */
 static float norm_row(float *y, const float *x, const float *gain, const float *bias, int C, float eps) {
-    float mu = row_centre(x, bias, C), ss = 0.0f;
-    if (bias)
-        for (int c = 0; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
-    else
-        ss = sum_of_products(x, x, NULL, C);
+    float mu = row_centre(x, bias, C);
+    float ss = bias ? centred_sum_of_squares(x, mu, C) : sum_of_products(x, x, NULL, C);
     float r = 1.0f / sqrtf(ss / (float)C + eps);
-    for (int c = 0; c < C; c++) y[c] = (x[c] - mu) * r * gain[c];
-    if (bias)
-        for (int c = 0; c < C; c++) y[c] += bias[c];
+    v8 vmu = splat8(mu), vr = splat8(r);
+    for (int c = 0; c < C; c += 8) {
+        size_t m = C - c < 8 ? (size_t)(C - c) : 8;
+        v8 yc = (load_part(x + c, m) - vmu) * vr * load_part(gain + c, m);
+        store_part(y + c, bias ? yc + load_part(bias + c, m) : yc, m);
+    }
     return r;
 }
 
@@ -352,12 +365,14 @@ void norm_backward(float *din, float *dgain, float *dbias, const float *dout, co
             float dot = r * (sum_of_products(dy, gain, x, C) - mu * sum_dxhat) / (float)C;
             float mean_dxhat = sum_dxhat / (float)C;
             float *dx = din + (size_t)n * C;
-            for (int c = 0; c < C; c++) {
-                dx[c] += r * (dy[c] * gain[c] - mean_dxhat - (x[c] - mu) * r * dot);
-                pg[c] += dy[c] * (x[c] - mu) * r;
+            v8 vr = splat8(r), vmu = splat8(mu), vmean = splat8(mean_dxhat), vdot = splat8(dot);
+            for (int c = 0; c < C; c += 8) {
+                size_t m = C - c < 8 ? (size_t)(C - c) : 8;
+                v8 dyc = load_part(dy + c, m), xc = load_part(x + c, m) - vmu;
+                store_part(dx + c, load_part(dx + c, m) + vr * (dyc * load_part(gain + c, m) - vmean - xc * vr * vdot), m);
+                store_part(pg + c, load_part(pg + c, m) + dyc * xc * vr, m);
+                if (dbias) store_part(pb + c, load_part(pb + c, m) + dyc, m);
             }
-            if (dbias)
-                for (int c = 0; c < C; c++) pb[c] += dy[c];
         }
     }
     for (int blk = 0; blk < nb; blk++)
