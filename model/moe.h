@@ -289,8 +289,11 @@ void aux_loss_backward(float *dprobs, float dloss, const double *f, int N, int E
 float z_loss_forward(const float *logits, int N, int E);
 void z_loss_backward(float *dlogits, float dloss, const float *logits, int N, int E);
 
-/* rows of logits per chunk in training: 512 x 257 floats (the default vocab) is half a megabyte */
-enum { MOE_LOSS_CHUNK = 512 };
+/* rows of logits per chunk in training: 1024 x 257 floats (the default vocab) is a megabyte. Each chunk
+ * is three parallel passes (logits, their gradient, the head's two backward products), so fewer
+ * chunks meet at fewer barriers; a chunk stays a multiple of the GEMM's k block (256) and below its
+ * k split (2048 rows), so the head's weight gradient sums in the same order whatever the chunk. */
+enum { MOE_LOSS_CHUNK = 1024 };
 
 /* The LM head and cross-entropy fused, over rows in chunks of `chunk`: logits = x w^T (x [N][C], w
  * [V][C]) exist only one chunk at a time, in scratch [chunk][V]. The forward returns the mean

@@ -188,6 +188,30 @@ static void test_lm_head_loss_matches_full_logits(void **state) {
     lm_head_loss_case(50, 24, 7, 50, 0);    /* exactly one chunk, vocab below one vector */
 }
 
+/* the chunk is a speed setting, not a numerical one: chunks of 256 rows and of MOE_LOSS_CHUNK give
+ * bit-identical loss and gradients (the head's weight gradient adds its k blocks of 256 rows in the
+ * same order either way) */
+static void test_lm_head_loss_chunk_does_not_change_bits(void **state) {
+    (void)state;
+    int N = 2 * MOE_LOSS_CHUNK + 300, C = 32, V = 257;
+    float *x = randn((size_t)N * C), *w = randn((size_t)V * C), *scratch = st_malloc(sizeof(float) * MOE_LOSS_CHUNK * V);
+    int *targets = st_malloc(sizeof(int) * N), n_valid;
+    for (int n = 0; n < N; n++) targets[n] = (n * 7 + 3) % V;
+    float *lse = st_malloc(sizeof(float) * N), *lse_small = st_malloc(sizeof(float) * N);
+    float *dx = st_calloc((size_t)N * C, sizeof(float)), *dw = st_calloc((size_t)V * C, sizeof(float));
+    float *dx_small = st_calloc((size_t)N * C, sizeof(float)), *dw_small = st_calloc((size_t)V * C, sizeof(float));
+    float loss = lm_head_loss_forward(lse, scratch, x, w, targets, N, C, V, MOE_LOSS_CHUNK, &n_valid);
+    float loss_small = lm_head_loss_forward(lse_small, scratch, x, w, targets, N, C, V, 256, &n_valid);
+    assert_memory_equal(&loss, &loss_small, sizeof loss);
+    assert_memory_equal(lse, lse_small, sizeof(float) * N);
+    lm_head_loss_backward(dx, dw, scratch, 1.0f, x, w, lse, targets, N, C, V, MOE_LOSS_CHUNK);
+    lm_head_loss_backward(dx_small, dw_small, scratch, 1.0f, x, w, lse, targets, N, C, V, 256);
+    assert_memory_equal(dx, dx_small, sizeof(float) * N * C);
+    assert_memory_equal(dw, dw_small, sizeof(float) * V * C);
+    free(x), free(w), free(scratch), free(targets), free(lse), free(lse_small), free(dx), free(dw), free(dx_small);
+    free(dw_small);
+}
+
 /* no row with a target: zero loss, no gradient */
 static void test_lm_head_loss_without_targets(void **state) {
     (void)state;
@@ -362,6 +386,7 @@ int main(void) {
         cmocka_unit_test(test_residual_norm_matches_add_then_norm),
         cmocka_unit_test(test_qk_norm_rope_matches_norm_then_rope),
         cmocka_unit_test(test_lm_head_loss_matches_full_logits),
+        cmocka_unit_test(test_lm_head_loss_chunk_does_not_change_bits),
         cmocka_unit_test(test_lm_head_loss_without_targets),
         cmocka_unit_test(test_attention_matches_reference),
         cmocka_unit_test(test_moe_block_matches_per_token_experts),
