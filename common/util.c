@@ -54,7 +54,14 @@ double st_rng_normal(StRng *r) {
 void st_openmp_wait_passively(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
     setenv("OMP_WAIT_POLICY", "passive", 1);
+    if (!getenv("GOMP_SPINCOUNT")) setenv("GOMP_SPINCOUNT", "3000", 1);
     execv("/proc/self/exe", argv); /* returns only if it failed: then run on with the default policy */
+}
+
+const char *st_openmp_wait_description(char *buf, size_t size) {
+    const char *policy = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    snprintf(buf, size, "OMP_WAIT_POLICY=%s, GOMP_SPINCOUNT=%s", policy ? policy : "unset", spin ? spin : "unset");
+    return buf;
 }
 
 double st_now_seconds(void) {

@@ -28,11 +28,16 @@ double st_rng_normal(StRng *r);              /* standard normal (Box-Muller, one
 double st_now_seconds(void); /* monotonic wall clock */
 
 /* Makes OpenMP's idle threads sleep instead of spin (OMP_WAIT_POLICY=passive) unless the user chose a
- * policy. libgomp reads the variable when it loads, before main, so the program sets it and executes
- * itself again with the same arguments; call it first in main. On a machine where another process
- * holds a core, spinning threads wait at every barrier for the one the scheduler parked: a 2-thread
- * step then runs several times slower than a 1-thread one. */
+ * policy, after a short spin (GOMP_SPINCOUNT=3000, about 30 us, unless set): the next parallel region
+ * of a step usually starts within that, and a thread woken from sleep costs ~15 us at each of the
+ * step's hundreds of regions and barriers. libgomp reads both variables when it loads, before main,
+ * so the program sets them and executes itself again with the same arguments; call it first in main.
+ * On a machine where another process holds a core, spinning threads wait at every barrier for the one
+ * the scheduler parked: a 2-thread step then runs several times slower than a 1-thread one. */
 void st_openmp_wait_passively(char **argv);
+
+/* "OMP_WAIT_POLICY=<value>, GOMP_SPINCOUNT=<value>" as this process runs ("unset" for either) */
+const char *st_openmp_wait_description(char *buf, size_t size);
 
 /* strips leading and trailing white space in place; returns the first non-space character */
 char *st_trim(char *s);

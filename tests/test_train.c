@@ -650,8 +650,9 @@ static void test_sample_speaks_a_symbol_stream(void **state) {
     assert_non_null(strstr(out, "error: --prompt: expected symbol ids 0 to 5 separated by spaces"));
 }
 
-/* bin/train runs its OpenMP threads with a passive wait policy unless the user set one: the start
- * line names the policy the process ran with (after it executed itself again with the variable set) */
+/* bin/train runs its OpenMP threads with a passive wait policy after a short spin unless the user set a
+ * policy: the start line names the policy and spin count the process ran with (after it executed itself
+ * again with the variables set) */
 static void test_bin_train_waits_passively_unless_told(void **state) {
     (void)state;
     char err[ST_ERR_LEN], conf[256], cmd[800], out[4096];
@@ -662,12 +663,17 @@ static void test_bin_train_waits_passively_unless_told(void **state) {
     FILE *f = fopen(conf, "w");
     assert_int_equal(config_write(&c, f, conf, err), 0);
     fclose(f);
-    snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY bin/train --config %s --threads 2 --overwrite 2>&1", conf);
+    snprintf(cmd, sizeof cmd, "env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT bin/train --config %s --threads 2 --overwrite 2>&1",
+             conf);
     run_capture(cmd, out, sizeof out);
-    assert_non_null(strstr(out, "2 threads (OMP_WAIT_POLICY=passive)"));
+    assert_non_null(strstr(out, "2 threads (OMP_WAIT_POLICY=passive, GOMP_SPINCOUNT=3000)"));
+    snprintf(cmd, sizeof cmd, "env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=passive bin/train --config %s --threads 2 --overwrite 2>&1",
+             conf);
+    run_capture(cmd, out, sizeof out); /* a policy the user set: no spin count added either */
+    assert_non_null(strstr(out, "2 threads (OMP_WAIT_POLICY=passive, GOMP_SPINCOUNT=unset)"));
     snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=active bin/train --config %s --threads 2 --overwrite 2>&1", conf);
     run_capture(cmd, out, sizeof out);
-    assert_non_null(strstr(out, "2 threads (OMP_WAIT_POLICY=active)"));
+    assert_non_null(strstr(out, "2 threads (OMP_WAIT_POLICY=active"));
 }
 
 static void test_nan_loss_stops_bin_train(void **state) {

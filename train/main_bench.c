@@ -511,8 +511,9 @@ static void bench_shared(const Shape *s, int threads, int steps, StepBench *all,
     bench_steps(all, 1, steps, 1.0);
     bench_steps(one, 1, steps, 1.0);
     stop_spinner(spinner);
-    printf("\n%s with another process keeping one core busy (OMP_WAIT_POLICY=%s):\n", s->name,
-           getenv("OMP_WAIT_POLICY") ? getenv("OMP_WAIT_POLICY") : "unset");
+    char wait[160];
+    printf("\n%s with another process keeping one core busy (%s):\n", s->name,
+           st_openmp_wait_description(wait, sizeof wait));
     printf("  %d threads %8.0f tokens/s (CPU share %.2f), 1 thread %8.0f tokens/s: %.2fx the 1-thread speed\n",
            threads, all->tokens_per_s, all->cpu_share, one->tokens_per_s, all->tokens_per_s / one->tokens_per_s);
 }

@@ -115,9 +115,9 @@ static int train_main(int argc, char **argv) {
     if (root) {
         char ranks[32] = "";
         if (dist_size() > 1) snprintf(ranks, sizeof ranks, "%d MPI ranks x ", dist_size());
-        const char *wait = getenv("OMP_WAIT_POLICY");
-        printf("run %s: %zu parameters, %s%d threads (OMP_WAIT_POLICY=%s), %d steps of %lld tokens\n", run_dir,
-               t.model.n_params, ranks, t.threads, wait ? wait : "unset", cfg.steps,
+        char wait[160];
+        printf("run %s: %zu parameters, %s%d threads (%s), %d steps of %lld tokens\n", run_dir, t.model.n_params,
+               ranks, t.threads, st_openmp_wait_description(wait, sizeof wait), cfg.steps,
                (long long)cfg.batch_size * cfg.model.seq_len * cfg.grad_accum);
     }
     rc = trainer_run(&t, cfg.steps, err);
