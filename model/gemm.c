@@ -30,6 +30,16 @@ static size_t packed_b_cap;
 
 static int panels_of(const Gemm *g) { return (g->N + NR - 1) / NR; }
 
+/* buf, grown in place when it holds fewer than `need` floats (its size in *cap). It grows with a
+ * quarter to spare and by realloc, which keeps the pages already in memory: the sizes of a MoE
+ * block's batches move with the routing from step to step, and every new page costs a page fault
+ * the first time it is written. */
+static float *grown(float *buf, size_t *cap, size_t need) {
+    if (need <= *cap) return buf;
+    *cap = need + need / 4;
+    return st_realloc(buf, sizeof(float) * *cap);
+}
+
 /* y[c][i] = x[i][c] for an 8 x 8 block: rows of x are xs floats apart, rows of y ys apart. Three rounds
  * of shuffles: interleave pairs of rows, then pairs of pairs, then the two halves. */
 void transpose8x8(float *y, size_t ys, const float *x, size_t xs) {
@@ -178,11 +188,7 @@ static void gemm_tiles(const Gemm *g, int n) {
         pstart[i + 1] = pstart[i] + panels;
         tstart[i + 1] = tstart[i] + (live ? (g[i].M + MC - 1) / MC * ((g[i].N + NC - 1) / NC) : 0);
     }
-    if (boff[n] > packed_b_cap) {
-        free(packed_b);
-        packed_b = st_malloc(sizeof(float) * boff[n]);
-        packed_b_cap = boff[n];
-    }
+    packed_b = grown(packed_b, &packed_b_cap, boff[n]);
 #pragma omp parallel
     {
 #pragma omp for schedule(static)
@@ -242,11 +248,7 @@ void gemm_batch(const Gemm *g, int n) {
         gemm_tiles(g, n);
         return;
     }
-    if (floats > partial_cap) {
-        free(partial);
-        partial = st_malloc(sizeof(float) * floats);
-        partial_cap = floats;
-    }
+    partial = grown(partial, &partial_cap, floats);
     Gemm sub[total];
     float *dst[n]; /* product i's partial sums, when it is split */
     int m = 0;
