@@ -126,10 +126,12 @@ static void bench_gemm(GemmShape *g, int reps) {
  * head runs on MOE_LOSS_CHUNK rows at a time in training (lm_head_loss_forward) */
 static void bench_gemms(const TrainConfig *tc, double peak, int reps, StJson *j) {
     const MoeConfig *c = &tc->model;
-    int rows = tc->batch_size * c->seq_len, erows = rows * c->top_k / c->n_expert;
+    int rows = tc->batch_size * c->seq_len, erows = rows * c->top_k / c->n_expert, dense = c->n_expert == 1;
+    const char *up = dense ? (c->mlp == MOE_MLP_SWIGLU ? "mlp gate/up" : "mlp up")
+                           : (c->mlp == MOE_MLP_SWIGLU ? "expert gate/up" : "expert up");
     GemmShape gemm[] = {{"attn q/k/v/o", "gemm_attn", rows, c->d_model, c->d_model, 0, 0},
-                        {"expert gate/up", "gemm_expert_up", erows, c->d_model, c->d_ff, 0, 0},
-                        {"expert down", "gemm_expert_down", erows, c->d_ff, c->d_model, 0, 0},
+                        {up, "gemm_expert_up", erows, c->d_model, c->d_ff, 0, 0},
+                        {dense ? "mlp down" : "expert down", "gemm_expert_down", erows, c->d_ff, c->d_model, 0, 0},
                         {"lm head chunk", "gemm_lm_head", MOE_LOSS_CHUNK, c->d_model, c->vocab_size, 0, 0}};
     printf("\nGEMM at the default run's shapes (rows x in -> out), best of %d\n", reps);
     for (size_t g = 0; g < sizeof gemm / sizeof gemm[0]; g++) {
@@ -384,6 +386,19 @@ typedef struct {
     int probe_steps;
 } Shape;
 
+/* the shapes the bench trains, by name, with the config each is read from (NULL: the built-in defaults) */
+static const struct {
+    const char *name, *conf;
+} bench_shapes[] = {{"default", "runs/default.conf"}, {"bos", "runs/bos.conf"}, {"guo", "runs/lab/guo_bos.conf"},
+                    {"moe", NULL}};
+enum { N_BENCH_SHAPES = sizeof bench_shapes / sizeof bench_shapes[0] };
+
+static int is_bench_shape(const char *name) {
+    for (int i = 0; i < N_BENCH_SHAPES; i++)
+        if (!strcmp(name, bench_shapes[i].name)) return 1;
+    return 0;
+}
+
 static void shape_load(Shape *s, const char *name, const char *conf) {
     char err[ST_ERR_LEN];
     s->name = name, s->origin = conf ? conf : "the trainer's defaults";
@@ -633,13 +648,10 @@ static void bench_all(int steps, int quick, const char *only_shape, StJson *j) {
     sj_bool(j, "fma", ST_HAVE_FMA);
     bench_peak(threads, &peak, &peak1, j);
 
-    Shape shapes[4];
-    shape_load(&shapes[0], "default", "runs/default.conf");
-    shape_load(&shapes[1], "bos", "runs/bos.conf");
-    shape_load(&shapes[2], "guo", "runs/lab/guo_bos.conf");
-    shape_load(&shapes[3], "moe", NULL);
+    Shape shapes[N_BENCH_SHAPES]; /* shapes[0] is the default run's */
+    for (int i = 0; i < N_BENCH_SHAPES; i++) shape_load(&shapes[i], bench_shapes[i].name, bench_shapes[i].conf);
     if (!only_shape) bench_gemms(&shapes[0].tc, peak, quick ? 5 : 20, j); /* a few ms each: the best of many */
-    for (int i = 0; i < (int)(sizeof shapes / sizeof *shapes); i++) {
+    for (int i = 0; i < N_BENCH_SHAPES; i++) {
         if (only_shape && strcmp(only_shape, shapes[i].name)) continue;
         bench_shape(&shapes[i], threads, steps, peak, peak1);
         print_shape(&shapes[i]);
@@ -679,9 +691,7 @@ int main(int argc, char **argv) {
             if (args_value(argc, argv, i++, &out_path, err)) usage_error(err, "");
         } else if (!strcmp(argv[i], "--shape")) {
             if (args_value(argc, argv, i++, &only_shape, err)) usage_error(err, "");
-            if (strcmp(only_shape, "default") && strcmp(only_shape, "bos") && strcmp(only_shape, "guo") &&
-                strcmp(only_shape, "moe"))
-                usage_error("--shape: expected default, bos, guo or moe, found ", only_shape);
+            if (!is_bench_shape(only_shape)) usage_error("--shape: expected default, bos, guo or moe, found ", only_shape);
         } else usage_error("unknown argument ", argv[i]);
     }
     if (quick) steps = 2;
