@@ -111,7 +111,7 @@ static int first_key(int i, int window) { return (window > 0 && i - window + 1 >
 static void strip_scores(float *s, const float *x, int Dp, const float *yt, int Tp, int jb, int j1, int D) {
     for (int j = jb; j < j1; j += NR) {
         int cols = round8(j1 - j) < NR ? round8(j1 - j) : NR;
-        micro_kernel(D, x, (size_t)Dp, 1, yt + j, (size_t)Tp, s + (j - jb), (size_t)Tp, MR, cols, 0);
+        micro_kernel(D, x, (size_t)Dp, 1, yt + j, (size_t)Tp, s + (j - jb), (size_t)Tp, MR, cols, 0, NULL);
     }
 }
 
@@ -162,7 +162,7 @@ static void attention_strip_forward(HeadBufs *hb, float *out, size_t ldo, float 
     }
     for (int n = 0; n < D; n += NR) /* o = p v over keys jb .. j1 - 1 */
         micro_kernel(j1 - jb, hb->p, (size_t)Tp, 1, hb->vc + (size_t)jb * Dp + n, (size_t)Dp, hb->o + n, (size_t)Dp,
-                     MR, D - n < NR ? D - n : NR, 0);
+                     MR, D - n < NR ? D - n : NR, 0, NULL);
     for (int r = 0; r < rows; r++) {
         v8 inv_l = splat8(1.0f / l[r]); /* one division per row, not per channel */
         for (int d = 0; d < D; d += 8) {
@@ -257,7 +257,7 @@ static float attention_strip_backward(HeadBufs *hb, float *dq, const float *dout
     }
     for (int n = 0; n < D; n += NR)
         micro_kernel(j1 - jb, hb->ds + (size_t)at * Tp, (size_t)Tp, 1, hb->ks + (size_t)jb * Dp + n, (size_t)Dp, dq + n,
-                     ld, rows, D - n < NR ? D - n : NR, 0);
+                     ld, rows, D - n < NR ? D - n : NR, 0, NULL);
     return dsink;
 }
 
@@ -270,9 +270,9 @@ static void attention_block_kv_grads(HeadBufs *hb, int i0, int rows, int jb) {
         for (int n = 0; n < D; n += NR) {
             int cols = D - n < NR ? D - n : NR;
             micro_kernel(rows, hb->ds + (j - jb), 1, (size_t)Tp, hb->qs + (size_t)i0 * Dp + n, (size_t)Dp,
-                         hb->dk + (size_t)j * Dp + n, (size_t)Dp, keys, cols, 1);
+                         hb->dk + (size_t)j * Dp + n, (size_t)Dp, keys, cols, 1, NULL);
             micro_kernel(rows, hb->p + (j - jb), 1, (size_t)Tp, hb->dos + (size_t)i0 * Dp + n, (size_t)Dp,
-                         hb->dv + (size_t)j * Dp + n, (size_t)Dp, keys, cols, 1);
+                         hb->dv + (size_t)j * Dp + n, (size_t)Dp, keys, cols, 1, NULL);
         }
     }
 }

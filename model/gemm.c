@@ -94,8 +94,10 @@ static void pack_a_tail(float *dst, const Gemm *g, int m0, int rows, int k0, int
  * `rows` are computed and dropped. */
 static inline __attribute__((always_inline)) void tile_kernel(int nv, int kc, const float *a, size_t rs, size_t ks,
                                                               const float *b, size_t ldb, float *c, size_t ldc,
-                                                              int rows, int cols, int accumulate) {
+                                                              int rows, int cols, int accumulate,
+                                                              const float *relu_mask) {
     v8 acc[MR][NV];
+    const float *mask = relu_mask == c ? NULL : relu_mask; /* a mask of its own to read, or NULL */
     for (int r = 0; r < MR; r++) {
         for (int v = 0; v < nv; v++) acc[r][v] = splat8(0.0f);
         /* fetch the tile's C lines for writing now, so that the loads and stores at the end, after kc
@@ -104,6 +106,10 @@ static inline __attribute__((always_inline)) void tile_kernel(int nv, int kc, co
          * too. Prefetches never fault, so the rows of an edge tile past the matrix are harmless. */
         for (int v = 0; v < nv; v += 2) __builtin_prefetch(c + r * ldc + 8 * v, 1, 3);
         __builtin_prefetch(c + r * ldc + 8 * nv - 1, 1, 3);
+        if (mask) { /* and the mask's lines, read at the same time */
+            for (int v = 0; v < nv; v += 2) __builtin_prefetch(mask + r * ldc + 8 * v, 0, 3);
+            __builtin_prefetch(mask + r * ldc + 8 * nv - 1, 0, 3);
+        }
     }
     for (int k = 0; k < kc; k++, a += ks, b += ldb) {
         v8 bv[NV];
@@ -120,7 +126,9 @@ static inline __attribute__((always_inline)) void tile_kernel(int nv, int kc, co
         for (int r = 0; r < MR; r++)
             for (int v = 0; v < nv; v++) {
                 float *cv = c + r * ldc + 8 * v;
-                store8(cv, accumulate ? acc[r][v] + load8(cv) : acc[r][v]);
+                v8 x = accumulate ? acc[r][v] + load8(cv) : acc[r][v];
+                if (relu_mask) x = where_positive(mask ? load8(mask + r * ldc + 8 * v) : x, x);
+                store8(cv, x);
             }
         return;
     }
@@ -128,17 +136,31 @@ static inline __attribute__((always_inline)) void tile_kernel(int nv, int kc, co
     for (int r = 0; r < MR; r++)
         for (int v = 0; v < nv; v++) store8(tile[r] + 8 * v, acc[r][v]);
     for (int r = 0; r < rows; r++)
-        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+        for (int j = 0; j < cols; j++) {
+            float x = accumulate ? c[r * ldc + j] + tile[r][j] : tile[r][j];
+            if (relu_mask) x = (mask ? mask[r * ldc + j] : x) > 0.0f ? x : 0.0f;
+            c[r * ldc + j] = x;
+        }
 }
 
 /* tile_kernel with as many vectors of B as cols needs (1 .. NV) */
-void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, size_t ldb, float *c, size_t ldc,
-                  int rows, int cols, int accumulate) {
+static inline __attribute__((always_inline)) void tile_of_width(int kc, const float *a, size_t rs, size_t ks,
+                                                                const float *b, size_t ldb, float *c, size_t ldc,
+                                                                int rows, int cols, int accumulate,
+                                                                const float *relu_mask) {
     int nv = (cols + 7) / 8;
-    if (nv == 1) tile_kernel(1, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
-    else if (nv == 2 && NV > 2) tile_kernel(2, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
-    else if (nv == 3 && NV > 3) tile_kernel(3, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
-    else tile_kernel(NV, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate);
+    if (nv == 1) tile_kernel(1, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate, relu_mask);
+    else if (nv == 2 && NV > 2) tile_kernel(2, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate, relu_mask);
+    else if (nv == 3 && NV > 3) tile_kernel(3, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate, relu_mask);
+    else tile_kernel(NV, kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate, relu_mask);
+}
+
+/* two copies: the tiles without a mask (every product but a ReLU's, and attention's small ones)
+ * compile with no trace of it */
+void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, size_t ldb, float *c, size_t ldc,
+                  int rows, int cols, int accumulate, const float *relu_mask) {
+    if (relu_mask) tile_of_width(kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate, relu_mask);
+    else tile_of_width(kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate, NULL);
 }
 
 /* macro tile (mt, nt) of g, whose B panels start at bp. A is read in place, MR rows at a time: a
@@ -157,8 +179,9 @@ static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
                 const float *a = g->a + (size_t)m * g->sam + (size_t)k0 * g->sak;
                 size_t rs = g->sam, ks = g->sak;
                 if (m >= m_full) a = tail, rs = 1, ks = MR;
+                const float *mask = g->relu_mask && k0 + kc == g->K ? g->relu_mask + m * g->ldc + n : NULL;
                 micro_kernel(kc, a, rs, ks, bp + (size_t)n * g->K + (size_t)k0 * NR, NR, g->c + m * g->ldc + n, g->ldc,
-                             m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0);
+                             m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0, mask);
             }
     }
 }
@@ -218,9 +241,11 @@ enum { KSPLIT = 1024, SPLIT_MAX_TILES = 16 };
 static float *partial; /* the partial sums of the split products of a batch, grown on demand */
 static size_t partial_cap;
 
+/* the chunks g's sum is split into: 1 unless its tiles are few and its sum long, and always 1 with a
+ * ReLU mask (which needs the whole sum) */
 static int k_chunks(const Gemm *g) {
     int tiles = (g->M + MC - 1) / MC * ((g->N + NC - 1) / NC);
-    return g->K >= 2 * KSPLIT && tiles < SPLIT_MAX_TILES ? (g->K + KSPLIT - 1) / KSPLIT : 1;
+    return g->K >= 2 * KSPLIT && tiles < SPLIT_MAX_TILES && !g->relu_mask ? (g->K + KSPLIT - 1) / KSPLIT : 1;
 }
 
 /* chunk j of g's sum over k, into c with row stride ldc */

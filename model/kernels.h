@@ -27,7 +27,9 @@ enum { MR = 6 };
 
 /* one product C [M][N] (row stride ldc) = A B, or += A B when accumulate, with
  * A(m, k) = a[m * sam + k * sak] and B(k, n) = b[k * sbk + n * sbn]: a transpose is only a change
- * of strides */
+ * of strides. With relu_mask (row stride ldc, like C), each finished tile of C is zeroed wherever
+ * relu_mask <= 0 while it is still in cache: ReLU's forward with relu_mask = c (C = max(A B, 0)) and
+ * its backward with relu_mask = h = max(u, 0) (du = dh where u > 0), neither a pass of its own. */
 typedef struct {
     float *c;
     size_t ldc;
@@ -36,6 +38,7 @@ typedef struct {
     const float *b;
     size_t sbk, sbn;
     int M, N, K, accumulate;
+    const float *relu_mask;
 } Gemm;
 
 /* the three products of a linear layer (in [N][IN], w [OUT][IN], out [N][OUT]):
@@ -43,15 +46,15 @@ typedef struct {
  *   backward  din += dout w      A = dout [N][OUT]                 B = w [OUT][IN]
  *             dw  += dout^T in   A(m, k) = dout[k][m]              B = in [N][IN] */
 static inline Gemm linear_forward(float *out, const float *in, const float *w, int N, int IN, int OUT) {
-    return (Gemm){out, (size_t)OUT, in, (size_t)IN, 1, w, 1, (size_t)IN, N, OUT, IN, 0};
+    return (Gemm){out, (size_t)OUT, in, (size_t)IN, 1, w, 1, (size_t)IN, N, OUT, IN, 0, NULL};
 }
 
 static inline Gemm linear_din(float *din, const float *dout, const float *w, int N, int IN, int OUT) {
-    return (Gemm){din, (size_t)IN, dout, (size_t)OUT, 1, w, (size_t)IN, 1, N, IN, OUT, 1};
+    return (Gemm){din, (size_t)IN, dout, (size_t)OUT, 1, w, (size_t)IN, 1, N, IN, OUT, 1, NULL};
 }
 
 static inline Gemm linear_dw(float *dw, const float *dout, const float *in, int N, int IN, int OUT) {
-    return (Gemm){dw, (size_t)IN, dout, 1, (size_t)OUT, in, (size_t)IN, 1, OUT, IN, N, 1};
+    return (Gemm){dw, (size_t)IN, dout, 1, (size_t)OUT, in, (size_t)IN, 1, OUT, IN, N, 1, NULL};
 }
 
 /* runs n products, no two of which write the same C, in one parallel pass (call it from one thread,
@@ -60,9 +63,11 @@ void gemm_batch(const Gemm *g, int n);
 
 /* one register tile: c[r][j] (+)= sum_{k < kc} A(r, k) B(k, j) for r < rows <= MR, j < cols <= NR,
  * A(r, k) = a[r * rs + k * ks] (all MR rows are read: the caller pads them), B(k, j) = b[k * ldb + j]
- * (8 * ceil(cols / 8) columns are read) */
+ * (8 * ceil(cols / 8) columns are read). relu_mask: NULL, or the tile's ReLU mask (Gemm.relu_mask,
+ * rows ldc floats apart; given only when this tile finishes C's sum): each stored value is zeroed
+ * where the mask is <= 0, the mask being the stored value itself when relu_mask == c. */
 void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, size_t ldb, float *c, size_t ldc,
-                  int rows, int cols, int accumulate);
+                  int rows, int cols, int accumulate, const float *relu_mask);
 
 /* y[c][i] = x[i][c] for an 8 x 8 block: rows of x are xs floats apart, rows of y ys apart */
 void transpose8x8(float *y, size_t ys, const float *x, size_t xs);

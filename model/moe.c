@@ -250,9 +250,9 @@ void moe_init_params(Moe *m) {
 }
 
 /* ================================================================================================ */
-/* 3. Operations. A backward adds into its gradient outputs, except attention_backward,
- * swiglu_backward and relu_backward, which write theirs, and rope_backward, which rotates dx in place
- * (moe.h). */
+/* 3. Operations. A backward adds into its gradient outputs, except attention_backward and
+ * swiglu_backward, which write theirs, and rope_backward, which rotates dx in place (moe.h). ReLU
+ * (mlp = relu) has no pass of its own: the GEMM applies it to its tiles (Gemm.relu_mask). */
 
 /* --- token embedding: out[n] = wte[tokens[n]] --- */
 void embed_forward(float *out, const int *tokens, const float *wte, int N, int C) {
@@ -554,30 +554,6 @@ void swiglu_backward(float *dg, float *du, const float *dh, const float *g, cons
     }
 }
 
-/* --- ReLU (mlp = relu, GPT-2's MLP without its GELU): h = max(u, 0) --- */
-
-/* x where u > 0, else 0, lane by lane: a bit mask instead of a branch (the sign of a pre-activation
- * is a coin flip the branch predictor would lose half the time) */
-static v8 where_positive(v8 u, v8 x) { return (v8)((v8i)x & (u > splat8(0.0f))); }
-
-void relu_forward(float *h, const float *u, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i += 8) {
-        size_t m = n - i < 8 ? n - i : 8;
-        v8 uv = load_part(u + i, m);
-        store_part(h + i, where_positive(uv, uv), m);
-    }
-}
-
-/* the gradient passes where the unit was positive */
-void relu_backward(float *du, const float *dh, const float *u, size_t n) {
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i += 8) {
-        size_t m = n - i < 8 ? n - i : 8;
-        store_part(du + i, where_positive(load_part(u + i, m), load_part(dh + i, m)), m);
-    }
-}
-
 /* --- load-balancing loss: E * sum_i f_i P_i, f_i = share of the routing slots sent to expert i,
  * P_i = mean router probability of expert i over these N rows. f comes from counts (no gradient):
  * routing_shares normalises the counts, which data parallelism first sums over the replicas, so f
@@ -729,7 +705,7 @@ typedef struct {
     int *slot_row;               /* [N*k] grouped row of token n's slot j (index n*k+j) */
     int *row_token;              /* [N*k] token of each grouped row */
     float *xg;                   /* [N*k][C] MoE input gathered in expert order */
-    float *g, *u, *h;            /* [N*k][F] gate, up, silu(gate)*up in expert order */
+    float *g, *u, *h;            /* [N*k][F] gate, up, silu(gate)*up in expert order (ReLU: h = max(up, 0), no g, u) */
     float *eo;                   /* [N*k][C] expert outputs in expert order */
     float *mo;                   /* [N][C] MoE output m^l */
     double *shares;              /* [E] routing slot shares f of the aux loss */
@@ -808,8 +784,8 @@ static void ensure_rows(Moe *m, int B, int T) {
         b->idx = st_calloc(N * K, sizeof(int)), b->w = fbuf(N * K);
         b->expert_start = st_calloc(E + 1, sizeof(int));
         b->slot_row = st_calloc(N * K, sizeof(int)), b->row_token = st_calloc(N * K, sizeof(int));
-        b->xg = fbuf(N * K * C), b->u = fbuf(N * K * F), b->h = fbuf(N * K * F);
-        if (c->mlp == MOE_MLP_SWIGLU) b->g = fbuf(N * K * F);
+        b->xg = fbuf(N * K * C), b->h = fbuf(N * K * F);
+        if (c->mlp == MOE_MLP_SWIGLU) b->g = fbuf(N * K * F), b->u = fbuf(N * K * F);
         b->eo = fbuf(N * K * C), b->mo = fbuf(N * C);
     }
     a->tokens = st_calloc(N, sizeof(int)), a->targets = st_calloc(N, sizeof(int));
@@ -821,8 +797,8 @@ static void ensure_rows(Moe *m, int B, int T) {
     if (c->attn_gate) a->dyg = fbuf(N * HD), a->dgz = fbuf(N * HD);
     a->dq_pre = fbuf(N * HD), a->dk_pre = fbuf(N * KVD);
     a->dprobs = fbuf(N * E), a->drlogits = fbuf(N * E), a->dw = fbuf(N * K);
-    a->dxg = fbuf(N * K * C), a->du = fbuf(N * K * F), a->dh = fbuf(N * K * F);
-    if (c->mlp == MOE_MLP_SWIGLU) a->dg = fbuf(N * K * F);
+    a->dxg = fbuf(N * K * C), a->du = fbuf(N * K * F);
+    if (c->mlp == MOE_MLP_SWIGLU) a->dg = fbuf(N * K * F), a->dh = fbuf(N * K * F);
     a->deo = fbuf(N * K * C);
 }
 
@@ -1135,11 +1111,13 @@ static void moe_block_forward(Moe *m, int l) {
         if (swiglu)
             g[n++] = linear_forward(b->g + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_gate + (size_t)e * F * C, ne,
                                     C, F);
-        g[n++] = linear_forward(b->u + (size_t)r0 * F, b->xg + (size_t)r0 * C, W->w_up + (size_t)e * F * C, ne, C, F);
+        float *up = (swiglu ? b->u : b->h) + (size_t)r0 * F;
+        g[n] = linear_forward(up, b->xg + (size_t)r0 * C, W->w_up + (size_t)e * F * C, ne, C, F);
+        if (!swiglu) g[n].relu_mask = up; /* h = max(xg w_up^T, 0), in the product's tiles */
+        n++;
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
     if (swiglu) TIMED(m, MOE_OP_ELEMENTWISE, swiglu_forward(b->h, b->g, b->u, (size_t)N * K * F));
-    else TIMED(m, MOE_OP_ELEMENTWISE, relu_forward(b->h, b->u, (size_t)N * K * F));
     n = 0;
     for (int e = 0; e < E; e++) {
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
@@ -1160,21 +1138,23 @@ static void moe_block_backward(Moe *m, int l, const float *dmo, float *dxn, floa
     TIMED(m, MOE_OP_ROUTING, combine_expert_outputs_backward(a, b, dmo, N, K, C));
     size_t NK = (size_t)N * K;
     const BlockWeights *W = &m->weights.block[l], *dW = &m->weight_grads.block[l];
+    int swiglu = c->mlp == MOE_MLP_SWIGLU;
     /* each step runs every expert's products in one parallel pass. Every grouped row belongs to one
-     * expert, so the first product into dh and into dxg overwrites them (no zeroing pass). */
+     * expert, so the first product into dh (du for ReLU) and into dxg overwrites them (no zeroing pass). */
     Gemm g[3 * E];
     int n = 0;
-    for (int e = 0; e < E; e++) { /* down: dh = deo W_down, dW_down += deo^T h */
+    for (int e = 0; e < E; e++) { /* down: dh = deo W_down (ReLU: du, masked), dW_down += deo^T h */
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;
         if (!ne) continue;
-        g[n] = linear_din(a->dh + (size_t)r0 * F, a->deo + (size_t)r0 * C, W->w_down + (size_t)e * C * F, ne, F, C);
-        g[n++].accumulate = 0;
+        g[n] = linear_din((swiglu ? a->dh : a->du) + (size_t)r0 * F, a->deo + (size_t)r0 * C,
+                          W->w_down + (size_t)e * C * F, ne, F, C);
+        g[n].accumulate = 0;
+        if (!swiglu) g[n].relu_mask = b->h + (size_t)r0 * F; /* du = dh where h > 0, i.e. where u > 0 */
+        n++;
         g[n++] = linear_dw(dW->w_down + (size_t)e * C * F, a->deo + (size_t)r0 * C, b->h + (size_t)r0 * F, ne, F, C);
     }
     TIMED(m, MOE_OP_MATMUL, gemm_batch(g, n));
-    int swiglu = c->mlp == MOE_MLP_SWIGLU;
     if (swiglu) TIMED(m, MOE_OP_ELEMENTWISE, swiglu_backward(a->dg, a->du, a->dh, b->g, b->u, NK * F));
-    else TIMED(m, MOE_OP_ELEMENTWISE, relu_backward(a->du, a->dh, b->u, NK * F));
     n = 0;
     for (int e = 0; e < E; e++) { /* dxg = dg W_gate, dW_gate += dg^T xg (SwiGLU), dW_up += du^T xg */
         int r0 = b->expert_start[e], ne = b->expert_start[e + 1] - r0;

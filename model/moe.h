@@ -198,8 +198,10 @@ void moe_backward(Moe *m, float scale);
 
 /* ------------------------------------------------------------------------------------------------ */
 /* The operations, each forward beside its backward. Exposed so tests can check each one against
- * finite differences. Backward functions ADD into their gradient outputs (+=), except three:
- * attention_backward, swiglu_backward and relu_backward WRITE theirs, rope_backward rotates dx in place. N = rows. */
+ * finite differences. Backward functions ADD into their gradient outputs (+=), except two:
+ * attention_backward and swiglu_backward WRITE theirs; rope_backward rotates dx in place. N = rows.
+ * ReLU (mlp = relu) runs inside the experts' products (kernels.h: Gemm.relu_mask); its plain version
+ * is ref_relu_forward/backward. */
 
 void embed_forward(float *out, const int *tokens, const float *wte, int N, int C);
 void embed_backward(float *dwte, const float *dout, const int *tokens, int N, int C, int V);
@@ -274,9 +276,6 @@ void topk_backward(float *dprobs, const float *dw, const float *probs, const int
  * the MoE block's backward skips zeroing two [N k][F] buffers first). */
 void swiglu_forward(float *h, const float *g, const float *u, size_t n);
 void swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n);
-/* ReLU activation (mlp = relu): h = max(u, 0); relu_backward WRITES du = dh where u > 0, else 0 */
-void relu_forward(float *h, const float *u, size_t n);
-void relu_backward(float *du, const float *dh, const float *u, size_t n);
 
 /* load balancing E * sum_i f_i P_i. routing_counts counts the N*k slots per expert; routing_shares
  * turns counts (summed over data-parallel replicas, if any) into shares f; P = mean of probs over the

@@ -1,5 +1,5 @@
-/* model/ref_kernels.c: matmul and attention as plain loops, one output at a time: what gemm.c and
- * attention.c compute, written for clarity, not speed, and the oracle tests/test_kernels.c checks
+/* model/ref_kernels.c: matmul, ReLU and attention as plain loops, one output at a time: what gemm.c
+ * (ReLU runs in its tiles) and attention.c compute, written for clarity, not speed, and the oracle tests/test_kernels.c checks
  * them against. Training never calls them. */
 #include "ref_kernels.h"
 
@@ -47,6 +47,14 @@ void ref_matmul_backward(float *din, float *dw, const float *dout, const float *
             for (int i = 0; i < IN; i++) dwr[i] += g * x[i];
         }
     }
+}
+
+void ref_relu_forward(float *h, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) h[i] = u[i] > 0.0f ? u[i] : 0.0f;
+}
+
+void ref_relu_backward(float *du, const float *dh, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) du[i] = u[i] > 0.0f ? dh[i] : 0.0f;
 }
 
 void ref_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const float *sink,

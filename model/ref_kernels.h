@@ -4,11 +4,17 @@
 #ifndef SINKTRACE_REF_KERNELS_H
 #define SINKTRACE_REF_KERNELS_H
 
+#include <stddef.h>
+
 /* out[n][o] = sum_i in[n][i] * w[o][i] */
 void ref_matmul_forward(float *out, const float *in, const float *w, int N, int IN, int OUT);
 /* din[n][i] += sum_o dout[n][o] w[o][i] (din may be NULL);  dw[o][i] += sum_n dout[n][o] in[n][i] */
 void ref_matmul_backward(float *din, float *dw, const float *dout, const float *in, const float *w, int N, int IN,
                          int OUT);
+
+/* ReLU: h = max(u, 0); du = dh where u > 0, else 0 (written, not added) */
+void ref_relu_forward(float *h, const float *u, size_t n);
+void ref_relu_backward(float *du, const float *dh, const float *u, size_t n);
 
 /* causal softmax attention with the probabilities materialised: att [B][H][T][T] (zeros where masked),
  * out [B][T][H][D]; q [B][T][H][D], k, v [B][T][KV][D]; window > 0 limits keys to i - j < window;

@@ -68,6 +68,10 @@ static inline v8 max8(v8 a, v8 b) {
     return (v8)(((v8i)a & gt) | ((v8i)b & ~gt));
 }
 
+/* x where u > 0, else 0, lane by lane: a bit mask instead of a branch (the sign of a ReLU's
+ * pre-activation is a coin flip the branch predictor would lose half the time) */
+static inline v8 where_positive(v8 u, v8 x) { return (v8)((v8i)x & (u > splat8(0.0f))); }
+
 static inline float hmax8(v8 x) {
     float m = x[0];
     for (int l = 1; l < 8; l++) m = x[l] > m ? x[l] : m;

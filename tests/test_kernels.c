@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "../common/util.h"
+#include "../model/kernels.h"
 #include "../model/moe.h"
 #include "../model/ref_kernels.h"
 
@@ -104,6 +105,47 @@ static void test_matmul_rows_and_threads_independent(void **state) {
     assert_memory_equal(din1, din3, sizeof(float) * N * IN);
     assert_memory_equal(dw1, dw3, sizeof(float) * OUT * IN);
     free(in), free(w), free(dout), free(full), free(part), free(dw1), free(dw3), free(din1), free(din3);
+}
+
+/* ReLU in the GEMM's tiles (Gemm.relu_mask) = the product, then ReLU as a pass of its own: the forward
+ * (mask = C itself) and the backward (mask = h) bit for bit, on edge tiles of every width */
+static void relu_in_gemm_case(int N, int IN, int OUT) {
+    size_t ni = (size_t)N * IN, no = (size_t)N * OUT;
+    float *in = randn(ni), *w = randn((size_t)OUT * IN), *dout = randn(ni), *h = randn(no);
+    float *plain = st_malloc(sizeof(float) * no), *fused = st_malloc(sizeof(float) * no);
+    Gemm g = linear_forward(plain, in, w, N, IN, OUT);
+    gemm_batch(&g, 1);
+    ref_relu_forward(plain, plain, no);
+    g.c = fused, g.relu_mask = fused;
+    gemm_batch(&g, 1);
+    assert_memory_equal(fused, plain, sizeof(float) * no);
+    Gemm d = linear_din(plain, dout, w, N, OUT, IN); /* dh [N][OUT] = dout [N][IN] w, w read as [IN][OUT] */
+    d.accumulate = 0;
+    gemm_batch(&d, 1);
+    ref_relu_backward(plain, plain, h, no);
+    d.c = fused, d.relu_mask = h;
+    gemm_batch(&d, 1);
+    assert_memory_equal(fused, plain, sizeof(float) * no);
+    free(in), free(w), free(dout), free(h), free(plain), free(fused);
+}
+
+static void test_relu_in_gemm_matches_relu_after(void **state) {
+    (void)state;
+    const int shapes[][3] = {{1, 1, 1}, {7, 17, 15}, {13, 9, 33}, {49, 65, 65}, {11, 19, 56}, {300, 128, 512}};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+        relu_in_gemm_case(shapes[s][0], shapes[s][1], shapes[s][2]);
+    /* a long sum over few tiles, which an unmasked product splits into chunks: the mask must see the
+     * whole sum (against the plain loops, since the split changes the order of the sum) */
+    int M = 5, K = 4096, N = 7;
+    float *a = randn((size_t)M * K), *b = randn((size_t)N * K), *c = st_malloc(sizeof(float) * M * N);
+    float *ref = st_malloc(sizeof(float) * M * N);
+    Gemm g = linear_forward(c, a, b, M, K, N);
+    g.relu_mask = c;
+    gemm_batch(&g, 1);
+    ref_matmul_forward(ref, a, b, M, K, N);
+    ref_relu_forward(ref, ref, (size_t)M * N);
+    assert_close("relu in a long gemm", c, ref, (size_t)M * N, 1e-5);
+    free(a), free(b), free(c), free(ref);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -383,6 +425,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_matches_reference),
         cmocka_unit_test(test_matmul_rows_and_threads_independent),
+        cmocka_unit_test(test_relu_in_gemm_matches_relu_after),
         cmocka_unit_test(test_residual_norm_matches_add_then_norm),
         cmocka_unit_test(test_qk_norm_rope_matches_norm_then_rope),
         cmocka_unit_test(test_lm_head_loss_matches_full_logits),

@@ -399,11 +399,12 @@ static void test_swiglu(void **state) {
     free(c.g), free(c.u), free(c.h), free(c.R), free(dg), free(du);
 }
 
-/* ReLU: max(u, 0), its gradient dh where u > 0 (written over what was there); u is kept away from 0,
+/* ReLU (the plain version; training runs it inside the GEMM, checked against this in test_kernels):
+ * max(u, 0), its gradient dh where u > 0 (written over what was there); u is kept away from 0,
  * where the kink would spoil the finite difference */
 static double relu_loss(void *p) {
     SwigluCtx *c = p;
-    relu_forward(c->h, c->u, c->n);
+    ref_relu_forward(c->h, c->u, c->n);
     return dot(c->h, c->R, c->n);
 }
 
@@ -416,7 +417,7 @@ static void test_relu(void **state) {
     for (int i = 0; i < 20; i++) du[i] = 1e3f;
     relu_loss(&c);
     for (int i = 0; i < 20; i++) assert_true(c.h[i] == (c.u[i] > 0 ? c.u[i] : 0.0f));
-    relu_backward(du, c.R, c.u, c.n);
+    ref_relu_backward(du, c.R, c.u, c.n);
     check_grad("relu", c.u, 20, du, relu_loss, &c, 1e-3f);
     free(c.u), free(c.h), free(c.R), free(du);
 }
