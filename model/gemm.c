@@ -8,14 +8,17 @@
  * 32 of them); the micro-kernel keeps a tile's MR x NR/8 accumulators (8 floats each) in registers
  * for up to KC = 256 steps of k, each step NR/8 vector loads of B, 6 broadcasts of A and 6 NR/8 FMAs.
  * B is first copied into panels the micro-kernel reads contiguously (strided rows would fight over
- * the same cache sets), once per call as [K][NR] column panels; A is read in place through its
+ * the same cache sets): once per call as [K][NR] column panels shared by every tile, or, for a
+ * product of few rows such as a weight gradient, a KC block at a time by the tile that reads it
+ * (packs_per_tile); A is read in place through its
  * strides, 6 of its rows (or, transposed, 6 adjacent floats of a row of dout) per step of k, except a
  * last strip of fewer than MR rows, which is packed with zero rows. Macro tiles of MC x NC elements
- * of C are the unit of parallel work, and several independent products (both backward products; all experts of a MoE
+ * of C (all M rows x NC when B is packed per tile) are the unit of parallel work, and several independent products (both backward products; all experts of a MoE
  * block) share one parallel pass, so threads meet at a barrier once per batch, not once per product.
  * Every element of C is computed by one thread, summing over k in the same order whatever the
  * thread count or the tile it falls in, so results are bit-identical across runs and thread counts,
  * and a row's result does not depend on the other rows. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +26,9 @@
 #include "moe.h"
 
 enum { KC = 256, MC = 48, NC = 128, NV = NR / 8 /* vectors per tile row */ };
+
+/* products of at most this many rows pack B per tile (packs_per_tile) */
+enum { TILE_PACK_MAX_ROWS = 8 * MC };
 
 /* the packed B panels of a batch, grown on demand and kept: batches run one at a time */
 static float *packed_b;
@@ -60,16 +66,17 @@ void transpose8x8(float *y, size_t ys, const float *x, size_t xs) {
     }
 }
 
-/* panel q (columns q*NR ..) of g's B into dst as [K][NR] floats; zero columns pad the last panel */
-static void pack_b_panel(float *dst, const Gemm *g, int q) {
+/* panel q (columns q*NR ..) of g's B, rows k0 .. k0 + kc - 1, into dst as [kc][NR] floats; zero
+ * columns pad the last panel */
+static void pack_b_panel(float *dst, const Gemm *g, int q, int k0, int kc) {
     size_t n0 = (size_t)q * NR;
+    const float *b = g->b + (size_t)k0 * g->sbk;
     int k = 0;
     if (g->sbk == 1 && n0 + NR <= (size_t)g->N) /* B stored transposed (a forward's weights): 8 x 8 blocks */
-        for (; k + 8 <= g->K; k += 8)
-            for (int j = 0; j < NR; j += 8)
-                transpose8x8(dst + (size_t)k * NR + j, NR, g->b + k + (n0 + j) * g->sbn, g->sbn);
-    for (; k < g->K; k++) {
-        const float *row = g->b + k * g->sbk;
+        for (; k + 8 <= kc; k += 8)
+            for (int j = 0; j < NR; j += 8) transpose8x8(dst + (size_t)k * NR + j, NR, b + k + (n0 + j) * g->sbn, g->sbn);
+    for (; k < kc; k++) {
+        const float *row = b + k * g->sbk;
         if (g->sbn == 1 && n0 + NR <= (size_t)g->N) { /* a full panel of a row-major B: one copy */
             memcpy(dst + (size_t)k * NR, row + n0, sizeof(float) * NR);
             continue;
@@ -163,28 +170,51 @@ void micro_kernel(int kc, const float *a, size_t rs, size_t ks, const float *b, 
     else tile_of_width(kc, a, rs, ks, b, ldb, c, ldc, rows, cols, accumulate, NULL);
 }
 
-/* macro tile (mt, nt) of g, whose B panels start at bp. A is read in place, MR rows at a time: a
- * row-major A (the forward's input, din's dout) with its rows short enough to stay in L1 across the
- * tile's B panels, a transposed one (dw's dout^T) 6 adjacent floats of a row per k. Only a last strip
- * of fewer than MR rows is packed (zero-padded). */
-static void gemm_macro_tile(const Gemm *g, const float *bp, int mt, int nt) {
+/* whether g's B is packed by each macro tile for itself rather than once for the whole product: when
+ * M is short, as in a weight gradient (M = OUT), whose B is a whole activation (K = the batch's rows).
+ * Its macro tiles then take all M rows, so each block of B is still packed once, but into the
+ * thread's own buffer, where it stays in cache for the tile's products: a shared copy is a pass over
+ * memory of its own, before the products and with nothing to overlap it, which they then read back. */
+static int packs_per_tile(const Gemm *g) { return g->M <= TILE_PACK_MAX_ROWS; }
+
+/* the rows of g's macro tiles */
+static int tile_rows(const Gemm *g) { return packs_per_tile(g) ? g->M : MC; }
+
+/* g's macro tiles */
+static int tiles_of(const Gemm *g) { return (g->M + tile_rows(g) - 1) / tile_rows(g) * ((g->N + NC - 1) / NC); }
+
+/* macro tile (mt, nt) of g, whose B panels start at bp, or, when bp is NULL, packed here a KC block at
+ * a time into the thread's own [NC / NR][KC][NR] floats at tile_b. A is read in place, MR rows at a
+ * time: a row-major A (the forward's input, din's dout) with its rows short enough to stay in L1
+ * across the tile's B panels, a transposed one (dw's dout^T) 6 adjacent floats of a row per k. Only a
+ * last strip of fewer than MR rows is packed (zero-padded). */
+static void gemm_macro_tile(const Gemm *g, const float *bp, float *tile_b, int mt, int nt) {
     _Alignas(32) float tail[MR * KC];
-    int m0 = mt * MC, n0 = nt * NC, m1 = m0 + MC < g->M ? m0 + MC : g->M, n1 = n0 + NC < g->N ? n0 + NC : g->N;
+    int mc = tile_rows(g), m0 = mt * mc, n0 = nt * NC, m1 = m0 + mc < g->M ? m0 + mc : g->M;
+    int n1 = n0 + NC < g->N ? n0 + NC : g->N;
     int m_full = m0 + (m1 - m0) / MR * MR; /* rows m_full.. are the last, partial strip */
     for (int k0 = 0; k0 < g->K; k0 += KC) {
         int kc = g->K - k0 < KC ? g->K - k0 : KC;
         if (m_full < m1) pack_a_tail(tail, g, m_full, m1 - m_full, k0, kc);
-        for (int n = n0; n < n1; n += NR)
+        if (!bp)
+            for (int n = n0; n < n1; n += NR) pack_b_panel(tile_b + (size_t)(n - n0) * kc, g, n / NR, k0, kc);
+        for (int n = n0; n < n1; n += NR) {
+            const float *b = bp ? bp + (size_t)n * g->K + (size_t)k0 * NR : tile_b + (size_t)(n - n0) * kc;
             for (int m = m0; m < m1; m += MR) {
                 const float *a = g->a + (size_t)m * g->sam + (size_t)k0 * g->sak;
                 size_t rs = g->sam, ks = g->sak;
                 if (m >= m_full) a = tail, rs = 1, ks = MR;
                 const float *mask = g->relu_mask && k0 + kc == g->K ? g->relu_mask + m * g->ldc + n : NULL;
-                micro_kernel(kc, a, rs, ks, bp + (size_t)n * g->K + (size_t)k0 * NR, NR, g->c + m * g->ldc + n, g->ldc,
-                             m1 - m < MR ? m1 - m : MR, n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0, mask);
+                micro_kernel(kc, a, rs, ks, b, NR, g->c + m * g->ldc + n, g->ldc, m1 - m < MR ? m1 - m : MR,
+                             n1 - n < NR ? n1 - n : NR, g->accumulate || k0 > 0, mask);
             }
+        }
     }
 }
+
+/* each thread's block of B for the products that pack per tile */
+static float *own_b;
+static size_t own_b_cap;
 
 /* whether two products read the same B (their packed panels are then the same) */
 static int same_b(const Gemm *x, const Gemm *y) {
@@ -198,27 +228,31 @@ static void gemm_tiles(const Gemm *g, int n) {
     size_t boff[n + 1];               /* product i's packed panels start at packed_b + boff[i] */
     int pstart[n + 1], tstart[n + 1]; /* its first panel and first macro tile in the batch's numbering */
     int owner[n];                     /* the product whose panels product i reads: itself or an earlier one */
+    int any_own = 0;                  /* whether a product packs B per tile */
     boff[0] = 0, pstart[0] = 0, tstart[0] = 0;
     for (int i = 0; i < n; i++) {
-        int live = g[i].M > 0 && g[i].N > 0 && g[i].K > 0;
+        int live = g[i].M > 0 && g[i].N > 0 && g[i].K > 0, own = live && packs_per_tile(&g[i]);
         if (g[i].K <= 0 && !g[i].accumulate) /* an empty sum */
             for (int m = 0; m < g[i].M; m++) memset(g[i].c + m * g[i].ldc, 0, sizeof(float) * g[i].N);
         owner[i] = i;
-        for (int j = 0; j < i && owner[i] == i && live; j++) /* an earlier live product packs the shared B */
-            if (same_b(&g[i], &g[j]) && g[j].M > 0) owner[i] = owner[j];
-        int panels = live && owner[i] == i ? panels_of(&g[i]) : 0;
+        for (int j = 0; j < i && owner[i] == i && live && !own; j++) /* an earlier live product packs the shared B */
+            if (same_b(&g[i], &g[j]) && g[j].M > 0 && !packs_per_tile(&g[j])) owner[i] = owner[j];
+        int panels = live && !own && owner[i] == i ? panels_of(&g[i]) : 0;
+        any_own |= own;
         boff[i + 1] = boff[i] + (size_t)panels * NR * (live ? g[i].K : 0);
         pstart[i + 1] = pstart[i] + panels;
-        tstart[i + 1] = tstart[i] + (live ? (g[i].M + MC - 1) / MC * ((g[i].N + NC - 1) / NC) : 0);
+        tstart[i + 1] = tstart[i] + (live ? tiles_of(&g[i]) : 0);
     }
     packed_b = grown(packed_b, &packed_b_cap, boff[n]);
+    if (any_own) own_b = grown(own_b, &own_b_cap, (size_t)omp_get_max_threads() * KC * NC);
 #pragma omp parallel
     {
+        float *mine = any_own ? own_b + (size_t)omp_get_thread_num() * KC * NC : NULL;
 #pragma omp for schedule(static)
         for (int p = 0; p < pstart[n]; p++) {
             int i = 0;
             while (p >= pstart[i + 1]) i++;
-            pack_b_panel(packed_b + boff[i] + (size_t)(p - pstart[i]) * NR * g[i].K, &g[i], p - pstart[i]);
+            pack_b_panel(packed_b + boff[i] + (size_t)(p - pstart[i]) * NR * g[i].K, &g[i], p - pstart[i], 0, g[i].K);
         }
         /* dynamic: a tile costs the same whichever thread runs it, so the schedule only balances load */
 #pragma omp for schedule(dynamic)
@@ -226,7 +260,8 @@ static void gemm_tiles(const Gemm *g, int n) {
             int i = 0;
             while (t >= tstart[i + 1]) i++;
             int ntiles = (g[i].N + NC - 1) / NC, local = t - tstart[i];
-            gemm_macro_tile(&g[i], packed_b + boff[owner[i]], local / ntiles, local % ntiles);
+            const float *bp = packs_per_tile(&g[i]) ? NULL : packed_b + boff[owner[i]];
+            gemm_macro_tile(&g[i], bp, mine, local / ntiles, local % ntiles);
         }
     }
 }
@@ -241,11 +276,12 @@ enum { KSPLIT = 1024, SPLIT_MAX_TILES = 16 };
 static float *partial; /* the partial sums of the split products of a batch, grown on demand */
 static size_t partial_cap;
 
-/* the chunks g's sum is split into: 1 unless its tiles are few and its sum long, and always 1 with a
- * ReLU mask (which needs the whole sum) */
+/* the chunks g's sum is split into: 1 unless its MC x NC blocks are few and its sum long, and always 1
+ * with a ReLU mask (which needs the whole sum). The count is of MC-row blocks whatever the tiles'
+ * height (tile_rows), so that it, and the order of every sum, depends on the shape alone. */
 static int k_chunks(const Gemm *g) {
-    int tiles = (g->M + MC - 1) / MC * ((g->N + NC - 1) / NC);
-    return g->K >= 2 * KSPLIT && tiles < SPLIT_MAX_TILES && !g->relu_mask ? (g->K + KSPLIT - 1) / KSPLIT : 1;
+    int blocks = (g->M + MC - 1) / MC * ((g->N + NC - 1) / NC);
+    return g->K >= 2 * KSPLIT && blocks < SPLIT_MAX_TILES && !g->relu_mask ? (g->K + KSPLIT - 1) / KSPLIT : 1;
 }
 
 /* chunk j of g's sum over k, into c with row stride ldc */
