@@ -335,7 +335,11 @@ void residual_norm_forward(float *out, float *xn, float *rstd, const float *x, c
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) o[c] = x[(size_t)n * C + c] + branch[(size_t)n * C + c];
+        const float *xr = x + (size_t)n * C, *br = branch + (size_t)n * C;
+        for (int c = 0; c < C; c += 8) {
+            size_t m = C - c < 8 ? (size_t)(C - c) : 8;
+            store_part(o + c, load_part(xr + c, m) + load_part(br + c, m), m);
+        }
         rstd[n] = norm_row(xn + (size_t)n * C, o, gain, bias, C, eps);
     }
 }
@@ -400,10 +404,13 @@ void rope_table(float *cos_t, float *sin_t, int T, int D, float theta, int pos_o
 /* rotates the pairs (a, b) = (v[i], v[i+half]) of one head by +angle (sign = +1) or -angle (sign = -1),
  * cs and sn the cos and sin of this position's angles */
 static void rope_head(float *v, const float *cs, const float *sn, int half, float sign) {
-    for (int i = 0; i < half; i++) {
-        float a = v[i], b = v[i + half], s = sign * sn[i];
-        v[i] = a * cs[i] - b * s;
-        v[i + half] = a * s + b * cs[i];
+    v8 vsign = splat8(sign);
+    for (int i = 0; i < half; i += 8) { /* 8 pairs at a time: both halves are read before either is written */
+        size_t m = half - i < 8 ? (size_t)(half - i) : 8;
+        v8 a = load_part(v + i, m), b = load_part(v + i + half, m), c = load_part(cs + i, m);
+        v8 s = vsign * load_part(sn + i, m);
+        store_part(v + i, a * c - b * s, m);
+        store_part(v + i + half, a * s + b * c, m);
     }
 }
 
@@ -992,8 +999,9 @@ static void attention_block_backward(Moe *m, int l, float *dresid) {
               norm_backward(a->dk_pre, dW->k_norm, NULL, a->dk, b->k_pre, W->k_norm, b->k_rstd, N * KV, D));
         dq = a->dq_pre, dk = a->dk_pre;
     }
-    /* the weight gradients of q, k and v read the same input (packed once) and share a pass with q's
-     * input gradient; k's and v's also add into dxn, so each takes a pass of its own, in that order */
+    /* the weight gradients of q, k and v (each reads the same input, packed in its own tiles) share
+     * a pass with q's input gradient; k's and v's also add into dxn, so each takes a pass of its own,
+     * in that order */
     Gemm qkv[4] = {linear_dw(dW->wq, dq, b->xn1, N, C, H * D), linear_dw(dW->wk, dk, b->xn1, N, C, KV * D),
                    linear_dw(dW->wv, a->dv, b->xn1, N, C, KV * D), linear_din(a->dxn, dq, W->wq, N, C, H * D)};
     qkv[3].accumulate = c->attn_gate; /* the first product into dxn, unless the gate's came first */

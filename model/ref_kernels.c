@@ -57,6 +57,20 @@ void ref_relu_backward(float *du, const float *dh, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) du[i] = u[i] > 0.0f ? dh[i] : 0.0f;
 }
 
+void ref_rope_rotate(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D, float sign) {
+    int half = D / 2;
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((size_t)n * n_heads + h) * D;
+            const float *cs = cos_t + (size_t)(n % T) * half, *sn = sin_t + (size_t)(n % T) * half;
+            for (int i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half], s = sign * sn[i];
+                v[i] = a * cs[i] - b * s;
+                v[i + half] = a * s + b * cs[i];
+            }
+        }
+}
+
 void ref_attention_forward(float *out, float *att, const float *q, const float *k, const float *v, const float *sink,
                        int B, int T, int H, int KV, int D, int window) {
     int group = H / KV;

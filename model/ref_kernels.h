@@ -16,6 +16,10 @@ void ref_matmul_backward(float *din, float *dw, const float *dout, const float *
 void ref_relu_forward(float *h, const float *u, size_t n);
 void ref_relu_backward(float *du, const float *dh, const float *u, size_t n);
 
+/* RoPE: rotates the pairs (x[i], x[i + D/2]) of every head of x [N][n_heads][D] in place by the
+ * angles of its position n % T (cos_t, sin_t [T][D/2]), sign = +1 forward, -1 backward */
+void ref_rope_rotate(float *x, const float *cos_t, const float *sin_t, int N, int T, int n_heads, int D, float sign);
+
 /* causal softmax attention with the probabilities materialised: att [B][H][T][T] (zeros where masked),
  * out [B][T][H][D]; q [B][T][H][D], k, v [B][T][KV][D]; window > 0 limits keys to i - j < window;
  * sink [H] or NULL: a logit per head for an extra key of value zero */

@@ -174,6 +174,29 @@ static void test_residual_norm_matches_add_then_norm(void **state) {
         }
 }
 
+/* RoPE on 8 pairs at a time: the same bits as the plain loop, forward and backward, for heads whose
+ * D / 2 is a multiple of 8, above one and below one */
+static void test_rope_matches_reference(void **state) {
+    (void)state;
+    const int dims[] = {32, 40, 6, 64};
+    int N = 10, T = 4, H = 3;
+    for (size_t i = 0; i < sizeof dims / sizeof dims[0]; i++) {
+        int D = dims[i];
+        size_t n = (size_t)N * H * D;
+        float *x = randn(n), *ref = st_malloc(sizeof(float) * n);
+        float *cos_t = st_malloc(sizeof(float) * T * D / 2), *sin_t = st_malloc(sizeof(float) * T * D / 2);
+        rope_table(cos_t, sin_t, T, D, 100.0f, 3);
+        memcpy(ref, x, sizeof(float) * n);
+        rope_forward(x, cos_t, sin_t, N, T, H, D);
+        ref_rope_rotate(ref, cos_t, sin_t, N, T, H, D, 1.0f);
+        assert_memory_equal(x, ref, sizeof(float) * n);
+        rope_backward(x, cos_t, sin_t, N, T, H, D);
+        ref_rope_rotate(ref, cos_t, sin_t, N, T, H, D, -1.0f);
+        assert_memory_equal(x, ref, sizeof(float) * n);
+        free(x), free(ref), free(cos_t), free(sin_t);
+    }
+}
+
 /* QK-norm fused with RoPE: the same bits as norm_forward (RMSNorm), then rope_forward */
 static void test_qk_norm_rope_matches_norm_then_rope(void **state) {
     (void)state;
@@ -427,6 +450,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_rows_and_threads_independent),
         cmocka_unit_test(test_relu_in_gemm_matches_relu_after),
         cmocka_unit_test(test_residual_norm_matches_add_then_norm),
+        cmocka_unit_test(test_rope_matches_reference),
         cmocka_unit_test(test_qk_norm_rope_matches_norm_then_rope),
         cmocka_unit_test(test_lm_head_loss_matches_full_logits),
         cmocka_unit_test(test_lm_head_loss_chunk_does_not_change_bits),
