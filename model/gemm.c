@@ -317,7 +317,7 @@ void gemm_batch(const Gemm *g, int n) {
     for (int i = 0; i < n; i++) {
         int nk = k_chunks(&g[i]);
         dst[i] = partial + off;
-        sub[m++] = k_chunk(&g[i], 0, g[i].c, g[i].ldc);
+        sub[m++] = nk == 1 ? g[i] : k_chunk(&g[i], 0, g[i].c, g[i].ldc); /* unsplit: the whole sum */
         for (int j = 1; j < nk; j++, off += (size_t)g[i].M * g[i].N)
             sub[m++] = k_chunk(&g[i], j, partial + off, (size_t)g[i].N);
     }

@@ -107,6 +107,27 @@ static void test_matmul_rows_and_threads_independent(void **state) {
     free(in), free(w), free(dout), free(full), free(part), free(dw1), free(dw3), free(din1), free(din3);
 }
 
+/* a batch in which one weight gradient is split along k and another, whose sum is also longer than
+ * a chunk, is not (as two experts' weight gradients, one with 4,096 rows and one with 1,500): each
+ * against the plain loops. The unsplit one must sum over all its rows, not over the first chunk. */
+static void test_batch_of_split_and_unsplit_sums(void **state) {
+    (void)state;
+    int IN = 16, OUT = 8, rows[2] = {4096, 1500};
+    float *dw[2], *ref[2], *in[2], *dout[2];
+    Gemm g[2];
+    for (int p = 0; p < 2; p++) {
+        in[p] = randn((size_t)rows[p] * IN), dout[p] = randn((size_t)rows[p] * OUT);
+        dw[p] = st_calloc((size_t)OUT * IN, sizeof(float)), ref[p] = st_calloc((size_t)OUT * IN, sizeof(float));
+        g[p] = linear_dw(dw[p], dout[p], in[p], rows[p], IN, OUT);
+    }
+    gemm_batch(g, 2);
+    for (int p = 0; p < 2; p++) {
+        ref_matmul_backward(NULL, ref[p], dout[p], in[p], NULL, rows[p], IN, OUT);
+        assert_close(p ? "unsplit dw beside a split one" : "split dw", dw[p], ref[p], (size_t)OUT * IN, 1e-5);
+        free(in[p]), free(dout[p]), free(dw[p]), free(ref[p]);
+    }
+}
+
 /* ReLU in the GEMM's tiles (Gemm.relu_mask) = the product, then ReLU as a pass of its own: the forward
  * (mask = C itself) and the backward (mask = h) bit for bit, on edge tiles of every width */
 static void relu_in_gemm_case(int N, int IN, int OUT) {
@@ -448,6 +469,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_matches_reference),
         cmocka_unit_test(test_matmul_rows_and_threads_independent),
+        cmocka_unit_test(test_batch_of_split_and_unsplit_sums),
         cmocka_unit_test(test_relu_in_gemm_matches_relu_after),
         cmocka_unit_test(test_residual_norm_matches_add_then_norm),
         cmocka_unit_test(test_rope_matches_reference),
