@@ -10,11 +10,12 @@
  * B is first copied into panels the micro-kernel reads contiguously (strided rows would fight over
  * the same cache sets): once per call as [K][NR] column panels shared by every tile, or, for a
  * product of few rows such as a weight gradient, a KC block at a time by the tile that reads it
- * (packs_per_tile); A is read in place through its
- * strides, 6 of its rows (or, transposed, 6 adjacent floats of a row of dout) per step of k, except a
- * last strip of fewer than MR rows, which is packed with zero rows. Macro tiles of MC x NC elements
- * of C (all M rows x NC when B is packed per tile) are the unit of parallel work, and several independent products (both backward products; all experts of a MoE
- * block) share one parallel pass, so threads meet at a barrier once per batch, not once per product.
+ * (packs_per_tile). A is read in place through its strides, 6 of its rows (or, transposed, 6
+ * adjacent floats of a row of dout) per step of k, except a last strip of fewer than MR rows, which
+ * is packed with zero rows. Macro tiles of MC x NC elements of C (all M rows x NC when B is packed
+ * per tile) are the unit of parallel work, and several independent products (both backward
+ * products; all experts of a MoE block) share one parallel pass, so threads meet at a barrier once
+ * per batch, not once per product.
  * Every element of C is computed by one thread, summing over k in the same order whatever the
  * thread count or the tile it falls in, so results are bit-identical across runs and thread counts,
  * and a row's result does not depend on the other rows. */
@@ -221,9 +222,10 @@ static int same_b(const Gemm *x, const Gemm *y) {
     return x->b == y->b && x->sbk == y->sbk && x->sbn == y->sbn && x->K == y->K && x->N == y->N;
 }
 
-/* runs n products, no two of which write the same C, in one parallel region: first every B panel
- * is packed (once for products that share a B, such as the weight gradients of q, k and v, which all
- * read the normalised input), then every macro tile of every product is computed */
+/* runs n products, no two of which write the same C, in one parallel region: first the shared B
+ * panels are packed (once for products that share a B, such as the weight gradients of a wide
+ * SwiGLU's gate and up, which read the same input; not for the products that pack per tile), then
+ * every macro tile of every product is computed */
 static void gemm_tiles(const Gemm *g, int n) {
     size_t boff[n + 1];               /* product i's packed panels start at packed_b + boff[i] */
     int pstart[n + 1], tstart[n + 1]; /* its first panel and first macro tile in the batch's numbering */

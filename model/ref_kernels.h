@@ -1,6 +1,7 @@
-/* model/ref_kernels.h: the plain, obviously-correct versions of the fast kernels of gemm.c and
- * attention.c. They are the tests' oracle: tests/test_kernels.c checks every fast kernel against its
- * reference on shapes that hit every edge of the tiling. Same shapes and conventions as moe.h. */
+/* model/ref_kernels.h: the plain, obviously-correct versions of the fast kernels of gemm.c,
+ * attention.c and moe.c's RoPE. They are the tests' oracle: tests/test_kernels.c checks every fast
+ * kernel against its reference on shapes that hit every edge of the tiling. Same shapes and
+ * conventions as moe.h. */
 #ifndef SINKTRACE_REF_KERNELS_H
 #define SINKTRACE_REF_KERNELS_H
 
