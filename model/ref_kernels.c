@@ -1,6 +1,6 @@
 /* model/ref_kernels.c: matmul, ReLU, RoPE and attention as plain loops, one output at a time: what
- * gemm.c (ReLU runs in its tiles), moe.c's RoPE and attention.c compute, written for clarity, not speed, and the oracle tests/test_kernels.c checks
- * them against. Training never calls them. */
+ * gemm.c (ReLU runs in its tiles), moe.c's RoPE and attention.c compute, written for clarity, not
+ * speed, and the oracle tests/test_kernels.c checks them against. Training never calls them. */
 #include "ref_kernels.h"
 
 #include <math.h>
