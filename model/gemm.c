@@ -286,12 +286,13 @@ static int k_chunks(const Gemm *g) {
     return g->K >= 2 * KSPLIT && blocks < SPLIT_MAX_TILES && !g->relu_mask ? (g->K + KSPLIT - 1) / KSPLIT : 1;
 }
 
-/* chunk j of g's sum over k, into c with row stride ldc */
-static Gemm k_chunk(const Gemm *g, int j, float *c, size_t ldc) {
+/* chunk j of the nk that g's sum over k is cut into (KSPLIT rows each, the last the rest), into c
+ * with row stride ldc */
+static Gemm k_chunk(const Gemm *g, int j, int nk, float *c, size_t ldc) {
     Gemm s = *g;
     int k0 = j * KSPLIT;
     s.a += (size_t)k0 * g->sak, s.b += (size_t)k0 * g->sbk;
-    s.K = g->K - k0 < KSPLIT ? g->K - k0 : KSPLIT;
+    s.K = j == nk - 1 ? g->K - k0 : KSPLIT;
     s.c = c, s.ldc = ldc;
     s.accumulate = j == 0 ? g->accumulate : 0;
     return s;
@@ -319,9 +320,9 @@ void gemm_batch(const Gemm *g, int n) {
     for (int i = 0; i < n; i++) {
         int nk = k_chunks(&g[i]);
         dst[i] = partial + off;
-        sub[m++] = nk == 1 ? g[i] : k_chunk(&g[i], 0, g[i].c, g[i].ldc); /* unsplit: the whole sum */
+        sub[m++] = k_chunk(&g[i], 0, nk, g[i].c, g[i].ldc);
         for (int j = 1; j < nk; j++, off += (size_t)g[i].M * g[i].N)
-            sub[m++] = k_chunk(&g[i], j, partial + off, (size_t)g[i].N);
+            sub[m++] = k_chunk(&g[i], j, nk, partial + off, (size_t)g[i].N);
     }
     gemm_tiles(sub, total);
     for (int i = 0; i < n; i++) {
